@@ -1,0 +1,24 @@
+//! The Nix binary-cache protocol over HTTP.
+//!
+//! The formats Nix speaks to a substituter (nixbase32, store path names, NAR hashes, narinfo) and an
+//! axum router that serves any [`BinaryCache`]. Where the bytes come from is the caller's business.
+#![forbid(unsafe_code)]
+
+mod cache;
+mod encoding;
+mod error;
+mod metrics;
+pub mod nar_hash;
+pub mod narinfo;
+pub mod nixbase32;
+mod range;
+mod router;
+pub mod store_path;
+
+pub use cache::{BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarSource};
+pub use metrics::Metrics;
+pub use nar_hash::NarHash;
+pub use narinfo::NarInfo;
+pub use range::ByteRange;
+pub use router::router;
+pub use store_path::{StoreHash, StorePathName};

@@ -1,0 +1,3 @@
+//! The embedded IPFS-compatible libp2p node: Bitswap, Kademlia, mDNS, relay, DCUtR, AutoNAT and
+//! UnixFS content addressing. It knows nothing about Nix.
+#![forbid(unsafe_code)]

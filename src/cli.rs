@@ -1,0 +1,132 @@
+//! Command line: every flag also reads from a `PEERIX_*` environment variable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Peer-to-peer binary cache for Nix.
+#[derive(Parser, Debug)]
+#[command(version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the local store to Nix as an HTTP binary cache.
+    Serve(ServeArgs),
+    /// Write a Nix-compatible signing key pair (secret file mode 0600).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; an address with a port (127.0.0.1:8080) overrides --port.
+    #[arg(
+        long,
+        env = "PEERIX_LISTEN",
+        default_value = "127.0.0.1",
+        value_name = "ADDR"
+    )]
+    pub listen: String,
+
+    /// HTTP port of the binary cache.
+    #[arg(long, env = "PEERIX_PORT", default_value_t = 12304, value_name = "N")]
+    pub port: u16,
+
+    /// Priority announced in /nix-cache-info (lower is tried first; cache.nixos.org is 40).
+    #[arg(long, env = "PEERIX_PRIORITY", default_value_t = 20, value_name = "N")]
+    pub priority: u32,
+
+    /// Secret key file to sign narinfos with (also read from NIX_SECRET_KEY_FILE).
+    #[arg(long, env = "PEERIX_PRIVATE_KEY", value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+
+    /// Root of the Nix store to serve, as in Nix's `local?root=DIR`.
+    #[arg(
+        long,
+        env = "PEERIX_STORE_ROOT",
+        default_value = "/",
+        value_name = "DIR"
+    )]
+    pub store_root: PathBuf,
+
+    /// Directory for Peerix's own state (created when missing).
+    #[arg(
+        long,
+        env = "PEERIX_STATE_DIR",
+        default_value = "/var/lib/peerix",
+        value_name = "DIR"
+    )]
+    pub state_dir: PathBuf,
+
+    /// Contact nothing that was not given explicitly: no upstream cache, no public bootstrap.
+    #[arg(long, env = "PEERIX_OFFLINE")]
+    pub offline: bool,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct FilterArgs {
+    /// Extra fnmatch pattern on store path basenames to keep private (repeatable).
+    #[arg(
+        long = "filter-pattern",
+        visible_alias = "filter-patterns",
+        env = "PEERIX_FILTER_PATTERNS",
+        value_delimiter = ',',
+        value_name = "P"
+    )]
+    pub patterns: Vec<String>,
+
+    /// Do not apply the built-in sensitive-path patterns (extra patterns still apply).
+    #[arg(long, env = "PEERIX_NO_DEFAULT_FILTERS")]
+    pub no_default_filters: bool,
+
+    /// Share every store path, sensitive ones included.
+    #[arg(long, env = "PEERIX_NO_FILTER")]
+    pub no_filter: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Key name, conventionally `<host>-1`.
+    pub name: String,
+    /// Where to write the secret key (created with mode 0600, never overwritten).
+    pub secret_file: PathBuf,
+    /// Where to write the public key.
+    pub public_file: PathBuf,
+}
+
+impl ServeArgs {
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        if let Ok(addr) = self.listen.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        let ip = self
+            .listen
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+            .map_err(|_| {
+                format!(
+                    "--listen {:?} is neither an IP address nor IP:port",
+                    self.listen
+                )
+            })?;
+        Ok(SocketAddr::new(ip, self.port))
+    }
+
+    /// `--private-key`, else the NIX_SECRET_KEY_FILE convention.
+    pub fn private_key_file(&self) -> Option<PathBuf> {
+        self.private_key
+            .clone()
+            .or_else(|| std::env::var_os("NIX_SECRET_KEY_FILE").map(PathBuf::from))
+    }
+}

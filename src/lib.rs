@@ -1,0 +1,9 @@
+//! Peerix: a peer-to-peer binary cache for Nix. The `peerix` binary is a thin shell over this.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod filter;
+pub mod keygen;
+pub mod nix;
+pub mod serve;
+pub mod store;

@@ -1,0 +1,39 @@
+//! Peerix: a peer-to-peer binary cache for Nix.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use peerix::cli::{Cli, Command};
+use peerix::{keygen, serve};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,peerix=info",
+        2 => "info,peerix=debug",
+        _ => "debug,peerix=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Keygen(args) => keygen::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peerix: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `peerix serve`: the binary-cache front over the local store.
+
+use std::sync::Arc;
+
+use peerix_http::Metrics;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::filter::PathFilter;
+use crate::nix::signing::SecretKey;
+use crate::store::{CachingSigner, LocalStore};
+
+fn load_signer(args: &ServeArgs) -> Result<Option<SecretKey>, String> {
+    let Some(file) = args.private_key_file() else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read secret key {}: {e}", file.display()))?;
+    SecretKey::parse(&text)
+        .map(Some)
+        .map_err(|e| format!("secret key {}: {e}", file.display()))
+}
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let addr = args.listen_addr()?;
+    let signer = load_signer(&args)?;
+    let filter = PathFilter::new(
+        !args.filter.no_filter,
+        !args.filter.no_default_filters,
+        &args.filter.patterns,
+    )
+    .map_err(|e| format!("bad --filter-pattern: {e}"))?;
+    std::fs::create_dir_all(&args.state_dir)
+        .map_err(|e| format!("cannot create state dir {}: {e}", args.state_dir.display()))?;
+    tracing::info!(
+        %addr,
+        store_root = %args.store_root.display(),
+        signing = signer.as_ref().map(|k| k.name()),
+        filter_patterns = filter.pattern_count(),
+        offline = args.offline,
+        "starting"
+    );
+
+    let signer = signer.map(CachingSigner::new);
+    let store = LocalStore::new(&args.store_root, filter, signer, args.priority);
+    let app = peerix_http::router(store, Arc::new(Metrics::default()));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        eprintln!(
+            "peerix: serving the Nix store at http://{}",
+            listener.local_addr().unwrap_or(addr)
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))
+    })
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

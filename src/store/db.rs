@@ -1,0 +1,176 @@
+//! Read-only access to a Nix store's SQLite database (`<root>/nix/var/nix/db/db.sqlite`).
+//!
+//! Nix runs the database in WAL mode, so readers never block its writers and see committed state
+//! only. Connections are pooled; a root without a database is an empty store until one appears.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use peerix_http::{CacheError, NarHash, StoreHash, StorePathName};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+/// Path metadata as the database records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathInfo {
+    pub path: StorePathName,
+    pub nar_hash: NarHash,
+    pub nar_size: u64,
+    pub deriver: Option<StorePathName>,
+    /// Sorted, as Nix lists them.
+    pub references: Vec<StorePathName>,
+    pub sigs: Vec<String>,
+    pub ca: Option<String>,
+}
+
+/// A row as stored; nothing in it is trusted until [`RawPathInfo::validate`] accepts it.
+struct RawPathInfo {
+    path: String,
+    nar_hash: String,
+    deriver: Option<String>,
+    nar_size: Option<i64>,
+    sigs: Option<String>,
+    ca: Option<String>,
+    /// Space-separated absolute paths (store paths contain no spaces).
+    references: Option<String>,
+}
+
+impl RawPathInfo {
+    fn validate(self) -> Result<PathInfo, CacheError> {
+        let corrupt =
+            |what: &str| CacheError::Corrupt(format!("{}: bad {what} in database", self.path));
+        let store_path = |p: &str, what| StorePathName::from_absolute(p).map_err(|_| corrupt(what));
+        let mut references = self
+            .references
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|r| !r.is_empty())
+            .map(|r| store_path(r, "reference"))
+            .collect::<Result<Vec<_>, _>>()?;
+        references.sort_unstable_by(|a, b| a.basename().cmp(b.basename()));
+        Ok(PathInfo {
+            path: store_path(&self.path, "path")?,
+            nar_hash: NarHash::parse(&self.nar_hash).map_err(|_| corrupt("hash"))?,
+            nar_size: self
+                .nar_size
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| corrupt("narSize"))?,
+            deriver: self
+                .deriver
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .map(|d| store_path(d, "deriver"))
+                .transpose()?,
+            references,
+            sigs: self
+                .sigs
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            ca: self.ca.clone().filter(|c| !c.is_empty()),
+        })
+    }
+}
+
+/// Idle connections kept for reuse; more are opened under load and closed after.
+const POOL_SIZE: usize = 16;
+
+pub struct StoreDb {
+    file: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+}
+
+fn db_error(e: rusqlite::Error) -> CacheError {
+    CacheError::Database(e.to_string())
+}
+
+impl StoreDb {
+    pub fn new(store_root: &Path) -> Self {
+        Self {
+            file: store_root.join("nix/var/nix/db/db.sqlite"),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> Result<Connection, CacheError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.file, flags).map_err(db_error)?;
+        // A checkpoint by Nix can briefly lock the WAL index; wait rather than fail the request.
+        conn.busy_timeout(Duration::from_secs(1))
+            .map_err(db_error)?;
+        Ok(conn)
+    }
+
+    /// Runs `query` on a pooled connection; `Ok(None)` when the store has no database yet.
+    fn with_conn<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<Option<T>, CacheError>,
+    ) -> Result<Option<T>, CacheError> {
+        let pooled = self.pool.lock().ok().and_then(|mut pool| pool.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None if !self.file.exists() => return Ok(None),
+            None => self.open()?,
+        };
+        let result = query(&conn);
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < POOL_SIZE {
+                pool.push(conn);
+            }
+        }
+        result
+    }
+
+    pub fn path_info(&self, hash: StoreHash) -> Result<Option<PathInfo>, CacheError> {
+        // Store paths sort by hash first: `<dir>/<hash>-` up to `<dir>/<hash>.` brackets one hash.
+        let low = format!("{}/{hash}-", peerix_http::store_path::STORE_DIR);
+        let high = format!("{}/{hash}.", peerix_http::store_path::STORE_DIR);
+        self.with_conn(|conn| {
+            // One statement, so one read transaction (and one round of file locks) per lookup.
+            let mut by_hash = conn
+                .prepare_cached(
+                    "SELECT v.path, v.hash, v.deriver, v.narSize, v.sigs, v.ca, \
+                       (SELECT group_concat(p.path, ' ') FROM Refs r \
+                        JOIN ValidPaths p ON p.id = r.reference WHERE r.referrer = v.id) \
+                     FROM ValidPaths v WHERE v.path >= ?1 AND v.path < ?2 LIMIT 1",
+                )
+                .map_err(db_error)?;
+            let row = by_hash
+                .query_row((&low, &high), |r| {
+                    Ok(RawPathInfo {
+                        path: r.get(0)?,
+                        nar_hash: r.get(1)?,
+                        deriver: r.get(2)?,
+                        nar_size: r.get(3)?,
+                        sigs: r.get(4)?,
+                        ca: r.get(5)?,
+                        references: r.get(6)?,
+                    })
+                })
+                .optional()
+                .map_err(db_error)?;
+            row.map(RawPathInfo::validate).transpose()
+        })
+    }
+
+    /// The store hash of the path whose NAR has this hash. Nix keeps no index on NAR hashes, so
+    /// this scans the table: callers remember answers.
+    pub fn hash_of_nar(&self, nar_hash: NarHash) -> Result<Option<StoreHash>, CacheError> {
+        let hex = format!("sha256:{}", nar_hash.to_hex());
+        let base32 = nar_hash.to_string();
+        self.with_conn(|conn| {
+            let path: Option<String> = conn
+                .prepare_cached("SELECT path FROM ValidPaths WHERE hash IN (?1, ?2) LIMIT 1")
+                .map_err(db_error)?
+                .query_row((&hex, &base32), |r| r.get(0))
+                .optional()
+                .map_err(db_error)?;
+            Ok(path
+                .and_then(|p| StorePathName::from_absolute(&p).ok())
+                .map(|p| p.hash()))
+        })
+    }
+}

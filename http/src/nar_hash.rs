@@ -2,20 +2,27 @@
 
 use std::fmt;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use thiserror::Error;
 
 use crate::nixbase32;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("NAR hash must be sha256: followed by 52 nixbase32 or 64 hex characters")]
+#[error("NAR hash must be sha256: with 52 nixbase32 or 64 hex characters, or sha256- with base64")]
 pub struct NarHashError;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NarHash(pub [u8; 32]);
 
 impl NarHash {
-    /// Accepts both spellings Nix uses: nixbase32 (narinfo) and base16 (database).
+    /// Accepts the spellings Nix uses: nixbase32 (narinfo), base16 (database) and SRI
+    /// (`sha256-<base64>`, `nix path-info --json`).
     pub fn parse(text: &str) -> Result<Self, NarHashError> {
+        if let Some(sri) = text.strip_prefix("sha256-") {
+            let bytes = BASE64.decode(sri).map_err(|_| NarHashError)?;
+            return bytes.try_into().map(Self).map_err(|_| NarHashError);
+        }
         let digest = text.strip_prefix("sha256:").ok_or(NarHashError)?;
         match digest.len() {
             52 => Self::from_base32(digest),
@@ -71,8 +78,10 @@ mod tests {
     fn both_spellings_agree() {
         let hex = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let b32 = "sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73";
+        let sri = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
         let a = NarHash::parse(hex).unwrap();
         assert_eq!(a, NarHash::parse(b32).unwrap());
+        assert_eq!(a, NarHash::parse(sri).unwrap());
         assert_eq!(a.to_string(), b32);
         assert_eq!(format!("sha256:{}", a.to_hex()), hex);
     }

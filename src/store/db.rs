@@ -1,14 +1,12 @@
-//! Read-only access to a Nix store's SQLite database (`<root>/nix/var/nix/db/db.sqlite`).
-//!
-//! Nix runs the database in WAL mode, so readers never block its writers and see committed state
-//! only. Connections are pooled; a root without a database is an empty store until one appears.
+//! Queries on a Nix store's database (`<root>/nix/var/nix/db/db.sqlite`): path info by store hash,
+//! store hash by NAR hash. A root without a database is an empty store until one appears.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::path::Path;
 
 use peerix_http::{CacheError, NarHash, StoreHash, StorePathName};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::OptionalExtension;
+
+use super::sqlite::ReadOnlyDb;
 
 /// Path metadata as the database records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,12 +73,8 @@ impl RawPathInfo {
     }
 }
 
-/// Idle connections kept for reuse; more are opened under load and closed after.
-const POOL_SIZE: usize = 16;
-
 pub struct StoreDb {
-    file: PathBuf,
-    pool: Mutex<Vec<Connection>>,
+    db: ReadOnlyDb,
 }
 
 fn db_error(e: rusqlite::Error) -> CacheError {
@@ -90,70 +84,38 @@ fn db_error(e: rusqlite::Error) -> CacheError {
 impl StoreDb {
     pub fn new(store_root: &Path) -> Self {
         Self {
-            file: store_root.join("nix/var/nix/db/db.sqlite"),
-            pool: Mutex::new(Vec::new()),
+            db: ReadOnlyDb::new(store_root.join("nix/var/nix/db/db.sqlite")),
         }
-    }
-
-    fn open(&self) -> Result<Connection, CacheError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.file, flags).map_err(db_error)?;
-        // A checkpoint by Nix can briefly lock the WAL index; wait rather than fail the request.
-        conn.busy_timeout(Duration::from_secs(1))
-            .map_err(db_error)?;
-        Ok(conn)
-    }
-
-    /// Runs `query` on a pooled connection; `Ok(None)` when the store has no database yet.
-    fn with_conn<T>(
-        &self,
-        query: impl FnOnce(&Connection) -> Result<Option<T>, CacheError>,
-    ) -> Result<Option<T>, CacheError> {
-        let pooled = self.pool.lock().ok().and_then(|mut pool| pool.pop());
-        let conn = match pooled {
-            Some(conn) => conn,
-            None if !self.file.exists() => return Ok(None),
-            None => self.open()?,
-        };
-        let result = query(&conn);
-        if let Ok(mut pool) = self.pool.lock() {
-            if pool.len() < POOL_SIZE {
-                pool.push(conn);
-            }
-        }
-        result
     }
 
     pub fn path_info(&self, hash: StoreHash) -> Result<Option<PathInfo>, CacheError> {
         // Store paths sort by hash first: `<dir>/<hash>-` up to `<dir>/<hash>.` brackets one hash.
         let low = format!("{}/{hash}-", peerix_http::store_path::STORE_DIR);
         let high = format!("{}/{hash}.", peerix_http::store_path::STORE_DIR);
-        self.with_conn(|conn| {
+        let row = self.db.query(|conn| {
             // One statement, so one read transaction (and one round of file locks) per lookup.
-            let mut by_hash = conn
-                .prepare_cached(
-                    "SELECT v.path, v.hash, v.deriver, v.narSize, v.sigs, v.ca, \
-                       (SELECT group_concat(p.path, ' ') FROM Refs r \
-                        JOIN ValidPaths p ON p.id = r.reference WHERE r.referrer = v.id) \
-                     FROM ValidPaths v WHERE v.path >= ?1 AND v.path < ?2 LIMIT 1",
-                )
-                .map_err(db_error)?;
-            let row = by_hash
-                .query_row((&low, &high), |r| {
-                    Ok(RawPathInfo {
-                        path: r.get(0)?,
-                        nar_hash: r.get(1)?,
-                        deriver: r.get(2)?,
-                        nar_size: r.get(3)?,
-                        sigs: r.get(4)?,
-                        ca: r.get(5)?,
-                        references: r.get(6)?,
-                    })
+            conn.prepare_cached(
+                "SELECT v.path, v.hash, v.deriver, v.narSize, v.sigs, v.ca, \
+                   (SELECT group_concat(p.path, ' ') FROM Refs r \
+                    JOIN ValidPaths p ON p.id = r.reference WHERE r.referrer = v.id) \
+                 FROM ValidPaths v WHERE v.path >= ?1 AND v.path < ?2 LIMIT 1",
+            )?
+            .query_row((&low, &high), |r| {
+                Ok(RawPathInfo {
+                    path: r.get(0)?,
+                    nar_hash: r.get(1)?,
+                    deriver: r.get(2)?,
+                    nar_size: r.get(3)?,
+                    sigs: r.get(4)?,
+                    ca: r.get(5)?,
+                    references: r.get(6)?,
                 })
-                .optional()
-                .map_err(db_error)?;
-            row.map(RawPathInfo::validate).transpose()
-        })
+            })
+            .optional()
+        });
+        row.map_err(db_error)?
+            .map(RawPathInfo::validate)
+            .transpose()
     }
 
     /// The store hash of the path whose NAR has this hash. Nix keeps no index on NAR hashes, so
@@ -161,16 +123,16 @@ impl StoreDb {
     pub fn hash_of_nar(&self, nar_hash: NarHash) -> Result<Option<StoreHash>, CacheError> {
         let hex = format!("sha256:{}", nar_hash.to_hex());
         let base32 = nar_hash.to_string();
-        self.with_conn(|conn| {
-            let path: Option<String> = conn
-                .prepare_cached("SELECT path FROM ValidPaths WHERE hash IN (?1, ?2) LIMIT 1")
-                .map_err(db_error)?
-                .query_row((&hex, &base32), |r| r.get(0))
-                .optional()
-                .map_err(db_error)?;
-            Ok(path
-                .and_then(|p| StorePathName::from_absolute(&p).ok())
-                .map(|p| p.hash()))
-        })
+        let path: Option<String> = self
+            .db
+            .query(|conn| {
+                conn.prepare_cached("SELECT path FROM ValidPaths WHERE hash IN (?1, ?2) LIMIT 1")?
+                    .query_row((&hex, &base32), |r| r.get(0))
+                    .optional()
+            })
+            .map_err(db_error)?;
+        Ok(path
+            .and_then(|p| StorePathName::from_absolute(&p).ok())
+            .map(|p| p.hash()))
     }
 }

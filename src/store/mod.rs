@@ -2,6 +2,7 @@
 
 mod db;
 mod signer;
+mod sqlite;
 
 use std::collections::HashMap;
 use std::io;

@@ -139,12 +139,13 @@ impl NarValidator {
     }
 
     fn fill(&mut self, input: &[u8], target: usize) -> usize {
-        let n = (target - self.buf.len()).min(input.len());
+        let n = target.saturating_sub(self.buf.len()).min(input.len());
         self.buf.extend_from_slice(&input[..n]);
         n
     }
 
     fn string_bytes(&mut self, input: &[u8], max: usize) -> Result<usize, NarError> {
+        // The length prefix first, then (possibly over several calls) the text and padding.
         let mut used = self.fill(input, 8);
         if self.buf.len() >= 8 {
             let len = self.length_prefix();

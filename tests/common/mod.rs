@@ -1,0 +1,379 @@
+//! Shared test harness: real Nix commands, fixture stores, a running `peerix`, curl as the client.
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+pub const NIX_CONFIG: &str = "experimental-features = nix-command\nsubstituters =\nsandbox = false";
+
+fn require_nix() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let found = Command::new("nix-store").arg("--version").output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "these tests need real Nix: run scripts/test, which installs Debian's nix-bin"
+        );
+    });
+}
+
+/// A Nix command with an offline configuration and a private narinfo disk cache.
+pub fn nix(program: &str, cache_home: &Path) -> Command {
+    require_nix();
+    let mut cmd = Command::new(program);
+    cmd.env("NIX_CONFIG", NIX_CONFIG)
+        .env("XDG_CACHE_HOME", cache_home)
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The fixture closure from tests/fixtures/closure.nix, built once per test binary.
+pub struct Fixture {
+    pub top: String,
+    pub app: String,
+    pub lib: String,
+    pub big: String,
+    pub secrets: String,
+    scratch: TempDir,
+}
+
+impl Fixture {
+    pub fn get() -> &'static Fixture {
+        static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+        FIXTURE.get_or_init(|| {
+            let scratch = TempDir::new().unwrap();
+            let expr = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/closure.nix");
+            let build = |attr: &str| {
+                stdout_text(&run(nix("nix-build", scratch.path()).arg(&expr).args([
+                    "--no-out-link",
+                    "-A",
+                    attr,
+                ])))
+            };
+            Fixture {
+                top: build("top"),
+                app: build("app"),
+                lib: build("lib"),
+                big: build("big"),
+                secrets: build("secrets"),
+                scratch,
+            }
+        })
+    }
+
+    /// Every fixture path, the sensitive one included.
+    pub fn all(&self) -> Vec<&str> {
+        vec![&self.top, &self.app, &self.lib, &self.big, &self.secrets]
+    }
+}
+
+pub fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+pub fn hash_part(store_path: &str) -> &str {
+    &store_path["/nix/store/".len()..][..32]
+}
+
+/// A chroot store (`local?root=DIR`) standing in for one machine.
+pub struct ChrootStore {
+    pub dir: TempDir,
+}
+
+impl ChrootStore {
+    pub fn empty() -> Self {
+        Self {
+            dir: TempDir::new().unwrap(),
+        }
+    }
+
+    pub fn with_paths(paths: &[&str]) -> Self {
+        let store = Self::empty();
+        store.copy_in(paths);
+        store
+    }
+
+    pub fn url(&self) -> String {
+        format!("local?root={}", self.dir.path().display())
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn copy_in(&self, paths: &[&str]) {
+        run(nix("nix", self.root())
+            .args(["copy", "--no-check-sigs", "--to", &self.url()])
+            .args(paths));
+    }
+
+    pub fn sign(&self, secret_key_file: &Path, paths: &[&str]) {
+        run(nix("nix", self.root())
+            .args(["store", "sign", "--store", &self.url(), "--key-file"])
+            .arg(secret_key_file)
+            .arg("-r")
+            .args(paths));
+    }
+
+    pub fn physical(&self, store_path: &str) -> PathBuf {
+        self.root().join(store_path.trim_start_matches('/'))
+    }
+
+    /// `nix-store --dump` of the physical path: the reference NAR bytes.
+    pub fn dump(&self, store_path: &str) -> Vec<u8> {
+        run(nix("nix-store", self.root())
+            .arg("--dump")
+            .arg(self.physical(store_path)))
+        .stdout
+    }
+
+    /// `nix path-info --json` of one path in this store.
+    pub fn path_info(&self, store_path: &str) -> serde_json::Value {
+        let out = run(nix("nix", self.root()).args([
+            "path-info",
+            "--json",
+            "--store",
+            &self.url(),
+            store_path,
+        ]));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list[0].clone()
+    }
+}
+
+/// A key pair made by `nix-store --generate-binary-cache-key`.
+pub struct NixKey {
+    pub secret: PathBuf,
+    pub public: String,
+    _dir: TempDir,
+}
+
+impl NixKey {
+    pub fn generate(name: &str) -> Self {
+        let dir = TempDir::new().unwrap();
+        let secret = dir.path().join("secret");
+        let public = dir.path().join("public");
+        run(nix("nix-store", dir.path())
+            .args(["--generate-binary-cache-key", name])
+            .args([&secret, &public]));
+        Self {
+            public: std::fs::read_to_string(&public).unwrap().trim().to_owned(),
+            secret,
+            _dir: dir,
+        }
+    }
+
+    pub fn peerix_keygen(name: &str) -> Self {
+        let dir = TempDir::new().unwrap();
+        let secret = dir.path().join("secret");
+        let public = dir.path().join("public");
+        let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
+            .args(["keygen", name])
+            .args([&secret, &public])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            public: std::fs::read_to_string(&public).unwrap().trim().to_owned(),
+            secret,
+            _dir: dir,
+        }
+    }
+}
+
+/// A running `peerix serve`; killed on drop.
+pub struct Peerix {
+    child: Child,
+    pub port: u16,
+    _state: TempDir,
+}
+
+impl Peerix {
+    pub fn serve(store_root: &Path, extra: &[&str]) -> Self {
+        Self::serve_with_env(store_root, extra, &[])
+    }
+
+    pub fn serve_with_env(store_root: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerix"));
+        cmd.envs(env.iter().copied());
+        Self::launch(cmd, store_root, extra)
+    }
+
+    /// Runs Peerix as the unprivileged `nobody` user (the caller must be root).
+    pub fn serve_as_nobody(store_root: &Path) -> Self {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_peerix"));
+        Self::launch(cmd, store_root, &[])
+    }
+
+    fn launch(mut cmd: Command, store_root: &Path, extra: &[&str]) -> Self {
+        let state = TempDir::new().unwrap();
+        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut child = cmd
+            .args(["serve", "--offline", "--port", "0", "--store-root"])
+            .arg(store_root)
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("peerix binary runs");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("http://").nth(1) {
+                    let _ = tx.send(addr.rsplit(':').next().unwrap_or("").parse::<u16>());
+                }
+                eprintln!("[peerix] {line}");
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(port)) => port,
+            other => {
+                let _ = child.kill();
+                panic!("peerix did not report its address: {other:?}");
+            }
+        };
+        Self {
+            child,
+            port,
+            _state: state,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One GET over a fresh connection with a minimal HTTP/1.1 client: (status, body).
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete response");
+        let head = String::from_utf8_lossy(&raw[..split]);
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        (status, raw[split + 4..].to_vec())
+    }
+}
+
+impl Drop for Peerix {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A curl response: status, lower-cased header lines, body.
+pub struct Curl {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Curl {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs curl (a real, independent HTTP client) with `args` against `url`.
+pub fn curl(url: &str, args: &[&str]) -> Curl {
+    let dir = TempDir::new().unwrap();
+    let headers = dir.path().join("headers");
+    let body = dir.path().join("body");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-D"])
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is installed");
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = std::fs::read_to_string(&headers).unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Curl {
+        status,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+    }
+}
+
+/// `nix copy --from <cache> --to <dest>` with require-sigs and exactly one trusted key.
+pub fn nix_copy_from(cache: &str, dest: &ChrootStore, trusted_key: &str, paths: &[&str]) -> Output {
+    nix("nix", dest.root())
+        .args(["copy", "--from", cache, "--to", &dest.url()])
+        .args(["--option", "trusted-public-keys", trusted_key])
+        .args(["--option", "require-sigs", "true"])
+        .args(paths)
+        .output()
+        .unwrap()
+}

@@ -1,8 +1,10 @@
-//! Command line: every flag also reads from a `PEERIX_*` environment variable.
+//! Command line: every flag also reads from a `PEERIX_*` environment variable (switches take
+//! 1/0, true/false, yes/no or on/off there).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// Peer-to-peer binary cache for Nix.
@@ -57,17 +59,13 @@ pub struct ServeArgs {
     )]
     pub store_root: PathBuf,
 
-    /// Directory for Peerix's own state (created when missing).
-    #[arg(
-        long,
-        env = "PEERIX_STATE_DIR",
-        default_value = "/var/lib/peerix",
-        value_name = "DIR"
-    )]
-    pub state_dir: PathBuf,
+    /// Directory for Peerix's own state, created when missing [default: $STATE_DIRECTORY, else
+    /// /var/lib/peerix when writable, else $XDG_STATE_HOME/peerix or ~/.local/state/peerix].
+    #[arg(long, env = "PEERIX_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 
     /// Contact nothing that was not given explicitly: no upstream cache, no public bootstrap.
-    #[arg(long, env = "PEERIX_OFFLINE")]
+    #[arg(long, env = "PEERIX_OFFLINE", value_parser = BoolishValueParser::new())]
     pub offline: bool,
 
     #[command(flatten)]
@@ -87,11 +85,11 @@ pub struct FilterArgs {
     pub patterns: Vec<String>,
 
     /// Do not apply the built-in sensitive-path patterns (extra patterns still apply).
-    #[arg(long, env = "PEERIX_NO_DEFAULT_FILTERS")]
+    #[arg(long, env = "PEERIX_NO_DEFAULT_FILTERS", value_parser = BoolishValueParser::new())]
     pub no_default_filters: bool,
 
     /// Share every store path, sensitive ones included.
-    #[arg(long, env = "PEERIX_NO_FILTER")]
+    #[arg(long, env = "PEERIX_NO_FILTER", value_parser = BoolishValueParser::new())]
     pub no_filter: bool,
 }
 
@@ -121,6 +119,26 @@ impl ServeArgs {
                 )
             })?;
         Ok(SocketAddr::new(ip, self.port))
+    }
+
+    /// Creates and returns the state directory (see `--state-dir`).
+    pub fn state_dir(&self) -> Result<PathBuf, String> {
+        let create = |dir: PathBuf| std::fs::create_dir_all(&dir).map(|()| dir);
+        let explicit = self
+            .state_dir
+            .clone()
+            .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from));
+        if let Some(dir) = explicit {
+            let shown = dir.display().to_string();
+            return create(dir).map_err(|e| format!("cannot create state dir {shown}: {e}"));
+        }
+        create(PathBuf::from("/var/lib/peerix")).or_else(|_| {
+            let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"));
+            let base = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).or(home);
+            let dir = base.ok_or("no writable state dir: pass --state-dir")?.join("peerix");
+            let shown = dir.display().to_string();
+            create(dir).map_err(|e| format!("cannot create state dir {shown}: {e}"))
+        })
     }
 
     /// `--private-key`, else the NIX_SECRET_KEY_FILE convention.

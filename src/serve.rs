@@ -30,11 +30,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         &args.filter.patterns,
     )
     .map_err(|e| format!("bad --filter-pattern: {e}"))?;
-    std::fs::create_dir_all(&args.state_dir)
-        .map_err(|e| format!("cannot create state dir {}: {e}", args.state_dir.display()))?;
+    let state_dir = args.state_dir()?;
     tracing::info!(
         %addr,
         store_root = %args.store_root.display(),
+        state_dir = %state_dir.display(),
         signing = signer.as_ref().map(|k| k.name()),
         filter_patterns = filter.pattern_count(),
         offline = args.offline,

@@ -201,3 +201,22 @@ fn filters_hide_paths_on_every_route() {
     assert_eq!(custom.get(&lib_narinfo).0, 404);
     assert_eq!(custom.get(&narinfo).0, 404);
 }
+
+#[test]
+fn streaming_a_large_nar_keeps_memory_flat() {
+    let f = Fixture::get();
+    let store = ChrootStore::with_paths(&[&f.big]);
+    let peerix = Peerix::serve(store.root(), &[]);
+    let url = nar_url(&peerix, &f.big);
+    let before = peerix.peak_rss_kib();
+    for args in [&[][..], &["-H", "Accept-Encoding: zstd"][..]] {
+        let response = curl(&url, args);
+        assert_eq!(response.status, 200);
+        assert!(response.body.len() > 100 << 20, "{args:?}");
+    }
+    let grown_mib = (peerix.peak_rss_kib() - before) / 1024;
+    assert!(
+        grown_mib < 32,
+        "serving a 100 MiB NAR grew the server by {grown_mib} MiB"
+    );
+}

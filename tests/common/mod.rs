@@ -280,6 +280,16 @@ impl Peerix {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Peak resident memory of the server process so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
     /// One GET over a fresh connection with a minimal HTTP/1.1 client: (status, body).
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();

@@ -1,0 +1,186 @@
+//! The report: facts about the environment and the markdown table of both servers' results.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::fixture::{Fixture, KEY_NAME};
+use crate::session::{NarinfoScenario, ServerResults};
+use crate::{
+    BIG_NAR_BYTES, CONNECTIONS, LOAD_THREADS, MEASURED, NAR_FETCHES, ROUNDS, SMALL_PATHS, WARM_UP,
+};
+
+/// The 1, 5 and 15 minute load averages.
+pub(crate) fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) fn environment_facts(
+    fixture: &Fixture,
+    harmonia: Option<&Path>,
+    load_at_start: &str,
+) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let baseline = match harmonia {
+        Some(bin) => format!(
+            "harmonia 3.2 at `{}` (HARMONIA_BIN; workers = 2, compression off)",
+            bin.display()
+        ),
+        None => "baseline: HARMONIA_BIN not set".to_owned(),
+    };
+    let mut facts = String::new();
+    let _ = writeln!(
+        facts,
+        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}",
+        load_average()
+    );
+    let _ = writeln!(
+        facts,
+        "- load generator: in-process, tokio runtime with {LOAD_THREADS} worker threads on the same \
+         cores as the server; {CONNECTIONS} keep-alive HTTP/1.1 connections for narinfo \
+         ({WARM_UP:?} warm-up + {MEASURED:?} measured), 1 connection for NAR ({NAR_FETCHES} whole \
+         fetches after 1 untimed)"
+    );
+    let _ = writeln!(
+        facts,
+        "- {ROUNDS} rounds, servers alternating (ABA/BAB), best round of each shown"
+    );
+    let _ = writeln!(
+        facts,
+        "- fixture: {SMALL_PATHS} small paths + one {} MiB path in `local?root={}`",
+        BIG_NAR_BYTES >> 20,
+        fixture.store_root.display()
+    );
+    let _ = writeln!(facts, "- Peerix: `{}`", env!("CARGO_BIN_EXE_peerix"));
+    let _ = writeln!(facts, "- {baseline}");
+    facts
+}
+
+/// One table row: the label, each server's cell, and the number the ratio is taken of.
+struct Row {
+    label: String,
+    cells: [String; 2],
+    ratio_of: [Option<f64>; 2],
+}
+
+impl Row {
+    fn numbers(label: String, values: [Option<f64>; 2], format: fn(f64) -> String) -> Self {
+        Self {
+            label,
+            cells: values.map(|v| v.map_or_else(|| "—".to_owned(), format)),
+            ratio_of: values,
+        }
+    }
+
+    fn ratio(&self) -> String {
+        match self.ratio_of {
+            [Some(peerix), Some(baseline)] if baseline > 0.0 => format!("{:.2}", peerix / baseline),
+            _ => "—".to_owned(),
+        }
+    }
+}
+
+pub(crate) fn render_report(facts: &str, results: &[ServerResults]) -> String {
+    let empty = ServerResults::default();
+    let peerix = &results[0];
+    let baseline = results.get(1).unwrap_or(&empty);
+    let both = [peerix, baseline];
+
+    let mut rows = Vec::new();
+    for scenario in NarinfoScenario::ALL {
+        let best = both.map(|r| r.narinfo[scenario as usize]);
+        rows.push(Row::numbers(
+            format!("{} (req/s)", scenario.label()),
+            best.map(|m| m.map(|m| m.requests_per_s)),
+            |v| format!("{v:.0}"),
+        ));
+        rows.push(Row {
+            label: format!("{} p50 / p99 (ms; ratio of p99)", scenario.label()),
+            cells: best.map(|m| {
+                m.map_or_else(
+                    || "—".to_owned(),
+                    |m| format!("{:.2} / {:.2}", m.p50_ms, m.p99_ms),
+                )
+            }),
+            ratio_of: best.map(|m| m.map(|m| m.p99_ms)),
+        });
+    }
+    rows.push(Row::numbers(
+        format!("NAR {} MiB, 1 connection (MB/s)", BIG_NAR_BYTES >> 20),
+        both.map(|r| r.nar_mb_per_s),
+        |v| format!("{v:.0}"),
+    ));
+    let mib = |kib: Option<u64>| kib.map(|k| k as f64 / 1024.0);
+    rows.push(Row::numbers(
+        "peak RSS before NAR (MiB)".to_owned(),
+        both.map(|r| mib(r.rss_before_nar_kib)),
+        |v| format!("{v:.1}"),
+    ));
+    rows.push(Row::numbers(
+        "peak RSS after NAR (MiB)".to_owned(),
+        both.map(|r| mib(r.rss_after_nar_kib)),
+        |v| format!("{v:.1}"),
+    ));
+
+    let mut report = String::from("# HTTP front: Peerix vs harmonia\n\n");
+    report.push_str(facts);
+    report.push_str("\n| scenario | Peerix | harmonia | ratio (Peerix/harmonia) |\n");
+    report.push_str("| --- | ---: | ---: | ---: |\n");
+    for row in &rows {
+        let _ = writeln!(
+            report,
+            "| {} | {} | {} | {} |",
+            row.label,
+            row.cells[0],
+            row.cells[1],
+            row.ratio()
+        );
+    }
+    report.push_str(
+        "\nRatio > 1 is better for req/s and MB/s, worse for latency and RSS. \
+         MB = 1e6 bytes.\n",
+    );
+    report.push_str(&problems(&[("Peerix", peerix), ("harmonia", baseline)]));
+    report
+}
+
+fn problems(servers: &[(&str, &ServerResults)]) -> String {
+    let mut text = String::new();
+    for (name, results) in servers {
+        if results.errors > 0 {
+            let _ = writeln!(text, "- {name}: {} errors", results.errors);
+        }
+        if results.wrong_status > 0 {
+            let _ = writeln!(
+                text,
+                "- {name}: {} narinfo answers with the wrong status",
+                results.wrong_status
+            );
+        }
+        if results.signature_missing {
+            let _ = writeln!(
+                text,
+                "- {name}: signed narinfo without a `Sig: {KEY_NAME}:`"
+            );
+        }
+    }
+    if text.is_empty() {
+        text.push_str("No errors, no wrong statuses.\n");
+    }
+    format!("\n{text}")
+}
+
+pub(crate) fn write_report(report: &str) -> io::Result<PathBuf> {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    fs::create_dir_all(&target_dir)?;
+    let file = target_dir.join("bench-http_front.md");
+    fs::write(&file, report)?;
+    Ok(file)
+}

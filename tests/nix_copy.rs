@@ -18,6 +18,19 @@ fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
     }
 }
 
+/// Copies `paths` from `peerix` into a fresh store trusting only `key`; the closure must arrive
+/// byte for byte.
+fn copy_closure_trusting(peerix: &Peerix, a: &ChrootStore, key: &str, paths: &[&str]) {
+    let b = ChrootStore::empty();
+    let out = nix_copy_from(&peerix.url(), &b, key, paths);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_bytes(a, &b, &closure(Fixture::get()));
+}
+
 fn upstream_signed_store() -> (ChrootStore, NixKey) {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
@@ -31,15 +44,7 @@ fn nix_copies_the_closure_trusting_only_the_upstream_key() {
     let f = Fixture::get();
     let (a, upstream) = upstream_signed_store();
     let peerix = Peerix::serve(a.root(), &[]);
-    let b = ChrootStore::empty();
-
-    let out = nix_copy_from(&peerix.url(), &b, &upstream.public, &[&f.top, &f.big]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_same_bytes(&a, &b, &closure(f));
+    copy_closure_trusting(&peerix, &a, &upstream.public, &[&f.top, &f.big]);
 }
 
 #[test]
@@ -49,15 +54,7 @@ fn nix_copies_the_closure_trusting_only_the_peerix_key() {
     let own = NixKey::peerix_keygen("peerix-test-1");
     let key_arg = own.secret.to_str().unwrap();
     let peerix = Peerix::serve(a.root(), &["--private-key", key_arg]);
-    let b = ChrootStore::empty();
-
-    let out = nix_copy_from(&peerix.url(), &b, &own.public, &[&f.top]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_same_bytes(&a, &b, &closure(f));
+    copy_closure_trusting(&peerix, &a, &own.public, &[&f.top]);
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub enum NarInfoError {
     TooLarge,
     #[error("narinfo line {0} is not `Key: value`")]
     Line(usize),
+    #[error("narinfo contains a carriage return")]
+    CarriageReturn,
     #[error("narinfo field {0} appears twice")]
     Duplicate(&'static str),
     #[error("narinfo lacks {0}")]
@@ -90,8 +92,12 @@ impl NarInfo {
         if text.len() > MAX_NARINFO_LEN {
             return Err(NarInfoError::TooLarge);
         }
+        // Nix splits on '\n' alone and keeps a '\r' in the value, where it breaks every field.
+        if text.contains('\r') {
+            return Err(NarInfoError::CarriageReturn);
+        }
         let mut fields = Fields::default();
-        for (index, line) in text.lines().enumerate() {
+        for (index, line) in text.split('\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
@@ -252,6 +258,8 @@ Sig: cache.nixos.org-1:3xGTd6kbg2VyW7+eJzKUnK2JkmUl/1ZLfcZtPUMSPPU3GYLcqWYhKD8uW
             SAMPLE.replace("Sig: cache.nixos.org-1:", "Sig: nocolon"),
             SAMPLE.replace("Compression: none", "Compression none"),
             SAMPLE.replace("NarSize: 226560", "NarSize:  226560"),
+            SAMPLE.replace('\n', "\r\n"),
+            format!("{SAMPLE}System: x\r"),
             format!("{SAMPLE}NarSize: 1\n"),
             SAMPLE.replace(
                 "NarHash: sha256:1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3\n",

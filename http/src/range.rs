@@ -42,6 +42,8 @@ impl ByteRange {
     /// The half-open span within a body of `size` bytes, or `None` when unsatisfiable.
     pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
         match self {
+            // An empty body has no byte to return, whatever the form.
+            _ if size == 0 => None,
             ByteRange::From { start, .. } if start >= size => None,
             ByteRange::From { start, last } => {
                 Some((start, last.map_or(size, |l| l.saturating_add(1).min(size))))
@@ -66,6 +68,8 @@ mod tests {
         assert_eq!(r("bytes=-5000"), Some((0, 1000)));
         assert_eq!(r("bytes=1000-"), None);
         assert_eq!(r("bytes=-0"), None);
+        assert_eq!(ByteRange::parse("bytes=-1").unwrap().resolve(0), None);
+        assert_eq!(ByteRange::parse("bytes=0-").unwrap().resolve(0), None);
     }
 
     #[test]

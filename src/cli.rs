@@ -134,8 +134,12 @@ impl ServeArgs {
         }
         create(PathBuf::from("/var/lib/peerix")).or_else(|_| {
             let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"));
-            let base = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).or(home);
-            let dir = base.ok_or("no writable state dir: pass --state-dir")?.join("peerix");
+            let base = std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or(home);
+            let dir = base
+                .ok_or("no writable state dir: pass --state-dir")?
+                .join("peerix");
             let shown = dir.display().to_string();
             create(dir).map_err(|e| format!("cannot create state dir {shown}: {e}"))
         })

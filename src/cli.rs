@@ -25,6 +25,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write a Nix-compatible signing key pair (secret file mode 0600).
     Keygen(KeygenArgs),
+    /// Print the CID that `ipfs add` (kubo) gives FILE.
+    Cid(CidArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CidArgs {
+    /// 0: `ipfs add` defaults (dag-pb leaves, Qm...); 1: `ipfs add --cid-version 1` (raw leaves).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub cid_version: u8,
+    /// The file to hash ("-" for standard input).
+    pub file: PathBuf,
 }
 
 #[derive(Args, Debug)]

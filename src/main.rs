@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use peerix::cli::{Cli, Command};
-use peerix::{keygen, serve};
+use peerix::{cid, keygen, serve};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(verbose: u8) {
@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Keygen(args) => keygen::run(&args),
+        Command::Cid(args) => cid::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,4 +2,7 @@
 //! UnixFS content addressing. It knows nothing about Nix.
 #![forbid(unsafe_code)]
 
+pub mod bitswap;
+pub mod block;
+mod protobuf;
 pub mod unixfs;

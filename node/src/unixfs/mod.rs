@@ -9,6 +9,7 @@ mod importer;
 mod pb;
 
 pub use importer::{leaf_block, Block, Importer};
+pub use pb::{decode_node, decode_unixfs, DagPbError, PbLink, PbNode, UnixFsData};
 
 use cid::Cid;
 use multihash::Multihash;

@@ -1,0 +1,7 @@
+//! Bitswap 1.2.0, the block exchange kubo and Helia speak.
+
+mod message;
+
+pub use message::{
+    BitswapError, Message, Presence, WantEntry, WantType, MAX_MESSAGE_SIZE, PROTOCOL,
+};

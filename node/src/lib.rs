@@ -1,8 +1,171 @@
 //! The embedded IPFS-compatible libp2p node: Bitswap, Kademlia, mDNS, relay, DCUtR, AutoNAT and
 //! UnixFS content addressing. It knows nothing about Nix.
+//!
+//! [`start`] builds the swarm and hands it to one task that owns it; the [`NodeHandle`] it returns
+//! talks to that task through a channel.
 #![forbid(unsafe_code)]
 
+mod behaviour;
 pub mod bitswap;
 pub mod block;
+mod config;
+mod event_loop;
+mod identity;
 mod protobuf;
 pub mod unixfs;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+pub use config::NodeConfig;
+
+use behaviour::{private_kad_protocol, Behaviour};
+use event_loop::{Command, EventLoop};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long [`start`] waits for its listeners to report their addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections with no protocol activity are closed after this long.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("identity: {0}")]
+    Identity(String),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("the node has stopped")]
+    Stopped,
+    #[error("dial failed: {0}")]
+    Dial(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    pub peer_id: PeerId,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub external_addrs: Vec<Multiaddr>,
+    pub peers: Vec<PeerInfo>,
+    /// `public`, `private` or `unknown`, as AutoNAT last concluded.
+    pub nat_status: String,
+}
+
+/// Talks to a running node; the node stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct NodeHandle {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, NodeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// Connects to `addr` and returns the peer found there.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        self.ask(|reply| Command::Dial(addr, reply))
+            .await?
+            .map_err(NodeError::Dial)
+    }
+}
+
+/// Starts a node; returns once every listen address is bound.
+pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    let keypair = identity::load_or_create(&config.identity_file)?;
+    let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| transport_error(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| transport_error(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| transport_error(&e))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, &config).map_err(BoxError::from)
+        })
+        .map_err(|e| transport_error(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+
+    for addr in &config.listen_addrs {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    wait_for_listeners(&mut swarm, config.listen_addrs.len()).await?;
+    for addr in &config.bootstrap_peers {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+
+    let peer_id = *swarm.local_peer_id();
+    let (commands, receiver) = mpsc::channel(64);
+    let private_kad = private_kad_protocol(&config.network_id);
+    tokio::spawn(EventLoop::new(swarm, receiver, private_kad).run());
+    Ok(NodeHandle { peer_id, commands })
+}
+
+/// Drives the swarm until `count` listeners have an address (or one failed).
+async fn wait_for_listeners(
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    count: usize,
+) -> Result<(), NodeError> {
+    let mut ready = std::collections::HashSet::new();
+    let deadline = tokio::time::sleep(LISTEN_TIMEOUT);
+    tokio::pin!(deadline);
+    while ready.len() < count {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    ready.insert(listener_id);
+                }
+                SwarmEvent::ListenerError { error, .. } | SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
+                    return Err(NodeError::Transport(error.to_string()));
+                }
+                _ => {}
+            },
+            () = &mut deadline => return Err(NodeError::Transport("listeners did not start".to_owned())),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Everything the swarm speaks, in one `NetworkBehaviour`.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    autonat, connection_limits, dcutr, identify, kad, mdns, ping, relay, PeerId, StreamProtocol,
+};
+use sha2::{Digest, Sha256};
+
+use crate::NodeConfig;
+
+/// What kubo announces, so that IPFS peers treat this node as one of theirs.
+const IPFS_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
+pub const PUBLIC_KAD: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
+/// Provider records are ours to keep (one per published item); the default cap of 1024 is far
+/// too small for a store.
+const MAX_PROVIDED_KEYS: usize = 1 << 20;
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    /// The DHT of this network id only.
+    pub private_kad: kad::Behaviour<MemoryStore>,
+    /// The public IPFS DHT, off for offline nodes.
+    pub public_kad: Toggle<kad::Behaviour<MemoryStore>>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub relay_client: relay::client::Behaviour,
+    pub relay_server: Toggle<relay::Behaviour>,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::Behaviour,
+}
+
+/// `/peerix/<first 16 hex digits of sha256(network id)>/kad/1.0.0`: any id, a valid protocol name.
+pub fn private_kad_protocol(network_id: &str) -> StreamProtocol {
+    let digest = Sha256::digest(network_id.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    StreamProtocol::try_from_owned(format!("/peerix/{hex}/kad/1.0.0"))
+        .unwrap_or(StreamProtocol::new("/peerix/kad/1.0.0"))
+}
+
+fn kad_behaviour(peer_id: PeerId, protocol: StreamProtocol) -> kad::Behaviour<MemoryStore> {
+    let mut config = kad::Config::new(protocol);
+    config.set_query_timeout(Duration::from_secs(60));
+    let store_config = MemoryStoreConfig {
+        max_provided_keys: MAX_PROVIDED_KEYS,
+        max_providers_per_key: 64,
+        ..MemoryStoreConfig::default()
+    };
+    let mut behaviour = kad::Behaviour::with_config(
+        peer_id,
+        MemoryStore::with_config(peer_id, store_config),
+        config,
+    );
+    // Peers on a LAN or loopback can always reach each other: answer DHT queries from the start
+    // instead of waiting for an external address to be confirmed.
+    behaviour.set_mode(Some(kad::Mode::Server));
+    behaviour
+}
+
+impl Behaviour {
+    pub fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        config: &NodeConfig,
+    ) -> Result<Self, std::io::Error> {
+        let peer_id = key.public().to_peer_id();
+        let mdns = if config.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(4));
+        let identify = identify::Config::new(IPFS_PROTOCOL_VERSION.to_owned(), key.public())
+            .with_agent_version(format!("peerix/{}", env!("CARGO_PKG_VERSION")));
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            identify: identify::Behaviour::new(identify),
+            ping: ping::Behaviour::default(),
+            private_kad: kad_behaviour(peer_id, private_kad_protocol(&config.network_id)),
+            public_kad: config
+                .public_dht
+                .then(|| kad_behaviour(peer_id, PUBLIC_KAD))
+                .into(),
+            mdns: mdns.into(),
+            relay_client,
+            relay_server: config
+                .relay_server
+                .then(|| relay::Behaviour::new(peer_id, relay::Config::default()))
+                .into(),
+            dcutr: dcutr::Behaviour::new(peer_id),
+            autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+        })
+    }
+}

@@ -1,0 +1,40 @@
+//! What a node is started with.
+
+use std::path::PathBuf;
+
+use libp2p::Multiaddr;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Where the ed25519 identity lives (created with mode 0600 when missing).
+    pub identity_file: PathBuf,
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers dialled at start and added to both DHTs; each address ends in `/p2p/<peer id>`.
+    pub bootstrap_peers: Vec<Multiaddr>,
+    /// Nodes with different network ids share no private DHT.
+    pub network_id: String,
+    /// Discover peers on the local network by mDNS.
+    pub mdns: bool,
+    /// Take part in the public IPFS DHT (`/ipfs/kad/1.0.0`) besides the private one.
+    pub public_dht: bool,
+    /// Serve as a relay (v2) for peers that cannot be reached directly.
+    pub relay_server: bool,
+    /// Established connections at most, in and out together.
+    pub max_connections: u32,
+}
+
+impl NodeConfig {
+    /// A node that contacts nothing by itself: no mDNS, no public DHT, no relay service.
+    pub fn offline(identity_file: PathBuf, listen_addrs: Vec<Multiaddr>) -> Self {
+        Self {
+            identity_file,
+            listen_addrs,
+            bootstrap_peers: Vec::new(),
+            network_id: "default".to_owned(),
+            mdns: false,
+            public_dht: false,
+            relay_server: false,
+            max_connections: 256,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The one task that owns the swarm: it reacts to network events and to commands from handles.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{autonat, identify, mdns, Multiaddr, PeerId, StreamProtocol, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::behaviour::{Behaviour, BehaviourEvent, PUBLIC_KAD};
+use crate::{NodeStatus, PeerInfo};
+
+pub enum Command {
+    Status(oneshot::Sender<NodeStatus>),
+    Dial(Multiaddr, oneshot::Sender<Result<PeerId, String>>),
+}
+
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
+    nat_status: String,
+    private_kad: StreamProtocol,
+}
+
+impl EventLoop {
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        private_kad: StreamProtocol,
+    ) -> Self {
+        Self {
+            swarm,
+            commands,
+            pending_dials: HashMap::new(),
+            nat_status: "unknown".to_owned(),
+            private_kad,
+        }
+    }
+
+    /// Runs until every handle is dropped.
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Dial(addr, reply) => {
+                let opts = DialOpts::unknown_peer_id().address(addr).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let mut peers: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        for peer in self.swarm.connected_peers() {
+            peers.entry(*peer).or_default();
+        }
+        NodeStatus {
+            peer_id: *self.swarm.local_peer_id(),
+            listen_addrs: self.swarm.listeners().cloned().collect(),
+            external_addrs: self.swarm.external_addresses().cloned().collect(),
+            peers: peers
+                .into_keys()
+                .map(|peer_id| PeerInfo { peer_id })
+                .collect(),
+            nat_status: self.nat_status.clone(),
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.learn_addresses(peer_id, &info),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer_id, addr) in found {
+                    tracing::debug!(%peer_id, %addr, "found on the local network");
+                    let _ = self
+                        .swarm
+                        .dial(DialOpts::peer_id(peer_id).addresses(vec![addr]).build());
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => {
+                tracing::info!(status = ?new, "NAT status");
+                self.nat_status = match new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                }
+                .to_owned();
+            }
+            _ => {}
+        }
+    }
+
+    /// A peer's listen addresses go into each DHT whose protocol it speaks.
+    fn learn_addresses(&mut self, peer_id: PeerId, info: &identify::Info) {
+        let behaviour = self.swarm.behaviour_mut();
+        let dhts = [
+            (&self.private_kad, Some(&mut behaviour.private_kad)),
+            (&PUBLIC_KAD, behaviour.public_kad.as_mut()),
+        ];
+        for (protocol, kad) in dhts {
+            let Some(kad) = kad.filter(|_| info.protocols.contains(protocol)) else {
+                continue;
+            };
+            for addr in &info.listen_addrs {
+                kad.add_address(&peer_id, addr.clone());
+            }
+        }
+    }
+}

@@ -34,6 +34,8 @@ pub struct Behaviour {
     pub relay_server: Toggle<relay::Behaviour>,
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::Behaviour,
+    /// Raw streams for the protocols this node runs itself (Bitswap).
+    pub stream: libp2p_stream::Behaviour,
 }
 
 /// `/peerix/<first 16 hex digits of sha256(network id)>/kad/1.0.0`: any id, a valid protocol name.
@@ -100,6 +102,7 @@ impl Behaviour {
                 .into(),
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+            stream: libp2p_stream::Behaviour::new(),
         })
     }
 }

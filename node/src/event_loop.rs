@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
-use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{autonat, identify, mdns, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,16 +59,28 @@ impl EventLoop {
                 let _ = reply.send(self.status());
             }
             Command::Dial(addr, reply) => {
-                let opts = DialOpts::unknown_peer_id().address(addr).build();
+                let known_peer = match addr.iter().last() {
+                    Some(Protocol::P2p(peer)) => Some(peer),
+                    _ => None,
+                };
+                // A peer we are connected to needs no further connection.
+                let opts = match known_peer {
+                    Some(peer) => DialOpts::peer_id(peer)
+                        .addresses(vec![addr])
+                        .condition(PeerCondition::Disconnected)
+                        .build(),
+                    None => DialOpts::unknown_peer_id().address(addr).build(),
+                };
                 let id = opts.connection_id();
-                match self.swarm.dial(opts) {
-                    Ok(()) => {
+                let result = match (self.swarm.dial(opts), known_peer) {
+                    (Ok(()), _) => {
                         self.pending_dials.insert(id, reply);
+                        return;
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
+                    (Err(DialError::DialPeerConditionFalse(_)), Some(peer)) => Ok(peer),
+                    (Err(e), _) => Err(e.to_string()),
+                };
+                let _ = reply.send(result);
             }
         }
     }

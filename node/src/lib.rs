@@ -8,13 +8,20 @@
 mod behaviour;
 pub mod bitswap;
 pub mod block;
+mod blocks;
 mod config;
 mod event_loop;
+mod fetch;
 mod identity;
 mod protobuf;
 pub mod unixfs;
 
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use cid::Cid;
 
 use futures_util::StreamExt;
 use libp2p::swarm::SwarmEvent;
@@ -22,10 +29,13 @@ use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+pub use blocks::{BlockSource, LocalBlocks};
 pub use config::NodeConfig;
 
 use behaviour::{private_kad_protocol, Behaviour};
+use bitswap::Bitswap;
 use event_loop::{Command, EventLoop};
+use unixfs::CidVersion;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -46,6 +56,8 @@ pub enum NodeError {
     Stopped,
     #[error("dial failed: {0}")]
     Dial(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +80,8 @@ pub struct NodeStatus {
 pub struct NodeHandle {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
+    blocks: Arc<LocalBlocks>,
+    bitswap: Arc<Bitswap>,
 }
 
 impl NodeHandle {
@@ -89,6 +103,28 @@ impl NodeHandle {
 
     pub async fn status(&self) -> Result<NodeStatus, NodeError> {
         self.ask(Command::Status).await
+    }
+
+    /// Publishes `path` as a UnixFS file (CIDv1, raw leaves) without copying it: the file must
+    /// stay in place for its blocks to be served.
+    pub async fn add_file(&self, path: &Path) -> Result<Cid, NodeError> {
+        let (blocks, path) = (self.blocks.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || blocks.add_file(&path, CidVersion::V1))
+            .await
+            .map_err(|e| NodeError::Io(io::Error::other(e)))?
+            .map_err(NodeError::Io)
+    }
+
+    /// Streams the file `cid` from the connected peers, in order; every block is verified.
+    pub async fn cat(&self, cid: Cid) -> Result<mpsc::Receiver<io::Result<Vec<u8>>>, NodeError> {
+        let peers = self
+            .status()
+            .await?
+            .peers
+            .into_iter()
+            .map(|p| p.peer_id)
+            .collect();
+        Ok(fetch::cat(self.bitswap.clone(), cid, peers))
     }
 
     /// Connects to `addr` and returns the peer found there.
@@ -139,10 +175,17 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     }
 
     let peer_id = *swarm.local_peer_id();
+    let blocks = Arc::new(LocalBlocks::default());
+    let bitswap = Bitswap::start(swarm.behaviour().stream.new_control(), blocks.clone());
     let (commands, receiver) = mpsc::channel(64);
     let private_kad = private_kad_protocol(&config.network_id);
     tokio::spawn(EventLoop::new(swarm, receiver, private_kad).run());
-    Ok(NodeHandle { peer_id, commands })
+    Ok(NodeHandle {
+        peer_id,
+        commands,
+        blocks,
+        bitswap,
+    })
 }
 
 /// Drives the swarm until `count` listeners have an address (or one failed).

@@ -86,3 +86,19 @@ async fn identity_persists_and_stays_private() {
     let config = NodeConfig::offline(dir.path().join("garbage"), vec![]);
     assert!(start(config).await.is_err());
 }
+
+#[tokio::test]
+async fn dialing_a_connected_peer_again_succeeds() {
+    let dir = TempDir::new().unwrap();
+    let a = node(&dir, "a", "/ip4/127.0.0.1/tcp/0").await;
+    let b = node(&dir, "b", "/ip4/127.0.0.1/tcp/0").await;
+    let addr = address_of(&a, "tcp").await;
+    for _ in 0..6 {
+        let found = b
+            .dial(addr.clone())
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        assert_eq!(found, a.peer_id());
+    }
+}

@@ -1,0 +1,52 @@
+//! Length-prefixed Bitswap messages on a libp2p stream.
+
+use std::io;
+
+use futures_util::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{Message, MAX_MESSAGE_SIZE};
+use crate::protobuf::write_varint;
+
+fn invalid(e: impl ToString) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// The next message, or `None` when the peer closed the stream between messages.
+pub async fn read_message<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Option<Message>> {
+    let mut len = 0u64;
+    for i in 0..10 {
+        let mut byte = [0u8];
+        if stream.read(&mut byte).await? == 0 {
+            return if i == 0 {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        len |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > MAX_MESSAGE_SIZE {
+        return Err(invalid(format!(
+            "message of {len} bytes exceeds {MAX_MESSAGE_SIZE}"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    Message::decode(&body).map(Some).map_err(invalid)
+}
+
+pub async fn write_message<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    message: &Message,
+) -> io::Result<()> {
+    let body = message.encode();
+    let mut frame = Vec::with_capacity(body.len() + 10);
+    write_varint(&mut frame, body.len() as u64);
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await?;
+    stream.flush().await
+}

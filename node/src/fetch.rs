@@ -1,0 +1,121 @@
+//! Reading a UnixFS file by CID from peers: the DAG is walked in file order with many blocks in
+//! flight, and content is handed out in order as it arrives.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use cid::Cid;
+use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use crate::bitswap::Bitswap;
+use crate::unixfs::{decode_node, decode_unixfs};
+
+/// Blocks requested ahead of the one being handed out.
+const WINDOW: usize = 64;
+/// Content chunks buffered for the reader.
+const OUTPUT_CHUNKS: usize = 8;
+
+const RAW: u64 = 0x55;
+const DAG_PB: u64 = 0x70;
+
+/// What one block of a file DAG turned out to be.
+enum Node {
+    Content(Vec<u8>),
+    Children(Vec<Cid>),
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn parse(cid: &Cid, block: Vec<u8>) -> io::Result<Node> {
+    match cid.codec() {
+        RAW => Ok(Node::Content(block)),
+        DAG_PB => {
+            let node = decode_node(&block).map_err(|e| invalid(format!("{cid}: {e}")))?;
+            if node.links.is_empty() {
+                let data = node.data.unwrap_or_default();
+                let unixfs = decode_unixfs(data).map_err(|e| invalid(format!("{cid}: {e}")))?;
+                Ok(Node::Content(unixfs.data.to_vec()))
+            } else {
+                Ok(Node::Children(
+                    node.links.into_iter().map(|l| l.cid).collect(),
+                ))
+            }
+        }
+        other => Err(invalid(format!(
+            "{cid}: codec {other:#x} is not a UnixFS file"
+        ))),
+    }
+}
+
+/// Streams the content of the file `root`, fetching its blocks from `peers`.
+pub fn cat(
+    bitswap: Arc<Bitswap>,
+    root: Cid,
+    peers: Vec<PeerId>,
+) -> mpsc::Receiver<io::Result<Vec<u8>>> {
+    let (output, reader) = mpsc::channel(OUTPUT_CHUNKS);
+    tokio::spawn(async move {
+        if let Err(e) = walk(bitswap, root, peers, &output).await {
+            let _ = output.send(Err(e)).await;
+        }
+    });
+    reader
+}
+
+async fn walk(
+    bitswap: Arc<Bitswap>,
+    root: Cid,
+    peers: Vec<PeerId>,
+    output: &mpsc::Sender<io::Result<Vec<u8>>>,
+) -> io::Result<()> {
+    if peers.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no peer to ask"));
+    }
+    let peers = Arc::new(peers);
+    // Spreads blocks over the peers in turn, so every holder serves a share.
+    let turn = Arc::new(AtomicUsize::new(0));
+    let fetch = |cid: Cid| {
+        let (bitswap, peers, turn) = (bitswap.clone(), peers.clone(), turn.clone());
+        async move {
+            let first = turn.fetch_add(1, Ordering::Relaxed);
+            let block = bitswap.want_block(cid, &peers, first).await;
+            let block = block.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no peer has {cid}"))
+            })?;
+            parse(&cid, block)
+        }
+    };
+    let mut pending: VecDeque<Cid> = VecDeque::from([root]);
+    let mut in_flight = FuturesOrdered::new();
+    loop {
+        while in_flight.len() < WINDOW {
+            let Some(cid) = pending.pop_front() else {
+                break;
+            };
+            in_flight.push_back(fetch(cid));
+        }
+        let Some(next) = in_flight.next().await else {
+            return Ok(());
+        };
+        match next? {
+            Node::Content(data) => {
+                if output.send(Ok(data)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            // Children come before everything requested so far: they go to the front.
+            Node::Children(children) => {
+                for child in children.into_iter().rev() {
+                    in_flight.push_front(fetch(child));
+                }
+            }
+        }
+    }
+}

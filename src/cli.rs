@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
+use peerix_node::Multiaddr;
 
 /// Peer-to-peer binary cache for Nix.
 #[derive(Parser, Debug)]
@@ -75,12 +76,53 @@ pub struct ServeArgs {
     #[arg(long, env = "PEERIX_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Contact nothing that was not given explicitly: no upstream cache, no public bootstrap.
+    /// Contact nothing that was not given explicitly: no upstream cache, no public bootstrap peers,
+    /// no public DHT, no mDNS.
     #[arg(long, env = "PEERIX_OFFLINE", value_parser = BoolishValueParser::new())]
     pub offline: bool,
 
     #[command(flatten)]
     pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// libp2p listen address (repeatable) [default: TCP and QUIC on all interfaces at --port + 1000].
+    #[arg(
+        long = "listen-addrs",
+        visible_alias = "listen-addr",
+        env = "PEERIX_LISTEN_ADDRS",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
+    pub listen_addrs: Vec<Multiaddr>,
+
+    /// Peer to connect to at start, ending in /p2p/<peer id> (repeatable) [default: the public IPFS
+    /// bootstrap peers, none with --offline].
+    #[arg(
+        long = "bootstrap-peers",
+        visible_alias = "bootstrap-peer",
+        env = "PEERIX_BOOTSTRAP_PEERS",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
+    pub bootstrap_peers: Vec<Multiaddr>,
+
+    /// Nodes share a private DHT only with nodes of the same network id.
+    #[arg(
+        long,
+        env = "PEERIX_NETWORK_ID",
+        default_value = "default",
+        value_name = "ID"
+    )]
+    pub network_id: String,
+
+    /// The node's libp2p identity (created, mode 0600, when missing) [default: STATE_DIR/identity.key].
+    #[arg(long, env = "PEERIX_IDENTITY_FILE", value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +195,49 @@ impl ServeArgs {
                 .join("peerix");
             let shown = dir.display().to_string();
             create(dir).map_err(|e| format!("cannot create state dir {shown}: {e}"))
+        })
+    }
+
+    /// The embedded node's configuration, from the flags and their defaults.
+    pub fn node_config(
+        &self,
+        state_dir: &std::path::Path,
+    ) -> Result<peerix_node::NodeConfig, String> {
+        let port = if self.port == 0 {
+            0
+        } else {
+            self.port.saturating_add(1000)
+        };
+        let listen_addrs = if self.node.listen_addrs.is_empty() {
+            [
+                format!("/ip4/0.0.0.0/tcp/{port}"),
+                format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
+            ]
+            .iter()
+            .map(|a| a.parse().map_err(|e| format!("{a}: {e}")))
+            .collect::<Result<_, _>>()?
+        } else {
+            self.node.listen_addrs.clone()
+        };
+        let bootstrap_peers = if !self.node.bootstrap_peers.is_empty() || self.offline {
+            self.node.bootstrap_peers.clone()
+        } else {
+            peerix_node::PUBLIC_BOOTSTRAP_PEERS
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect()
+        };
+        let identity_file = self
+            .node
+            .identity_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("identity.key"));
+        Ok(peerix_node::NodeConfig {
+            bootstrap_peers,
+            network_id: self.node.network_id.clone(),
+            mdns: !self.offline,
+            public_dht: !self.offline,
+            ..peerix_node::NodeConfig::offline(identity_file, listen_addrs)
         })
     }
 

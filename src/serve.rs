@@ -41,6 +41,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         "starting"
     );
 
+    let node_config = args.node_config(&state_dir)?;
     let signer = signer.map(CachingSigner::new);
     let store = LocalStore::new(&args.store_root, filter, signer, args.priority);
     let app = peerix_http::router(store, Arc::new(Metrics::default()));
@@ -50,6 +51,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
+        let node = peerix_node::start(node_config)
+            .await
+            .map_err(|e| format!("cannot start the peer-to-peer node: {e}"))?;
+        let status = node.status().await.map_err(|e| e.to_string())?;
+        tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, "node started");
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -57,10 +63,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             "peerix: serving the Nix store at http://{}",
             listener.local_addr().unwrap_or(addr)
         );
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .map_err(|e| format!("server failed: {e}"))
+            .map_err(|e| format!("server failed: {e}"));
+        drop(node);
+        served
     })
 }
 

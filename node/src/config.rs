@@ -23,6 +23,14 @@ pub struct NodeConfig {
     pub max_connections: u32,
 }
 
+/// The public IPFS bootstrap peers, as kubo ships them.
+pub const PUBLIC_BOOTSTRAP_PEERS: &[&str] = &[
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+];
+
 impl NodeConfig {
     /// A node that contacts nothing by itself: no mDNS, no public DHT, no relay service.
     pub fn offline(identity_file: PathBuf, listen_addrs: Vec<Multiaddr>) -> Self {

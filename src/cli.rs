@@ -28,6 +28,40 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Print the CID that `ipfs add` (kubo) gives FILE.
     Cid(CidArgs),
+    /// Talk to the embedded IPFS node of a running `peerix serve`.
+    Ipfs(IpfsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IpfsArgs {
+    /// The running `peerix serve` (its RPC answers loopback clients only).
+    #[arg(
+        long,
+        env = "PEERIX_API",
+        default_value = "http://127.0.0.1:12304",
+        value_name = "URL"
+    )]
+    pub api: String,
+
+    #[command(subcommand)]
+    pub command: IpfsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IpfsCommand {
+    /// The node's identity as JSON: `peer_id` and `multiaddrs`.
+    Id,
+    /// Connect to a peer.
+    Connect {
+        /// The peer's address, ending in /p2p/<peer id>.
+        multiaddr: String,
+    },
+    /// Publish FILE (stored in the node's state dir) and print its CID alone.
+    Add { file: PathBuf },
+    /// List connected peers, one `peer-id address` per line.
+    Peers,
+    /// Write the content of a UnixFS file to standard output, fetched from connected peers.
+    Cat { cid: String },
 }
 
 #[derive(Args, Debug)]

@@ -4,7 +4,9 @@
 pub mod cid;
 pub mod cli;
 pub mod filter;
+pub mod ipfs_cli;
 pub mod keygen;
 pub mod nix;
+pub mod node_api;
 pub mod serve;
 pub mod store;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use peerix::cli::{Cli, Command};
-use peerix::{cid, keygen, serve};
+use peerix::{cid, ipfs_cli, keygen, serve};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(verbose: u8) {
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Cid(args) => cid::run(&args),
+        Command::Ipfs(args) => ipfs_cli::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

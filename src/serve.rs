@@ -1,5 +1,6 @@
 //! `peerix serve`: the binary-cache front over the local store.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use peerix_http::Metrics;
@@ -8,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::cli::ServeArgs;
 use crate::filter::PathFilter;
 use crate::nix::signing::SecretKey;
+use crate::node_api::NodeApi;
 use crate::store::{CachingSigner, LocalStore};
 
 fn load_signer(args: &ServeArgs) -> Result<Option<SecretKey>, String> {
@@ -42,9 +44,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     );
 
     let node_config = args.node_config(&state_dir)?;
+    let blobs_dir = state_dir.join("added");
     let signer = signer.map(CachingSigner::new);
     let store = LocalStore::new(&args.store_root, filter, signer, args.priority);
-    let app = peerix_http::router(store, Arc::new(Metrics::default()));
+    let front = peerix_http::router(store, Arc::new(Metrics::default()));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,6 +59,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot start the peer-to-peer node: {e}"))?;
         let status = node.status().await.map_err(|e| e.to_string())?;
         tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, "node started");
+        let api = NodeApi {
+            node: node.clone(),
+            blobs: blobs_dir,
+        };
+        let app = front.merge(peerix_http::ipfs_api_router(api));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -63,6 +71,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             "peerix: serving the Nix store at http://{}",
             listener.local_addr().unwrap_or(addr)
         );
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await

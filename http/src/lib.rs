@@ -7,6 +7,7 @@
 mod cache;
 mod encoding;
 mod error;
+mod ipfs_api;
 mod metrics;
 pub mod nar_hash;
 pub mod narinfo;
@@ -16,6 +17,7 @@ mod router;
 pub mod store_path;
 
 pub use cache::{BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarSource};
+pub use ipfs_api::{ipfs_api_router, ApiError, IpfsApi, NodeIdentity};
 pub use metrics::Metrics;
 pub use nar_hash::NarHash;
 pub use narinfo::NarInfo;

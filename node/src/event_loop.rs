@@ -23,6 +23,8 @@ pub struct EventLoop {
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
     nat_status: String,
     private_kad: StreamProtocol,
+    /// The remote address of one connection to each connected peer.
+    peer_addrs: HashMap<PeerId, Multiaddr>,
 }
 
 impl EventLoop {
@@ -37,6 +39,7 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             nat_status: "unknown".to_owned(),
             private_kad,
+            peer_addrs: HashMap::new(),
         }
     }
 
@@ -86,17 +89,17 @@ impl EventLoop {
     }
 
     fn status(&self) -> NodeStatus {
-        let mut peers: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
-        for peer in self.swarm.connected_peers() {
-            peers.entry(*peer).or_default();
-        }
         NodeStatus {
             peer_id: *self.swarm.local_peer_id(),
             listen_addrs: self.swarm.listeners().cloned().collect(),
             external_addrs: self.swarm.external_addresses().cloned().collect(),
-            peers: peers
-                .into_keys()
-                .map(|peer_id| PeerInfo { peer_id })
+            peers: self
+                .swarm
+                .connected_peers()
+                .map(|peer_id| PeerInfo {
+                    peer_id: *peer_id,
+                    addr: self.peer_addrs.get(peer_id).cloned(),
+                })
                 .collect(),
             nat_status: self.nat_status.clone(),
         }
@@ -107,8 +110,11 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
+                endpoint,
                 ..
             } => {
+                self.peer_addrs
+                    .insert(peer_id, endpoint.get_remote_address().clone());
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -121,6 +127,13 @@ impl EventLoop {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(error.to_string()));
                 }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.peer_addrs.remove(&peer_id);
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");

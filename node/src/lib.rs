@@ -64,6 +64,8 @@ pub enum NodeError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerInfo {
     pub peer_id: PeerId,
+    /// The remote address of one of the connections to the peer.
+    pub addr: Option<Multiaddr>,
 }
 
 #[derive(Clone, Debug)]

@@ -223,30 +223,28 @@ def main():
         except OSError:  # nobody reads the answers any more
             raise SystemExit(1) from None
 
-    # SIGTERM/SIGHUP: clean up as for quit (the handler runs in the main
-    # thread, which is usually waiting in readline).
+    # SIGTERM/SIGINT/SIGHUP: clean up as for quit (the handler runs in the
+    # main thread, which is usually waiting in readline).
     def stop(signum, frame):
         raise SystemExit(0)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
 
     node = None
     status = 0
+    quit_reply = None
     try:
         lib = kubo_lib.load_library(kubo_lib.find_library())
         node = Node(lib, workdir)
         say(node.start())
         for line in commands:
             reply, more = handle(node, line)
-            if reply is not None:
-                if not more:
-                    # Answer quit only once the node is closed.
-                    node.close()
-                    node = None
-                say(reply)
             if not more:
+                quit_reply = reply  # answered once everything is cleaned up
                 break
+            if reply is not None:
+                say(reply)
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else 0
     except Exception as e:  # cannot start: report it as the first line
@@ -260,6 +258,11 @@ def main():
         if node is not None:
             node.close()
         shutil.rmtree(workdir, ignore_errors=True)
+    if quit_reply is not None:
+        try:
+            say(quit_reply)
+        except SystemExit:
+            pass
     # Leave without Python's interpreter shutdown: a timed-out Download may
     # still be inside the Go runtime on a daemon thread.
     sys.stderr.flush()

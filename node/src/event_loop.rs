@@ -1,12 +1,12 @@
 //! The one task that owns the swarm: it reacts to network events and to commands from handles.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{autonat, identify, mdns, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{autonat, identify, kad, mdns, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, PUBLIC_KAD};
@@ -15,6 +15,15 @@ use crate::{NodeStatus, PeerInfo};
 pub enum Command {
     Status(oneshot::Sender<NodeStatus>),
     Dial(Multiaddr, oneshot::Sender<Result<PeerId, String>>),
+    /// Announces this node as a provider of the key in the DHTs it takes part in.
+    Provide(kad::RecordKey, oneshot::Sender<Result<(), String>>),
+    FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
+}
+
+/// What a running DHT query answers when it is done.
+enum PendingQuery {
+    Provide(oneshot::Sender<Result<(), String>>),
+    Providers(HashSet<PeerId>, oneshot::Sender<HashSet<PeerId>>),
 }
 
 pub struct EventLoop {
@@ -25,6 +34,7 @@ pub struct EventLoop {
     private_kad: StreamProtocol,
     /// The remote address of one connection to each connected peer.
     peer_addrs: HashMap<PeerId, Multiaddr>,
+    queries: HashMap<kad::QueryId, PendingQuery>,
 }
 
 impl EventLoop {
@@ -40,6 +50,7 @@ impl EventLoop {
             nat_status: "unknown".to_owned(),
             private_kad,
             peer_addrs: HashMap::new(),
+            queries: HashMap::new(),
         }
     }
 
@@ -85,6 +96,56 @@ impl EventLoop {
                 };
                 let _ = reply.send(result);
             }
+            Command::Provide(key, reply) => match self.start_query(key, true) {
+                Ok(id) => {
+                    self.queries.insert(id, PendingQuery::Provide(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::FindProviders(key, reply) => {
+                if let Ok(id) = self.start_query(key, false) {
+                    self.queries
+                        .insert(id, PendingQuery::Providers(HashSet::new(), reply));
+                }
+            }
+        }
+    }
+
+    fn on_query(&mut self, id: kad::QueryId, result: kad::QueryResult, last: bool) {
+        match (result, self.queries.get_mut(&id)) {
+            (
+                kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                    providers,
+                    ..
+                })),
+                Some(PendingQuery::Providers(found, _)),
+            ) => found.extend(providers),
+            (kad::QueryResult::StartProviding(result), Some(PendingQuery::Provide(_))) => {
+                if let Some(PendingQuery::Provide(reply)) = self.queries.remove(&id) {
+                    // A network too small to store the record still leaves it in our own store.
+                    let _ = reply.send(result.map(|_| ()).or_else(|e| match e {
+                        kad::AddProviderError::Timeout { .. } => Ok(()),
+                    }));
+                }
+                return;
+            }
+            _ => {}
+        }
+        if last {
+            if let Some(PendingQuery::Providers(found, reply)) = self.queries.remove(&id) {
+                let _ = reply.send(found);
+            }
+        }
+    }
+
+    fn start_query(&mut self, key: kad::RecordKey, provide: bool) -> Result<kad::QueryId, String> {
+        let kad = &mut self.swarm.behaviour_mut().private_kad;
+        if provide {
+            kad.start_providing(key).map_err(|e| e.to_string())
+        } else {
+            Ok(kad.get_providers(key))
         }
     }
 
@@ -135,6 +196,11 @@ impl EventLoop {
             } => {
                 self.peer_addrs.remove(&peer_id);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::PrivateKad(
+                kad::Event::OutboundQueryProgressed {
+                    id, result, step, ..
+                },
+            )) => self.on_query(id, result, step.last),
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
             }

@@ -16,6 +16,7 @@ mod identity;
 mod protobuf;
 pub mod unixfs;
 
+use std::collections::HashSet;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use cid::Cid;
 
 use futures_util::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux};
+use libp2p::{kad, noise, tcp, yamux};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -59,6 +60,8 @@ pub enum NodeError {
     Dial(String),
     #[error(transparent)]
     Io(#[from] io::Error),
+    #[error("DHT: {0}")]
+    Dht(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,26 +111,48 @@ impl NodeHandle {
         self.ask(Command::Status).await
     }
 
-    /// Publishes `path` as a UnixFS file (CIDv1, raw leaves) without copying it: the file must
-    /// stay in place for its blocks to be served.
+    /// Publishes `path` as a UnixFS file (CIDv1, raw leaves) without copying it, and announces
+    /// its root in the DHT (one key per file, never per block). The file must stay in place for
+    /// its blocks to be served.
     pub async fn add_file(&self, path: &Path) -> Result<Cid, NodeError> {
         let (blocks, path) = (self.blocks.clone(), path.to_owned());
-        tokio::task::spawn_blocking(move || blocks.add_file(&path, CidVersion::V1))
+        let cid = tokio::task::spawn_blocking(move || blocks.add_file(&path, CidVersion::V1))
             .await
             .map_err(|e| NodeError::Io(io::Error::other(e)))?
-            .map_err(NodeError::Io)
+            .map_err(NodeError::Io)?;
+        self.provide(&cid).await?;
+        Ok(cid)
     }
 
-    /// Streams the file `cid` from the connected peers, in order; every block is verified.
+    /// Streams the file `cid`, in order, from its providers in the DHT, or from the connected
+    /// peers when the DHT knows none; every block is verified.
     pub async fn cat(&self, cid: Cid) -> Result<mpsc::Receiver<io::Result<Vec<u8>>>, NodeError> {
-        let peers = self
-            .status()
-            .await?
-            .peers
-            .into_iter()
-            .map(|p| p.peer_id)
-            .collect();
+        let mut peers: Vec<PeerId> = self.find_providers(&cid).await?.into_iter().collect();
+        peers.retain(|p| *p != self.peer_id);
+        if peers.is_empty() {
+            peers = self
+                .status()
+                .await?
+                .peers
+                .into_iter()
+                .map(|p| p.peer_id)
+                .collect();
+        }
         Ok(fetch::cat(self.bitswap.clone(), cid, peers))
+    }
+
+    /// Announces this node as a provider of `cid`. Records are keyed by the multihash, so CIDv0
+    /// and CIDv1 of the same content share providers, as in kubo.
+    pub async fn provide(&self, cid: &Cid) -> Result<(), NodeError> {
+        let key = kad::RecordKey::new(&cid.hash().to_bytes());
+        self.ask(|reply| Command::Provide(key, reply))
+            .await?
+            .map_err(NodeError::Dht)
+    }
+
+    pub async fn find_providers(&self, cid: &Cid) -> Result<HashSet<PeerId>, NodeError> {
+        let key = kad::RecordKey::new(&cid.hash().to_bytes());
+        self.ask(|reply| Command::FindProviders(key, reply)).await
     }
 
     /// Connects to `addr` and returns the peer found there.

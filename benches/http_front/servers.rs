@@ -112,6 +112,8 @@ fn start_peerix(fixture: &Fixture, key: Option<&Path>) -> BenchResult<ServerProc
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerix"));
     command
         .arg("serve")
+        // Contact nothing: the benchmark measures the HTTP front on loopback only.
+        .arg("--offline")
         .arg("--store-root")
         .arg(&fixture.store_root)
         .args(["--port", "0"])

@@ -60,7 +60,9 @@ pub enum IpfsCommand {
     Add { file: PathBuf },
     /// List connected peers, one `peer-id address` per line.
     Peers,
-    /// Write the content of a UnixFS file to standard output, fetched from connected peers.
+    /// List the providers of CID found in the DHT, one peer id per line.
+    Providers { cid: String },
+    /// Write the content of a UnixFS file to standard output, fetched from its providers.
     Cat { cid: String },
 }
 

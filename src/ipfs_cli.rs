@@ -119,6 +119,20 @@ pub fn run(args: &IpfsArgs) -> Result<(), String> {
             let answer = add(args, file)?;
             println!("{}", answer["Hash"].as_str().unwrap_or_default());
         }
+        IpfsCommand::Providers { cid } => {
+            let mut text = String::new();
+            call(args, "routing/findprovs", Some(cid))?
+                .read_to_string(&mut text)
+                .map_err(|e| format!("providers: {e}"))?;
+            for event in text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            {
+                for response in event["Responses"].as_array().into_iter().flatten() {
+                    println!("{}", response["ID"].as_str().unwrap_or_default());
+                }
+            }
+        }
         IpfsCommand::Peers => {
             let answer = call_json(args, "swarm/peers", None)?;
             for peer in answer["Peers"].as_array().into_iter().flatten() {

@@ -68,8 +68,7 @@ impl IpfsApi for NodeApi {
     }
 
     async fn cat(&self, cid: &str) -> Result<ByteStream, ApiError> {
-        let cid =
-            cid::Cid::try_from(cid).map_err(|e| ApiError::BadArgument(format!("{cid}: {e}")))?;
+        let cid = parse_cid(cid)?;
         let chunks = self.node.cat(cid).await.map_err(failed)?;
         Ok(Box::pin(futures_util::stream::unfold(
             chunks,
@@ -96,4 +95,21 @@ impl IpfsApi for NodeApi {
         let cid = self.node.add_file(&path).await.map_err(failed)?;
         Ok((cid.to_string(), size))
     }
+
+    async fn find_providers(&self, cid: &str) -> Result<Vec<String>, ApiError> {
+        let providers = self
+            .node
+            .find_providers(&parse_cid(cid)?)
+            .await
+            .map_err(failed)?;
+        Ok(providers.into_iter().map(|p| p.to_string()).collect())
+    }
+
+    async fn provide(&self, cid: &str) -> Result<(), ApiError> {
+        self.node.provide(&parse_cid(cid)?).await.map_err(failed)
+    }
+}
+
+fn parse_cid(cid: &str) -> Result<cid::Cid, ApiError> {
+    cid::Cid::try_from(cid).map_err(|e| ApiError::BadArgument(format!("{cid}: {e}")))
 }

@@ -63,6 +63,20 @@ fn a_file_added_on_one_node_is_read_on_another() {
 
     let connected = String::from_utf8(ok_stdout(ipfs(&b, &["connect", &addr]))).unwrap();
     assert_eq!(connected.trim(), format!("connect {peer_id} success"));
+    // B learns A's DHT address from identify right after connecting: bounded wait for it.
+    let mut providers = String::new();
+    for _ in 0..50 {
+        providers = String::from_utf8(ok_stdout(ipfs(&b, &["providers", cid.trim()]))).unwrap();
+        if providers.lines().any(|l| l == peer_id) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        providers.lines().any(|l| l == peer_id),
+        "providers: {providers:?}"
+    );
+
     let fetched = ok_stdout(ipfs(&b, &["cat", cid.trim()]));
     assert!(fetched == bytes, "cat returned other bytes");
 

@@ -49,6 +49,13 @@ pub trait IpfsApi: Send + Sync + 'static {
     /// Connects to a multiaddr; returns the peer id found there.
     fn connect(&self, addr: &str) -> impl Future<Output = Result<String, ApiError>> + Send;
     fn cat(&self, cid: &str) -> impl Future<Output = Result<ByteStream, ApiError>> + Send;
+    /// Peer ids of the providers of `cid` found in the DHT.
+    fn find_providers(
+        &self,
+        cid: &str,
+    ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
+    /// Announces this node as a provider of `cid`.
+    fn provide(&self, cid: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// Publishes `content` as a UnixFS file; returns its CID and size.
     fn add(
         &self,
@@ -112,6 +119,8 @@ pub fn ipfs_api_router<A: IpfsApi>(api: A) -> Router {
         .route("/api/v0/swarm/peers", post(peers::<A>))
         .route("/api/v0/swarm/connect", post(connect::<A>))
         .route("/api/v0/cat", post(cat::<A>))
+        .route("/api/v0/routing/findprovs", post(find_providers::<A>))
+        .route("/api/v0/routing/provide", post(provide::<A>))
         // Uploads go to the node's storage; the default 2 MiB body limit would refuse most files.
         .route(
             "/api/v0/add",
@@ -187,6 +196,35 @@ async fn cat<A: IpfsApi>(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// kubo's query-event shape: type 4 is "provider", one response a peer.
+async fn find_providers<A: IpfsApi>(
+    State(api): State<Arc<A>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let cid = one_arg(request.uri().query())?;
+    let lines: String = api
+        .find_providers(&cid)
+        .await?
+        .into_iter()
+        .map(|peer| {
+            format!(
+                "{}\n",
+                json!({"Type": 4, "Responses": [{"ID": peer, "Addrs": []}]})
+            )
+        })
+        .collect();
+    Ok(([(header::CONTENT_TYPE, "application/json")], lines).into_response())
+}
+
+async fn provide<A: IpfsApi>(
+    State(api): State<Arc<A>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let cid = one_arg(request.uri().query())?;
+    api.provide(&cid).await?;
+    Ok(Json(json!({"Type": 5, "ID": "", "Responses": null})).into_response())
 }
 
 /// kubo's `add`: multipart form data, one file part; answers `{"Name", "Hash", "Size"}`.

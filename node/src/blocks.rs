@@ -16,6 +16,8 @@ use crate::unixfs::{leaf_block, Block, CidVersion, Importer, CHUNK_SIZE};
 pub trait BlockSource: Send + Sync + 'static {
     /// The block's bytes, if this node has it (and they still hash to `cid`).
     fn block(&self, cid: &Cid) -> io::Result<Option<Vec<u8>>>;
+    /// Whether this node holds the block, without reading it (what HAVE answers).
+    fn has(&self, cid: &Cid) -> bool;
 }
 
 struct Leaf {
@@ -80,6 +82,11 @@ impl LocalBlocks {
 }
 
 impl BlockSource for LocalBlocks {
+    fn has(&self, cid: &Cid) -> bool {
+        let inner = self.inner.read().is_ok_and(|m| m.contains_key(cid));
+        inner || self.leaves.read().is_ok_and(|m| m.contains_key(cid))
+    }
+
     fn block(&self, cid: &Cid) -> io::Result<Option<Vec<u8>>> {
         if let Some(bytes) = self.inner.read().ok().and_then(|m| m.get(cid).cloned()) {
             return Ok(Some(bytes));

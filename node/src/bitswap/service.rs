@@ -137,35 +137,29 @@ impl Bitswap {
         wants.retain(|_, waiters| !waiters.is_empty());
     }
 
+    /// Answers a wantlist one entry at a time, so that memory holds at most one reply's worth of
+    /// blocks however long the wantlist is.
     async fn answer(self: &Arc<Self>, peer: PeerId, wanted: Vec<WantEntry>) {
-        let blocks = self.blocks.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            wanted
-                .into_iter()
-                .map(|entry| {
-                    let block = match entry.want_type {
-                        WantType::Block => blocks.block(&entry.cid).ok().flatten(),
-                        WantType::Have => {
-                            blocks.block(&entry.cid).ok().flatten().map(|_| Vec::new())
-                        }
-                    };
-                    (entry, block)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
         let mut reply = Message::default();
         let mut reply_bytes = 0;
-        for (entry, block) in found {
-            match (block, entry.want_type) {
+        for entry in wanted {
+            let (blocks, cid) = (self.blocks.clone(), entry.cid);
+            let found = match entry.want_type {
+                WantType::Have => blocks.has(&cid).then(Vec::new),
+                WantType::Block => tokio::task::spawn_blocking(move || blocks.block(&cid))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten(),
+            };
+            match (found, entry.want_type) {
                 (Some(data), WantType::Block) => {
                     reply_bytes += data.len();
-                    reply.blocks.push((entry.cid, data));
+                    reply.blocks.push((cid, data));
                 }
-                (Some(_), WantType::Have) => reply.presences.push((entry.cid, Presence::Have)),
+                (Some(_), WantType::Have) => reply.presences.push((cid, Presence::Have)),
                 (None, _) if entry.send_dont_have => {
-                    reply.presences.push((entry.cid, Presence::DontHave));
+                    reply.presences.push((cid, Presence::DontHave));
                 }
                 (None, _) => {}
             }

@@ -60,7 +60,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let status = node.status().await.map_err(|e| e.to_string())?;
         tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, "node started");
         let api = NodeApi {
-            node: node.clone(),
+            node,
             blobs: blobs_dir,
         };
         let app = front.merge(peerix_http::ipfs_api_router(api));
@@ -72,12 +72,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             listener.local_addr().unwrap_or(addr)
         );
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app)
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .map_err(|e| format!("server failed: {e}"));
-        drop(node);
-        served
+            .map_err(|e| format!("server failed: {e}"))
     })
 }
 

@@ -1,13 +1,24 @@
 //! Blocks as Bitswap moves them: bounded in size and accepted only if they hash to their CID.
 
 use cid::Cid;
+use multihash::Multihash;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// The largest block kubo and Helia exchange (2 MiB; kubo's importer stays far below).
 pub const MAX_BLOCK_SIZE: usize = 2 << 20;
 
-const SHA2_256: u64 = 0x12;
+/// Multihash code of sha2-256, the only hash this node produces or accepts.
+pub(crate) const SHA2_256: u64 = 0x12;
+/// CID codecs of UnixFS blocks.
+pub(crate) const DAG_PB: u64 = 0x70;
+pub(crate) const RAW: u64 = 0x55;
+
+/// The sha2-256 multihash of `bytes`.
+pub(crate) fn sha256_multihash(bytes: &[u8]) -> Multihash<64> {
+    // A 32-byte digest always fits the 64-byte multihash.
+    Multihash::wrap(SHA2_256, &Sha256::digest(bytes)).unwrap_or_default()
+}
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BlockError {

@@ -13,15 +13,13 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use crate::bitswap::Bitswap;
+use crate::block::{DAG_PB, RAW};
 use crate::unixfs::{decode_node, decode_unixfs};
 
 /// Blocks requested ahead of the one being handed out.
 const WINDOW: usize = 64;
 /// Content chunks buffered for the reader.
 const OUTPUT_CHUNKS: usize = 8;
-
-const RAW: u64 = 0x55;
-const DAG_PB: u64 = 0x70;
 
 /// What one block of a file DAG turned out to be.
 enum Node {

@@ -3,19 +3,14 @@
 //! the CID it really has.
 
 use cid::Cid;
-use multihash::Multihash;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::block::MAX_BLOCK_SIZE;
+use crate::block::{sha256_multihash, DAG_PB, MAX_BLOCK_SIZE, SHA2_256};
 use crate::protobuf::{read_varint, write_bytes, write_uint, Fields, WireError};
 
 pub const PROTOCOL: &str = "/ipfs/bitswap/1.2.0";
 /// kubo and Helia refuse larger messages; so does this node.
 pub const MAX_MESSAGE_SIZE: usize = 4 << 20;
-
-const SHA2_256: u64 = 0x12;
-const DAG_PB: u64 = 0x70;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BitswapError {
@@ -103,8 +98,7 @@ fn cid_from_prefix(prefix: &[u8], data: &[u8]) -> Result<Cid, BitswapError> {
     if !rest.is_empty() || code != SHA2_256 || size != 32 {
         return Err(BitswapError::Prefix);
     }
-    let hash =
-        Multihash::wrap(SHA2_256, &Sha256::digest(data)).map_err(|_| BitswapError::Prefix)?;
+    let hash = sha256_multihash(data);
     match (version, codec) {
         (0, DAG_PB) => Cid::new_v0(hash).map_err(|_| BitswapError::Prefix),
         (1, codec) => Ok(Cid::new_v1(codec, hash)),

@@ -12,17 +12,13 @@ pub use importer::{leaf_block, Block, Importer};
 pub use pb::{decode_node, decode_unixfs, DagPbError, PbLink, PbNode, UnixFsData};
 
 use cid::Cid;
-use multihash::Multihash;
-use sha2::{Digest, Sha256};
+
+use crate::block::{sha256_multihash, DAG_PB, RAW};
 
 /// kubo's default chunk size.
 pub const CHUNK_SIZE: usize = 262_144;
 /// kubo's balanced layout: links per inner node.
 pub const MAX_LINKS: usize = 174;
-
-const SHA2_256: u64 = 0x12;
-const DAG_PB: u64 = 0x70;
-const RAW: u64 = 0x55;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CidVersion {
@@ -30,11 +26,6 @@ pub enum CidVersion {
     V0,
     /// `ipfs add --cid-version 1`: base32 `bafy...`, raw leaves.
     V1,
-}
-
-fn sha256_multihash(bytes: &[u8]) -> Multihash<64> {
-    // A 32-byte digest always fits the 64-byte multihash.
-    Multihash::wrap(SHA2_256, &Sha256::digest(bytes)).unwrap_or_default()
 }
 
 fn dag_pb_cid(version: CidVersion, block: &[u8]) -> Cid {

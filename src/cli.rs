@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the local store to Nix as an HTTP binary cache.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a Nix-compatible signing key pair (secret file mode 0600).
     Keygen(KeygenArgs),
     /// Print the CID that `ipfs add` (kubo) gives FILE.
@@ -159,6 +159,51 @@ pub struct NodeArgs {
     /// The node's libp2p identity (created, mode 0600, when missing) [default: STATE_DIR/identity.key].
     #[arg(long, env = "PEERIX_IDENTITY_FILE", value_name = "FILE")]
     pub identity_file: Option<PathBuf>,
+
+    /// Peer-to-peer traffic cap in bytes per second, each direction (suffixes k, M, G or KiB, MiB,
+    /// GiB) [default: no cap].
+    #[arg(long, env = "PEERIX_BANDWIDTH_LIMIT", value_parser = parse_rate, value_name = "RATE")]
+    pub bandwidth_limit: Option<u64>,
+
+    /// Use a running kubo through its HTTP RPC (e.g. http://127.0.0.1:5001) for adding, fetching
+    /// and announcing content, next to the embedded node.
+    #[arg(long, env = "PEERIX_IPFS_API", value_name = "URL")]
+    pub ipfs_api: Option<String>,
+
+    /// Run no embedded IPFS node: the kubo given by --ipfs-api does all the IPFS work.
+    #[arg(long, env = "PEERIX_NO_EMBEDDED_NODE", value_parser = BoolishValueParser::new(), requires = "ipfs_api")]
+    pub no_embedded_node: bool,
+}
+
+/// `20M` = 20,000,000; `20MiB` = 20 × 2^20; a trailing `/s` or `B` is allowed.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim().trim_end_matches("/s").trim_end_matches('B');
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let scale: u64 = match unit {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit in {text:?}: use k, M, G, KiB, MiB or GiB"
+            ))
+        }
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate like 20M or 512KiB"))?;
+    match value.checked_mul(scale) {
+        Some(0) => Err("a bandwidth limit of 0 would stop all traffic".to_owned()),
+        Some(rate) => Ok(rate),
+        None => Err(format!("{text:?} is too large")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -269,11 +314,14 @@ impl ServeArgs {
             .clone()
             .unwrap_or_else(|| state_dir.join("identity.key"));
         Ok(peerix_node::NodeConfig {
+            identity_file,
             bootstrap_peers,
             network_id: self.node.network_id.clone(),
             mdns: !self.offline,
             public_dht: !self.offline,
-            ..peerix_node::NodeConfig::offline(identity_file, listen_addrs)
+            redial_known_peers: !self.offline,
+            bandwidth_limit: self.node.bandwidth_limit,
+            ..peerix_node::NodeConfig::offline(state_dir.to_owned(), listen_addrs)
         })
     }
 
@@ -282,5 +330,22 @@ impl ServeArgs {
         self.private_key
             .clone()
             .or_else(|| std::env::var_os("NIX_SECRET_KEY_FILE").map(PathBuf::from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_take_decimal_and_binary_suffixes() {
+        assert_eq!(parse_rate("1500"), Ok(1500));
+        assert_eq!(parse_rate("20M"), Ok(20_000_000));
+        assert_eq!(parse_rate("20MB/s"), Ok(20_000_000));
+        assert_eq!(parse_rate("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_rate("1GiB/s"), Ok(1 << 30));
+        for bad in ["", "0", "M", "12X", "-1", "99999999999G"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod filter;
 pub mod ipfs_cli;
 pub mod keygen;
+pub mod kubo_rpc;
 pub mod nix;
 pub mod node_api;
 pub mod serve;

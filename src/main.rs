@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Cid(args) => cid::run(&args),
         Command::Ipfs(args) => ipfs_cli::run(&args),

@@ -1,6 +1,8 @@
-//! The kubo-style RPC over the embedded node.
+//! The kubo-style RPC over the embedded node, a running kubo (`--ipfs-api`), or both: content is
+//! added to and announced by each, and fetched from the embedded node first, then from kubo.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,11 +11,18 @@ use futures_util::StreamExt;
 use peerix_http::{ApiError, ByteStream, IpfsApi, NodeIdentity};
 use peerix_node::{Multiaddr, NodeHandle};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
-/// The RPC over `node`; content added through it is kept in `blobs` (one file each), which the
-/// node then publishes without a further copy.
+use crate::kubo_rpc::KuboRpc;
+
+/// Bytes read from kubo per chunk handed to the HTTP response.
+const KUBO_CHUNK: usize = 256 << 10;
+
+/// The RPC over `node` and/or `kubo`; content added through it is kept in `blobs` (one file
+/// each), which the embedded node then publishes without a further copy.
 pub struct NodeApi {
-    pub node: NodeHandle,
+    pub node: Option<NodeHandle>,
+    pub kubo: Option<KuboRpc>,
     pub blobs: PathBuf,
 }
 
@@ -35,51 +44,68 @@ fn failed(e: impl ToString) -> ApiError {
     ApiError::Failed(e.to_string())
 }
 
-impl IpfsApi for NodeApi {
-    async fn id(&self) -> Result<NodeIdentity, ApiError> {
-        let status = self.node.status().await.map_err(failed)?;
-        let with_id = |addr: Multiaddr| format!("{addr}/p2p/{}", status.peer_id);
-        Ok(NodeIdentity {
-            peer_id: status.peer_id.to_string(),
-            addresses: status.listen_addrs.iter().cloned().map(with_id).collect(),
-            agent_version: format!("peerix/{}", env!("CARGO_PKG_VERSION")),
-        })
+fn parse_cid(cid: &str) -> Result<cid::Cid, ApiError> {
+    cid::Cid::try_from(cid).map_err(|e| ApiError::BadArgument(format!("{cid}: {e}")))
+}
+
+fn no_backend() -> ApiError {
+    ApiError::Failed("neither an embedded node nor --ipfs-api is configured".to_owned())
+}
+
+/// Turns a channel of chunks into the stream an HTTP body takes.
+fn byte_stream(chunks: mpsc::Receiver<std::io::Result<Vec<u8>>>) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(
+        chunks,
+        |mut chunks| async move {
+            let chunk = chunks.recv().await?;
+            Some((chunk.map(Bytes::from), chunks))
+        },
+    ))
+}
+
+impl NodeApi {
+    /// Runs a (blocking) call on the kubo client, if there is one.
+    async fn kubo<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&KuboRpc) -> Result<T, String> + Send + 'static,
+    ) -> Option<Result<T, ApiError>> {
+        let kubo = self.kubo.clone()?;
+        let joined = tokio::task::spawn_blocking(move || call(&kubo)).await;
+        Some(joined.map_err(failed).and_then(|r| r.map_err(failed)))
     }
 
-    async fn peers(&self) -> Result<Vec<(String, String)>, ApiError> {
-        let status = self.node.status().await.map_err(failed)?;
-        Ok(status
-            .peers
-            .into_iter()
-            .map(|p| {
-                (
-                    p.peer_id.to_string(),
-                    p.addr.map(|a| a.to_string()).unwrap_or_default(),
-                )
-            })
-            .collect())
+    /// Streams `cid` from kubo's `cat`, read on a blocking thread.
+    fn kubo_cat(kubo: KuboRpc, cid: String) -> ByteStream {
+        let (chunks, received) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut body = match kubo.cat(&cid) {
+                Ok(body) => body,
+                Err(e) => {
+                    let _ = chunks.blocking_send(Err(std::io::Error::other(e)));
+                    return;
+                }
+            };
+            loop {
+                let mut chunk = vec![0u8; KUBO_CHUNK];
+                match body.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if chunks.blocking_send(Ok(chunk)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = chunks.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        byte_stream(received)
     }
 
-    async fn connect(&self, addr: &str) -> Result<String, ApiError> {
-        let addr: Multiaddr = addr
-            .parse()
-            .map_err(|e| ApiError::BadArgument(format!("{addr}: {e}")))?;
-        Ok(self.node.dial(addr).await.map_err(failed)?.to_string())
-    }
-
-    async fn cat(&self, cid: &str) -> Result<ByteStream, ApiError> {
-        let cid = parse_cid(cid)?;
-        let chunks = self.node.cat(cid).await.map_err(failed)?;
-        Ok(Box::pin(futures_util::stream::unfold(
-            chunks,
-            |mut chunks| async move {
-                let chunk = chunks.recv().await?;
-                Some((chunk.map(Bytes::from), chunks))
-            },
-        )))
-    }
-
-    async fn add(&self, mut content: ByteStream) -> Result<(String, u64), ApiError> {
+    async fn save_upload(&self, mut content: ByteStream) -> Result<(PathBuf, u64), ApiError> {
         tokio::fs::create_dir_all(&self.blobs)
             .await
             .map_err(failed)?;
@@ -92,24 +118,164 @@ impl IpfsApi for NodeApi {
             file.write_all(&chunk).await.map_err(failed)?;
         }
         file.sync_all().await.map_err(failed)?;
-        let cid = self.node.add_file(&path).await.map_err(failed)?;
-        Ok((cid.to_string(), size))
+        Ok((path, size))
     }
 
-    async fn find_providers(&self, cid: &str) -> Result<Vec<String>, ApiError> {
-        let providers = self
-            .node
-            .find_providers(&parse_cid(cid)?)
-            .await
-            .map_err(failed)?;
-        Ok(providers.into_iter().map(|p| p.to_string()).collect())
-    }
-
-    async fn provide(&self, cid: &str) -> Result<(), ApiError> {
-        self.node.provide(&parse_cid(cid)?).await.map_err(failed)
+    async fn kubo_add(&self, path: &Path) -> Option<Result<String, ApiError>> {
+        let path = path.to_owned();
+        self.kubo(move |kubo| {
+            let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+            kubo.add("", file).map(|(cid, _)| cid)
+        })
+        .await
     }
 }
 
-fn parse_cid(cid: &str) -> Result<cid::Cid, ApiError> {
-    cid::Cid::try_from(cid).map_err(|e| ApiError::BadArgument(format!("{cid}: {e}")))
+impl IpfsApi for NodeApi {
+    async fn id(&self) -> Result<NodeIdentity, ApiError> {
+        let Some(node) = &self.node else {
+            let id = self.kubo(KuboRpc::id).await.ok_or_else(no_backend)??;
+            let strings = |v: &serde_json::Value| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str().map(str::to_owned))
+                    .collect()
+            };
+            return Ok(NodeIdentity {
+                peer_id: id["ID"].as_str().unwrap_or_default().to_owned(),
+                addresses: strings(&id["Addresses"]),
+                agent_version: id["AgentVersion"].as_str().unwrap_or_default().to_owned(),
+            });
+        };
+        let status = node.status().await.map_err(failed)?;
+        let with_id = |addr: Multiaddr| format!("{addr}/p2p/{}", status.peer_id);
+        Ok(NodeIdentity {
+            peer_id: status.peer_id.to_string(),
+            addresses: status.listen_addrs.iter().cloned().map(with_id).collect(),
+            agent_version: format!("peerix/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    async fn peers(&self) -> Result<Vec<(String, String)>, ApiError> {
+        let mut peers = Vec::new();
+        if let Some(node) = &self.node {
+            let status = node.status().await.map_err(failed)?;
+            peers.extend(status.peers.into_iter().map(|p| {
+                (
+                    p.peer_id.to_string(),
+                    p.addr.map(|a| a.to_string()).unwrap_or_default(),
+                )
+            }));
+        }
+        if let Some(kubo_peers) = self.kubo(KuboRpc::peers).await {
+            peers.extend(kubo_peers?);
+        }
+        Ok(peers)
+    }
+
+    async fn connect(&self, addr: &str) -> Result<String, ApiError> {
+        let Some(node) = &self.node else {
+            let addr = addr.to_owned();
+            let lines = self
+                .kubo(move |kubo| kubo.connect(&addr))
+                .await
+                .ok_or_else(no_backend)??;
+            // kubo says "connect <peer id> success".
+            let peer = lines.first().and_then(|l| l.split(' ').nth(1));
+            return Ok(peer.unwrap_or_default().to_owned());
+        };
+        let addr: Multiaddr = addr
+            .parse()
+            .map_err(|e| ApiError::BadArgument(format!("{addr}: {e}")))?;
+        Ok(node.dial(addr).await.map_err(failed)?.to_string())
+    }
+
+    async fn cat(&self, cid: &str) -> Result<ByteStream, ApiError> {
+        let parsed = parse_cid(cid)?;
+        if let Some(node) = &self.node {
+            let mut chunks = node.cat(parsed).await.map_err(failed)?;
+            match (chunks.recv().await, &self.kubo) {
+                // Nothing came from the embedded node: kubo may do better.
+                (Some(Err(e)), Some(kubo)) => {
+                    tracing::debug!(%cid, error = %e, "embedded node cannot fetch: asking kubo");
+                    return Ok(Self::kubo_cat(kubo.clone(), cid.to_owned()));
+                }
+                (first, _) => {
+                    let first = futures_util::stream::iter(first.map(|c| c.map(Bytes::from)));
+                    return Ok(Box::pin(first.chain(byte_stream(chunks))));
+                }
+            }
+        }
+        let kubo = self.kubo.clone().ok_or_else(no_backend)?;
+        Ok(Self::kubo_cat(kubo, cid.to_owned()))
+    }
+
+    async fn block(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
+        let parsed = parse_cid(cid)?;
+        if let Some(node) = &self.node {
+            if let Some(block) = node.block(parsed).await.map_err(failed)? {
+                return Ok(block);
+            }
+        }
+        let cid_text = cid.to_owned();
+        let block = self
+            .kubo(move |kubo| kubo.block(&cid_text))
+            .await
+            .ok_or_else(|| ApiError::Failed(format!("block {cid} not found")))??;
+        // Whatever kubo answers is checked like any other block before it is passed on.
+        peerix_node::block::verify(&parsed, &block).map_err(failed)?;
+        Ok(block)
+    }
+
+    async fn add(&self, content: ByteStream) -> Result<(String, u64), ApiError> {
+        let (path, size) = self.save_upload(content).await?;
+        let Some(node) = &self.node else {
+            let added = self.kubo_add(&path).await.ok_or_else(no_backend);
+            let _ = tokio::fs::remove_file(&path).await;
+            return Ok((added??, size));
+        };
+        let cid = node.add_file(&path).await.map_err(failed)?.to_string();
+        if let Some(kubo_cid) = self.kubo_add(&path).await {
+            match kubo_cid {
+                Ok(other) if other != cid => {
+                    tracing::warn!(%cid, kubo = %other, "kubo gave another CID for the same content")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%cid, error = %e, "kubo could not add the content"),
+            }
+        }
+        Ok((cid, size))
+    }
+
+    async fn find_providers(&self, cid: &str) -> Result<Vec<String>, ApiError> {
+        let mut providers = Vec::new();
+        if let Some(node) = &self.node {
+            let found = node
+                .find_providers(&parse_cid(cid)?)
+                .await
+                .map_err(failed)?;
+            providers.extend(found.into_iter().map(|p| p.to_string()));
+        }
+        let cid = cid.to_owned();
+        if let Some(found) = self.kubo(move |kubo| kubo.find_providers(&cid)).await {
+            for peer in found? {
+                if !providers.contains(&peer) {
+                    providers.push(peer);
+                }
+            }
+        }
+        Ok(providers)
+    }
+
+    async fn provide(&self, cid: &str) -> Result<(), ApiError> {
+        if let Some(node) = &self.node {
+            node.provide(&parse_cid(cid)?).await.map_err(failed)?;
+        }
+        let cid = cid.to_owned();
+        if let Some(provided) = self.kubo(move |kubo| kubo.provide(&cid)).await {
+            provided?;
+        }
+        Ok(())
+    }
 }

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::filter::PathFilter;
+use crate::kubo_rpc::KuboRpc;
 use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
 use crate::store::{CachingSigner, LocalStore};
@@ -54,13 +55,19 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
-        let node = peerix_node::start(node_config)
-            .await
-            .map_err(|e| format!("cannot start the peer-to-peer node: {e}"))?;
-        let status = node.status().await.map_err(|e| e.to_string())?;
-        tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, "node started");
+        let node = if args.node.no_embedded_node {
+            None
+        } else {
+            let node = peerix_node::start(node_config)
+                .await
+                .map_err(|e| format!("cannot start the peer-to-peer node: {e}"))?;
+            let status = node.status().await.map_err(|e| e.to_string())?;
+            tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, "node started");
+            Some(node)
+        };
         let api = NodeApi {
             node,
+            kubo: args.node.ipfs_api.as_deref().map(KuboRpc::new),
             blobs: blobs_dir,
         };
         let app = front.merge(peerix_http::ipfs_api_router(api));

@@ -1,12 +1,14 @@
-//! `peerix ipfs ...` against two running `peerix serve` nodes on loopback: one publishes a file,
-//! the other connects to it and reads the file back by CID.
+//! `peerix ipfs ...` against running `peerix serve` nodes on loopback: one publishes a file, the
+//! other connects to it and reads the file back by CID; what was added survives a kill; and a
+//! node given `--ipfs-api` uses another node's kubo-style RPC as its fallback.
 
 mod common;
 
 use std::process::Command;
 
-use common::{ChrootStore, Peerix};
+use common::{curl, ChrootStore, Peerix};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 fn ipfs(node: &Peerix, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_peerix"))
@@ -23,6 +25,26 @@ fn ok_stdout(output: std::process::Output) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
+}
+
+/// 3 MB of varied bytes in a file under `dir`: a DAG of a root and 12 leaves.
+fn sample_file(dir: &tempfile::TempDir) -> (std::path::PathBuf, Vec<u8>) {
+    let file = dir.path().join("content");
+    let bytes: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    (file, bytes)
+}
+
+fn add(node: &Peerix, file: &std::path::Path) -> String {
+    let out = ok_stdout(ipfs(node, &["add", file.to_str().unwrap()]));
+    String::from_utf8(out).unwrap().trim().to_owned()
+}
+
+fn peer_id(node: &Peerix) -> String {
+    let id: Value = serde_json::from_slice(&ok_stdout(ipfs(node, &["id"]))).unwrap();
+    id["peer_id"].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -44,11 +66,7 @@ fn a_file_added_on_one_node_is_read_on_another() {
     assert!(addr.ends_with(&format!("/p2p/{peer_id}")));
 
     let dir = tempfile::TempDir::new().unwrap();
-    let file = dir.path().join("content");
-    let bytes: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    std::fs::write(&file, &bytes).unwrap();
+    let (file, bytes) = sample_file(&dir);
     let cid = String::from_utf8(ok_stdout(ipfs(&a, &["add", file.to_str().unwrap()]))).unwrap();
     let expected = Command::new(env!("CARGO_BIN_EXE_peerix"))
         .args(["cid", "--cid-version", "1"])
@@ -83,4 +101,116 @@ fn a_file_added_on_one_node_is_read_on_another() {
     let refused = ipfs(&b, &["cat", "bafkreinot-a-cid"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cat:"));
+}
+
+#[test]
+fn what_was_added_survives_a_kill() {
+    let store = ChrootStore::empty();
+    let dir = tempfile::TempDir::new().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let (file, bytes) = sample_file(&dir);
+
+    let a = Peerix::serve_in(store.root(), &state, &[]);
+    let cid = add(&a, &file);
+    let a_id = peer_id(&a);
+    // SIGKILL: no shutdown code runs.
+    drop(a);
+
+    let a = Peerix::serve_in(store.root(), &state, &[]);
+    assert_eq!(peer_id(&a), a_id, "the identity is kept");
+    let fetched = ok_stdout(ipfs(&a, &["cat", &cid]));
+    assert!(fetched == bytes, "the node reads its own content back");
+
+    // block/get answers the root's raw bytes, which hash to the CID.
+    let root = curl(
+        &format!("{}/api/v0/block/get?arg={cid}", a.url()),
+        &["-X", "POST"],
+    );
+    assert_eq!(root.status, 200);
+    let parsed = cid::Cid::try_from(cid.as_str()).unwrap();
+    assert_eq!(
+        parsed.hash().digest(),
+        Sha256::digest(&root.body).as_slice()
+    );
+    let missing = curl(
+        &format!(
+            "{}/api/v0/block/get?arg=bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+            a.url()
+        ),
+        &["-X", "POST"],
+    );
+    assert_eq!(missing.status, 500, "an absent block is an error");
+
+    // The provided key was kept too: announced again at start, a new peer finds it in the DHT.
+    let b = Peerix::serve(store.root(), &[]);
+    let addr = format!("{}/p2p/{a_id}", tcp_addr(&a));
+    ok_stdout(ipfs(&b, &["connect", &addr]));
+    let found = (0..50).any(|_| {
+        let providers = String::from_utf8(ok_stdout(ipfs(&b, &["providers", &cid]))).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        providers.lines().any(|l| l == a_id)
+    });
+    assert!(found, "the restarted node is a provider again");
+}
+
+/// The node's loopback TCP listen address, without its /p2p suffix.
+fn tcp_addr(node: &Peerix) -> String {
+    let id: Value = serde_json::from_slice(&ok_stdout(ipfs(node, &["id"]))).unwrap();
+    let addr = id["multiaddrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        .expect("a loopback TCP address");
+    addr.split("/p2p/").next().unwrap().to_owned()
+}
+
+#[test]
+fn a_kubo_rpc_is_the_fallback_and_can_replace_the_node() {
+    let store = ChrootStore::empty();
+    let dir = tempfile::TempDir::new().unwrap();
+    let (file, bytes) = sample_file(&dir);
+    // A plays kubo: its RPC has kubo's shape. B and C never connect to it over libp2p.
+    let a = Peerix::serve(store.root(), &[]);
+    let api = a.url();
+    let b = Peerix::serve(store.root(), &["--ipfs-api", &api]);
+    let c = Peerix::serve(store.root(), &["--ipfs-api", &api, "--no-embedded-node"]);
+    let a_id = peer_id(&a);
+
+    let cid = add(&a, &file);
+    let fetched = ok_stdout(ipfs(&b, &["cat", &cid]));
+    assert!(
+        fetched == bytes,
+        "B reads through A's RPC when its own node has nothing"
+    );
+    let providers = String::from_utf8(ok_stdout(ipfs(&b, &["providers", &cid]))).unwrap();
+    assert!(providers.lines().any(|l| l == a_id), "{providers:?}");
+
+    assert_eq!(
+        peer_id(&c),
+        a_id,
+        "without a node of its own, C speaks for A"
+    );
+    let other = dir.path().join("other");
+    std::fs::write(&other, b"added through C").unwrap();
+    let other_cid = add(&c, &other);
+    assert_eq!(
+        ok_stdout(ipfs(&a, &["cat", &other_cid])),
+        b"added through C"
+    );
+
+    // B adds to its own node and to A's: both can then serve it.
+    let third = dir.path().join("third");
+    std::fs::write(&third, b"added through B").unwrap();
+    let third_cid = add(&b, &third);
+    assert_eq!(
+        ok_stdout(ipfs(&a, &["cat", &third_cid])),
+        b"added through B"
+    );
+    assert_eq!(
+        ok_stdout(ipfs(&b, &["cat", &third_cid])),
+        b"added through B"
+    );
 }

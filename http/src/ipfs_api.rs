@@ -49,6 +49,8 @@ pub trait IpfsApi: Send + Sync + 'static {
     /// Connects to a multiaddr; returns the peer id found there.
     fn connect(&self, addr: &str) -> impl Future<Output = Result<String, ApiError>> + Send;
     fn cat(&self, cid: &str) -> impl Future<Output = Result<ByteStream, ApiError>> + Send;
+    /// The raw bytes of one block, verified against `cid`.
+    fn block(&self, cid: &str) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
     /// Peer ids of the providers of `cid` found in the DHT.
     fn find_providers(
         &self,
@@ -119,6 +121,7 @@ pub fn ipfs_api_router<A: IpfsApi>(api: A) -> Router {
         .route("/api/v0/swarm/peers", post(peers::<A>))
         .route("/api/v0/swarm/connect", post(connect::<A>))
         .route("/api/v0/cat", post(cat::<A>))
+        .route("/api/v0/block/get", post(block_get::<A>))
         .route("/api/v0/routing/findprovs", post(find_providers::<A>))
         .route("/api/v0/routing/provide", post(provide::<A>))
         // Uploads go to the node's storage; the default 2 MiB body limit would refuse most files.
@@ -196,6 +199,15 @@ async fn cat<A: IpfsApi>(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+async fn block_get<A: IpfsApi>(
+    State(api): State<Arc<A>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let cid = one_arg(request.uri().query())?;
+    let block = api.block(&cid).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], block).into_response())
 }
 
 /// kubo's query-event shape: type 4 is "provider", one response a peer.

@@ -51,6 +51,8 @@ pub fn private_kad_protocol(network_id: &str) -> StreamProtocol {
 fn kad_behaviour(peer_id: PeerId, protocol: StreamProtocol) -> kad::Behaviour<MemoryStore> {
     let mut config = kad::Config::new(protocol);
     config.set_query_timeout(Duration::from_secs(60));
+    // The event loop re-announces provided keys itself, paced, instead of all at once.
+    config.set_provider_publication_interval(None);
     let store_config = MemoryStoreConfig {
         max_provided_keys: MAX_PROVIDED_KEYS,
         max_providers_per_key: 64,

@@ -1,16 +1,17 @@
-//! Where this node's blocks come from. Inner DAG nodes are kept; leaves are not: they are read back
-//! from the file they were imported from and checked against their CID before they leave.
+//! Where this node's blocks come from. Inner DAG nodes are kept in [`Storage`]; leaves are not:
+//! they are read back from the content they were imported from and checked against their CID
+//! before they leave.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
 use cid::Cid;
 
 use crate::block::verify;
+use crate::storage::{Import, LeafLocation, Storage};
 use crate::unixfs::{leaf_block, Block, CidVersion, Importer, CHUNK_SIZE};
 
 pub trait BlockSource: Send + Sync + 'static {
@@ -20,89 +21,100 @@ pub trait BlockSource: Send + Sync + 'static {
     fn has(&self, cid: &Cid) -> bool;
 }
 
-struct Leaf {
-    file: Arc<PathBuf>,
-    offset: u64,
-    len: usize,
-    version: CidVersion,
+/// Re-produces imported content on demand, so that leaves need not be stored twice.
+pub trait ContentSource: Send + Sync + 'static {
+    /// Fills `buf` with the bytes at `offset` of the content imported under the name `source`.
+    fn read_at(&self, source: &str, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 }
 
-#[derive(Default)]
+/// Content that lives in files: the source name is the file's path.
+pub struct Files;
+
+impl ContentSource for Files {
+    fn read_at(&self, source: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        File::open(source)?.read_exact_at(buf, offset)
+    }
+}
+
 pub struct LocalBlocks {
-    inner: RwLock<HashMap<Cid, Vec<u8>>>,
-    leaves: RwLock<HashMap<Cid, Leaf>>,
+    storage: Arc<Storage>,
+    content: Arc<dyn ContentSource>,
 }
 
 impl LocalBlocks {
-    /// Imports `path` as a UnixFS file without copying its content; returns the root CID.
-    pub fn add_file(&self, path: &Path, version: CidVersion) -> io::Result<Cid> {
-        let file = Arc::new(path.to_owned());
+    pub fn new(storage: Arc<Storage>, content: Arc<dyn ContentSource>) -> Self {
+        Self { storage, content }
+    }
+
+    /// Imports the content read from `reader` as a UnixFS file, recording that its leaves can be
+    /// re-read from `source`; returns the root CID. Only inner nodes are stored.
+    pub fn import(&self, source: &str, reader: impl Read, version: CidVersion) -> io::Result<Cid> {
         let mut importer = Importer::new(version);
-        let mut source = File::open(path)?;
+        let mut reader = reader;
         let mut buf = vec![0u8; CHUNK_SIZE];
-        let mut inner = Vec::new();
-        let mut leaves = Vec::new();
+        let mut import = Import {
+            source: source.to_owned(),
+            version,
+            inner: Vec::new(),
+            leaves: Vec::new(),
+        };
         let mut record = |block| match block {
-            Block::Leaf { cid, offset, len } => leaves.push((cid, offset, len)),
-            Block::Inner { cid, bytes } => inner.push((cid, bytes)),
+            Block::Leaf { cid, offset, len } => import.leaves.push((cid, offset, len)),
+            Block::Inner { cid, bytes } => import.inner.push((cid, bytes)),
         };
         loop {
-            let n = source.read(&mut buf)?;
+            let n = reader.read(&mut buf)?;
             if n == 0 {
                 break;
             }
             importer.write(&buf[..n], &mut record);
         }
         let root = importer.finish(&mut record);
-        if let Ok(mut map) = self.inner.write() {
-            map.extend(inner);
-        }
-        if let Ok(mut map) = self.leaves.write() {
-            for (cid, offset, len) in leaves {
-                let file = file.clone();
-                map.insert(
-                    cid,
-                    Leaf {
-                        file,
-                        offset,
-                        len,
-                        version,
-                    },
-                );
-            }
-        }
+        self.storage.save_import(&import)?;
         Ok(root)
     }
 
-    fn read_leaf(leaf: &Leaf) -> io::Result<Vec<u8>> {
-        let mut chunk = vec![0u8; leaf.len];
-        File::open(leaf.file.as_path())?.read_exact_at(&mut chunk, leaf.offset)?;
-        Ok(leaf_block(leaf.version, &chunk))
+    /// Imports the file at `path` (which must stay in place for its blocks to be served).
+    pub fn add_file(&self, path: &Path, version: CidVersion) -> io::Result<Cid> {
+        let name = path
+            .to_str()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file name is not UTF-8"))?;
+        self.import(name, File::open(path)?, version)
+    }
+
+    fn read_leaf(&self, cid: &Cid, place: &LeafLocation) -> io::Result<Option<Vec<u8>>> {
+        let mut chunk = vec![0u8; place.len];
+        self.content
+            .read_at(&place.source, place.offset, &mut chunk)?;
+        let block = leaf_block(place.version, &chunk);
+        Ok(verify(cid, &block).is_ok().then_some(block))
     }
 }
 
 impl BlockSource for LocalBlocks {
     fn has(&self, cid: &Cid) -> bool {
-        let inner = self.inner.read().is_ok_and(|m| m.contains_key(cid));
-        inner || self.leaves.read().is_ok_and(|m| m.contains_key(cid))
+        self.storage.has(cid).unwrap_or_else(|e| {
+            tracing::warn!(%cid, error = %e, "cannot look up block");
+            false
+        })
     }
 
     fn block(&self, cid: &Cid) -> io::Result<Option<Vec<u8>>> {
-        if let Some(bytes) = self.inner.read().ok().and_then(|m| m.get(cid).cloned()) {
+        if let Some(bytes) = self.storage.inner_block(cid)? {
             return Ok(Some(bytes));
         }
-        let guard = self
-            .leaves
-            .read()
-            .map_err(|_| io::Error::other("leaf map poisoned"))?;
-        let Some(leaf) = guard.get(cid) else {
-            return Ok(None);
-        };
-        let block = Self::read_leaf(leaf)?;
-        if verify(cid, &block).is_err() {
-            tracing::warn!(%cid, file = %leaf.file.display(), "source changed since import: not serving");
-            return Ok(None);
+        // Any place that still holds the right bytes will do; changed or vanished ones are skipped.
+        for place in self.storage.leaf_locations(cid)? {
+            match self.read_leaf(cid, &place) {
+                Ok(Some(block)) => return Ok(Some(block)),
+                Ok(None) => {
+                    tracing::warn!(%cid, source = place.source, "source changed since import")
+                }
+                Err(e) => {
+                    tracing::warn!(%cid, source = place.source, error = %e, "cannot read source")
+                }
+            }
         }
-        Ok(Some(block))
+        Ok(None)
     }
 }

@@ -6,6 +6,9 @@ use libp2p::Multiaddr;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// Where the node keeps its database (`node.redb`): inner DAG nodes, the no-copy map,
+    /// provided keys and the peer book.
+    pub state_dir: PathBuf,
     /// Where the ed25519 identity lives (created with mode 0600 when missing).
     pub identity_file: PathBuf,
     pub listen_addrs: Vec<Multiaddr>,
@@ -21,6 +24,10 @@ pub struct NodeConfig {
     pub relay_server: bool,
     /// Established connections at most, in and out together.
     pub max_connections: u32,
+    /// Bytes per second at most in each direction, over all connections together.
+    pub bandwidth_limit: Option<u64>,
+    /// At start, dial the peers met in earlier runs (from the peer book).
+    pub redial_known_peers: bool,
 }
 
 /// The public IPFS bootstrap peers, as kubo ships them.
@@ -32,10 +39,12 @@ pub const PUBLIC_BOOTSTRAP_PEERS: &[&str] = &[
 ];
 
 impl NodeConfig {
-    /// A node that contacts nothing by itself: no mDNS, no public DHT, no relay service.
-    pub fn offline(identity_file: PathBuf, listen_addrs: Vec<Multiaddr>) -> Self {
+    /// A node keeping its state in `state_dir` that contacts nothing by itself: no mDNS, no
+    /// public DHT, no relay service, no peers from earlier runs.
+    pub fn offline(state_dir: PathBuf, listen_addrs: Vec<Multiaddr>) -> Self {
         Self {
-            identity_file,
+            identity_file: state_dir.join("identity.key"),
+            state_dir,
             listen_addrs,
             bootstrap_peers: Vec::new(),
             network_id: "default".to_owned(),
@@ -43,6 +52,8 @@ impl NodeConfig {
             public_dht: false,
             relay_server: false,
             max_connections: 256,
+            bandwidth_limit: None,
+            redial_known_peers: false,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The one task that owns the swarm: it reacts to network events and to commands from handles.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
@@ -10,19 +12,38 @@ use libp2p::{autonat, identify, kad, mdns, Multiaddr, PeerId, StreamProtocol, Sw
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, PUBLIC_KAD};
+use crate::storage::{KnownPeer, Storage};
 use crate::{NodeStatus, PeerInfo};
+
+/// DHT announcements running at once; the rest wait in line, so that publishing a whole store
+/// never floods the network with queries.
+const CONCURRENT_ANNOUNCEMENTS: usize = 8;
+/// Provider records live 48 h in the DHT; every provided key is announced again this often.
+const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
+/// Peers met are written to the peer book this often, in one transaction.
+const PEER_BOOK_FLUSH: Duration = Duration::from_secs(30);
+
+type ProvideReply = oneshot::Sender<Result<(), String>>;
 
 pub enum Command {
     Status(oneshot::Sender<NodeStatus>),
     Dial(Multiaddr, oneshot::Sender<Result<PeerId, String>>),
-    /// Announces this node as a provider of the key in the DHTs it takes part in.
-    Provide(kad::RecordKey, oneshot::Sender<Result<(), String>>),
+    /// Announces this node as a provider of the key in the DHTs it takes part in; answered once
+    /// the private DHT has it.
+    Provide(kad::RecordKey, ProvideReply),
     FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
+}
+
+/// Query ids are per DHT, so a query is known by both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Dht {
+    Private,
+    Public,
 }
 
 /// What a running DHT query answers when it is done.
 enum PendingQuery {
-    Provide(oneshot::Sender<Result<(), String>>),
+    Provide(Option<ProvideReply>),
     Providers(HashSet<PeerId>, oneshot::Sender<HashSet<PeerId>>),
 }
 
@@ -34,7 +55,12 @@ pub struct EventLoop {
     private_kad: StreamProtocol,
     /// The remote address of one connection to each connected peer.
     peer_addrs: HashMap<PeerId, Multiaddr>,
-    queries: HashMap<kad::QueryId, PendingQuery>,
+    queries: HashMap<(Dht, kad::QueryId), PendingQuery>,
+    announce_queue: VecDeque<(kad::RecordKey, Option<ProvideReply>)>,
+    announcing: usize,
+    storage: Arc<Storage>,
+    /// Peers seen since the peer book was last written.
+    met: HashMap<PeerId, KnownPeer>,
 }
 
 impl EventLoop {
@@ -42,6 +68,7 @@ impl EventLoop {
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
         private_kad: StreamProtocol,
+        storage: Arc<Storage>,
     ) -> Self {
         Self {
             swarm,
@@ -51,20 +78,84 @@ impl EventLoop {
             private_kad,
             peer_addrs: HashMap::new(),
             queries: HashMap::new(),
+            announce_queue: VecDeque::new(),
+            announcing: 0,
+            storage,
+            met: HashMap::new(),
         }
     }
 
     /// Runs until every handle is dropped.
     pub async fn run(mut self) {
+        // The first tick comes at once: keys provided in earlier runs are announced again.
+        let mut reannounce = tokio::time::interval(REANNOUNCE_INTERVAL);
+        let mut flush = tokio::time::interval(PEER_BOOK_FLUSH);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_event(event),
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
-                    None => return,
+                    None => break,
                 },
+                _ = reannounce.tick() => self.reannounce(),
+                _ = flush.tick() => self.flush_peer_book(),
             }
         }
+        self.flush_peer_book();
+    }
+
+    fn reannounce(&mut self) {
+        match self.storage.provided_keys() {
+            Ok(keys) => {
+                tracing::debug!(keys = keys.len(), "announcing provided keys");
+                self.announce_queue
+                    .extend(keys.into_iter().map(|k| (kad::RecordKey::new(&k), None)));
+                self.start_announcements();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read provided keys"),
+        }
+    }
+
+    /// Starts queued announcements while fewer than the limit run.
+    fn start_announcements(&mut self) {
+        while self.announcing < CONCURRENT_ANNOUNCEMENTS {
+            let Some((key, reply)) = self.announce_queue.pop_front() else {
+                return;
+            };
+            let behaviour = self.swarm.behaviour_mut();
+            if let Some(public) = behaviour.public_kad.as_mut() {
+                if let Ok(id) = public.start_providing(key.clone()) {
+                    self.queries
+                        .insert((Dht::Public, id), PendingQuery::Provide(None));
+                    self.announcing += 1;
+                }
+            }
+            match self.swarm.behaviour_mut().private_kad.start_providing(key) {
+                Ok(id) => {
+                    self.queries
+                        .insert((Dht::Private, id), PendingQuery::Provide(reply));
+                    self.announcing += 1;
+                }
+                Err(e) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush_peer_book(&mut self) {
+        if self.met.is_empty() {
+            return;
+        }
+        let peers: Vec<KnownPeer> = self.met.drain().map(|(_, p)| p).collect();
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = storage.record_peers(&peers) {
+                tracing::warn!(error = %e, "cannot write the peer book");
+            }
+        });
     }
 
     fn on_command(&mut self, command: Command) {
@@ -96,24 +187,21 @@ impl EventLoop {
                 };
                 let _ = reply.send(result);
             }
-            Command::Provide(key, reply) => match self.start_query(key, true) {
-                Ok(id) => {
-                    self.queries.insert(id, PendingQuery::Provide(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            Command::Provide(key, reply) => {
+                self.announce_queue.push_back((key, Some(reply)));
+                self.start_announcements();
+            }
             Command::FindProviders(key, reply) => {
-                if let Ok(id) = self.start_query(key, false) {
-                    self.queries
-                        .insert(id, PendingQuery::Providers(HashSet::new(), reply));
-                }
+                let id = self.swarm.behaviour_mut().private_kad.get_providers(key);
+                self.queries.insert(
+                    (Dht::Private, id),
+                    PendingQuery::Providers(HashSet::new(), reply),
+                );
             }
         }
     }
 
-    fn on_query(&mut self, id: kad::QueryId, result: kad::QueryResult, last: bool) {
+    fn on_query(&mut self, id: (Dht, kad::QueryId), result: kad::QueryResult, last: bool) {
         match (result, self.queries.get_mut(&id)) {
             (
                 kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
@@ -123,12 +211,14 @@ impl EventLoop {
                 Some(PendingQuery::Providers(found, _)),
             ) => found.extend(providers),
             (kad::QueryResult::StartProviding(result), Some(PendingQuery::Provide(_))) => {
-                if let Some(PendingQuery::Provide(reply)) = self.queries.remove(&id) {
+                if let Some(PendingQuery::Provide(Some(reply))) = self.queries.remove(&id) {
                     // A network too small to store the record still leaves it in our own store.
                     let _ = reply.send(result.map(|_| ()).or_else(|e| match e {
                         kad::AddProviderError::Timeout { .. } => Ok(()),
                     }));
                 }
+                self.announcing = self.announcing.saturating_sub(1);
+                self.start_announcements();
                 return;
             }
             _ => {}
@@ -137,15 +227,6 @@ impl EventLoop {
             if let Some(PendingQuery::Providers(found, reply)) = self.queries.remove(&id) {
                 let _ = reply.send(found);
             }
-        }
-    }
-
-    fn start_query(&mut self, key: kad::RecordKey, provide: bool) -> Result<kad::QueryId, String> {
-        let kad = &mut self.swarm.behaviour_mut().private_kad;
-        if provide {
-            kad.start_providing(key).map_err(|e| e.to_string())
-        } else {
-            Ok(kad.get_providers(key))
         }
     }
 
@@ -200,7 +281,12 @@ impl EventLoop {
                 kad::Event::OutboundQueryProgressed {
                     id, result, step, ..
                 },
-            )) => self.on_query(id, result, step.last),
+            )) => self.on_query((Dht::Private, id), result, step.last),
+            SwarmEvent::Behaviour(BehaviourEvent::PublicKad(
+                kad::Event::OutboundQueryProgressed {
+                    id, result, step, ..
+                },
+            )) => self.on_query((Dht::Public, id), result, step.last),
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
             }
@@ -235,6 +321,17 @@ impl EventLoop {
 
     /// A peer's listen addresses go into each DHT whose protocol it speaks.
     fn learn_addresses(&mut self, peer_id: PeerId, info: &identify::Info) {
+        let last_seen = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.met.insert(
+            peer_id,
+            KnownPeer {
+                peer_id,
+                addrs: info.listen_addrs.clone(),
+                last_seen,
+            },
+        );
         let behaviour = self.swarm.behaviour_mut();
         let dhts = [
             (&self.private_kad, Some(&mut behaviour.private_kad)),

@@ -73,9 +73,6 @@ async fn walk(
     peers: Vec<PeerId>,
     output: &mpsc::Sender<io::Result<Vec<u8>>>,
 ) -> io::Result<()> {
-    if peers.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "no peer to ask"));
-    }
     let peers = Arc::new(peers);
     // Spreads blocks over the peers in turn, so every holder serves a share.
     let turn = Arc::new(AtomicUsize::new(0));

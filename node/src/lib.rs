@@ -14,10 +14,11 @@ mod event_loop;
 mod fetch;
 mod identity;
 mod protobuf;
+mod storage;
 pub mod unixfs;
 
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,18 +26,20 @@ use std::time::Duration;
 use cid::Cid;
 
 use futures_util::StreamExt;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{kad, noise, tcp, yamux};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-pub use blocks::{BlockSource, LocalBlocks};
+pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
 pub use config::{NodeConfig, PUBLIC_BOOTSTRAP_PEERS};
 pub use libp2p::{Multiaddr, PeerId};
 
 use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::{Bitswap, InboundStreams};
 use event_loop::{Command, EventLoop};
+use storage::Storage;
 use unixfs::CidVersion;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,6 +48,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections with no protocol activity are closed after this long.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// Peers from the peer book dialled at start, most recently seen first.
+const REDIALLED_PEERS: usize = 16;
 
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -62,6 +67,8 @@ pub enum NodeError {
     Io(#[from] io::Error),
     #[error("DHT: {0}")]
     Dht(String),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +95,7 @@ pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     blocks: Arc<LocalBlocks>,
     bitswap: Arc<Bitswap>,
+    storage: Arc<Storage>,
 }
 
 impl NodeHandle {
@@ -116,16 +124,34 @@ impl NodeHandle {
     /// its blocks to be served.
     pub async fn add_file(&self, path: &Path) -> Result<Cid, NodeError> {
         let (blocks, path) = (self.blocks.clone(), path.to_owned());
-        let cid = tokio::task::spawn_blocking(move || blocks.add_file(&path, CidVersion::V1))
-            .await
-            .map_err(|e| NodeError::Io(io::Error::other(e)))?
-            .map_err(NodeError::Io)?;
+        let cid = blocking(move || blocks.add_file(&path, CidVersion::V1)).await?;
         self.provide(&cid).await?;
         Ok(cid)
     }
 
-    /// Streams the file `cid`, in order, from its providers in the DHT, or from the connected
-    /// peers when the DHT knows none; every block is verified.
+    /// Publishes the content `reader` yields (CIDv1, raw leaves) under the name `source`, which
+    /// the node's [`ContentSource`] must be able to read back at any offset; only inner nodes are
+    /// stored. The root is announced like [`Self::add_file`]'s.
+    pub async fn add_content(
+        &self,
+        source: String,
+        reader: impl Read + Send + 'static,
+    ) -> Result<Cid, NodeError> {
+        let blocks = self.blocks.clone();
+        let cid = blocking(move || blocks.import(&source, reader, CidVersion::V1)).await?;
+        self.provide(&cid).await?;
+        Ok(cid)
+    }
+
+    /// A block this node holds (an inner node, or a leaf read back from its source), verified.
+    pub async fn block(&self, cid: Cid) -> Result<Option<Vec<u8>>, NodeError> {
+        let blocks = self.blocks.clone();
+        blocking(move || blocks.block(&cid)).await
+    }
+
+    /// Streams the file `cid`, in order: blocks this node holds are read locally, the rest come
+    /// from its providers in the DHT, or from the connected peers when the DHT knows none; every
+    /// block is verified.
     pub async fn cat(&self, cid: Cid) -> Result<mpsc::Receiver<io::Result<Vec<u8>>>, NodeError> {
         let mut peers: Vec<PeerId> = self.find_providers(&cid).await?.into_iter().collect();
         peers.retain(|p| *p != self.peer_id);
@@ -150,7 +176,13 @@ impl NodeHandle {
     /// Announces this node as a provider of `cid`. Records are keyed by the multihash, so CIDv0
     /// and CIDv1 of the same content share providers, as in kubo.
     pub async fn provide(&self, cid: &Cid) -> Result<(), NodeError> {
-        let key = kad::RecordKey::new(&cid.hash().to_bytes());
+        let key = cid.hash().to_bytes();
+        let (storage, stored) = (self.storage.clone(), key.clone());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        blocking(move || Ok(storage.record_provided(&stored, now)?)).await?;
+        let key = kad::RecordKey::new(&key);
         self.ask(|reply| Command::Provide(key, reply))
             .await?
             .map_err(NodeError::Dht)
@@ -169,8 +201,29 @@ impl NodeHandle {
     }
 }
 
-/// Starts a node; returns once every listen address is bound.
+/// Runs `work` off the async threads (it reads files or the database).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| NodeError::Io(io::Error::other(e)))?
+        .map_err(NodeError::Io)
+}
+
+/// Starts a node whose added content lives in files; returns once every listen address is bound.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    start_with(config, Arc::new(Files)).await
+}
+
+/// Starts a node that reads the leaves of added content back through `content`.
+pub async fn start_with(
+    config: NodeConfig,
+    content: Arc<dyn ContentSource>,
+) -> Result<NodeHandle, NodeError> {
+    std::fs::create_dir_all(&config.state_dir)?;
+    let db_path = config.state_dir.join("node.redb");
+    let storage = Arc::new(blocking(move || Ok(Storage::open(&db_path)?)).await?);
     let keypair = identity::load_or_create(&config.identity_file)?;
     let (bitswap_inbound, inbound_streams) = InboundStreams::new();
     let mut bitswap_inbound = Some(bitswap_inbound);
@@ -210,9 +263,19 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }
     }
+    if config.redial_known_peers {
+        for peer in storage.known_peers(REDIALLED_PEERS)? {
+            let opts = DialOpts::peer_id(peer.peer_id)
+                .addresses(peer.addrs)
+                .build();
+            if let Err(e) = swarm.dial(opts) {
+                tracing::debug!(peer = %peer.peer_id, error = %e, "cannot dial known peer");
+            }
+        }
+    }
 
     let peer_id = *swarm.local_peer_id();
-    let blocks = Arc::new(LocalBlocks::default());
+    let blocks = Arc::new(LocalBlocks::new(storage.clone(), content));
     let bitswap = Bitswap::start(
         swarm.behaviour().stream.new_control(),
         blocks.clone(),
@@ -220,12 +283,13 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     );
     let (commands, receiver) = mpsc::channel(64);
     let private_kad = private_kad_protocol(&config.network_id);
-    tokio::spawn(EventLoop::new(swarm, receiver, private_kad).run());
+    tokio::spawn(EventLoop::new(swarm, receiver, private_kad, storage.clone()).run());
     Ok(NodeHandle {
         peer_id,
         commands,
         blocks,
         bitswap,
+        storage,
     })
 }
 

@@ -69,22 +69,22 @@ async fn dialing_nobody_fails_cleanly() {
 #[tokio::test]
 async fn identity_persists_and_stays_private() {
     let dir = TempDir::new().unwrap();
-    let first = node(&dir, "identity", "/ip4/127.0.0.1/tcp/0")
-        .await
-        .peer_id();
-    let again = node(&dir, "identity", "/ip4/127.0.0.1/tcp/0")
-        .await
-        .peer_id();
+    let identity_file = dir.path().join("identity.key");
+    let config = |state: &str| NodeConfig {
+        identity_file: identity_file.clone(),
+        ..NodeConfig::offline(dir.path().join(state), vec![])
+    };
+    let first = start(config("one")).await.unwrap().peer_id();
+    let again = start(config("two")).await.unwrap().peer_id();
     assert_eq!(first, again);
-    let mode = std::fs::metadata(dir.path().join("identity"))
+    let mode = std::fs::metadata(&identity_file)
         .unwrap()
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    std::fs::write(dir.path().join("garbage"), b"not a key").unwrap();
-    let config = NodeConfig::offline(dir.path().join("garbage"), vec![]);
-    assert!(start(config).await.is_err());
+    std::fs::write(&identity_file, b"not a key").unwrap();
+    assert!(start(config("three")).await.is_err());
 }
 
 #[tokio::test]

@@ -216,7 +216,8 @@ impl NixKey {
 pub struct Peerix {
     child: Child,
     pub port: u16,
-    _state: TempDir,
+    /// The state dir, when the server made its own.
+    _state: Option<TempDir>,
 }
 
 impl Peerix {
@@ -227,7 +228,13 @@ impl Peerix {
     pub fn serve_with_env(store_root: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerix"));
         cmd.envs(env.iter().copied());
-        Self::launch(cmd, store_root, extra)
+        Self::launch(cmd, store_root, None, extra)
+    }
+
+    /// Serves with the state dir `state`, which outlives the server (to restart on it).
+    pub fn serve_in(store_root: &Path, state: &Path, extra: &[&str]) -> Self {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_peerix"));
+        Self::launch(cmd, store_root, Some(state), extra)
     }
 
     /// Runs Peerix as the unprivileged `nobody` user (the caller must be root).
@@ -235,17 +242,18 @@ impl Peerix {
         let mut cmd = Command::new("setpriv");
         cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
             .arg(env!("CARGO_BIN_EXE_peerix"));
-        Self::launch(cmd, store_root, &[])
+        Self::launch(cmd, store_root, None, &[])
     }
 
-    fn launch(mut cmd: Command, store_root: &Path, extra: &[&str]) -> Self {
-        let state = TempDir::new().unwrap();
-        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    fn launch(mut cmd: Command, store_root: &Path, state: Option<&Path>, extra: &[&str]) -> Self {
+        let own_state = state.is_none().then(|| TempDir::new().unwrap());
+        let state_dir = state.or(own_state.as_ref().map(TempDir::path)).unwrap();
+        std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let mut child = cmd
             .args(["serve", "--offline", "--port", "0", "--store-root"])
             .arg(store_root)
             .arg("--state-dir")
-            .arg(state.path())
+            .arg(state_dir)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -272,7 +280,7 @@ impl Peerix {
         Self {
             child,
             port,
-            _state: state,
+            _state: own_state,
         }
     }
 

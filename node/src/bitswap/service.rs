@@ -243,13 +243,18 @@ impl Bitswap {
             .unwrap_or(false)
     }
 
-    /// Fetches one block, asking `peers` in turn starting with the `first`-th.
+    /// Fetches one block: from this node's own blocks when it has them, else asking `peers` in
+    /// turn starting with the `first`-th.
     pub async fn want_block(
         self: &Arc<Self>,
         cid: Cid,
         peers: &[PeerId],
         first: usize,
     ) -> Option<Vec<u8>> {
+        let blocks = self.blocks.clone();
+        if let Ok(Ok(Some(block))) = tokio::task::spawn_blocking(move || blocks.block(&cid)).await {
+            return Some(block);
+        }
         for i in 0..peers.len() {
             let peer = peers[(first + i) % peers.len()];
             if self.is_banned(&peer) {

@@ -1,0 +1,225 @@
+//! A client of kubo's HTTP RPC (`/api/v0/...`): what `peerix ipfs` uses to drive a running
+//! `peerix serve`, and what `peerix serve --ipfs-api` uses to drive a running kubo.
+
+use std::io::{self, Read};
+
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct KuboRpc {
+    base: String,
+    agent: ureq::Agent,
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn parse_json(command: &str, mut body: impl Read) -> Result<Value, String> {
+    let mut text = String::new();
+    body.read_to_string(&mut text)
+        .map_err(|e| format!("{command}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{command}: bad JSON from the RPC: {e}"))
+}
+
+/// The peer ids in a stream of kubo query events (one JSON object a line).
+fn provider_ids(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|event| event["Type"] == 4)
+        .flat_map(|event| {
+            let responses = event["Responses"].as_array().cloned().unwrap_or_default();
+            responses
+                .into_iter()
+                .filter_map(|r| r["ID"].as_str().map(str::to_owned))
+        })
+        .collect()
+}
+
+impl KuboRpc {
+    /// A client of the RPC at `base` (e.g. `http://127.0.0.1:5001`).
+    pub fn new(base: &str) -> Self {
+        // RPC errors arrive as JSON bodies with non-2xx statuses: read them, don't raise.
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, command: &str, query: &[(&str, &str)]) -> String {
+        let mut url = format!("{}/api/v0/{command}", self.base);
+        for (i, (key, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&format!("{key}={}", percent_encode(value)));
+        }
+        url
+    }
+
+    /// POSTs a command; returns the response body, or the RPC's error message.
+    pub fn call(&self, command: &str, query: &[(&str, &str)]) -> Result<impl Read, String> {
+        let response = self
+            .agent
+            .post(&self.url(command, query))
+            .send_empty()
+            .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+        Self::body_or_error(command, response)
+    }
+
+    fn body_or_error(
+        command: &str,
+        response: ureq::http::Response<ureq::Body>,
+    ) -> Result<impl Read, String> {
+        let status = response.status();
+        let body = response.into_body().into_reader();
+        if status.is_success() {
+            return Ok(body);
+        }
+        let mut text = String::new();
+        let _ = body.take(64 << 10).read_to_string(&mut text);
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["Message"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        Err(format!("{command}: {message}"))
+    }
+
+    pub fn call_json(&self, command: &str, query: &[(&str, &str)]) -> Result<Value, String> {
+        parse_json(command, self.call(command, query)?)
+    }
+
+    /// `id`: the node's peer id and addresses, in kubo's shape.
+    pub fn id(&self) -> Result<Value, String> {
+        self.call_json("id", &[])
+    }
+
+    /// Connects the node to `addr`; returns the lines kubo reports.
+    pub fn connect(&self, addr: &str) -> Result<Vec<String>, String> {
+        let answer = self.call_json("swarm/connect", &[("arg", addr)])?;
+        Ok(answer["Strings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Connected peers as `(peer id, address)`.
+    pub fn peers(&self) -> Result<Vec<(String, String)>, String> {
+        let answer = self.call_json("swarm/peers", &[])?;
+        let field = |p: &Value, k: &str| p[k].as_str().unwrap_or_default().to_owned();
+        Ok(answer["Peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| (field(p, "Peer"), field(p, "Addr")))
+            .collect())
+    }
+
+    /// Uploads `content` as kubo's clients do (one multipart form part), as CIDv1 with raw
+    /// leaves; returns the CID and the size kubo reports.
+    pub fn add(
+        &self,
+        name: &str,
+        content: impl Read + Send + 'static,
+    ) -> Result<(String, u64), String> {
+        let boundary = format!("peerix-{}", std::process::id());
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n",
+            name.replace(['"', '\r', '\n'], "")
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let body = io::Cursor::new(head)
+            .chain(content)
+            .chain(io::Cursor::new(tail));
+        let response = self
+            .agent
+            .post(&self.url("add", &[("cid-version", "1"), ("raw-leaves", "true")]))
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .send(ureq::SendBody::from_owned_reader(body))
+            .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+        let answer = parse_json("add", Self::body_or_error("add", response)?)?;
+        let cid = answer["Hash"]
+            .as_str()
+            .ok_or("add: the answer has no Hash")?
+            .to_owned();
+        let size = answer["Size"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default();
+        Ok((cid, size))
+    }
+
+    /// The content of `cid`, streamed.
+    pub fn cat(&self, cid: &str) -> Result<impl Read, String> {
+        self.call("cat", &[("arg", cid)])
+    }
+
+    pub fn block(&self, cid: &str) -> Result<Vec<u8>, String> {
+        let mut block = Vec::new();
+        // A block is at most 2 MiB; a longer answer is not one.
+        self.call("block/get", &[("arg", cid)])?
+            .take(4 << 20)
+            .read_to_end(&mut block)
+            .map_err(|e| format!("block/get {cid}: {e}"))?;
+        Ok(block)
+    }
+
+    /// Peer ids of the providers of `cid`.
+    pub fn find_providers(&self, cid: &str) -> Result<Vec<String>, String> {
+        let mut text = String::new();
+        self.call("routing/findprovs", &[("arg", cid)])?
+            .take(16 << 20)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("routing/findprovs: {e}"))?;
+        Ok(provider_ids(&text))
+    }
+
+    pub fn provide(&self, cid: &str) -> Result<(), String> {
+        let mut ignored = Vec::new();
+        self.call("routing/provide", &[("arg", cid)])?
+            .take(16 << 20)
+            .read_to_end(&mut ignored)
+            .map_err(|e| format!("routing/provide: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_provider_events() {
+        let text = "{\"Type\":4,\"Responses\":[{\"ID\":\"A\"},{\"ID\":\"B\"}]}\n\
+                    {\"Type\":0,\"Responses\":[{\"ID\":\"C\"}]}\nnot json\n";
+        assert_eq!(provider_ids(text), ["A", "B"]);
+    }
+
+    #[test]
+    fn encodes_arguments() {
+        let rpc = KuboRpc::new("http://127.0.0.1:5001/");
+        assert_eq!(
+            rpc.url("cat", &[("arg", "/ip4/1.2.3.4 x")]),
+            "http://127.0.0.1:5001/api/v0/cat?arg=%2Fip4%2F1.2.3.4%20x"
+        );
+    }
+}

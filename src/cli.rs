@@ -64,6 +64,9 @@ pub enum IpfsCommand {
     Providers { cid: String },
     /// Write the content of a UnixFS file to standard output, fetched from its providers.
     Cat { cid: String },
+    /// The node's state as JSON: NAT status, listen and external addresses, bandwidth cap, bytes
+    /// in and out in total and per connected peer.
+    Status,
 }
 
 #[derive(Args, Debug)]

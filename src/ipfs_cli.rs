@@ -40,6 +40,9 @@ pub fn run(args: &IpfsArgs) -> Result<(), String> {
                 println!("{peer} {addr}");
             }
         }
+        IpfsCommand::Status => {
+            println!("{}", rpc.call_json("peerix/status", &[])?);
+        }
         IpfsCommand::Cat { cid } => {
             let mut body = rpc.cat(cid)?;
             let mut stdout = io::stdout().lock();

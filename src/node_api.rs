@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use peerix_http::{ApiError, ByteStream, IpfsApi, NodeIdentity};
 use peerix_node::{Multiaddr, NodeHandle};
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -209,6 +210,42 @@ impl IpfsApi for NodeApi {
         }
         let kubo = self.kubo.clone().ok_or_else(no_backend)?;
         Ok(Self::kubo_cat(kubo, cid.to_owned()))
+    }
+
+    async fn status(&self) -> Result<serde_json::Value, ApiError> {
+        let node = match &self.node {
+            Some(node) => {
+                let status = node.status().await.map_err(failed)?;
+                let strings = |addrs: &[Multiaddr]| -> Vec<String> {
+                    addrs.iter().map(ToString::to_string).collect()
+                };
+                let peers: Vec<_> = status
+                    .peers
+                    .iter()
+                    .map(|p| {
+                        json!({
+                            "peer_id": p.peer_id.to_string(),
+                            "addr": p.addr.as_ref().map(ToString::to_string),
+                            "bytes_in": p.bytes_in,
+                            "bytes_out": p.bytes_out,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "peer_id": status.peer_id.to_string(),
+                    "nat_status": status.nat_status,
+                    "listen_addrs": strings(&status.listen_addrs),
+                    "external_addrs": strings(&status.external_addrs),
+                    "bandwidth_limit": status.bandwidth_limit,
+                    "bytes_in": status.bytes_in,
+                    "bytes_out": status.bytes_out,
+                    "peers": peers,
+                })
+            }
+            None => serde_json::Value::Null,
+        };
+        let kubo = self.kubo.as_ref().map(KuboRpc::base);
+        Ok(json!({ "node": node, "ipfs_api": kubo }))
     }
 
     async fn block(&self, cid: &str) -> Result<Vec<u8>, ApiError> {

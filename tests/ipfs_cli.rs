@@ -98,6 +98,26 @@ fn a_file_added_on_one_node_is_read_on_another() {
     let fetched = ok_stdout(ipfs(&b, &["cat", cid.trim()]));
     assert!(fetched == bytes, "cat returned other bytes");
 
+    // A's status counts what went to B.
+    let status: Value = serde_json::from_slice(&ok_stdout(ipfs(&a, &["status"]))).unwrap();
+    let node = &status["node"];
+    assert_eq!(node["peer_id"], peer_id, "{status}");
+    assert_eq!(
+        node["nat_status"], "unknown",
+        "offline nodes learn nothing of their NAT"
+    );
+    let b_id = self::peer_id(&b);
+    let to_b = node["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == b_id.as_str())
+        .expect("B among A's peers");
+    // The sample repeats every 8 chunks of 256 KiB: those 2 MiB at least went out.
+    let distinct = 8 * 262_144;
+    assert!(to_b["bytes_out"].as_u64().unwrap() >= distinct, "{status}");
+    assert!(node["bytes_out"].as_u64().unwrap() >= distinct);
+
     let refused = ipfs(&b, &["cat", "bafkreinot-a-cid"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cat:"));

@@ -49,6 +49,8 @@ pub trait IpfsApi: Send + Sync + 'static {
     /// Connects to a multiaddr; returns the peer id found there.
     fn connect(&self, addr: &str) -> impl Future<Output = Result<String, ApiError>> + Send;
     fn cat(&self, cid: &str) -> impl Future<Output = Result<ByteStream, ApiError>> + Send;
+    /// The node's own state (Peerix's, not a kubo command): addresses, NAT status, traffic.
+    fn status(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
     /// The raw bytes of one block, verified against `cid`.
     fn block(&self, cid: &str) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
     /// Peer ids of the providers of `cid` found in the DHT.
@@ -122,6 +124,7 @@ pub fn ipfs_api_router<A: IpfsApi>(api: A) -> Router {
         .route("/api/v0/swarm/connect", post(connect::<A>))
         .route("/api/v0/cat", post(cat::<A>))
         .route("/api/v0/block/get", post(block_get::<A>))
+        .route("/api/v0/peerix/status", post(status::<A>))
         .route("/api/v0/routing/findprovs", post(find_providers::<A>))
         .route("/api/v0/routing/provide", post(provide::<A>))
         // Uploads go to the node's storage; the default 2 MiB body limit would refuse most files.
@@ -199,6 +202,10 @@ async fn cat<A: IpfsApi>(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+async fn status<A: IpfsApi>(State(api): State<Arc<A>>) -> Result<Response, ApiError> {
+    Ok(Json(api.status().await?).into_response())
 }
 
 async fn block_get<A: IpfsApi>(

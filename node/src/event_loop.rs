@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, PUBLIC_KAD};
 use crate::storage::{KnownPeer, Storage};
+use crate::traffic::Traffic;
 use crate::{NodeStatus, PeerInfo};
 
 /// DHT announcements running at once; the rest wait in line, so that publishing a whole store
@@ -61,6 +62,7 @@ pub struct EventLoop {
     storage: Arc<Storage>,
     /// Peers seen since the peer book was last written.
     met: HashMap<PeerId, KnownPeer>,
+    traffic: Arc<Traffic>,
 }
 
 impl EventLoop {
@@ -69,6 +71,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         private_kad: StreamProtocol,
         storage: Arc<Storage>,
+        traffic: Arc<Traffic>,
     ) -> Self {
         Self {
             swarm,
@@ -82,6 +85,7 @@ impl EventLoop {
             announcing: 0,
             storage,
             met: HashMap::new(),
+            traffic,
         }
     }
 
@@ -231,6 +235,8 @@ impl EventLoop {
     }
 
     fn status(&self) -> NodeStatus {
+        let (bytes_in, bytes_out) = self.traffic.total();
+        let peer_bytes = self.traffic.peer_totals();
         NodeStatus {
             peer_id: *self.swarm.local_peer_id(),
             listen_addrs: self.swarm.listeners().cloned().collect(),
@@ -238,12 +244,21 @@ impl EventLoop {
             peers: self
                 .swarm
                 .connected_peers()
-                .map(|peer_id| PeerInfo {
-                    peer_id: *peer_id,
-                    addr: self.peer_addrs.get(peer_id).cloned(),
+                .map(|peer_id| {
+                    let (bytes_in, bytes_out) =
+                        peer_bytes.get(peer_id).copied().unwrap_or_default();
+                    PeerInfo {
+                        peer_id: *peer_id,
+                        addr: self.peer_addrs.get(peer_id).cloned(),
+                        bytes_in,
+                        bytes_out,
+                    }
                 })
                 .collect(),
             nat_status: self.nat_status.clone(),
+            bytes_in,
+            bytes_out,
+            bandwidth_limit: self.traffic.cap(),
         }
     }
 

@@ -15,6 +15,7 @@ mod fetch;
 mod identity;
 mod protobuf;
 mod storage;
+pub mod traffic;
 pub mod unixfs;
 
 use std::collections::HashSet;
@@ -28,7 +29,7 @@ use cid::Cid;
 use futures_util::StreamExt;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{kad, noise, tcp, yamux};
+use libp2p::{kad, tcp};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +41,7 @@ use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::{Bitswap, InboundStreams};
 use event_loop::{Command, EventLoop};
 use storage::Storage;
+use traffic::Traffic;
 use unixfs::CidVersion;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -76,6 +78,9 @@ pub struct PeerInfo {
     pub peer_id: PeerId,
     /// The remote address of one of the connections to the peer.
     pub addr: Option<Multiaddr>,
+    /// Bytes received from and sent to the peer since this node started.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -86,6 +91,11 @@ pub struct NodeStatus {
     pub peers: Vec<PeerInfo>,
     /// `public`, `private` or `unknown`, as AutoNAT last concluded.
     pub nat_status: String,
+    /// Bytes received and sent over direct connections since start.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The cap on each direction, in bytes per second, if one is set.
+    pub bandwidth_limit: Option<u64>,
 }
 
 /// Talks to a running node; the node stops when the last handle is dropped.
@@ -228,21 +238,20 @@ pub async fn start_with(
     let (bitswap_inbound, inbound_streams) = InboundStreams::new();
     let mut bitswap_inbound = Some(bitswap_inbound);
     let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
+    let traffic = Traffic::new(config.bandwidth_limit);
+    let mut relay_client = None;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|key| {
+            let tcp_config = tcp::Config::default().nodelay(true);
+            let (transport, relay) = traffic::build_transport(key, tcp_config, &traffic)?;
+            relay_client = Some(relay);
+            Ok::<_, BoxError>(transport)
+        })
         .map_err(|e| transport_error(&e))?
-        .with_quic()
-        .with_dns()
-        .map_err(|e| transport_error(&e))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| transport_error(&e))?
-        .with_behaviour(|key, relay_client| {
+        .with_behaviour(|key| {
             let inbound = bitswap_inbound.take().ok_or("behaviour built twice")?;
+            let relay_client = relay_client.take().ok_or("behaviour built twice")?;
             Behaviour::new(key, relay_client, &config, inbound).map_err(BoxError::from)
         })
         .map_err(|e| transport_error(&e))?
@@ -283,7 +292,7 @@ pub async fn start_with(
     );
     let (commands, receiver) = mpsc::channel(64);
     let private_kad = private_kad_protocol(&config.network_id);
-    tokio::spawn(EventLoop::new(swarm, receiver, private_kad, storage.clone()).run());
+    tokio::spawn(EventLoop::new(swarm, receiver, private_kad, storage.clone(), traffic).run());
     Ok(NodeHandle {
         peer_id,
         commands,

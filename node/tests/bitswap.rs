@@ -85,3 +85,58 @@ async fn a_file_changed_after_import_is_not_served() {
         "a changed source must not be served as the old CID"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bandwidth_cap_holds_and_traffic_is_counted_per_peer() {
+    const CAP: u64 = 2_000_000;
+    const LEN: usize = 8 << 20;
+    let dir = TempDir::new().unwrap();
+    let listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let capped = NodeConfig {
+        bandwidth_limit: Some(CAP),
+        ..NodeConfig::offline(dir.path().join("capped"), listen)
+    };
+    let a = start(capped).await.unwrap();
+    let b = node(&dir, "b").await;
+    connect(&b, &a).await;
+    let file = dir.path().join("file");
+    let bytes = content(LEN);
+    std::fs::write(&file, &bytes).unwrap();
+    let cid = a.add_file(&file).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let fetched = cat_all(&b, cid).await.unwrap();
+    let took = started.elapsed();
+    assert!(fetched == bytes);
+    // The bucket starts full (a quarter second of the cap), the rest flows at the cap.
+    let floor = Duration::from_secs_f64((LEN as f64 - CAP as f64 / 4.0) / CAP as f64);
+    assert!(
+        took >= floor,
+        "{LEN} bytes in {took:?} beat the cap (at least {floor:?})"
+    );
+
+    let sender = a.status().await.unwrap();
+    assert_eq!(sender.bandwidth_limit, Some(CAP));
+    let to_b = sender
+        .peers
+        .iter()
+        .find(|p| p.peer_id == b.peer_id())
+        .unwrap();
+    assert!(
+        to_b.bytes_out >= LEN as u64,
+        "sent {} bytes",
+        to_b.bytes_out
+    );
+    let receiver = b.status().await.unwrap();
+    let from_a = receiver
+        .peers
+        .iter()
+        .find(|p| p.peer_id == a.peer_id())
+        .unwrap();
+    assert!(
+        from_a.bytes_in >= LEN as u64,
+        "received {} bytes",
+        from_a.bytes_in
+    );
+    assert!(receiver.bytes_in >= from_a.bytes_in);
+}

@@ -1,14 +1,14 @@
 //! The Bitswap engine on libp2p streams: answers peers' wantlists from a [`BlockSource`] and
 //! fetches blocks for this node, one peer at a time per block, moving on when a peer lacks it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cid::Cid;
 use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::Control;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{read_message, write_message};
 use super::{InboundReceiver, Message, Presence, WantEntry, WantType, PROTOCOL};
@@ -17,9 +17,20 @@ use crate::blocks::BlockSource;
 /// Blocks packed into one reply at most; kubo and Helia cap whole messages at 4 MiB.
 const REPLY_BYTES: usize = 1 << 20;
 /// Messages queued for one peer before the sender waits.
-const OUTBOX: usize = 64;
+const OUTBOX: usize = 16;
+/// Block bytes read for peers and not yet written to them, all peers together, in KiB. Peers
+/// wait their turn for it in order, which also shares the disk and the uplink fairly among them.
+const SEND_BUDGET_KIB: usize = 64 << 10;
+/// What one block takes from the budget: a leaf is one 256 KiB chunk.
+const BLOCK_KIB: u32 = 256;
 /// How long one peer gets to answer a want before the next is asked.
 const WANT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A peer that takes longer to accept one message is dropped, freeing its share of the budget.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Blocks remembered as received, so that a duplicate is not taken for a wrong block.
+const RECENT_BLOCKS: usize = 1024;
+/// The longest a want waits on a peer that keeps delivering other blocks.
+const MAX_WANT_WAIT: Duration = Duration::from_secs(600);
 
 enum Outcome {
     Block(Vec<u8>),
@@ -35,8 +46,19 @@ pub struct Bitswap {
     control: Control,
     blocks: Arc<dyn BlockSource>,
     wants: Mutex<HashMap<Cid, Vec<Waiter>>>,
-    outboxes: Mutex<HashMap<PeerId, mpsc::Sender<Message>>>,
+    outboxes: Mutex<HashMap<PeerId, mpsc::Sender<Outgoing>>>,
     banned: Mutex<HashSet<PeerId>>,
+    send_budget: Arc<Semaphore>,
+    /// When each peer last delivered a wanted block.
+    last_delivery: Mutex<HashMap<PeerId, Instant>>,
+    /// The blocks received last, oldest first.
+    recent: Mutex<VecDeque<Cid>>,
+}
+
+/// A message for a peer, holding its share of the send budget until it is written.
+struct Outgoing {
+    message: Message,
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 impl Bitswap {
@@ -52,6 +74,9 @@ impl Bitswap {
             wants: Mutex::new(HashMap::new()),
             outboxes: Mutex::new(HashMap::new()),
             banned: Mutex::new(HashSet::new()),
+            send_budget: Arc::new(Semaphore::new(SEND_BUDGET_KIB)),
+            last_delivery: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
         });
         let engine = this.clone();
         tokio::spawn(async move {
@@ -85,10 +110,22 @@ impl Bitswap {
             let waiters = self.wants.lock().ok().and_then(|mut w| w.remove(&cid));
             match waiters {
                 Some(waiters) => {
+                    if let Ok(mut delivered) = self.last_delivery.lock() {
+                        delivered.insert(peer, Instant::now());
+                    }
+                    if let Ok(mut recent) = self.recent.lock() {
+                        if recent.len() == RECENT_BLOCKS {
+                            recent.pop_front();
+                        }
+                        recent.push_back(cid);
+                    }
                     for waiter in waiters {
                         let _ = waiter.reply.send(Outcome::Block(data.clone()));
                     }
                 }
+                // A second copy of a block just received (wanted twice, or sent twice) is waste,
+                // not harm.
+                None if self.recent.lock().is_ok_and(|r| r.contains(&cid)) => {}
                 // Wanted from this peer, yet it answers with other bytes: a wrong block.
                 None if self.has_wants_from(peer) => {
                     self.penalise(peer, "sent a block that was not asked for");
@@ -142,20 +179,37 @@ impl Bitswap {
     async fn answer(self: &Arc<Self>, peer: PeerId, wanted: Vec<WantEntry>) {
         let mut reply = Message::default();
         let mut reply_bytes = 0;
+        let mut reply_budget: Option<OwnedSemaphorePermit> = None;
         for entry in wanted {
             let (blocks, cid) = (self.blocks.clone(), entry.cid);
+            let mut budget = None;
             let found = match entry.want_type {
                 WantType::Have => blocks.has(&cid).then(Vec::new),
-                WantType::Block => tokio::task::spawn_blocking(move || blocks.block(&cid))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .flatten(),
+                WantType::Block => {
+                    budget = self
+                        .send_budget
+                        .clone()
+                        .acquire_many_owned(BLOCK_KIB)
+                        .await
+                        .ok();
+                    tokio::task::spawn_blocking(move || blocks.block(&cid))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten()
+                }
             };
             match (found, entry.want_type) {
                 (Some(data), WantType::Block) => {
                     reply_bytes += data.len();
                     reply.blocks.push((cid, data));
+                    reply_budget = match (reply_budget, budget) {
+                        (Some(mut held), Some(more)) => {
+                            held.merge(more);
+                            Some(held)
+                        }
+                        (held, more) => held.or(more),
+                    };
                 }
                 (Some(_), WantType::Have) => reply.presences.push((cid, Presence::Have)),
                 (None, _) if entry.send_dont_have => {
@@ -164,17 +218,27 @@ impl Bitswap {
                 (None, _) => {}
             }
             if reply_bytes >= REPLY_BYTES {
-                self.send(peer, std::mem::take(&mut reply)).await;
+                self.send_with_budget(peer, std::mem::take(&mut reply), reply_budget.take())
+                    .await;
                 reply_bytes = 0;
             }
         }
         if reply != Message::default() {
-            self.send(peer, reply).await;
+            self.send_with_budget(peer, reply, reply_budget).await;
         }
     }
 
     /// Queues `message` for `peer` on its one outbound stream, opening it when needed.
     async fn send(self: &Arc<Self>, peer: PeerId, message: Message) {
+        self.send_with_budget(peer, message, None).await;
+    }
+
+    async fn send_with_budget(
+        self: &Arc<Self>,
+        peer: PeerId,
+        message: Message,
+        budget: Option<OwnedSemaphorePermit>,
+    ) {
         let outbox = self.outboxes.lock().ok().map(|mut outboxes| {
             outboxes
                 .entry(peer)
@@ -182,7 +246,11 @@ impl Bitswap {
                 .clone()
         });
         if let Some(outbox) = outbox {
-            if outbox.send(message).await.is_err() {
+            let outgoing = Outgoing {
+                message,
+                _budget: budget,
+            };
+            if outbox.send(outgoing).await.is_err() {
                 if let Ok(mut outboxes) = self.outboxes.lock() {
                     outboxes.remove(&peer);
                 }
@@ -190,8 +258,8 @@ impl Bitswap {
         }
     }
 
-    fn open_outbox(self: &Arc<Self>, peer: PeerId) -> mpsc::Sender<Message> {
-        let (sender, mut queue) = mpsc::channel::<Message>(OUTBOX);
+    fn open_outbox(self: &Arc<Self>, peer: PeerId) -> mpsc::Sender<Outgoing> {
+        let (sender, mut queue) = mpsc::channel::<Outgoing>(OUTBOX);
         let mut control = self.control.clone();
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -200,11 +268,18 @@ impl Bitswap {
                 .await;
             let failure = match opened {
                 Ok(mut stream) => loop {
-                    let Some(message) = queue.recv().await else {
+                    let Some(outgoing) = queue.recv().await else {
                         return;
                     };
-                    if let Err(e) = write_message(&mut stream, &message).await {
-                        break e.to_string();
+                    let written = tokio::time::timeout(
+                        WRITE_TIMEOUT,
+                        write_message(&mut stream, &outgoing.message),
+                    )
+                    .await;
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break e.to_string(),
+                        Err(_) => break "the peer stopped reading".to_owned(),
                     }
                 },
                 Err(e) => e.to_string(),
@@ -222,6 +297,9 @@ impl Bitswap {
     fn forget_peer(&self, peer: PeerId) {
         if let Ok(mut outboxes) = self.outboxes.lock() {
             outboxes.remove(&peer);
+        }
+        if let Ok(mut delivered) = self.last_delivery.lock() {
+            delivered.remove(&peer);
         }
         self.fail_waiters(peer, None);
     }
@@ -243,6 +321,29 @@ impl Bitswap {
             .unwrap_or(false)
     }
 
+    /// Waits for `peer`'s answer to one want. A peer that answers nothing for [`WANT_TIMEOUT`]
+    /// times out; one that keeps delivering other blocks is merely busy (behind a bandwidth cap,
+    /// say) and is waited for, up to [`MAX_WANT_WAIT`].
+    async fn wait_for(
+        &self,
+        peer: PeerId,
+        mut outcome: oneshot::Receiver<Outcome>,
+    ) -> Result<Result<Outcome, oneshot::error::RecvError>, tokio::time::error::Elapsed> {
+        let give_up = Instant::now() + MAX_WANT_WAIT;
+        loop {
+            let answer = tokio::time::timeout(WANT_TIMEOUT, &mut outcome).await;
+            let busy = self
+                .last_delivery
+                .lock()
+                .ok()
+                .and_then(|d| d.get(&peer).copied())
+                .is_some_and(|at| at.elapsed() < WANT_TIMEOUT);
+            if answer.is_ok() || !busy || Instant::now() >= give_up {
+                return answer;
+            }
+        }
+    }
+
     /// Fetches one block: from this node's own blocks when it has them, else asking `peers` in
     /// turn starting with the `first`-th.
     pub async fn want_block(
@@ -261,8 +362,12 @@ impl Bitswap {
                 continue;
             }
             let (reply, outcome) = oneshot::channel();
+            // A file may hold the same block twice: one want per block and peer is enough.
+            let mut asked = false;
             if let Ok(mut wants) = self.wants.lock() {
-                wants.entry(cid).or_default().push(Waiter { peer, reply });
+                let waiters = wants.entry(cid).or_default();
+                asked = waiters.iter().any(|w| w.peer == peer);
+                waiters.push(Waiter { peer, reply });
             }
             let want = WantEntry {
                 cid,
@@ -271,15 +376,18 @@ impl Bitswap {
                 want_type: WantType::Block,
                 send_dont_have: true,
             };
-            self.send(
-                peer,
-                Message {
-                    wantlist: vec![want.clone()],
-                    ..Message::default()
-                },
-            )
-            .await;
-            match tokio::time::timeout(WANT_TIMEOUT, outcome).await {
+            if !asked {
+                let wantlist = vec![want.clone()];
+                self.send(
+                    peer,
+                    Message {
+                        wantlist,
+                        ..Message::default()
+                    },
+                )
+                .await;
+            }
+            match self.wait_for(peer, outcome).await {
                 Ok(Ok(Outcome::Block(data))) => return Some(data),
                 Ok(Ok(Outcome::DontHave)) | Ok(Err(_)) => continue,
                 Err(_) => {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cid::Cid;
 
 use crate::block::verify;
-use crate::storage::{Import, LeafLocation, Storage};
+use crate::storage::{Import, LeafLocation, Storage, Stored};
 use crate::unixfs::{leaf_block, Block, CidVersion, Importer, CHUNK_SIZE};
 
 pub trait BlockSource: Send + Sync + 'static {
@@ -100,11 +100,13 @@ impl BlockSource for LocalBlocks {
     }
 
     fn block(&self, cid: &Cid) -> io::Result<Option<Vec<u8>>> {
-        if let Some(bytes) = self.storage.inner_block(cid)? {
-            return Ok(Some(bytes));
-        }
+        let places = match self.storage.lookup(cid)? {
+            None => return Ok(None),
+            Some(Stored::Inner(bytes)) => return Ok(Some(bytes)),
+            Some(Stored::Leaf(places)) => places,
+        };
         // Any place that still holds the right bytes will do; changed or vanished ones are skipped.
-        for place in self.storage.leaf_locations(cid)? {
+        for place in places {
             match self.read_leaf(cid, &place) {
                 Ok(Some(block)) => return Ok(Some(block)),
                 Ok(None) => {

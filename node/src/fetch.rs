@@ -74,13 +74,22 @@ async fn walk(
     output: &mpsc::Sender<io::Result<Vec<u8>>>,
 ) -> io::Result<()> {
     let peers = Arc::new(peers);
+    // Content this node published itself is read locally; asking for every block of a remote
+    // file locally first would only cost a lookup each.
+    let local = bitswap.local_block(root).await.is_some();
     // Spreads blocks over the peers in turn, so every holder serves a share.
     let turn = Arc::new(AtomicUsize::new(0));
     let fetch = |cid: Cid| {
         let (bitswap, peers, turn) = (bitswap.clone(), peers.clone(), turn.clone());
         async move {
             let first = turn.fetch_add(1, Ordering::Relaxed);
-            let block = bitswap.want_block(cid, &peers, first).await;
+            let mut block = None;
+            if local {
+                block = bitswap.local_block(cid).await;
+            }
+            if block.is_none() {
+                block = bitswap.want_block(cid, &peers, first).await;
+            }
             let block = block.ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("no peer has {cid}"))
             })?;

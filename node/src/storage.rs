@@ -60,6 +60,15 @@ pub struct LeafLocation {
     pub version: CidVersion,
 }
 
+/// What the database holds for one CID.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// An inner node's bytes.
+    Inner(Vec<u8>),
+    /// Every recorded place of a leaf's content (several when sources share content).
+    Leaf(Vec<LeafLocation>),
+}
+
 /// Everything one import adds, written at once.
 pub struct Import {
     pub source: String,
@@ -117,25 +126,18 @@ impl Storage {
         txn.commit().map_err(StorageError::db)
     }
 
-    pub fn inner_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>> {
+    /// What is stored for `cid`, in one read transaction.
+    pub fn lookup(&self, cid: &Cid) -> Result<Option<Stored>> {
         let txn = self.db.begin_read().map_err(StorageError::db)?;
-        let table = txn.open_table(INNER).map_err(StorageError::db)?;
-        let found = table
-            .get(cid.to_bytes().as_slice())
-            .map_err(StorageError::db)?;
-        Ok(found.map(|v| v.value().to_vec()))
-    }
-
-    /// Every recorded place of the leaf `cid` (several when sources share content).
-    pub fn leaf_locations(&self, cid: &Cid) -> Result<Vec<LeafLocation>> {
-        let txn = self.db.begin_read().map_err(StorageError::db)?;
+        let key = cid.to_bytes();
+        let inner = txn.open_table(INNER).map_err(StorageError::db)?;
+        if let Some(bytes) = inner.get(key.as_slice()).map_err(StorageError::db)? {
+            return Ok(Some(Stored::Inner(bytes.value().to_vec())));
+        }
         let leaves = txn.open_multimap_table(LEAVES).map_err(StorageError::db)?;
         let names = txn.open_table(SOURCE_NAMES).map_err(StorageError::db)?;
         let mut found = Vec::new();
-        for value in leaves
-            .get(cid.to_bytes().as_slice())
-            .map_err(StorageError::db)?
-        {
+        for value in leaves.get(key.as_slice()).map_err(StorageError::db)? {
             let value = value.map_err(StorageError::db)?;
             let (source, offset, len, version) = decode_location(value.value())?;
             let name =
@@ -153,7 +155,7 @@ impl Storage {
                 version,
             });
         }
-        Ok(found)
+        Ok((!found.is_empty()).then_some(Stored::Leaf(found)))
     }
 
     pub fn has(&self, cid: &Cid) -> Result<bool> {
@@ -354,12 +356,15 @@ mod tests {
         }
         let storage = Storage::open(&path).unwrap();
         assert_eq!(
-            storage.inner_block(&cid(9)).unwrap(),
-            Some(b"node".to_vec())
+            storage.lookup(&cid(9)).unwrap(),
+            Some(Stored::Inner(b"node".to_vec()))
         );
         assert!(storage.has(&cid(1)).unwrap());
         assert!(!storage.has(&cid(2)).unwrap());
-        let places = storage.leaf_locations(&cid(1)).unwrap();
+        assert_eq!(storage.lookup(&cid(2)).unwrap(), None);
+        let Some(Stored::Leaf(places)) = storage.lookup(&cid(1)).unwrap() else {
+            panic!("a leaf")
+        };
         let sources: Vec<_> = places
             .iter()
             .map(|l| (l.source.as_str(), l.offset))

@@ -27,6 +27,8 @@ const BLOCK_KIB: u32 = 256;
 const WANT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A peer that takes longer to accept one message is dropped, freeing its share of the budget.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wants sent together in one message at most.
+const WANTS_PER_MESSAGE: usize = 256;
 /// Blocks remembered as received, so that a duplicate is not taken for a wrong block.
 const RECENT_BLOCKS: usize = 1024;
 /// The longest a want waits on a peer that keeps delivering other blocks.
@@ -59,6 +61,26 @@ pub struct Bitswap {
 struct Outgoing {
     message: Message,
     _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// Adds the wants queued behind `message` to it (peers like Helia cap the messages they queue
+/// per peer, not their size); returns the first queued message that carries blocks, if one
+/// stopped the merging.
+fn coalesce_wants(message: &mut Message, queue: &mut mpsc::Receiver<Outgoing>) -> Option<Outgoing> {
+    if !message.blocks.is_empty() {
+        return None;
+    }
+    while message.wantlist.len() < WANTS_PER_MESSAGE {
+        match queue.try_recv() {
+            Ok(next) if next.message.blocks.is_empty() => {
+                message.wantlist.extend(next.message.wantlist);
+                message.presences.extend(next.message.presences);
+            }
+            Ok(next) => return Some(next),
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 impl Bitswap {
@@ -95,9 +117,14 @@ impl Bitswap {
             match read_message(&mut stream).await {
                 Ok(Some(message)) => self.on_message(peer, message).await,
                 Ok(None) => return,
-                Err(e) => {
-                    // A peer that sends what is not Bitswap loses the stream and our trust.
+                // A peer that sends what is not Bitswap loses the stream and our trust.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                     self.penalise(peer, &e.to_string());
+                    return;
+                }
+                // A connection that merely ended says nothing about the peer.
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "bitswap stream ended");
                     return;
                 }
             }
@@ -266,11 +293,17 @@ impl Bitswap {
             let opened = control
                 .open_stream(peer, StreamProtocol::new(PROTOCOL))
                 .await;
+            let mut carried = None;
             let failure = match opened {
                 Ok(mut stream) => loop {
-                    let Some(outgoing) = queue.recv().await else {
+                    let next = match carried.take() {
+                        Some(outgoing) => Some(outgoing),
+                        None => queue.recv().await,
+                    };
+                    let Some(mut outgoing) = next else {
                         return;
                     };
+                    carried = coalesce_wants(&mut outgoing.message, &mut queue);
                     let written = tokio::time::timeout(
                         WRITE_TIMEOUT,
                         write_message(&mut stream, &outgoing.message),
@@ -344,18 +377,22 @@ impl Bitswap {
         }
     }
 
-    /// Fetches one block: from this node's own blocks when it has them, else asking `peers` in
-    /// turn starting with the `first`-th.
+    /// This node's own copy of a block, if it has one.
+    pub async fn local_block(&self, cid: Cid) -> Option<Vec<u8>> {
+        let blocks = self.blocks.clone();
+        tokio::task::spawn_blocking(move || blocks.block(&cid))
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    /// Fetches one block, asking `peers` in turn starting with the `first`-th.
     pub async fn want_block(
         self: &Arc<Self>,
         cid: Cid,
         peers: &[PeerId],
         first: usize,
     ) -> Option<Vec<u8>> {
-        let blocks = self.blocks.clone();
-        if let Ok(Ok(Some(block))) = tokio::task::spawn_blocking(move || blocks.block(&cid)).await {
-            return Some(block);
-        }
         for i in 0..peers.len() {
             let peer = peers[(first + i) % peers.len()];
             if self.is_banned(&peer) {

@@ -197,7 +197,7 @@ pub fn build_transport(
     let tcp = tcp::tokio::Transport::new(tcp_config)
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
-        .multiplex(yamux::Config::default());
+        .multiplex(yamux_config());
     let quic = quic::tokio::Transport::new(quic::Config::new(key));
     let direct = counted(tcp, traffic.clone())
         .or_transport(counted(quic, traffic.clone()))
@@ -208,13 +208,23 @@ pub fn build_transport(
     let relayed = relay_transport
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
-        .multiplex(yamux::Config::default());
+        .multiplex(yamux_config());
     // Relay first, like SwarmBuilder: only it accepts `/p2p-circuit` addresses.
     let transport = counted_relayed(relayed, traffic.clone())
         .or_transport(direct)
         .map(|either, _| either.into_inner())
         .boxed();
     Ok((transport, relay_behaviour))
+}
+
+/// rust-yamux grows a stream's receive window past 1 MiB but refuses frames over 1 MiB, and
+/// js-yamux (Helia) sends frames as large as the window: the connection then breaks. A stream's
+/// window may grow by what the connection limit (1 GiB) leaves above 256 KiB for every allowed
+/// stream: with 4093 streams that is 768 KiB, so no window exceeds 1 MiB.
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(4093);
+    config
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

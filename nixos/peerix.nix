@@ -16,6 +16,8 @@ let
   ++ concatMap (p: [ "--filter-pattern" p ]) cfg.filterPatterns
   ++ optional cfg.noDefaultFilters "--no-default-filters"
   ++ optional cfg.noFilter "--no-filter"
+  ++ optionals (cfg.bandwidthLimit != null) [ "--bandwidth-limit" cfg.bandwidthLimit ]
+  ++ optionals (cfg.ipfsApi != null) [ "--ipfs-api" cfg.ipfsApi ]
   ++ cfg.extraArgs;
 in
 {
@@ -85,6 +87,20 @@ in
       type = types.bool;
       default = false;
       description = "Open the HTTP port in the firewall (only useful with a non-loopback listen address).";
+    };
+
+    bandwidthLimit = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "20M";
+      description = "Cap on peer-to-peer traffic, bytes per second in each direction (suffixes k, M, G, KiB, MiB, GiB).";
+    };
+
+    ipfsApi = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "http://127.0.0.1:5001";
+      description = "HTTP RPC of a running kubo to use next to the embedded IPFS node.";
     };
 
     extraArgs = mkOption {

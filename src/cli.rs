@@ -120,11 +120,51 @@ pub struct ServeArgs {
     #[arg(long, env = "PEERIX_OFFLINE", value_parser = BoolishValueParser::new())]
     pub offline: bool,
 
+    /// `ipfs`: the embedded node also on the public IPFS DHT; `libp2p`: only Peerix's own DHT.
+    #[arg(long, env = "PEERIX_MODE", value_enum, default_value = "ipfs")]
+    pub mode: Mode,
+
     #[command(flatten)]
     pub filter: FilterArgs,
 
     #[command(flatten)]
     pub node: NodeArgs,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// How paths from peers are fetched.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The embedded node on the public IPFS DHT as well as Peerix's own (kubo too with --ipfs-api).
+    Ipfs,
+    /// The same without the public IPFS DHT.
+    Libp2p,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// Key whose signature makes a peer's path acceptable, as in Nix's trusted-public-keys
+    /// (repeatable) [default: cache.nixos.org-1's key].
+    #[arg(
+        long = "trusted-public-key",
+        visible_alias = "trusted-public-keys",
+        env = "PEERIX_TRUSTED_PUBLIC_KEYS",
+        value_delimiter = ',',
+        value_name = "KEY"
+    )]
+    pub trusted_public_keys: Vec<String>,
+
+    /// Binary cache asked about paths no trusted key signed: a peer's path is accepted if this
+    /// cache has the same NAR for it (none with --offline).
+    #[arg(long, env = "PEERIX_UPSTREAM_CACHE", default_value = crate::p2p::NIXOS_CACHE_URL, value_name = "URL")]
+    pub upstream_cache: String,
+
+    /// Accept peers' paths without a trusted signature or upstream agreement (their NAR hash is
+    /// still checked). Only for networks where every peer is trusted.
+    #[arg(long, env = "PEERIX_NO_VERIFY", value_parser = BoolishValueParser::new())]
+    pub no_verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -303,7 +343,8 @@ impl ServeArgs {
         } else {
             self.node.listen_addrs.clone()
         };
-        let bootstrap_peers = if !self.node.bootstrap_peers.is_empty() || self.offline {
+        let public_peers = !self.offline && self.mode == Mode::Ipfs;
+        let bootstrap_peers = if !self.node.bootstrap_peers.is_empty() || !public_peers {
             self.node.bootstrap_peers.clone()
         } else {
             peerix_node::PUBLIC_BOOTSTRAP_PEERS
@@ -321,10 +362,31 @@ impl ServeArgs {
             bootstrap_peers,
             network_id: self.node.network_id.clone(),
             mdns: !self.offline,
-            public_dht: !self.offline,
+            public_dht: !self.offline && self.mode == Mode::Ipfs,
             redial_known_peers: !self.offline,
             bandwidth_limit: self.node.bandwidth_limit,
             ..peerix_node::NodeConfig::offline(state_dir.to_owned(), listen_addrs)
+        })
+    }
+
+    /// Which peers' paths may reach Nix.
+    pub fn trust(&self) -> Result<crate::p2p::Trust, String> {
+        let texts = if self.trust.trusted_public_keys.is_empty() {
+            vec![crate::p2p::NIXOS_CACHE_KEY.to_owned()]
+        } else {
+            self.trust.trusted_public_keys.clone()
+        };
+        let keys = texts
+            .iter()
+            .map(|t| {
+                crate::nix::signing::PublicKey::parse(t.trim())
+                    .map_err(|e| format!("--trusted-public-key {t:?}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(crate::p2p::Trust {
+            keys,
+            upstream: (!self.offline).then(|| self.trust.upstream_cache.clone()),
+            anything: self.trust.no_verify,
         })
     }
 

@@ -9,5 +9,6 @@ pub mod keygen;
 pub mod kubo_rpc;
 pub mod nix;
 pub mod node_api;
+pub mod p2p;
 pub mod serve;
 pub mod store;

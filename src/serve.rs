@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use peerix_http::Metrics;
 use tokio::net::TcpListener;
@@ -11,7 +12,13 @@ use crate::filter::PathFilter;
 use crate::kubo_rpc::KuboRpc;
 use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
+use crate::p2p::{
+    answer_requests, run_index, watch_store, Holders, LocalIndex, P2pCache, Remote, Trust,
+};
 use crate::store::{CachingSigner, LocalStore};
+
+/// How often the store database is checked for added or removed paths (a cheap query).
+const STORE_POLL: Duration = Duration::from_secs(2);
 
 fn load_signer(args: &ServeArgs) -> Result<Option<SecretKey>, String> {
     let Some(file) = args.private_key_file() else {
@@ -45,10 +52,15 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     );
 
     let node_config = args.node_config(&state_dir)?;
+    let trust = args.trust()?;
     let blobs_dir = state_dir.join("added");
     let signer = signer.map(CachingSigner::new);
-    let store = LocalStore::new(&args.store_root, filter, signer, args.priority);
-    let front = peerix_http::router(store, Arc::new(Metrics::default()));
+    let store = Arc::new(LocalStore::new(
+        &args.store_root,
+        filter.clone(),
+        signer,
+        args.priority,
+    ));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -65,6 +77,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, "node started");
             Some(node)
         };
+        let remote = match &node {
+            Some(node) => Some(start_substitution(node, &store, trust, filter)?),
+            None => None,
+        };
+        let front = peerix_http::router(
+            P2pCache::new(store, remote),
+            Arc::new(Metrics::default()),
+        );
         let api = NodeApi {
             node,
             kubo: args.node.ipfs_api.as_deref().map(KuboRpc::new),
@@ -84,6 +104,22 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("server failed: {e}"))
     })
+}
+
+/// Joins the node to the store: announces this store's paths to peers, answers their requests,
+/// and returns what the front needs to ask them.
+fn start_substitution(
+    node: &peerix_node::NodeHandle,
+    store: &Arc<LocalStore>,
+    trust: Trust,
+    filter: PathFilter,
+) -> Result<Arc<Remote>, String> {
+    let index = Arc::new(LocalIndex::default());
+    let holders = Arc::new(Holders::default());
+    tokio::spawn(watch_store(store.clone(), index.clone(), STORE_POLL));
+    run_index(node.clone(), index, holders.clone())?;
+    answer_requests(node, store.clone())?;
+    Ok(Arc::new(Remote::new(node.clone(), holders, trust, filter)))
 }
 
 async fn shutdown_signal() {

@@ -9,12 +9,12 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{autonat, identify, kad, mdns, Multiaddr, PeerId, StreamProtocol, Swarm};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, PUBLIC_KAD};
 use crate::storage::{KnownPeer, Storage};
 use crate::traffic::Traffic;
-use crate::{NodeStatus, PeerInfo};
+use crate::{NodeStatus, PeerEvent, PeerInfo};
 
 /// DHT announcements running at once; the rest wait in line, so that publishing a whole store
 /// never floods the network with queries.
@@ -63,6 +63,7 @@ pub struct EventLoop {
     /// Peers seen since the peer book was last written.
     met: HashMap<PeerId, KnownPeer>,
     traffic: Arc<Traffic>,
+    peer_events: broadcast::Sender<PeerEvent>,
 }
 
 impl EventLoop {
@@ -72,6 +73,7 @@ impl EventLoop {
         private_kad: StreamProtocol,
         storage: Arc<Storage>,
         traffic: Arc<Traffic>,
+        peer_events: broadcast::Sender<PeerEvent>,
     ) -> Self {
         Self {
             swarm,
@@ -86,6 +88,7 @@ impl EventLoop {
             storage,
             met: HashMap::new(),
             traffic,
+            peer_events,
         }
     }
 
@@ -291,6 +294,7 @@ impl EventLoop {
                 ..
             } => {
                 self.peer_addrs.remove(&peer_id);
+                let _ = self.peer_events.send(PeerEvent::Disconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::PrivateKad(
                 kad::Event::OutboundQueryProgressed {
@@ -309,7 +313,13 @@ impl EventLoop {
                 peer_id,
                 info,
                 ..
-            })) => self.learn_addresses(peer_id, &info),
+            })) => {
+                self.learn_addresses(peer_id, &info);
+                let _ = self.peer_events.send(PeerEvent::Identified {
+                    peer_id,
+                    protocols: info.protocols,
+                });
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer_id, addr) in found {
                     tracing::debug!(%peer_id, %addr, "found on the local network");

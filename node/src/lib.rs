@@ -31,11 +31,12 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{kad, tcp};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
 pub use config::{NodeConfig, PUBLIC_BOOTSTRAP_PEERS};
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+pub use libp2p_stream::IncomingStreams;
 
 use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::{Bitswap, InboundStreams};
@@ -50,6 +51,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections with no protocol activity are closed after this long.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// Peer events kept for a slow subscriber before it misses some.
+const PEER_EVENTS: usize = 256;
 /// Peers from the peer book dialled at start, most recently seen first.
 const REDIALLED_PEERS: usize = 16;
 
@@ -98,10 +101,24 @@ pub struct NodeStatus {
     pub bandwidth_limit: Option<u64>,
 }
 
+/// What happens to connected peers, for protocols the application runs itself.
+#[derive(Clone, Debug)]
+pub enum PeerEvent {
+    /// A connected peer said which protocols it speaks (again after each change).
+    Identified {
+        peer_id: PeerId,
+        protocols: Vec<StreamProtocol>,
+    },
+    /// The last connection to the peer closed.
+    Disconnected(PeerId),
+}
+
 /// Talks to a running node; the node stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct NodeHandle {
     peer_id: PeerId,
+    streams: libp2p_stream::Control,
+    peer_events: broadcast::Sender<PeerEvent>,
     commands: mpsc::Sender<Command>,
     blocks: Arc<LocalBlocks>,
     bitswap: Arc<Bitswap>,
@@ -203,6 +220,32 @@ impl NodeHandle {
         self.ask(|reply| Command::FindProviders(key, reply)).await
     }
 
+    /// Opens a stream of the application's `protocol` to `peer` (connecting when needed).
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+    ) -> Result<libp2p::Stream, NodeError> {
+        self.streams
+            .clone()
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| NodeError::Dial(e.to_string()))
+    }
+
+    /// Inbound streams of the application's `protocol`, which peers then see this node speak.
+    pub fn accept(&self, protocol: StreamProtocol) -> Result<IncomingStreams, NodeError> {
+        self.streams
+            .clone()
+            .accept(protocol)
+            .map_err(|e| NodeError::Transport(e.to_string()))
+    }
+
+    /// Peers identified and disconnected from now on.
+    pub fn peer_events(&self) -> broadcast::Receiver<PeerEvent> {
+        self.peer_events.subscribe()
+    }
+
     /// Connects to `addr` and returns the peer found there.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
         self.ask(|reply| Command::Dial(addr, reply))
@@ -292,9 +335,21 @@ pub async fn start_with(
     );
     let (commands, receiver) = mpsc::channel(64);
     let private_kad = private_kad_protocol(&config.network_id);
-    tokio::spawn(EventLoop::new(swarm, receiver, private_kad, storage.clone(), traffic).run());
+    let streams = swarm.behaviour().stream.new_control();
+    let (peer_events, _) = broadcast::channel(PEER_EVENTS);
+    let event_loop = EventLoop::new(
+        swarm,
+        receiver,
+        private_kad,
+        storage.clone(),
+        traffic,
+        peer_events.clone(),
+    );
+    tokio::spawn(event_loop.run());
     Ok(NodeHandle {
         peer_id,
+        streams,
+        peer_events,
         commands,
         blocks,
         bitswap,

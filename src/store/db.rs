@@ -135,4 +135,35 @@ impl StoreDb {
             .and_then(|p| StorePathName::from_absolute(&p).ok())
             .map(|p| p.hash()))
     }
+
+    /// A cheap fingerprint of the set of valid paths: it changes when paths are added or removed
+    /// (the largest row id and the row count).
+    pub fn generation(&self) -> Result<(i64, i64), CacheError> {
+        let found = self
+            .db
+            .query(|conn| {
+                conn.prepare_cached("SELECT coalesce(max(id), 0), count(*) FROM ValidPaths")?
+                    .query_row((), |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(db_error)?;
+        Ok(found.unwrap_or((0, 0)))
+    }
+
+    /// Every valid path, by name.
+    pub fn all_paths(&self) -> Result<Vec<StorePathName>, CacheError> {
+        let paths: Vec<String> = self
+            .db
+            .query(|conn| {
+                let mut statement = conn.prepare_cached("SELECT path FROM ValidPaths")?;
+                let rows = statement.query_map((), |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>().map(Some)
+            })
+            .map_err(db_error)?
+            .unwrap_or_default();
+        Ok(paths
+            .iter()
+            .filter_map(|p| StorePathName::from_absolute(p).ok())
+            .collect())
+    }
 }

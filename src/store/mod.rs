@@ -4,7 +4,7 @@ mod db;
 mod signer;
 mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -62,6 +62,48 @@ impl LocalStore {
             .filter(|info| self.filter.allows(info.path.basename())))
     }
 
+    /// The hashes of every path that may be shared.
+    pub fn shared_hashes(&self) -> Result<HashSet<StoreHash>, CacheError> {
+        Ok(self
+            .db
+            .all_paths()?
+            .into_iter()
+            .filter(|p| self.filter.allows(p.basename()))
+            .map(|p| p.hash())
+            .collect())
+    }
+
+    /// Changes whenever paths are added to or removed from the store.
+    pub fn generation(&self) -> Result<(i64, i64), CacheError> {
+        self.db.generation()
+    }
+
+    /// The narinfo of a path that may be shared, signed when a key is set.
+    pub fn shared_narinfo(&self, hash: StoreHash) -> Result<Option<NarInfo>, CacheError> {
+        let Some(info) = self.shared_path_info(hash)? else {
+            return Ok(None);
+        };
+        self.remember_nar(info.nar_hash, hash);
+        Ok(Some(self.narinfo_of(info)))
+    }
+
+    /// Adds this node's signature to a narinfo from elsewhere, when a key is set.
+    pub fn add_own_signature(&self, narinfo: &mut NarInfo) {
+        let Some(signer) = &self.signer else {
+            return;
+        };
+        let info = PathInfo {
+            path: narinfo.store_path.clone(),
+            nar_hash: narinfo.nar_hash,
+            nar_size: narinfo.nar_size,
+            deriver: narinfo.deriver.clone(),
+            references: narinfo.references.clone(),
+            sigs: Vec::new(),
+            ca: narinfo.ca.clone(),
+        };
+        signer.add_signature(&info, &mut narinfo.sigs);
+    }
+
     fn remember_nar(&self, nar_hash: NarHash, hash: StoreHash) {
         if let Ok(mut index) = self.nar_index.lock() {
             if index.len() >= NAR_INDEX_CAP {
@@ -105,11 +147,7 @@ impl BinaryCache for LocalStore {
     }
 
     async fn narinfo(&self, hash: StoreHash) -> Result<Option<NarInfo>, CacheError> {
-        let Some(info) = self.shared_path_info(hash)? else {
-            return Ok(None);
-        };
-        self.remember_nar(info.nar_hash, hash);
-        Ok(Some(self.narinfo_of(info)))
+        self.shared_narinfo(hash)
     }
 
     async fn nar(&self, nar_hash: NarHash) -> Result<Option<Nar>, CacheError> {

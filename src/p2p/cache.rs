@@ -1,0 +1,234 @@
+//! The binary cache Nix talks to: this machine's store first, then the peers that announced a
+//! path. A peer's narinfo reaches Nix only when trusted, its NAR only as it hashes correctly.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use peerix_http::{
+    BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarHash, NarInfo, NarSource, StoreHash,
+};
+use peerix_node::{NodeHandle, PeerId};
+use tokio::sync::mpsc;
+
+use super::fetch::{self, FetchError, NarOutcome, NarProgress};
+use super::holders::Holders;
+use super::trust::{upstream_agrees, Trust, Verdict};
+use crate::filter::PathFilter;
+use crate::store::LocalStore;
+
+/// NARs remembered from narinfo answers (about 100 bytes each).
+const REMOTE_NARS_CAP: usize = 1 << 16;
+/// Chunks buffered between a peer and the HTTP response.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+pub struct P2pCache {
+    local: Arc<LocalStore>,
+    remote: Option<Arc<Remote>>,
+}
+
+pub struct Remote {
+    pub node: NodeHandle,
+    pub holders: Arc<Holders>,
+    pub trust: Trust,
+    pub filter: PathFilter,
+    /// NAR hash -> its size and the path it belongs to, filled by narinfo answers. Nix may ask
+    /// for a NAR long after the narinfo (it caches narinfos): holders are looked up again then.
+    nars: Mutex<HashMap<NarHash, (u64, StoreHash)>>,
+    /// Peers that sent wrong data: never asked again.
+    liars: Mutex<HashSet<PeerId>>,
+}
+
+impl Remote {
+    pub fn new(node: NodeHandle, holders: Arc<Holders>, trust: Trust, filter: PathFilter) -> Self {
+        Self {
+            node,
+            holders,
+            trust,
+            filter,
+            nars: Mutex::new(HashMap::new()),
+            liars: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn penalise(&self, peer: PeerId, error: &FetchError) {
+        tracing::warn!(%peer, %error, "peer sent wrong data: no longer asked");
+        if let Ok(mut liars) = self.liars.lock() {
+            liars.insert(peer);
+        }
+    }
+
+    fn honest(&self, peers: Vec<PeerId>) -> Vec<PeerId> {
+        let liars = self.liars.lock().map(|l| l.clone()).unwrap_or_default();
+        peers.into_iter().filter(|p| !liars.contains(p)).collect()
+    }
+
+    /// The first trusted narinfo for `hash` among the peers that hold it.
+    async fn narinfo(&self, hash: StoreHash) -> Option<NarInfo> {
+        let holders = self.honest(self.holders.holders_of(&hash));
+        for peer in holders.iter().copied() {
+            let narinfo = match fetch::narinfo(&self.node, peer, hash).await {
+                Ok(narinfo) => narinfo,
+                Err(e @ (FetchError::Lied { .. } | FetchError::Malformed(_))) => {
+                    self.penalise(peer, &e);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, %hash, error = %e, "no narinfo from peer");
+                    continue;
+                }
+            };
+            if !self.filter.allows(narinfo.store_path.basename()) {
+                return None;
+            }
+            if !self.trusted(&narinfo).await {
+                tracing::warn!(%peer, path = %narinfo.store_path, "untrusted narinfo refused");
+                continue;
+            }
+            self.remember(&narinfo);
+            return Some(narinfo);
+        }
+        None
+    }
+
+    async fn trusted(&self, narinfo: &NarInfo) -> bool {
+        match self.trust.judge(narinfo) {
+            Verdict::Trusted => true,
+            Verdict::Refused => false,
+            Verdict::AskUpstream(url) => {
+                let narinfo = narinfo.clone();
+                tokio::task::spawn_blocking(move || upstream_agrees(&url, &narinfo))
+                    .await
+                    .unwrap_or(false)
+            }
+        }
+    }
+
+    fn remember(&self, narinfo: &NarInfo) {
+        if let Ok(mut nars) = self.nars.lock() {
+            if nars.len() >= REMOTE_NARS_CAP {
+                nars.clear();
+            }
+            let path = narinfo.store_path.hash();
+            nars.insert(narinfo.nar_hash, (narinfo.nar_size, path));
+        }
+    }
+
+    /// The size of a NAR a narinfo answer named, and the honest peers holding its path now.
+    fn known_nar(&self, nar_hash: &NarHash) -> Option<(u64, Vec<PeerId>)> {
+        let (size, path) = *self.nars.lock().ok()?.get(nar_hash)?;
+        Some((size, self.honest(self.holders.holders_of(&path))))
+    }
+}
+
+impl P2pCache {
+    pub fn new(local: Arc<LocalStore>, remote: Option<Arc<Remote>>) -> Self {
+        Self { local, remote }
+    }
+}
+
+impl BinaryCache for P2pCache {
+    fn cache_info(&self) -> CacheInfo {
+        self.local.cache_info()
+    }
+
+    async fn narinfo(&self, hash: StoreHash) -> Result<Option<NarInfo>, CacheError> {
+        if let Some(found) = self.local.shared_narinfo(hash)? {
+            return Ok(Some(found));
+        }
+        let Some(remote) = &self.remote else {
+            return Ok(None);
+        };
+        let Some(mut narinfo) = remote.narinfo(hash).await else {
+            return Ok(None);
+        };
+        // Served as this node serves its own: uncompressed, under a URL naming the content.
+        narinfo.url = format!("nar/{}.nar", narinfo.nar_hash.to_base32());
+        narinfo.compression = "none".to_owned();
+        narinfo.file_hash = Some(narinfo.nar_hash);
+        narinfo.file_size = Some(narinfo.nar_size);
+        self.local.add_own_signature(&mut narinfo);
+        Ok(Some(narinfo))
+    }
+
+    async fn nar(&self, nar_hash: NarHash) -> Result<Option<Nar>, CacheError> {
+        if let Some(nar) = self.local.nar(nar_hash).await? {
+            return Ok(Some(nar));
+        }
+        let Some(remote) = &self.remote else {
+            return Ok(None);
+        };
+        let Some((size, peers)) = remote.known_nar(&nar_hash) else {
+            return Ok(None);
+        };
+        Ok(Some(Nar {
+            size,
+            source: Box::new(RemoteNar {
+                remote: remote.clone(),
+                nar_hash,
+                size,
+                peers,
+            }),
+        }))
+    }
+}
+
+struct RemoteNar {
+    remote: Arc<Remote>,
+    nar_hash: NarHash,
+    size: u64,
+    peers: Vec<PeerId>,
+}
+
+impl NarSource for RemoteNar {
+    fn stream(self: Box<Self>, start: u64, end: u64) -> ByteStream {
+        let (output, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        tokio::spawn(async move {
+            let this = *self;
+            let failure = this.fetch(start, end, &output).await;
+            if let Some(error) = failure {
+                let _ = output.send(Err(io::Error::other(error))).await;
+            }
+        });
+        Box::pin(futures_util::stream::unfold(
+            chunks,
+            |mut chunks| async move { chunks.recv().await.map(|item| (item, chunks)) },
+        ))
+    }
+}
+
+impl RemoteNar {
+    /// Reads the NAR from the holders in turn: one that stops is replaced by the next, which
+    /// resumes where it stopped; one that sends wrong bytes ends the response (Nix retries, and
+    /// that peer is not asked again). Returns why it failed, if it did.
+    async fn fetch(
+        &self,
+        start: u64,
+        end: u64,
+        output: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> Option<String> {
+        let remote = &self.remote;
+        let mut progress = NarProgress::new(self.nar_hash, self.size, start, end);
+        let mut last = "no peer holds it any more".to_owned();
+        for peer in remote.honest(self.peers.clone()) {
+            match fetch::nar(&remote.node, peer, &mut progress, output).await {
+                NarOutcome::Complete | NarOutcome::Abandoned => return None,
+                NarOutcome::Interrupted(e) => {
+                    tracing::debug!(%peer, offset = progress.offset, error = %e, "NAR source stopped");
+                    last = e.to_string();
+                }
+                NarOutcome::Wrong(e) => {
+                    remote.penalise(peer, &e);
+                    if progress.handed_on {
+                        return Some(e.to_string());
+                    }
+                    // Nothing reached the reader: start over from the next peer.
+                    progress = NarProgress::new(self.nar_hash, self.size, start, end);
+                    last = e.to_string();
+                }
+            }
+        }
+        Some(last)
+    }
+}

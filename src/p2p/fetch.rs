@@ -1,0 +1,214 @@
+//! Asking other nodes: a narinfo over the narinfo protocol, a NAR over the NAR protocol, checked
+//! against the NAR hash and size while it streams.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::AsyncReadExt;
+use peerix_http::{NarHash, NarInfo, StoreHash};
+use peerix_node::{NodeHandle, PeerId, StreamProtocol};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::frames::{expect_frame, write_frame};
+use super::wire::{
+    decode_nar_answer, decode_narinfo_answer, encode_hash, NarRequest, NARINFO_PROTOCOL,
+    NAR_PROTOCOL,
+};
+
+/// A narinfo answer must come this fast; a slow peer costs Nix's time.
+const NARINFO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A NAR stream that stalls this long is given up.
+const NAR_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no answer: {0}")]
+    Unreachable(String),
+    #[error("the peer does not have it")]
+    NotFound,
+    #[error("the peer sent what the protocol does not allow: {0}")]
+    Malformed(String),
+    #[error("the peer sent {got} where {expected} was announced")]
+    Lied { got: String, expected: String },
+}
+
+pub async fn narinfo(
+    node: &NodeHandle,
+    peer: PeerId,
+    hash: StoreHash,
+) -> Result<NarInfo, FetchError> {
+    let asked = async {
+        let protocol = StreamProtocol::new(NARINFO_PROTOCOL);
+        let mut stream = node
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        write_frame(&mut stream, &encode_hash(&hash))
+            .await
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        expect_frame(&mut stream)
+            .await
+            .map_err(|e| FetchError::Unreachable(e.to_string()))
+    };
+    let frame = tokio::time::timeout(NARINFO_TIMEOUT, asked)
+        .await
+        .map_err(|_| FetchError::Unreachable("timed out".to_owned()))??;
+    let text = decode_narinfo_answer(&frame)
+        .map_err(|e| FetchError::Malformed(e.to_string()))?
+        .ok_or(FetchError::NotFound)?;
+    let narinfo = NarInfo::parse(&text).map_err(|e| FetchError::Malformed(e.to_string()))?;
+    if narinfo.store_path.hash() != hash {
+        return Err(FetchError::Lied {
+            got: narinfo.store_path.to_string(),
+            expected: hash.to_string(),
+        });
+    }
+    Ok(narinfo)
+}
+
+/// How a NAR download ended, for the caller to pick the next peer or give up.
+pub enum NarOutcome {
+    /// Every byte arrived and matched; all were handed on.
+    Complete,
+    /// The peer could not go on; another may resume at [`NarProgress::offset`].
+    Interrupted(FetchError),
+    /// The peer sent wrong bytes (or lied about them): the reader has been told, if it got any.
+    Wrong(FetchError),
+    /// The reader went away.
+    Abandoned,
+}
+
+/// A NAR download across peers: what has been read and hashed so far.
+pub struct NarProgress {
+    pub nar_hash: NarHash,
+    pub size: u64,
+    /// Bytes of the NAR the reader wants.
+    pub start: u64,
+    pub end: u64,
+    hasher: Sha256,
+    /// Bytes read and hashed so far (from the NAR's start).
+    pub offset: u64,
+    /// The last part for the reader, held back until the whole NAR is known to be right.
+    held: Option<Bytes>,
+    /// Whether the reader has received anything.
+    pub handed_on: bool,
+}
+
+impl NarProgress {
+    pub fn new(nar_hash: NarHash, size: u64, start: u64, end: u64) -> Self {
+        Self {
+            nar_hash,
+            size,
+            start,
+            end,
+            hasher: Sha256::new(),
+            offset: 0,
+            held: None,
+            handed_on: false,
+        }
+    }
+
+    /// Takes the next `chunk` of the NAR; hands the reader the previous part it wants.
+    async fn take(&mut self, chunk: Vec<u8>, output: &mpsc::Sender<io::Result<Bytes>>) -> bool {
+        self.hasher.update(&chunk);
+        let (chunk_start, chunk_end) = (self.offset, self.offset + chunk.len() as u64);
+        self.offset = chunk_end;
+        let from = self.start.clamp(chunk_start, chunk_end) - chunk_start;
+        let to = self.end.clamp(chunk_start, chunk_end) - chunk_start;
+        if from == to {
+            return true;
+        }
+        let part = Bytes::from(chunk).slice(from as usize..to as usize);
+        match self.held.replace(part) {
+            Some(previous) => {
+                self.handed_on = true;
+                output.send(Ok(previous)).await.is_ok()
+            }
+            None => true,
+        }
+    }
+
+    /// Checks the whole NAR; hands on the held part only if it is right.
+    async fn finish(&mut self, output: &mpsc::Sender<io::Result<Bytes>>) -> NarOutcome {
+        let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        if digest != self.nar_hash.0 {
+            return NarOutcome::Wrong(FetchError::Lied {
+                got: format!("a NAR hashing to {}", NarHash(digest)),
+                expected: self.nar_hash.to_string(),
+            });
+        }
+        if let Some(last) = self.held.take() {
+            if output.send(Ok(last)).await.is_err() {
+                return NarOutcome::Abandoned;
+            }
+        }
+        NarOutcome::Complete
+    }
+}
+
+/// Continues `progress` from `peer`: asks for the rest of the NAR, hashes it as it arrives and
+/// hands the reader its part, holding back the last chunk until the hash and size match, so a
+/// wrong NAR never arrives complete.
+pub async fn nar(
+    node: &NodeHandle,
+    peer: PeerId,
+    progress: &mut NarProgress,
+    output: &mpsc::Sender<io::Result<Bytes>>,
+) -> NarOutcome {
+    let interrupted =
+        |e: io::Error| NarOutcome::Interrupted(FetchError::Unreachable(e.to_string()));
+    let protocol = StreamProtocol::new(NAR_PROTOCOL);
+    let mut stream = match node.open_stream(peer, protocol).await {
+        Ok(stream) => stream,
+        Err(e) => return NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())),
+    };
+    let request = NarRequest {
+        nar_hash: progress.nar_hash,
+        start: progress.offset,
+        end: progress.size,
+    };
+    if let Err(e) = write_frame(&mut stream, &request.encode()).await {
+        return interrupted(e);
+    }
+    let head = match tokio::time::timeout(NARINFO_TIMEOUT, expect_frame(&mut stream)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => return interrupted(e),
+        Err(_) => return interrupted(io::ErrorKind::TimedOut.into()),
+    };
+    let remaining = progress.size - progress.offset;
+    match decode_nar_answer(&head) {
+        Ok(Some(len)) if len == remaining => {}
+        Ok(Some(len)) => {
+            return NarOutcome::Wrong(FetchError::Lied {
+                got: format!("{len} bytes"),
+                expected: format!("{remaining} bytes"),
+            })
+        }
+        Ok(None) => return NarOutcome::Interrupted(FetchError::NotFound),
+        Err(e) => return NarOutcome::Wrong(FetchError::Malformed(e.to_string())),
+    }
+    while progress.offset < progress.size {
+        let want = CHUNK.min(usize::try_from(progress.size - progress.offset).unwrap_or(CHUNK));
+        let mut chunk = vec![0u8; want];
+        let read = tokio::time::timeout(NAR_STALL_TIMEOUT, stream.read_exact(&mut chunk)).await;
+        match read {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return interrupted(e),
+            Err(_) => return interrupted(io::ErrorKind::TimedOut.into()),
+        }
+        if !progress.take(chunk, output).await {
+            return NarOutcome::Abandoned;
+        }
+    }
+    let mut extra = [0u8; 1];
+    if matches!(stream.read(&mut extra).await, Ok(n) if n > 0) {
+        return NarOutcome::Wrong(FetchError::Lied {
+            got: "more bytes".to_owned(),
+            expected: format!("{remaining} bytes"),
+        });
+    }
+    progress.finish(output).await
+}

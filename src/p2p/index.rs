@@ -1,0 +1,182 @@
+//! The index protocol: each node tells every connected Peerix node which store paths it holds —
+//! everything when a stream opens, then the changes — and keeps what others told it in
+//! [`Holders`].
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use peerix_http::StoreHash;
+use peerix_node::{NodeHandle, PeerEvent, PeerId, StreamProtocol};
+use tokio::sync::{broadcast, watch};
+
+use super::frames::{read_frame, write_frame};
+use super::holders::Holders;
+use super::wire::{IndexUpdate, INDEX_PROTOCOL};
+use crate::store::LocalStore;
+
+/// Changes kept for a slow announcer; one that falls further behind starts over.
+const PENDING_CHANGES: usize = 64;
+
+/// What this node holds, as the index protocol announces it.
+pub struct LocalIndex {
+    current: watch::Sender<Arc<HashSet<StoreHash>>>,
+    changes: broadcast::Sender<Arc<Vec<IndexUpdate>>>,
+}
+
+impl Default for LocalIndex {
+    fn default() -> Self {
+        Self {
+            current: watch::Sender::new(Arc::new(HashSet::new())),
+            changes: broadcast::channel(PENDING_CHANGES).0,
+        }
+    }
+}
+
+impl LocalIndex {
+    /// Replaces the set, telling announcers what changed.
+    pub fn update(&self, new: HashSet<StoreHash>) {
+        let old = self.current.borrow().clone();
+        let added: Vec<StoreHash> = new.difference(&old).copied().collect();
+        let removed: Vec<StoreHash> = old.difference(&new).copied().collect();
+        if added.is_empty() && removed.is_empty() {
+            return;
+        }
+        tracing::info!(
+            paths = new.len(),
+            added = added.len(),
+            removed = removed.len(),
+            "store changed"
+        );
+        let mut updates = IndexUpdate::batches(true, &added);
+        updates.extend(IndexUpdate::batches(false, &removed));
+        self.current.send_replace(Arc::new(new));
+        let _ = self.changes.send(Arc::new(updates));
+    }
+}
+
+/// Keeps `index` equal to the shareable paths of `store`, checking every `poll` whether the
+/// store changed (a cheap query) and re-reading it only when it did.
+pub async fn watch_store(store: Arc<LocalStore>, index: Arc<LocalIndex>, poll: Duration) {
+    let mut seen = None;
+    loop {
+        match store.generation() {
+            Ok(generation) if Some(generation) != seen => {
+                let reading = store.clone();
+                match tokio::task::spawn_blocking(move || reading.shared_hashes()).await {
+                    Ok(Ok(hashes)) => {
+                        index.update(hashes);
+                        seen = Some(generation);
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the store's paths"),
+                    Err(e) => tracing::warn!(error = %e, "store scan failed"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the store database"),
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Runs the index protocol on `node` until it stops: answers other nodes' announcements and
+/// announces `index` to every Peerix node that connects.
+pub fn run(node: NodeHandle, index: Arc<LocalIndex>, holders: Arc<Holders>) -> Result<(), String> {
+    let protocol = StreamProtocol::new(INDEX_PROTOCOL);
+    let mut incoming = node.accept(protocol.clone()).map_err(|e| e.to_string())?;
+    let receiving = holders.clone();
+    tokio::spawn(async move {
+        while let Some((peer, stream)) = incoming.next().await {
+            tokio::spawn(receive(peer, stream, receiving.clone()));
+        }
+    });
+    let mut events = node.peer_events();
+    let announcing: Arc<Mutex<HashSet<PeerId>>> = Arc::default();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(PeerEvent::Identified { peer_id, protocols })
+                    if protocols.contains(&protocol) =>
+                {
+                    // Identify repeats itself; one announcer per peer is enough.
+                    if !announcing.lock().is_ok_and(|mut a| a.insert(peer_id)) {
+                        continue;
+                    }
+                    let (node, index, announcing) =
+                        (node.clone(), index.clone(), announcing.clone());
+                    tokio::spawn(async move {
+                        announce(&node, peer_id, &index).await;
+                        if let Ok(mut a) = announcing.lock() {
+                            a.remove(&peer_id);
+                        }
+                    });
+                }
+                Ok(PeerEvent::Identified { .. }) => {}
+                Ok(PeerEvent::Disconnected(peer)) => holders.forget(&peer),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "peer events missed");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn receive(peer: PeerId, mut stream: peerix_node::Stream, holders: Arc<Holders>) {
+    holders.reset(peer);
+    loop {
+        let frame = match read_frame(&mut stream).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "index stream ended");
+                return;
+            }
+        };
+        match IndexUpdate::decode(&frame) {
+            Ok(update) => holders.apply(peer, update),
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "bad index update: forgetting the peer's paths");
+                holders.forget(&peer);
+                return;
+            }
+        }
+    }
+}
+
+/// Sends `peer` everything this node holds, then every change, until the stream breaks; starts
+/// over (a fresh stream, everything again) when it fell too far behind.
+async fn announce(node: &NodeHandle, peer: PeerId, index: &LocalIndex) {
+    loop {
+        let mut changes = index.changes.subscribe();
+        let snapshot: Vec<StoreHash> = index.current.borrow().iter().copied().collect();
+        let protocol = StreamProtocol::new(INDEX_PROTOCOL);
+        let mut stream = match node.open_stream(peer, protocol).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot open an index stream");
+                return;
+            }
+        };
+        for update in IndexUpdate::batches(true, &snapshot) {
+            if write_frame(&mut stream, &update.encode()).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match changes.recv().await {
+                Ok(updates) => {
+                    for update in updates.iter() {
+                        if write_frame(&mut stream, &update.encode()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Peer-to-peer substitution: nodes tell each other which store paths they hold (the index
+//! protocol), answer narinfo and NAR requests for them, and the HTTP front asks the holders of a
+//! path this machine lacks.
+
+mod cache;
+mod fetch;
+mod frames;
+mod holders;
+mod index;
+mod requests;
+mod trust;
+pub mod wire;
+
+pub use cache::{P2pCache, Remote};
+pub use holders::Holders;
+pub use index::{run as run_index, watch_store, LocalIndex};
+pub use requests::run as answer_requests;
+pub use trust::{Trust, NIXOS_CACHE_KEY, NIXOS_CACHE_URL};

@@ -1,0 +1,99 @@
+//! Answering other nodes: narinfos and NARs of this node's shareable paths, over the narinfo and
+//! NAR protocols. The filters apply here exactly as on the HTTP front.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{AsyncWriteExt, StreamExt};
+use peerix_http::BinaryCache;
+use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
+
+use super::frames::{expect_frame, write_frame};
+use super::wire::{
+    decode_narinfo_request, encode_nar_answer, encode_narinfo_answer, NarRequest, NARINFO_PROTOCOL,
+    NAR_PROTOCOL,
+};
+use crate::store::LocalStore;
+
+/// A request must arrive this soon after the stream opens.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(node: &NodeHandle, store: Arc<LocalStore>) -> Result<(), String> {
+    let mut narinfos = node
+        .accept(StreamProtocol::new(NARINFO_PROTOCOL))
+        .map_err(|e| e.to_string())?;
+    let mut nars = node
+        .accept(StreamProtocol::new(NAR_PROTOCOL))
+        .map_err(|e| e.to_string())?;
+    let for_narinfos = store.clone();
+    tokio::spawn(async move {
+        while let Some((peer, stream)) = narinfos.next().await {
+            tokio::spawn(answer_narinfo(peer, stream, for_narinfos.clone()));
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((peer, stream)) = nars.next().await {
+            tokio::spawn(answer_nar(peer, stream, store.clone()));
+        }
+    });
+    Ok(())
+}
+
+async fn answer_narinfo(peer: PeerId, mut stream: Stream, store: Arc<LocalStore>) {
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, expect_frame(&mut stream)).await;
+    let hash = match request.map(|r| r.map(|f| decode_narinfo_request(&f))) {
+        Ok(Ok(Ok(hash))) => hash,
+        other => {
+            tracing::debug!(%peer, answer = ?other.map(|r| r.map(|_| ())), "bad narinfo request");
+            return;
+        }
+    };
+    let narinfo = match store.shared_narinfo(hash) {
+        Ok(found) => found.map(|n| n.render()),
+        Err(e) => {
+            tracing::warn!(%hash, error = %e, "cannot answer a narinfo request");
+            None
+        }
+    };
+    let _ = write_frame(&mut stream, &encode_narinfo_answer(narinfo.as_deref())).await;
+    let _ = stream.close().await;
+}
+
+async fn answer_nar(peer: PeerId, mut stream: Stream, store: Arc<LocalStore>) {
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, expect_frame(&mut stream)).await;
+    let request = match request.map(|r| r.map(|f| NarRequest::decode(&f))) {
+        Ok(Ok(Ok(request))) => request,
+        _ => {
+            tracing::debug!(%peer, "bad NAR request");
+            return;
+        }
+    };
+    let nar = match store.nar(request.nar_hash).await {
+        Ok(nar) => nar,
+        Err(e) => {
+            tracing::warn!(nar = %request.nar_hash, error = %e, "cannot answer a NAR request");
+            None
+        }
+    };
+    let Some(nar) = nar.filter(|n| request.end <= n.size) else {
+        let _ = write_frame(&mut stream, &encode_nar_answer(None)).await;
+        return;
+    };
+    let len = request.end - request.start;
+    if write_frame(&mut stream, &encode_nar_answer(Some(len)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut body = nar.source.stream(request.start, request.end);
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            return;
+        };
+        if stream.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = stream.close().await;
+}

@@ -1,0 +1,277 @@
+//! Peers substitute from each other, with real Nix as the client: A holds the fixture; B and C
+//! start empty and know only A's address; `nix copy --from http://B` gets the closure from A,
+//! byte for byte, trusting only the fixture's upstream key.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{hash_part, nix_copy_from, ChrootStore, Fixture, NixKey, Peerix};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The node's loopback TCP address with its peer id, from `peerix ipfs id`.
+fn p2p_addr(node: &Peerix) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["ipfs", "--api", &node.url(), "id"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    id["multiaddrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        .expect("a loopback TCP address")
+        .to_owned()
+}
+
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// A node on `store` that knows only `bootstrap` and trusts only `key`.
+fn peer(store: &ChrootStore, bootstrap: Option<&str>, key: &str) -> Peerix {
+    let mut args = vec!["--listen-addrs", LOOPBACK, "--trusted-public-key", key];
+    if let Some(addr) = bootstrap {
+        args.extend(["--bootstrap-peers", addr]);
+    }
+    Peerix::serve(store.root(), &args)
+}
+
+/// Waits (bounded) until `node` answers 200 for `path`'s narinfo: peers' indexes arrive
+/// shortly after they connect.
+fn wait_for_narinfo(node: &Peerix, path: &str) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if node.get(&format!("/{}.narinfo", hash_part(path))).0 == 200 {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{path} never became available through the peer");
+}
+
+fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
+    for path in paths {
+        let (left, right) = (Sha256::digest(a.dump(path)), Sha256::digest(b.dump(path)));
+        assert_eq!(left, right, "{path} differs");
+    }
+}
+
+#[test]
+fn nix_copies_a_closure_that_only_a_peer_holds() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let a_store = ChrootStore::with_paths(&f.all());
+    a_store.sign(&upstream.secret, &f.all());
+    let a = peer(&a_store, None, &upstream.public);
+    let a_addr = p2p_addr(&a);
+    let (b_store, c_store) = (ChrootStore::empty(), ChrootStore::empty());
+    let b = peer(&b_store, Some(&a_addr), &upstream.public);
+    let c = peer(&c_store, Some(&a_addr), &upstream.public);
+    wait_for_narinfo(&b, &f.top);
+    wait_for_narinfo(&c, &f.big);
+
+    let dest = ChrootStore::empty();
+    let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.top, &f.big]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_bytes(&a_store, &dest, &[&f.top, &f.app, &f.lib, &f.big]);
+
+    // The sensitive path is never offered to peers; absent paths are a 404 at once.
+    assert_eq!(b.get(&format!("/{}.narinfo", hash_part(&f.secrets))).0, 404);
+    let absent = "/0000000000000000000000000000000a.narinfo";
+    let started = Instant::now();
+    assert_eq!(b.get(absent).0, 404);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn untrusted_paths_never_reach_nix() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let stranger = NixKey::generate("stranger-1");
+    let a_store = ChrootStore::with_paths(&[&f.lib]);
+    a_store.sign(&upstream.secret, &[&f.lib]);
+    let a = peer(&a_store, None, &upstream.public);
+    let a_addr = p2p_addr(&a);
+    // B trusts only a key that signed nothing on A: A's path must not pass through it.
+    let b_store = ChrootStore::empty();
+    let b = peer(&b_store, Some(&a_addr), &stranger.public);
+    // C trusts the upstream key: the path does pass, which shows B was connected and asked.
+    let c_store = ChrootStore::empty();
+    let c = peer(&c_store, Some(&a_addr), &upstream.public);
+    wait_for_narinfo(&c, &f.lib);
+    wait_connected(&b, &a_addr);
+    let narinfo = format!("/{}.narinfo", hash_part(&f.lib));
+    assert_eq!(b.get(&narinfo).0, 404);
+}
+
+/// B's node lists `peer` among its connections (bounded wait).
+fn wait_connected(node: &Peerix, peer_addr: &str) {
+    let peer_id = peer_addr.rsplit("/p2p/").next().unwrap();
+    for _ in 0..100 {
+        let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
+            .args(["ipfs", "--api", &node.url(), "peers"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains(peer_id) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("never connected to {peer_id}");
+}
+
+#[test]
+fn a_peer_with_wrong_bytes_never_gets_them_into_nix() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let honest_store = ChrootStore::with_paths(&[&f.lib]);
+    honest_store.sign(&upstream.secret, &[&f.lib]);
+    // The liar's database and signature are right; one byte on its disk is not.
+    let liar_store = ChrootStore::with_paths(&[&f.lib]);
+    liar_store.sign(&upstream.secret, &[&f.lib]);
+    let file = liar_store.physical(&f.lib).join("lib/libfixture.so");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 0x20;
+    let mut permissions = std::fs::metadata(&file).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+    std::fs::set_permissions(&file, permissions).unwrap();
+    std::fs::write(&file, &bytes).unwrap();
+
+    let liar = peer(&liar_store, None, &upstream.public);
+    let honest = peer(&honest_store, None, &upstream.public);
+    let b_store = ChrootStore::empty();
+    let b = peer(&b_store, Some(&p2p_addr(&liar)), &upstream.public);
+    wait_for_narinfo(&b, &f.lib);
+
+    // Only the liar holds the path: Nix gets no NAR, and nothing lands in its store.
+    let dest = ChrootStore::empty();
+    let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.lib]);
+    assert!(!out.status.success(), "a wrong NAR was accepted");
+    assert!(!dest.physical(&f.lib).exists());
+
+    // With an honest holder connected too, the same copy succeeds, from it.
+    let honest_addr = p2p_addr(&honest);
+    let connect = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["ipfs", "--api", &b.url(), "connect", &honest_addr])
+        .output()
+        .unwrap();
+    assert!(connect.status.success());
+    wait_connected(&b, &honest_addr);
+    let mut copied = None;
+    for _ in 0..20 {
+        let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.lib]);
+        if out.status.success() {
+            copied = Some(out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(copied.is_some(), "the honest peer never served the path");
+    assert_same_bytes(&honest_store, &dest, &[&f.lib]);
+}
+
+/// Bytes `node` has sent to the peer whose address is `to` (from `peerix ipfs status`).
+fn bytes_sent(node: &Peerix, to: &str) -> u64 {
+    let peer_id = to.rsplit("/p2p/").next().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["ipfs", "--api", &node.url(), "status"])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    status["node"]["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["peer_id"] == peer_id)
+        .and_then(|p| p["bytes_out"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_holder_killed_mid_transfer_is_replaced_by_another() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let stores: Vec<ChrootStore> = (0..2)
+        .map(|_| {
+            let store = ChrootStore::with_paths(&[&f.big]);
+            store.sign(&upstream.secret, &[&f.big]);
+            store
+        })
+        .collect();
+    // Capped, so that the 100 MiB transfer lasts long enough to be interrupted.
+    let holders: Vec<Peerix> = stores
+        .iter()
+        .map(|store| {
+            Peerix::serve(
+                store.root(),
+                &[
+                    "--listen-addrs",
+                    LOOPBACK,
+                    "--trusted-public-key",
+                    &upstream.public,
+                    "--bandwidth-limit",
+                    "20M",
+                ],
+            )
+        })
+        .collect();
+    let addrs: Vec<String> = holders.iter().map(p2p_addr).collect();
+    let b_store = ChrootStore::empty();
+    let b = Peerix::serve(
+        b_store.root(),
+        &[
+            "--listen-addrs",
+            LOOPBACK,
+            "--trusted-public-key",
+            &upstream.public,
+            "--bootstrap-peers",
+            &addrs[0],
+            "--bootstrap-peers",
+            &addrs[1],
+        ],
+    );
+    let b_addr = p2p_addr(&b);
+    wait_connected(&b, &addrs[0]);
+    wait_connected(&b, &addrs[1]);
+    wait_for_narinfo(&b, &f.big);
+
+    let dest = ChrootStore::empty();
+    let (url, key, path) = (b.url(), upstream.public.clone(), f.big.clone());
+    let copy = std::thread::spawn(move || {
+        let out = nix_copy_from(&url, &dest, &key, &[&path]);
+        (out, dest)
+    });
+    // Kill whichever holder is sending, once it is well into the NAR.
+    let mut holders: Vec<Option<Peerix>> = holders.into_iter().map(Some).collect();
+    let started = Instant::now();
+    let killed = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no holder started sending"
+        );
+        let sending = holders.iter().position(|h| {
+            h.as_ref()
+                .is_some_and(|h| bytes_sent(h, &b_addr) > 20_000_000)
+        });
+        if let Some(i) = sending {
+            holders[i] = None;
+            break i;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (out, dest) = copy.join().unwrap();
+    assert!(
+        out.status.success(),
+        "holder {killed} killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_bytes(&stores[1 - killed], &dest, &[&f.big]);
+}

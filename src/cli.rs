@@ -190,6 +190,11 @@ pub struct NodeArgs {
     )]
     pub bootstrap_peers: Vec<Multiaddr>,
 
+    /// Another Peerix's `/bootstrap` URL (http://HOST:12304/bootstrap): its node is dialled at
+    /// start and whenever this node has no peer left.
+    #[arg(long, env = "PEERIX_BOOTSTRAP_URL", value_name = "URL")]
+    pub bootstrap_url: Option<String>,
+
     /// Nodes share a private DHT only with nodes of the same network id.
     #[arg(
         long,

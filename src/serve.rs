@@ -13,7 +13,8 @@ use crate::kubo_rpc::KuboRpc;
 use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
 use crate::p2p::{
-    answer_requests, run_index, watch_store, Holders, LocalIndex, P2pCache, Remote, Trust,
+    answer_requests, bootstrap_router, follow_bootstrap_url, run_index, watch_store, Holders,
+    LocalIndex, P2pCache, Remote, Trust,
 };
 use crate::store::{CachingSigner, LocalStore};
 
@@ -81,10 +82,17 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             Some(node) => Some(start_substitution(node, &store, trust, filter)?),
             None => None,
         };
-        let front = peerix_http::router(
+        let mut front = peerix_http::router(
             P2pCache::new(store, remote),
             Arc::new(Metrics::default()),
         );
+        if let Some(node) = &node {
+            let network_id = args.node.network_id.clone();
+            front = front.merge(bootstrap_router(node.clone(), network_id.clone()));
+            if let Some(url) = args.node.bootstrap_url.clone() {
+                tokio::spawn(follow_bootstrap_url(node.clone(), url, network_id));
+            }
+        }
         let api = NodeApi {
             node,
             kubo: args.node.ipfs_api.as_deref().map(KuboRpc::new),

@@ -70,7 +70,28 @@ fn nix_copies_a_closure_that_only_a_peer_holds() {
     let a_addr = p2p_addr(&a);
     let (b_store, c_store) = (ChrootStore::empty(), ChrootStore::empty());
     let b = peer(&b_store, Some(&a_addr), &upstream.public);
-    let c = peer(&c_store, Some(&a_addr), &upstream.public);
+    // C knows only A's HTTP address, and finds its node through GET /bootstrap.
+    let bootstrap_url = format!("{}/bootstrap", a.url());
+    let c = Peerix::serve(
+        c_store.root(),
+        &[
+            "--listen-addrs",
+            LOOPBACK,
+            "--trusted-public-key",
+            &upstream.public,
+            "--bootstrap-url",
+            &bootstrap_url,
+        ],
+    );
+    let (status, body) = a.get("/bootstrap");
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(info["network_id"], "default");
+    assert!(info["multiaddrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m == a_addr.as_str()));
     wait_for_narinfo(&b, &f.top);
     wait_for_narinfo(&c, &f.big);
 
@@ -274,4 +295,31 @@ fn a_holder_killed_mid_transfer_is_replaced_by_another() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_same_bytes(&stores[1 - killed], &dest, &[&f.big]);
+}
+
+#[test]
+fn a_path_collected_on_its_holder_is_gone_from_peers_within_seconds() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let a_store = ChrootStore::with_paths(&[&f.lib]);
+    a_store.sign(&upstream.secret, &[&f.lib]);
+    let a = peer(&a_store, None, &upstream.public);
+    let b_store = ChrootStore::empty();
+    let b = peer(&b_store, Some(&p2p_addr(&a)), &upstream.public);
+    wait_for_narinfo(&b, &f.lib);
+
+    common::run(
+        common::nix("nix", a_store.root())
+            .args(["store", "delete", "--store", &a_store.url()])
+            .arg(&f.lib),
+    );
+    let narinfo = format!("/{}.narinfo", hash_part(&f.lib));
+    let started = Instant::now();
+    while b.get(&narinfo).0 != 404 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "B still offers a path A no longer holds"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -2,6 +2,7 @@
 //! protocol), answer narinfo and NAR requests for them, and the HTTP front asks the holders of a
 //! path this machine lacks.
 
+mod bootstrap;
 mod cache;
 mod fetch;
 mod frames;
@@ -11,6 +12,7 @@ mod requests;
 mod trust;
 pub mod wire;
 
+pub use bootstrap::{follow as follow_bootstrap_url, router as bootstrap_router};
 pub use cache::{P2pCache, Remote};
 pub use holders::Holders;
 pub use index::{run as run_index, watch_store, LocalIndex};

@@ -29,6 +29,20 @@ fn parse_json(command: &str, mut body: impl Read) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{command}: bad JSON from the RPC: {e}"))
 }
 
+/// The last file `add` reports: its answer is a stream of JSON objects, one a line, where
+/// progress lines have no `Hash`.
+fn last_added(text: &str) -> Result<Value, String> {
+    let mut added = None;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| format!("add: bad JSON from the RPC: {e}"))?;
+        if value.get("Hash").is_some() {
+            added = Some(value);
+        }
+    }
+    added.ok_or_else(|| "add: the answer has no Hash".to_owned())
+}
+
 /// The peer ids in a stream of kubo query events (one JSON object a line).
 fn provider_ids(text: &str) -> Vec<String> {
     text.lines()
@@ -138,10 +152,11 @@ impl KuboRpc {
         content: impl Read + Send + 'static,
     ) -> Result<(String, u64), String> {
         let boundary = format!("peerix-{}", std::process::id());
+        // kubo percent-decodes file names, as its own clients encode them.
         let head = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
              Content-Type: application/octet-stream\r\n\r\n",
-            name.replace(['"', '\r', '\n'], "")
+            percent_encode(name)
         );
         let tail = format!("\r\n--{boundary}--\r\n");
         let body = io::Cursor::new(head)
@@ -156,10 +171,15 @@ impl KuboRpc {
             )
             .send(ureq::SendBody::from_owned_reader(body))
             .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
-        let answer = parse_json("add", Self::body_or_error("add", response)?)?;
+        let mut text = String::new();
+        Self::body_or_error("add", response)?
+            .take(16 << 20)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("add: {e}"))?;
+        let answer = last_added(&text)?;
         let cid = answer["Hash"]
             .as_str()
-            .ok_or("add: the answer has no Hash")?
+            .ok_or("add: the Hash is not a string")?
             .to_owned();
         let size = answer["Size"]
             .as_str()
@@ -212,6 +232,14 @@ mod tests {
         let text = "{\"Type\":4,\"Responses\":[{\"ID\":\"A\"},{\"ID\":\"B\"}]}\n\
                     {\"Type\":0,\"Responses\":[{\"ID\":\"C\"}]}\nnot json\n";
         assert_eq!(provider_ids(text), ["A", "B"]);
+    }
+
+    #[test]
+    fn reads_the_last_added_file() {
+        let text = "{\"Name\":\"f\",\"Bytes\":262144}\n\
+                    {\"Name\":\"f\",\"Hash\":\"bafy\",\"Size\":\"9\"}\n";
+        assert_eq!(last_added(text).unwrap()["Hash"], "bafy");
+        assert!(last_added("{\"Name\":\"f\",\"Bytes\":1}\n").is_err());
     }
 
     #[test]

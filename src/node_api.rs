@@ -6,15 +6,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use peerix_http::{ApiError, ByteStream, IpfsApi, NodeIdentity};
-use peerix_node::{Multiaddr, NodeHandle};
+use peerix_node::unixfs::decode_node;
+use peerix_node::{Multiaddr, NodeHandle, PeerId};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::kubo_rpc::KuboRpc;
+
+/// Multihash code of the identity "hash", which holds its input as is.
+const IDENTITY: u64 = 0x00;
+/// CID codec of dag-pb blocks.
+const DAG_PB: u64 = 0x70;
 
 /// Bytes read from kubo per chunk handed to the HTTP response.
 const KUBO_CHUNK: usize = 256 << 10;
@@ -51,6 +59,28 @@ fn parse_cid(cid: &str) -> Result<cid::Cid, ApiError> {
 
 fn no_backend() -> ApiError {
     ApiError::Failed("neither an embedded node nor --ipfs-api is configured".to_owned())
+}
+
+/// kubo's `PublicKey` for `peer`: the protobuf-encoded key in base64. Ed25519 peer ids carry it
+/// (an identity multihash); longer keys, RSA's, are only hashed into the id.
+fn public_key(peer: &PeerId) -> Option<String> {
+    let hash = cid::multihash::Multihash::<64>::from_bytes(&peer.to_bytes()).ok()?;
+    (hash.code() == IDENTITY).then(|| BASE64.encode(hash.digest()))
+}
+
+/// What kubo's `add` reports as `Size`: the cumulative size of the file's DAG, the root's bytes
+/// plus the `Tsize` of its links (a raw leaf is only its bytes).
+async fn dag_size(node: &NodeHandle, cid: cid::Cid) -> Result<u64, ApiError> {
+    let root = node
+        .block(cid)
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| ApiError::Failed(format!("block {cid} not found")))?;
+    if cid.codec() != DAG_PB {
+        return Ok(root.len() as u64);
+    }
+    let links = decode_node(&root).map_err(failed)?.links;
+    Ok(root.len() as u64 + links.iter().filter_map(|l| l.tsize).sum::<u64>())
 }
 
 /// Turns a channel of chunks into the stream an HTTP body takes.
@@ -106,27 +136,27 @@ impl NodeApi {
         byte_stream(received)
     }
 
-    async fn save_upload(&self, mut content: ByteStream) -> Result<(PathBuf, u64), ApiError> {
+    async fn save_upload(&self, mut content: ByteStream) -> Result<PathBuf, ApiError> {
         tokio::fs::create_dir_all(&self.blobs)
             .await
             .map_err(failed)?;
         let path = self.blobs.join(unique_name());
         let mut file = tokio::fs::File::create(&path).await.map_err(failed)?;
-        let mut size = 0u64;
         while let Some(chunk) = content.next().await {
-            let chunk = chunk.map_err(failed)?;
-            size += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(failed)?;
+            file.write_all(&chunk.map_err(failed)?)
+                .await
+                .map_err(failed)?;
         }
         file.sync_all().await.map_err(failed)?;
-        Ok((path, size))
+        Ok(path)
     }
 
-    async fn kubo_add(&self, path: &Path) -> Option<Result<String, ApiError>> {
+    /// Adds the file at `path` to kubo; returns the CID and size kubo reports.
+    async fn kubo_add(&self, path: &Path) -> Option<Result<(String, u64), ApiError>> {
         let path = path.to_owned();
         self.kubo(move |kubo| {
             let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-            kubo.add("", file).map(|(cid, _)| cid)
+            kubo.add("", file)
         })
         .await
     }
@@ -145,6 +175,7 @@ impl IpfsApi for NodeApi {
             };
             return Ok(NodeIdentity {
                 peer_id: id["ID"].as_str().unwrap_or_default().to_owned(),
+                public_key: id["PublicKey"].as_str().map(str::to_owned),
                 addresses: strings(&id["Addresses"]),
                 agent_version: id["AgentVersion"].as_str().unwrap_or_default().to_owned(),
             });
@@ -153,6 +184,7 @@ impl IpfsApi for NodeApi {
         let with_id = |addr: Multiaddr| format!("{addr}/p2p/{}", status.peer_id);
         Ok(NodeIdentity {
             peer_id: status.peer_id.to_string(),
+            public_key: public_key(&status.peer_id),
             addresses: status.listen_addrs.iter().cloned().map(with_id).collect(),
             agent_version: format!("peerix/{}", env!("CARGO_PKG_VERSION")),
         })
@@ -266,16 +298,17 @@ impl IpfsApi for NodeApi {
     }
 
     async fn add(&self, content: ByteStream) -> Result<(String, u64), ApiError> {
-        let (path, size) = self.save_upload(content).await?;
+        let path = self.save_upload(content).await?;
         let Some(node) = &self.node else {
             let added = self.kubo_add(&path).await.ok_or_else(no_backend);
             let _ = tokio::fs::remove_file(&path).await;
-            return Ok((added??, size));
+            return added?;
         };
-        let cid = node.add_file(&path).await.map_err(failed)?.to_string();
+        let parsed = node.add_file(&path).await.map_err(failed)?;
+        let (cid, size) = (parsed.to_string(), dag_size(node, parsed).await?);
         if let Some(kubo_cid) = self.kubo_add(&path).await {
             match kubo_cid {
-                Ok(other) if other != cid => {
+                Ok((other, _)) if other != cid => {
                     tracing::warn!(%cid, kubo = %other, "kubo gave another CID for the same content")
                 }
                 Ok(_) => {}
@@ -314,5 +347,27 @@ impl IpfsApi for NodeApi {
             provided?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ed25519_peer_ids_give_their_public_key() {
+        // An ed25519 peer id and its key as kubo's `PublicKey` (js-libp2p maps one to the other).
+        let peer: PeerId = "12D3KooWAbhFfEBKrDghATomsLiWW7sSK3uMUXh38WAsCKxoarEm"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            public_key(&peer).as_deref(),
+            Some("CAESIAuctzHEuBM3FxyJDFdJIzU8k6cdrp+hjtALyVofM/Bq")
+        );
+        // An RSA peer id is a sha2-256 hash of the key: nothing to give.
+        let rsa: PeerId = "QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ"
+            .parse()
+            .unwrap();
+        assert_eq!(public_key(&rsa), None);
     }
 }

@@ -120,6 +120,16 @@ pub struct ServeArgs {
     #[arg(long, env = "PEERIX_OFFLINE", value_parser = BoolishValueParser::new())]
     pub offline: bool,
 
+    /// Seconds between full publication scans of the store (new paths are noticed within
+    /// seconds anyway); 0 turns the periodic scan off.
+    #[arg(
+        long,
+        env = "PEERIX_SCAN_INTERVAL",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub scan_interval: u64,
+
     /// `ipfs`: the embedded node also on the public IPFS DHT; `libp2p`: only Peerix's own DHT.
     #[arg(long, env = "PEERIX_MODE", value_enum, default_value = "ipfs")]
     pub mode: Mode,

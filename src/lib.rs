@@ -4,6 +4,7 @@
 pub mod cid;
 pub mod cli;
 pub mod filter;
+pub mod index;
 pub mod ipfs_cli;
 pub mod keygen;
 pub mod kubo_rpc;

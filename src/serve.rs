@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::filter::PathFilter;
+use crate::index::{status_router, IndexDb, ScanProgress, Scanner, StoreContent};
 use crate::kubo_rpc::KuboRpc;
 use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
@@ -68,24 +69,48 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
+        // One reader of the store for the node and the scan, so they share NAR layouts.
+        let content = Arc::new(StoreContent::new(store.clone()));
         let node = if args.node.no_embedded_node {
             None
         } else {
-            let node = peerix_node::start(node_config)
+            let node = peerix_node::start_with(node_config, content.clone())
                 .await
                 .map_err(|e| format!("cannot start the peer-to-peer node: {e}"))?;
             let status = node.status().await.map_err(|e| e.to_string())?;
             tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, "node started");
             Some(node)
         };
+        let progress = Arc::new(ScanProgress::default());
+        let mut status = None;
         let remote = match &node {
-            Some(node) => Some(start_substitution(node, &store, trust, filter)?),
+            Some(node) => {
+                let index = Arc::new(LocalIndex::default());
+                let db = IndexDb::open(&state_dir.join("index.redb"))
+                    .map_err(|e| format!("cannot open the index: {e}"))?;
+                let db = Arc::new(db);
+                status = Some(status_router(progress.clone(), db.clone()));
+                let scanner = Scanner {
+                    store: store.clone(),
+                    content: content.clone(),
+                    node: node.clone(),
+                    db,
+                    progress: progress.clone(),
+                };
+                let interval = (args.scan_interval > 0)
+                    .then(|| Duration::from_secs(args.scan_interval));
+                tokio::spawn(scanner.run(index.subscribe(), interval));
+                Some(start_substitution(node, &store, &index, trust, filter)?)
+            }
             None => None,
         };
         let mut front = peerix_http::router(
             P2pCache::new(store, remote),
             Arc::new(Metrics::default()),
         );
+        if let Some(status) = status {
+            front = front.merge(status);
+        }
         if let Some(node) = &node {
             let network_id = args.node.network_id.clone();
             front = front.merge(bootstrap_router(node.clone(), network_id.clone()));
@@ -119,13 +144,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 fn start_substitution(
     node: &peerix_node::NodeHandle,
     store: &Arc<LocalStore>,
+    index: &Arc<LocalIndex>,
     trust: Trust,
     filter: PathFilter,
 ) -> Result<Arc<Remote>, String> {
-    let index = Arc::new(LocalIndex::default());
     let holders = Arc::new(Holders::default());
     tokio::spawn(watch_store(store.clone(), index.clone(), STORE_POLL));
-    run_index(node.clone(), index, holders.clone())?;
+    run_index(node.clone(), index.clone(), holders.clone())?;
     answer_requests(node, store.clone())?;
     Ok(Arc::new(Remote::new(node.clone(), holders, trust, filter)))
 }

@@ -35,6 +35,11 @@ impl Default for LocalIndex {
 }
 
 impl LocalIndex {
+    /// The set, now and whenever it changes.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<HashSet<StoreHash>>> {
+        self.current.subscribe()
+    }
+
     /// Replaces the set, telling announcers what changed.
     pub fn update(&self, new: HashSet<StoreHash>) {
         let old = self.current.borrow().clone();

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use peerix_http::{
     BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarHash, NarInfo, NarSource, StoreHash,
+    StorePathName,
 };
 
 pub use db::{PathInfo, StoreDb};
@@ -60,6 +61,11 @@ impl LocalStore {
             .db
             .path_info(hash)?
             .filter(|info| self.filter.allows(info.path.basename())))
+    }
+
+    /// Where a store path's files are on this machine.
+    pub fn physical_path(&self, path: &StorePathName) -> PathBuf {
+        self.root.join("nix/store").join(path.basename())
     }
 
     /// The hashes of every path that may be shared.
@@ -167,7 +173,7 @@ impl BinaryCache for LocalStore {
             return Ok(None);
         };
         self.remember_nar(nar_hash, hash);
-        let dir = self.root.join("nix/store").join(info.path.basename());
+        let dir = self.physical_path(&info.path);
         let plan = tokio::task::spawn_blocking(move || NarPlan::of_path(&dir))
             .await
             .map_err(|e| CacheError::Io(io::Error::other(e)))?

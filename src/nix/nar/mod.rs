@@ -7,7 +7,7 @@
 mod plan;
 mod validate;
 
-pub use plan::{NarPlan, PlanError};
+pub use plan::{NarPlan, NarReader, PlanError};
 pub use validate::{NarError, NarValidator};
 
 pub const MAGIC: &str = "nix-archive-1";

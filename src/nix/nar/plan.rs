@@ -111,6 +111,42 @@ impl NarPlan {
     }
 }
 
+impl NarPlan {
+    /// Fills `buf` with the bytes at `offset` (fewer at the NAR's end); returns how many.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, PlanError> {
+        let end = offset.saturating_add(buf.len() as u64).min(self.size);
+        let mut filled = 0;
+        if offset < end {
+            self.read_range(offset, end, buf.len(), |chunk| {
+                buf[filled..filled + chunk.len()].copy_from_slice(&chunk);
+                filled += chunk.len();
+                true
+            })?;
+        }
+        Ok(filled)
+    }
+}
+
+/// The NAR of a plan as a [`Read`]er.
+pub struct NarReader<P> {
+    plan: P,
+    pos: u64,
+}
+
+impl<P: std::ops::Deref<Target = NarPlan>> NarReader<P> {
+    pub fn new(plan: P) -> Self {
+        Self { plan, pos: 0 }
+    }
+}
+
+impl<P: std::ops::Deref<Target = NarPlan>> Read for NarReader<P> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.plan.read_at(self.pos, buf).map_err(io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Gathers bytes into fixed-size chunks so that small files and framing share one chunk.
 struct Chunker<F> {
     chunk: BytesMut,

@@ -1,0 +1,133 @@
+//! The publication index (`STATE_DIR/index.redb`): for every shared store path, its narinfo as
+//! this node serves it and the root CID its NAR is published under. Each entry is written in its
+//! own transaction, so an interrupted scan leaves whole entries only and resumes after them.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use cid::Cid;
+use peerix_http::StoreHash;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+/// Store hash -> u16 CID length, CID bytes, narinfo text.
+const PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("paths");
+
+#[derive(Debug, thiserror::Error)]
+#[error("index database: {0}")]
+pub struct IndexError(String);
+
+fn db_error(e: impl std::fmt::Display) -> IndexError {
+    IndexError(e.to_string())
+}
+
+pub struct IndexDb {
+    db: Database,
+}
+
+impl IndexDb {
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        let db = Database::create(path).map_err(db_error)?;
+        let txn = db.begin_write().map_err(db_error)?;
+        txn.open_table(PATHS).map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        Ok(Self { db })
+    }
+
+    pub fn put(&self, hash: StoreHash, cid: &Cid, narinfo: &str) -> Result<(), IndexError> {
+        let cid = cid.to_bytes();
+        let len = u16::try_from(cid.len()).map_err(db_error)?;
+        let mut value = len.to_le_bytes().to_vec();
+        value.extend_from_slice(&cid);
+        value.extend_from_slice(narinfo.as_bytes());
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(PATHS)
+            .map_err(db_error)?
+            .insert(hash.as_str(), value.as_slice())
+            .map_err(db_error)?;
+        txn.commit().map_err(db_error)
+    }
+
+    pub fn remove(&self, hashes: &[StoreHash]) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(PATHS).map_err(db_error)?;
+            for hash in hashes {
+                table.remove(hash.as_str()).map_err(db_error)?;
+            }
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// The CID and narinfo recorded for `hash`.
+    pub fn get(&self, hash: StoreHash) -> Result<Option<(Cid, String)>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(PATHS).map_err(db_error)?;
+        let Some(value) = table.get(hash.as_str()).map_err(db_error)? else {
+            return Ok(None);
+        };
+        decode(value.value()).map(Some)
+    }
+
+    pub fn hashes(&self) -> Result<HashSet<StoreHash>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(PATHS).map_err(db_error)?;
+        let mut hashes = HashSet::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (key, _) = entry.map_err(db_error)?;
+            // A key that is no store hash was not written by this program: skip it.
+            if let Ok(hash) = StoreHash::parse(key.value()) {
+                hashes.insert(hash);
+            }
+        }
+        Ok(hashes)
+    }
+
+    pub fn count(&self) -> Result<u64, IndexError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        txn.open_table(PATHS)
+            .map_err(db_error)?
+            .len()
+            .map_err(db_error)
+    }
+}
+
+fn decode(value: &[u8]) -> Result<(Cid, String), IndexError> {
+    let corrupt = || IndexError("corrupt entry".to_owned());
+    let (len, rest) = value.split_first_chunk::<2>().ok_or_else(corrupt)?;
+    let (cid, text) = rest
+        .split_at_checked(usize::from(u16::from_le_bytes(*len)))
+        .ok_or_else(corrupt)?;
+    let cid = Cid::try_from(cid).map_err(|_| corrupt())?;
+    let text = String::from_utf8(text.to_vec()).map_err(|_| corrupt())?;
+    Ok((cid, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_survive_reopening_and_bad_ones_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let hash = StoreHash::parse(&"a".repeat(32)).unwrap();
+        let cid =
+            Cid::try_from("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").unwrap();
+        {
+            let db = IndexDb::open(&path).unwrap();
+            db.put(hash, &cid, "StorePath: x\n").unwrap();
+        }
+        let db = IndexDb::open(&path).unwrap();
+        assert_eq!(
+            db.get(hash).unwrap(),
+            Some((cid, "StorePath: x\n".to_owned()))
+        );
+        assert_eq!(db.hashes().unwrap(), HashSet::from([hash]));
+        assert_eq!(db.count().unwrap(), 1);
+        db.remove(&[hash]).unwrap();
+        assert_eq!(db.get(hash).unwrap(), None);
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[9, 0, 1]).is_err());
+        assert!(decode(&[1, 0, 0xff]).is_err());
+    }
+}

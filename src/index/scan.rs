@@ -1,0 +1,218 @@
+//! The publication scan: keeps the index equal to the store's shared paths. New paths get their
+//! NAR imported into the embedded node (no copy: only the DAG's inner nodes are stored, leaves are
+//! re-read from the store) and their root CID announced; vanished ones leave the index. It runs
+//! whenever the store changes, every `--scan-interval`, and resumes after the last whole entry.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peerix_http::StoreHash;
+use peerix_node::NodeHandle;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::content::{nar_source, StoreContent};
+use super::db::IndexDb;
+use crate::nix::nar::NarReader;
+use crate::store::LocalStore;
+
+/// How often a running scan reports its progress in the log.
+const PROGRESS_LOG: Duration = Duration::from_secs(10);
+
+/// Progress of the current (or last) scan, for the log and `GET /status`.
+#[derive(Default)]
+pub struct ScanProgress {
+    pub total: AtomicU64,
+    pub done: AtomicU64,
+    pub bytes: AtomicU64,
+    pub failed: AtomicU64,
+    started: Mutex<Option<Instant>>,
+    finished: Mutex<Option<Instant>>,
+}
+
+#[derive(Serialize)]
+pub struct ScanReport {
+    pub running: bool,
+    pub paths_done: u64,
+    pub paths_total: u64,
+    pub paths_failed: u64,
+    pub bytes: u64,
+    pub bytes_per_second: f64,
+    pub eta_seconds: Option<f64>,
+}
+
+impl ScanProgress {
+    pub fn report(&self) -> ScanReport {
+        let started = self.started.lock().ok().and_then(|s| *s);
+        let finished = self.finished.lock().ok().and_then(|f| *f);
+        let (done, total) = (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        );
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let elapsed = started.map_or(0.0, |s| {
+            finished
+                .unwrap_or_else(Instant::now)
+                .duration_since(s)
+                .as_secs_f64()
+        });
+        let running = started.is_some() && finished.is_none();
+        let rate = if elapsed > 0.0 {
+            bytes as f64 / elapsed
+        } else {
+            0.0
+        };
+        let per_path = if done > 0 { elapsed / done as f64 } else { 0.0 };
+        ScanReport {
+            running,
+            paths_done: done,
+            paths_total: total,
+            paths_failed: self.failed.load(Ordering::Relaxed),
+            bytes,
+            bytes_per_second: rate,
+            eta_seconds: (running && done > 0)
+                .then(|| per_path * total.saturating_sub(done) as f64),
+        }
+    }
+
+    fn start(&self, total: usize) {
+        self.total.store(total as u64, Ordering::Relaxed);
+        for counter in [&self.done, &self.bytes, &self.failed] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        if let Ok(mut s) = self.started.lock() {
+            *s = Some(Instant::now());
+        }
+        if let Ok(mut f) = self.finished.lock() {
+            *f = None;
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut f) = self.finished.lock() {
+            *f = Some(Instant::now());
+        }
+    }
+}
+
+pub struct Scanner {
+    pub store: Arc<LocalStore>,
+    pub content: Arc<StoreContent>,
+    pub node: NodeHandle,
+    pub db: Arc<IndexDb>,
+    pub progress: Arc<ScanProgress>,
+}
+
+impl Scanner {
+    /// Reconciles the index with `wanted` each time it changes, and every `interval` (if any).
+    pub async fn run(
+        self,
+        mut wanted: watch::Receiver<Arc<HashSet<StoreHash>>>,
+        interval: Option<Duration>,
+    ) {
+        loop {
+            let target = wanted.borrow_and_update().clone();
+            self.reconcile(&target).await;
+            let rescan = async {
+                match interval {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = wanted.changed() => if changed.is_err() { return },
+                () = rescan => {}
+            }
+        }
+    }
+
+    async fn reconcile(&self, target: &HashSet<StoreHash>) {
+        let indexed = match self.db.hashes() {
+            Ok(hashes) => hashes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the index");
+                return;
+            }
+        };
+        let vanished: Vec<StoreHash> = indexed.difference(target).copied().collect();
+        if !vanished.is_empty() {
+            match self.db.remove(&vanished) {
+                Ok(()) => tracing::info!(paths = vanished.len(), "left the index"),
+                Err(e) => tracing::error!(error = %e, "cannot update the index"),
+            }
+        }
+        let mut todo: Vec<StoreHash> = target.difference(&indexed).copied().collect();
+        if todo.is_empty() {
+            return;
+        }
+        todo.sort_unstable();
+        self.progress.start(todo.len());
+        tracing::info!(paths = todo.len(), "publishing new paths");
+        let mut last_log = Instant::now();
+        for hash in todo {
+            match self.publish(hash).await {
+                Ok(bytes) => {
+                    self.progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%hash, error = %e, "cannot publish path");
+                }
+            }
+            self.progress.done.fetch_add(1, Ordering::Relaxed);
+            if last_log.elapsed() >= PROGRESS_LOG {
+                last_log = Instant::now();
+                log_progress(&self.progress.report());
+            }
+        }
+        self.progress.finish();
+        log_progress(&self.progress.report());
+    }
+
+    /// Imports one path's NAR and records it; returns the NAR's size.
+    async fn publish(&self, hash: StoreHash) -> Result<u64, String> {
+        let narinfo = self
+            .store
+            .shared_narinfo(hash)
+            .map_err(|e| e.to_string())?
+            .ok_or("no longer in the store")?;
+        let content = self.content.clone();
+        let plan = tokio::task::spawn_blocking(move || content.plan(hash))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if plan.size() != narinfo.nar_size {
+            return Err(format!(
+                "NAR is {} bytes, the store database says {}",
+                plan.size(),
+                narinfo.nar_size
+            ));
+        }
+        let cid = self
+            .node
+            .add_content(nar_source(hash), NarReader::new(plan))
+            .await
+            .map_err(|e| e.to_string())?;
+        let db = self.db.clone();
+        let text = narinfo.render();
+        tokio::task::spawn_blocking(move || db.put(hash, &cid, &text))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(narinfo.nar_size)
+    }
+}
+
+fn log_progress(report: &ScanReport) {
+    tracing::info!(
+        done = report.paths_done,
+        total = report.paths_total,
+        failed = report.paths_failed,
+        mib = report.bytes >> 20,
+        mib_per_second = format!("{:.1}", report.bytes_per_second / (1 << 20) as f64),
+        eta_seconds = report.eta_seconds.map(|s| s.round()),
+        "publishing"
+    );
+}

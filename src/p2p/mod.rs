@@ -12,7 +12,10 @@ mod requests;
 mod trust;
 pub mod wire;
 
-pub use bootstrap::{follow as follow_bootstrap_url, router as bootstrap_router};
+pub use bootstrap::{
+    follow as follow_bootstrap_url, parse_answer as parse_bootstrap_answer,
+    router as bootstrap_router,
+};
 pub use cache::{P2pCache, Remote};
 pub use holders::Holders;
 pub use index::{run as run_index, watch_store, LocalIndex};

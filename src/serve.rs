@@ -94,13 +94,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                     store: store.clone(),
                     content: content.clone(),
                     node: node.clone(),
-                    db,
+                    db: db.clone(),
                     progress: progress.clone(),
                 };
                 let interval = (args.scan_interval > 0)
                     .then(|| Duration::from_secs(args.scan_interval));
                 tokio::spawn(scanner.run(index.subscribe(), interval));
-                Some(start_substitution(node, &store, &index, trust, filter)?)
+                let remote = start_substitution(node, &store, &index, trust, filter, db)?;
+                Some(remote)
             }
             None => None,
         };
@@ -147,12 +148,19 @@ fn start_substitution(
     index: &Arc<LocalIndex>,
     trust: Trust,
     filter: PathFilter,
+    db: Arc<IndexDb>,
 ) -> Result<Arc<Remote>, String> {
     let holders = Arc::new(Holders::default());
     tokio::spawn(watch_store(store.clone(), index.clone(), STORE_POLL));
     run_index(node.clone(), index.clone(), holders.clone())?;
     answer_requests(node, store.clone())?;
-    Ok(Arc::new(Remote::new(node.clone(), holders, trust, filter)))
+    Ok(Arc::new(Remote::new(
+        node.clone(),
+        holders,
+        trust,
+        filter,
+        db,
+    )))
 }
 
 async fn shutdown_signal() {

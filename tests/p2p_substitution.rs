@@ -323,3 +323,55 @@ fn a_path_collected_on_its_holder_is_gone_from_peers_within_seconds() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_nar_url_stays_valid_across_a_restart() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let a_store = ChrootStore::with_paths(&[&f.lib]);
+    a_store.sign(&upstream.secret, &[&f.lib]);
+    let a = peer(&a_store, None, &upstream.public);
+    let a_addr = p2p_addr(&a);
+    let b_store = ChrootStore::empty();
+    let state = tempfile::TempDir::new().unwrap();
+    let b_args = [
+        "--listen-addrs",
+        LOOPBACK,
+        "--trusted-public-key",
+        &upstream.public,
+        "--bootstrap-peers",
+        &a_addr,
+    ];
+    let b = Peerix::serve_in(b_store.root(), state.path(), &b_args);
+    wait_for_narinfo(&b, &f.lib);
+    let (_, narinfo) = b.get(&format!("/{}.narinfo", hash_part(&f.lib)));
+    let narinfo = String::from_utf8(narinfo).unwrap();
+    let url = narinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .unwrap()
+        .to_owned();
+    drop(b);
+
+    // Nix keeps narinfos for days and asks for the NAR directly: the restarted B must know it.
+    let b = Peerix::serve_in(b_store.root(), state.path(), &b_args);
+    let started = Instant::now();
+    let body = loop {
+        let (status, body) = b.get(&format!("/{url}"));
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{url}: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let dump = a_store.dump(&f.lib);
+    assert!(
+        body == dump,
+        "the NAR differs: {} vs {} bytes",
+        body.len(),
+        dump.len()
+    );
+}

@@ -6,11 +6,14 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use cid::Cid;
-use peerix_http::StoreHash;
+use peerix_http::{NarHash, StoreHash};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 /// Store hash -> u16 CID length, CID bytes, narinfo text.
 const PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("paths");
+/// NAR hash -> NAR size and store hash, for NARs of peers' paths this node has offered Nix: Nix
+/// caches narinfos and may ask for the NAR long after, across restarts of this node.
+const REMOTE_NARS: TableDefinition<&[u8], (u64, &str)> = TableDefinition::new("remote_nars");
 
 #[derive(Debug, thiserror::Error)]
 #[error("index database: {0}")]
@@ -29,6 +32,7 @@ impl IndexDb {
         let db = Database::create(path).map_err(db_error)?;
         let txn = db.begin_write().map_err(db_error)?;
         txn.open_table(PATHS).map_err(db_error)?;
+        txn.open_table(REMOTE_NARS).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db })
     }
@@ -82,6 +86,36 @@ impl IndexDb {
         Ok(hashes)
     }
 
+    /// Records that `nar_hash` names the NAR (`size` bytes) of a peer's path `hash`; a NAR
+    /// already known costs a read, not a write.
+    pub fn remember_remote_nar(
+        &self,
+        nar_hash: &NarHash,
+        size: u64,
+        hash: StoreHash,
+    ) -> Result<(), IndexError> {
+        if self.remote_nar(nar_hash)? == Some((size, hash)) {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(REMOTE_NARS)
+            .map_err(db_error)?
+            .insert(nar_hash.0.as_slice(), (size, hash.as_str()))
+            .map_err(db_error)?;
+        txn.commit().map_err(db_error)
+    }
+
+    pub fn remote_nar(&self, nar_hash: &NarHash) -> Result<Option<(u64, StoreHash)>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(REMOTE_NARS).map_err(db_error)?;
+        let Some(entry) = table.get(nar_hash.0.as_slice()).map_err(db_error)? else {
+            return Ok(None);
+        };
+        let (size, hash) = entry.value();
+        let hash = StoreHash::parse(hash).map_err(|_| IndexError("corrupt entry".to_owned()))?;
+        Ok(Some((size, hash)))
+    }
+
     pub fn count(&self) -> Result<u64, IndexError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         txn.open_table(PATHS)
@@ -126,6 +160,10 @@ mod tests {
         assert_eq!(db.count().unwrap(), 1);
         db.remove(&[hash]).unwrap();
         assert_eq!(db.get(hash).unwrap(), None);
+        let nar = NarHash([5; 32]);
+        db.remember_remote_nar(&nar, 77, hash).unwrap();
+        assert_eq!(db.remote_nar(&nar).unwrap(), Some((77, hash)));
+        assert_eq!(db.remote_nar(&NarHash([6; 32])).unwrap(), None);
         assert!(decode(&[]).is_err());
         assert!(decode(&[9, 0, 1]).is_err());
         assert!(decode(&[1, 0, 0xff]).is_err());

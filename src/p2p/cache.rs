@@ -1,7 +1,7 @@
 //! The binary cache Nix talks to: this machine's store first, then the peers that announced a
 //! path. A peer's narinfo reaches Nix only when trusted, its NAR only as it hashes correctly.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -16,10 +16,9 @@ use super::fetch::{self, FetchError, NarOutcome, NarProgress};
 use super::holders::Holders;
 use super::trust::{upstream_agrees, Trust, Verdict};
 use crate::filter::PathFilter;
+use crate::index::IndexDb;
 use crate::store::LocalStore;
 
-/// NARs remembered from narinfo answers (about 100 bytes each).
-const REMOTE_NARS_CAP: usize = 1 << 16;
 /// Chunks buffered between a peer and the HTTP response.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
@@ -33,21 +32,28 @@ pub struct Remote {
     pub holders: Arc<Holders>,
     pub trust: Trust,
     pub filter: PathFilter,
-    /// NAR hash -> its size and the path it belongs to, filled by narinfo answers. Nix may ask
-    /// for a NAR long after the narinfo (it caches narinfos): holders are looked up again then.
-    nars: Mutex<HashMap<NarHash, (u64, StoreHash)>>,
+    /// NAR hash -> its size and the path it belongs to, filled by narinfo answers and kept
+    /// across restarts: Nix caches narinfos and may ask for the NAR long after. Holders are
+    /// looked up again then.
+    nars: Arc<IndexDb>,
     /// Peers that sent wrong data: never asked again.
     liars: Mutex<HashSet<PeerId>>,
 }
 
 impl Remote {
-    pub fn new(node: NodeHandle, holders: Arc<Holders>, trust: Trust, filter: PathFilter) -> Self {
+    pub fn new(
+        node: NodeHandle,
+        holders: Arc<Holders>,
+        trust: Trust,
+        filter: PathFilter,
+        nars: Arc<IndexDb>,
+    ) -> Self {
         Self {
             node,
             holders,
             trust,
             filter,
-            nars: Mutex::new(HashMap::new()),
+            nars,
             liars: Mutex::new(HashSet::new()),
         }
     }
@@ -106,18 +112,18 @@ impl Remote {
     }
 
     fn remember(&self, narinfo: &NarInfo) {
-        if let Ok(mut nars) = self.nars.lock() {
-            if nars.len() >= REMOTE_NARS_CAP {
-                nars.clear();
-            }
-            let path = narinfo.store_path.hash();
-            nars.insert(narinfo.nar_hash, (narinfo.nar_size, path));
+        let path = narinfo.store_path.hash();
+        if let Err(e) = self
+            .nars
+            .remember_remote_nar(&narinfo.nar_hash, narinfo.nar_size, path)
+        {
+            tracing::warn!(error = %e, "cannot remember a peer's NAR");
         }
     }
 
     /// The size of a NAR a narinfo answer named, and the honest peers holding its path now.
     fn known_nar(&self, nar_hash: &NarHash) -> Option<(u64, Vec<PeerId>)> {
-        let (size, path) = *self.nars.lock().ok()?.get(nar_hash)?;
+        let (size, path) = self.nars.remote_nar(nar_hash).ok()??;
         Some((size, self.honest(self.holders.holders_of(&path))))
     }
 }
@@ -159,7 +165,7 @@ impl BinaryCache for P2pCache {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
-        let Some((size, peers)) = remote.known_nar(&nar_hash) else {
+        let Some((size, peers)) = remote.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
             return Ok(None);
         };
         Ok(Some(Nar {

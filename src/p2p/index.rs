@@ -2,14 +2,15 @@
 //! everything when a stream opens, then the changes — and keeps what others told it in
 //! [`Holders`].
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use peerix_http::StoreHash;
 use peerix_node::{NodeHandle, PeerEvent, PeerId, StreamProtocol};
 use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
 
 use super::frames::{read_frame, write_frame};
 use super::holders::Holders;
@@ -18,6 +19,8 @@ use crate::store::LocalStore;
 
 /// Changes kept for a slow announcer; one that falls further behind starts over.
 const PENDING_CHANGES: usize = 64;
+/// Pause before an announcer whose stream broke tries again.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// What this node holds, as the index protocol announces it.
 pub struct LocalIndex {
@@ -97,28 +100,30 @@ pub fn run(node: NodeHandle, index: Arc<LocalIndex>, holders: Arc<Holders>) -> R
         }
     });
     let mut events = node.peer_events();
-    let announcing: Arc<Mutex<HashSet<PeerId>>> = Arc::default();
     tokio::spawn(async move {
+        // One announcer per connected peer; it ends with the connection (a peer that restarts
+        // gets a new one, with everything again).
+        let mut announcers: HashMap<PeerId, JoinHandle<()>> = HashMap::new();
         loop {
             match events.recv().await {
                 Ok(PeerEvent::Identified { peer_id, protocols })
                     if protocols.contains(&protocol) =>
                 {
-                    // Identify repeats itself; one announcer per peer is enough.
-                    if !announcing.lock().is_ok_and(|mut a| a.insert(peer_id)) {
+                    // Identify repeats itself: a running announcer stays.
+                    if announcers.get(&peer_id).is_some_and(|a| !a.is_finished()) {
                         continue;
                     }
-                    let (node, index, announcing) =
-                        (node.clone(), index.clone(), announcing.clone());
-                    tokio::spawn(async move {
-                        announce(&node, peer_id, &index).await;
-                        if let Ok(mut a) = announcing.lock() {
-                            a.remove(&peer_id);
-                        }
-                    });
+                    let (node, index) = (node.clone(), index.clone());
+                    let task = tokio::spawn(async move { announce(&node, peer_id, &index).await });
+                    announcers.insert(peer_id, task);
                 }
                 Ok(PeerEvent::Identified { .. }) => {}
-                Ok(PeerEvent::Disconnected(peer)) => holders.forget(&peer),
+                Ok(PeerEvent::Disconnected(peer)) => {
+                    holders.forget(&peer);
+                    if let Some(task) = announcers.remove(&peer) {
+                        task.abort();
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "peer events missed");
                 }
@@ -151,36 +156,48 @@ async fn receive(peer: PeerId, mut stream: peerix_node::Stream, holders: Arc<Hol
     }
 }
 
-/// Sends `peer` everything this node holds, then every change, until the stream breaks; starts
-/// over (a fresh stream, everything again) when it fell too far behind.
+/// Sends `peer` everything this node holds, then every change, for as long as it is connected:
+/// a broken stream (the peer restarted, say) or falling too far behind starts over on a fresh
+/// stream with everything again.
 async fn announce(node: &NodeHandle, peer: PeerId, index: &LocalIndex) {
     loop {
-        let mut changes = index.changes.subscribe();
-        let snapshot: Vec<StoreHash> = index.current.borrow().iter().copied().collect();
-        let protocol = StreamProtocol::new(INDEX_PROTOCOL);
-        let mut stream = match node.open_stream(peer, protocol).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "cannot open an index stream");
-                return;
-            }
+        announce_once(node, peer, index).await;
+        tokio::time::sleep(RESTART_DELAY).await;
+        let connected = node
+            .status()
+            .await
+            .is_ok_and(|s| s.peers.iter().any(|p| p.peer_id == peer));
+        if !connected {
+            return;
+        }
+    }
+}
+
+/// One index stream to `peer`, until it breaks or falls behind.
+async fn announce_once(node: &NodeHandle, peer: PeerId, index: &LocalIndex) {
+    let mut changes = index.changes.subscribe();
+    let snapshot: Vec<StoreHash> = index.current.borrow().iter().copied().collect();
+    let protocol = StreamProtocol::new(INDEX_PROTOCOL);
+    let mut stream = match node.open_stream(peer, protocol).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "cannot open an index stream");
+            return;
+        }
+    };
+    for update in IndexUpdate::batches(true, &snapshot) {
+        if write_frame(&mut stream, &update.encode()).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let Ok(updates) = changes.recv().await else {
+            // Lagged or closed: a fresh stream (or none) follows.
+            return;
         };
-        for update in IndexUpdate::batches(true, &snapshot) {
+        for update in updates.iter() {
             if write_frame(&mut stream, &update.encode()).await.is_err() {
                 return;
-            }
-        }
-        loop {
-            match changes.recv().await {
-                Ok(updates) => {
-                    for update in updates.iter() {
-                        if write_frame(&mut stream, &update.encode()).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     }

@@ -14,8 +14,8 @@ use crate::kubo_rpc::KuboRpc;
 use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
 use crate::p2p::{
-    answer_requests, bootstrap_router, follow_bootstrap_url, run_index, watch_store, Holders,
-    LocalIndex, P2pCache, Remote, Trust,
+    answer_requests, bootstrap_router, discover_network, follow_bootstrap_url, run_index,
+    watch_store, Holders, LocalIndex, P2pCache, Remote, Trust,
 };
 use crate::store::{CachingSigner, LocalStore};
 
@@ -115,6 +115,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         if let Some(node) = &node {
             let network_id = args.node.network_id.clone();
             front = front.merge(bootstrap_router(node.clone(), network_id.clone()));
+            tokio::spawn(discover_network(node.clone(), network_id.clone()));
             if let Some(url) = args.node.bootstrap_url.clone() {
                 tokio::spawn(follow_bootstrap_url(node.clone(), url, network_id));
             }

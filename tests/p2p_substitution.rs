@@ -375,3 +375,19 @@ fn a_nar_url_stays_valid_across_a_restart() {
         dump.len()
     );
 }
+
+#[test]
+fn a_holder_not_connected_is_found_through_the_dht() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let a_store = ChrootStore::with_paths(&[&f.lib]);
+    a_store.sign(&upstream.secret, &[&f.lib]);
+    let a = peer(&a_store, None, &upstream.public);
+    // A chain: C knows only B, B knows only A.
+    let b_store = ChrootStore::empty();
+    let b = peer(&b_store, Some(&p2p_addr(&a)), &upstream.public);
+    let c_store = ChrootStore::empty();
+    let c = peer(&c_store, Some(&p2p_addr(&b)), &upstream.public);
+    wait_connected(&c, &p2p_addr(&a));
+    wait_for_narinfo(&c, &f.lib);
+}

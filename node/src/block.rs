@@ -12,10 +12,10 @@ pub const MAX_BLOCK_SIZE: usize = 2 << 20;
 pub(crate) const SHA2_256: u64 = 0x12;
 /// CID codecs of UnixFS blocks.
 pub(crate) const DAG_PB: u64 = 0x70;
-pub(crate) const RAW: u64 = 0x55;
+pub const RAW: u64 = 0x55;
 
 /// The sha2-256 multihash of `bytes`.
-pub(crate) fn sha256_multihash(bytes: &[u8]) -> Multihash<64> {
+pub fn sha256_multihash(bytes: &[u8]) -> Multihash<64> {
     // A 32-byte digest always fits the 64-byte multihash.
     Multihash::wrap(SHA2_256, &Sha256::digest(bytes)).unwrap_or_default()
 }

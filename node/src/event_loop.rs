@@ -29,6 +29,8 @@ type ProvideReply = oneshot::Sender<Result<(), String>>;
 pub enum Command {
     Status(oneshot::Sender<NodeStatus>),
     Dial(Multiaddr, oneshot::Sender<Result<PeerId, String>>),
+    /// Connects to a peer at the addresses the DHTs know for it.
+    DialPeer(PeerId, oneshot::Sender<Result<PeerId, String>>),
     /// Announces this node as a provider of the key in the DHTs it takes part in; answered once
     /// the private DHT has it.
     Provide(kad::RecordKey, ProvideReply),
@@ -193,6 +195,23 @@ impl EventLoop {
                     (Err(e), _) => Err(e.to_string()),
                 };
                 let _ = reply.send(result);
+            }
+            Command::DialPeer(peer, reply) => {
+                let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::Disconnected)
+                    .build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, reply);
+                    }
+                    Err(DialError::DialPeerConditionFalse(_)) => {
+                        let _ = reply.send(Ok(peer));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
             }
             Command::Provide(key, reply) => {
                 self.announce_queue.push_back((key, Some(reply)));

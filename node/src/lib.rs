@@ -246,6 +246,14 @@ impl NodeHandle {
         self.peer_events.subscribe()
     }
 
+    /// Connects to `peer` at the addresses the DHTs know for it.
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.ask(|reply| Command::DialPeer(peer, reply))
+            .await?
+            .map(|_| ())
+            .map_err(NodeError::Dial)
+    }
+
     /// Connects to `addr` and returns the peer found there.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
         self.ask(|reply| Command::Dial(addr, reply))

@@ -4,6 +4,7 @@
 
 mod bootstrap;
 mod cache;
+mod discovery;
 mod fetch;
 mod frames;
 mod holders;
@@ -17,6 +18,7 @@ pub use bootstrap::{
     router as bootstrap_router,
 };
 pub use cache::{P2pCache, Remote};
+pub use discovery::run as discover_network;
 pub use holders::Holders;
 pub use index::{run as run_index, watch_store, LocalIndex};
 pub use requests::run as answer_requests;

@@ -67,6 +67,11 @@ pub enum IpfsCommand {
     /// The node's state as JSON: NAT status, listen and external addresses, bandwidth cap, bytes
     /// in and out in total and per connected peer.
     Status,
+    /// Stop (`pause`) or restart (`resume`) DHT announcements; they queue meanwhile.
+    Announce {
+        #[arg(value_parser = ["pause", "resume"])]
+        action: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +124,16 @@ pub struct ServeArgs {
     /// no public DHT, no mDNS.
     #[arg(long, env = "PEERIX_OFFLINE", value_parser = BoolishValueParser::new())]
     pub offline: bool,
+
+    /// DHT announcements started per second at most (one per published path; 0: no pacing,
+    /// only eight at a time). `peerix ipfs announce pause|resume` stops and restarts them.
+    #[arg(
+        long,
+        env = "PEERIX_ANNOUNCE_RATE",
+        default_value_t = 10.0,
+        value_name = "PER_SECOND"
+    )]
+    pub announce_rate: f64,
 
     /// Seconds between full publication scans of the store (new paths are noticed within
     /// seconds anyway); 0 turns the periodic scan off.
@@ -380,6 +395,7 @@ impl ServeArgs {
             public_dht: !self.offline && self.mode == Mode::Ipfs,
             redial_known_peers: !self.offline,
             bandwidth_limit: self.node.bandwidth_limit,
+            announce_rate: (self.announce_rate > 0.0).then_some(self.announce_rate),
             ..peerix_node::NodeConfig::offline(state_dir.to_owned(), listen_addrs)
         })
     }

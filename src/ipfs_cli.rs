@@ -40,6 +40,9 @@ pub fn run(args: &IpfsArgs) -> Result<(), String> {
                 println!("{peer} {addr}");
             }
         }
+        IpfsCommand::Announce { action } => {
+            rpc.call_json("peerix/announce", &[("arg", action)])?;
+        }
         IpfsCommand::Status => {
             println!("{}", rpc.call_json("peerix/status", &[])?);
         }

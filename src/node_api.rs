@@ -244,6 +244,13 @@ impl IpfsApi for NodeApi {
         Ok(Self::kubo_cat(kubo, cid.to_owned()))
     }
 
+    async fn pause_announcements(&self, paused: bool) -> Result<(), ApiError> {
+        let node = self.node.as_ref().ok_or_else(|| {
+            ApiError::Failed("announcements belong to the embedded node, which is off".to_owned())
+        })?;
+        node.pause_announcements(paused).await.map_err(failed)
+    }
+
     async fn status(&self) -> Result<serde_json::Value, ApiError> {
         let node = match &self.node {
             Some(node) => {

@@ -74,6 +74,11 @@ pub trait IpfsApi: Send + Sync + 'static {
     fn cat(&self, cid: &str) -> impl Future<Output = Result<ByteStream, ApiError>> + Send;
     /// The node's own state (Peerix's, not a kubo command): addresses, NAT status, traffic.
     fn status(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+    /// Stops (`true`) or resumes (`false`) DHT announcements (Peerix's own command).
+    fn pause_announcements(
+        &self,
+        paused: bool,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// The raw bytes of one block, verified against `cid`.
     fn block(&self, cid: &str) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
     /// Peer ids of the providers of `cid` found in the DHT.
@@ -172,6 +177,7 @@ pub fn ipfs_api_router<A: IpfsApi>(api: A) -> Router {
         .route("/api/v0/cat", post(cat::<A>))
         .route("/api/v0/block/get", post(block_get::<A>))
         .route("/api/v0/peerix/status", post(status::<A>))
+        .route("/api/v0/peerix/announce", post(announce::<A>))
         .route("/api/v0/routing/findprovs", post(find_providers::<A>))
         .route("/api/v0/routing/provide", post(provide::<A>))
         // Uploads go to the node's storage; the default 2 MiB body limit would refuse most files.
@@ -267,6 +273,24 @@ async fn cat<A: IpfsApi>(
 
 async fn status<A: IpfsApi>(State(api): State<Arc<A>>) -> Result<Response, ApiError> {
     Ok(Json(api.status().await?).into_response())
+}
+
+/// `?arg=pause` or `?arg=resume`.
+async fn announce<A: IpfsApi>(
+    State(api): State<Arc<A>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let paused = match one_arg(request.uri().query())?.as_str() {
+        "pause" => true,
+        "resume" => false,
+        other => {
+            return Err(ApiError::BadArgument(format!(
+                "{other:?}: expected pause or resume"
+            )))
+        }
+    };
+    api.pause_announcements(paused).await?;
+    Ok(Json(json!({ "paused": paused })).into_response())
 }
 
 async fn block_get<A: IpfsApi>(

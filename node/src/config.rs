@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub bandwidth_limit: Option<u64>,
     /// At start, dial the peers met in earlier runs (from the peer book).
     pub redial_known_peers: bool,
+    /// DHT announcements started per second at most (`None`: eight at a time, unpaced).
+    pub announce_rate: Option<f64>,
 }
 
 /// The public IPFS bootstrap peers, as kubo ships them.
@@ -54,6 +56,7 @@ impl NodeConfig {
             max_connections: 256,
             bandwidth_limit: None,
             redial_known_peers: false,
+            announce_rate: None,
         }
     }
 }

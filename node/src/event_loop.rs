@@ -33,7 +33,9 @@ pub enum Command {
     DialPeer(PeerId, oneshot::Sender<Result<PeerId, String>>),
     /// Announces this node as a provider of the key in the DHTs it takes part in; answered once
     /// the private DHT has it.
-    Provide(kad::RecordKey, ProvideReply),
+    Provide(kad::RecordKey, Option<ProvideReply>),
+    /// Stops (true) or resumes (false) starting announcements; queued ones wait.
+    PauseAnnouncements(bool),
     FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
 }
 
@@ -66,6 +68,9 @@ pub struct EventLoop {
     met: HashMap<PeerId, KnownPeer>,
     traffic: Arc<Traffic>,
     peer_events: broadcast::Sender<PeerEvent>,
+    /// Announcements started per second at most (`None`: only the concurrency limit applies).
+    announce_rate: Option<f64>,
+    paused: bool,
 }
 
 impl EventLoop {
@@ -76,6 +81,7 @@ impl EventLoop {
         storage: Arc<Storage>,
         traffic: Arc<Traffic>,
         peer_events: broadcast::Sender<PeerEvent>,
+        announce_rate: Option<f64>,
     ) -> Self {
         Self {
             swarm,
@@ -91,6 +97,8 @@ impl EventLoop {
             met: HashMap::new(),
             traffic,
             peer_events,
+            announce_rate: announce_rate.filter(|r| r.is_finite() && *r > 0.0),
+            paused: false,
         }
     }
 
@@ -99,8 +107,16 @@ impl EventLoop {
         // The first tick comes at once: keys provided in earlier runs are announced again.
         let mut reannounce = tokio::time::interval(REANNOUNCE_INTERVAL);
         let mut flush = tokio::time::interval(PEER_BOOK_FLUSH);
+        let mut pace = self.announce_rate.map(|rate| {
+            let period = (1.0 / rate).clamp(0.001, 3600.0);
+            let mut pace = tokio::time::interval(Duration::from_secs_f64(period));
+            // A busy moment must not be followed by a burst of catch-up announcements.
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            pace
+        });
         loop {
             tokio::select! {
+                () = tick(&mut pace) => self.start_paced_announcement(),
                 event = self.swarm.select_next_some() => self.on_event(event),
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -125,33 +141,47 @@ impl EventLoop {
         }
     }
 
-    /// Starts queued announcements while fewer than the limit run.
+    /// Starts queued announcements while fewer than the limit run (unpaced and not paused).
     fn start_announcements(&mut self) {
-        while self.announcing < CONCURRENT_ANNOUNCEMENTS {
-            let Some((key, reply)) = self.announce_queue.pop_front() else {
-                return;
-            };
-            let behaviour = self.swarm.behaviour_mut();
-            if let Some(public) = behaviour.public_kad.as_mut() {
-                if let Ok(id) = public.start_providing(key.clone()) {
-                    self.queries
-                        .insert((Dht::Public, id), PendingQuery::Provide(None));
-                    self.announcing += 1;
-                }
+        if self.paused || self.announce_rate.is_some() {
+            return;
+        }
+        while self.announcing < CONCURRENT_ANNOUNCEMENTS && self.start_announcement() {}
+    }
+
+    /// One announcement per tick of `--announce-rate`.
+    fn start_paced_announcement(&mut self) {
+        if !self.paused && self.announcing < CONCURRENT_ANNOUNCEMENTS {
+            self.start_announcement();
+        }
+    }
+
+    /// Starts the next queued announcement; false when none is queued.
+    fn start_announcement(&mut self) -> bool {
+        let Some((key, reply)) = self.announce_queue.pop_front() else {
+            return false;
+        };
+        let behaviour = self.swarm.behaviour_mut();
+        if let Some(public) = behaviour.public_kad.as_mut() {
+            if let Ok(id) = public.start_providing(key.clone()) {
+                self.queries
+                    .insert((Dht::Public, id), PendingQuery::Provide(None));
+                self.announcing += 1;
             }
-            match self.swarm.behaviour_mut().private_kad.start_providing(key) {
-                Ok(id) => {
-                    self.queries
-                        .insert((Dht::Private, id), PendingQuery::Provide(reply));
-                    self.announcing += 1;
-                }
-                Err(e) => {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
+        }
+        match self.swarm.behaviour_mut().private_kad.start_providing(key) {
+            Ok(id) => {
+                self.queries
+                    .insert((Dht::Private, id), PendingQuery::Provide(reply));
+                self.announcing += 1;
+            }
+            Err(e) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(e.to_string()));
                 }
             }
         }
+        true
     }
 
     fn flush_peer_book(&mut self) {
@@ -214,7 +244,12 @@ impl EventLoop {
                 }
             }
             Command::Provide(key, reply) => {
-                self.announce_queue.push_back((key, Some(reply)));
+                self.announce_queue.push_back((key, reply));
+                self.start_announcements();
+            }
+            Command::PauseAnnouncements(paused) => {
+                tracing::info!(paused, queued = self.announce_queue.len(), "announcements");
+                self.paused = paused;
                 self.start_announcements();
             }
             Command::FindProviders(key, reply) => {
@@ -389,5 +424,15 @@ impl EventLoop {
                 kad.add_address(&peer_id, addr.clone());
             }
         }
+    }
+}
+
+/// The next tick of `pace`, or never when there is none.
+async fn tick(pace: &mut Option<tokio::time::Interval>) {
+    match pace {
+        Some(pace) => {
+            pace.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -158,7 +158,7 @@ impl NodeHandle {
 
     /// Publishes the content `reader` yields (CIDv1, raw leaves) under the name `source`, which
     /// the node's [`ContentSource`] must be able to read back at any offset; only inner nodes are
-    /// stored. The root is announced like [`Self::add_file`]'s.
+    /// stored. The root is queued for announcement; this does not wait for the DHT.
     pub async fn add_content(
         &self,
         source: String,
@@ -166,7 +166,7 @@ impl NodeHandle {
     ) -> Result<Cid, NodeError> {
         let blocks = self.blocks.clone();
         let cid = blocking(move || blocks.import(&source, reader, CidVersion::V1)).await?;
-        self.provide(&cid).await?;
+        self.announce(&cid).await?;
         Ok(cid)
     }
 
@@ -203,16 +203,39 @@ impl NodeHandle {
     /// Announces this node as a provider of `cid`. Records are keyed by the multihash, so CIDv0
     /// and CIDv1 of the same content share providers, as in kubo.
     pub async fn provide(&self, cid: &Cid) -> Result<(), NodeError> {
+        let key = self.record_provided(cid).await?;
+        self.ask(|reply| Command::Provide(key, Some(reply)))
+            .await?
+            .map_err(NodeError::Dht)
+    }
+
+    /// Keeps `cid`'s key among the provided ones (announced again after a restart).
+    async fn record_provided(&self, cid: &Cid) -> Result<kad::RecordKey, NodeError> {
         let key = cid.hash().to_bytes();
         let (storage, stored) = (self.storage.clone(), key.clone());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         blocking(move || Ok(storage.record_provided(&stored, now)?)).await?;
-        let key = kad::RecordKey::new(&key);
-        self.ask(|reply| Command::Provide(key, reply))
-            .await?
-            .map_err(NodeError::Dht)
+        Ok(kad::RecordKey::new(&key))
+    }
+
+    /// Queues `cid` for announcement (recorded, so announced again after a restart) without
+    /// waiting for the DHT: what a bulk publisher wants.
+    pub async fn announce(&self, cid: &Cid) -> Result<(), NodeError> {
+        let key = self.record_provided(cid).await?;
+        self.commands
+            .send(Command::Provide(key, None))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Stops (`true`) or resumes (`false`) starting DHT announcements; they queue meanwhile.
+    pub async fn pause_announcements(&self, paused: bool) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::PauseAnnouncements(paused))
+            .await
+            .map_err(|_| NodeError::Stopped)
     }
 
     pub async fn find_providers(&self, cid: &Cid) -> Result<HashSet<PeerId>, NodeError> {
@@ -352,6 +375,7 @@ pub async fn start_with(
         storage.clone(),
         traffic,
         peer_events.clone(),
+        config.announce_rate,
     );
     tokio::spawn(event_loop.run());
     Ok(NodeHandle {

@@ -54,3 +54,71 @@ async fn providers_are_found_through_the_dht() {
     }
     assert!(fetched == bytes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_are_paced_and_can_be_paused() {
+    let dir = TempDir::new().unwrap();
+    let hub = node(&dir, "hub", vec![]).await;
+    let hub_addr = hub.status().await.unwrap().listen_addrs[0]
+        .clone()
+        .with(Protocol::P2p(hub.peer_id()));
+    let listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let publisher = start(NodeConfig {
+        bootstrap_peers: vec![hub_addr],
+        announce_rate: Some(4.0),
+        ..NodeConfig::offline(dir.path().join("publisher"), listen)
+    })
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        if hub.status().await.unwrap().peers.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    publisher.pause_announcements(true).await.unwrap();
+    let mut cids = Vec::new();
+    for i in 0..8u8 {
+        let content = vec![i; 1000];
+        cids.push(
+            publisher
+                .add_content(format!("item-{i}"), std::io::Cursor::new(content))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for cid in &cids {
+        let found = hub.find_providers(cid).await.unwrap();
+        assert!(found.is_empty(), "announced while paused");
+    }
+
+    // At 4 per second, eight announcements take about two seconds once resumed.
+    publisher.pause_announcements(false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let early = count_found(&hub, &cids, publisher.peer_id()).await;
+    assert!(
+        early < cids.len(),
+        "all {early} announced at once: not paced"
+    );
+    let mut found = early;
+    for _ in 0..100 {
+        found = count_found(&hub, &cids, publisher.peer_id()).await;
+        if found == cids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found, cids.len(), "not every item was announced");
+}
+
+async fn count_found(hub: &NodeHandle, cids: &[cid::Cid], holder: libp2p::PeerId) -> usize {
+    let mut found = 0;
+    for cid in cids {
+        if hub.find_providers(cid).await.unwrap().contains(&holder) {
+            found += 1;
+        }
+    }
+    found
+}

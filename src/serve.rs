@@ -154,7 +154,7 @@ fn start_substitution(
     let holders = Arc::new(Holders::default());
     tokio::spawn(watch_store(store.clone(), index.clone(), STORE_POLL));
     run_index(node.clone(), index.clone(), holders.clone())?;
-    answer_requests(node, store.clone())?;
+    answer_requests(node, store.clone(), db.clone())?;
     Ok(Arc::new(Remote::new(
         node.clone(),
         holders,

@@ -391,3 +391,71 @@ fn a_holder_not_connected_is_found_through_the_dht() {
     wait_connected(&c, &p2p_addr(&a));
     wait_for_narinfo(&c, &f.lib);
 }
+
+/// Waits (bounded) until `node` has published its whole store.
+fn wait_published(node: &Peerix, paths: u64) {
+    for _ in 0..600 {
+        let (_, body) = node.get("/status");
+        let status: Value = serde_json::from_slice(&body).unwrap_or_default();
+        if status["indexed_paths"] == paths && status["scan"]["running"] == false {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the store was never published");
+}
+
+#[test]
+fn a_large_nar_comes_from_every_holder_at_once() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let stores: Vec<ChrootStore> = (0..2)
+        .map(|_| {
+            let store = ChrootStore::with_paths(&[&f.big]);
+            store.sign(&upstream.secret, &[&f.big]);
+            store
+        })
+        .collect();
+    let holders: Vec<Peerix> = stores
+        .iter()
+        .map(|store| peer(store, None, &upstream.public))
+        .collect();
+    for holder in &holders {
+        wait_published(holder, 1);
+    }
+    let addrs: Vec<String> = holders.iter().map(p2p_addr).collect();
+    let b_store = ChrootStore::empty();
+    let b = Peerix::serve(
+        b_store.root(),
+        &[
+            "--listen-addrs",
+            LOOPBACK,
+            "--trusted-public-key",
+            &upstream.public,
+            "--bootstrap-peers",
+            &addrs[0],
+            "--bootstrap-peers",
+            &addrs[1],
+        ],
+    );
+    let b_addr = p2p_addr(&b);
+    wait_connected(&b, &addrs[0]);
+    wait_connected(&b, &addrs[1]);
+    wait_for_narinfo(&b, &f.big);
+    // Both indexes arrive right after connecting; give the second one a moment.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let dest = ChrootStore::empty();
+    let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.big]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_bytes(&stores[0], &dest, &[&f.big]);
+    // Each holder sent a good share of the 100 MiB.
+    for holder in &holders {
+        let sent = bytes_sent(holder, &b_addr);
+        assert!(sent > 30_000_000, "a holder sent only {sent} bytes");
+    }
+}

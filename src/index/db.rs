@@ -11,9 +11,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 /// Store hash -> u16 CID length, CID bytes, narinfo text.
 const PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("paths");
-/// NAR hash -> NAR size and store hash, for NARs of peers' paths this node has offered Nix: Nix
-/// caches narinfos and may ask for the NAR long after, across restarts of this node.
-const REMOTE_NARS: TableDefinition<&[u8], (u64, &str)> = TableDefinition::new("remote_nars");
+/// NAR hash -> NAR size, store hash and CID (empty if unknown), for NARs of peers' paths this
+/// node has offered Nix: Nix caches narinfos and may ask for the NAR long after, across restarts.
+const REMOTE_NARS: TableDefinition<&[u8], (u64, &str, &str)> = TableDefinition::new("remote_nars");
 
 #[derive(Debug, thiserror::Error)]
 #[error("index database: {0}")]
@@ -21,6 +21,14 @@ pub struct IndexError(String);
 
 fn db_error(e: impl std::fmt::Display) -> IndexError {
     IndexError(e.to_string())
+}
+
+/// What is known of a peer's NAR that was offered to Nix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteNar {
+    pub size: u64,
+    pub path: StoreHash,
+    pub cid: Option<Cid>,
 }
 
 pub struct IndexDb {
@@ -91,29 +99,38 @@ impl IndexDb {
     pub fn remember_remote_nar(
         &self,
         nar_hash: &NarHash,
-        size: u64,
-        hash: StoreHash,
+        nar: &RemoteNar,
     ) -> Result<(), IndexError> {
-        if self.remote_nar(nar_hash)? == Some((size, hash)) {
+        if self.remote_nar(nar_hash)?.as_ref() == Some(nar) {
             return Ok(());
         }
+        let cid = nar.cid.map(|c| c.to_string()).unwrap_or_default();
         let txn = self.db.begin_write().map_err(db_error)?;
         txn.open_table(REMOTE_NARS)
             .map_err(db_error)?
-            .insert(nar_hash.0.as_slice(), (size, hash.as_str()))
+            .insert(
+                nar_hash.0.as_slice(),
+                (nar.size, nar.path.as_str(), cid.as_str()),
+            )
             .map_err(db_error)?;
         txn.commit().map_err(db_error)
     }
 
-    pub fn remote_nar(&self, nar_hash: &NarHash) -> Result<Option<(u64, StoreHash)>, IndexError> {
+    pub fn remote_nar(&self, nar_hash: &NarHash) -> Result<Option<RemoteNar>, IndexError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(REMOTE_NARS).map_err(db_error)?;
         let Some(entry) = table.get(nar_hash.0.as_slice()).map_err(db_error)? else {
             return Ok(None);
         };
-        let (size, hash) = entry.value();
-        let hash = StoreHash::parse(hash).map_err(|_| IndexError("corrupt entry".to_owned()))?;
-        Ok(Some((size, hash)))
+        let (size, path, cid) = entry.value();
+        let corrupt = || IndexError("corrupt entry".to_owned());
+        Ok(Some(RemoteNar {
+            size,
+            path: StoreHash::parse(path).map_err(|_| corrupt())?,
+            cid: (!cid.is_empty())
+                .then(|| Cid::try_from(cid).map_err(|_| corrupt()))
+                .transpose()?,
+        }))
     }
 
     pub fn count(&self) -> Result<u64, IndexError> {
@@ -161,8 +178,13 @@ mod tests {
         db.remove(&[hash]).unwrap();
         assert_eq!(db.get(hash).unwrap(), None);
         let nar = NarHash([5; 32]);
-        db.remember_remote_nar(&nar, 77, hash).unwrap();
-        assert_eq!(db.remote_nar(&nar).unwrap(), Some((77, hash)));
+        let remote = RemoteNar {
+            size: 77,
+            path: hash,
+            cid: Some(cid),
+        };
+        db.remember_remote_nar(&nar, &remote).unwrap();
+        assert_eq!(db.remote_nar(&nar).unwrap(), Some(remote));
         assert_eq!(db.remote_nar(&NarHash([6; 32])).unwrap(), None);
         assert!(decode(&[]).is_err());
         assert!(decode(&[9, 0, 1]).is_err());

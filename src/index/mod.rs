@@ -6,7 +6,7 @@ mod db;
 mod scan;
 
 pub use content::StoreContent;
-pub use db::IndexDb;
+pub use db::{IndexDb, RemoteNar};
 pub use scan::{ScanProgress, Scanner};
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use cid::Cid;
 use peerix_http::{
     BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarHash, NarInfo, NarSource, StoreHash,
 };
@@ -16,9 +17,11 @@ use super::fetch::{self, FetchError, NarOutcome, NarProgress};
 use super::holders::Holders;
 use super::trust::{upstream_agrees, Trust, Verdict};
 use crate::filter::PathFilter;
-use crate::index::IndexDb;
+use crate::index::{IndexDb, RemoteNar};
 use crate::store::LocalStore;
 
+/// NARs at least this large are fetched from every holder at once when several hold them.
+const MULTI_SOURCE_MIN: u64 = 16 << 20;
 /// Chunks buffered between a peer and the HTTP response.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
@@ -74,8 +77,8 @@ impl Remote {
     async fn narinfo(&self, hash: StoreHash) -> Option<NarInfo> {
         let holders = self.honest(self.holders.holders_of(&hash));
         for peer in holders.iter().copied() {
-            let narinfo = match fetch::narinfo(&self.node, peer, hash).await {
-                Ok(narinfo) => narinfo,
+            let (narinfo, cid) = match fetch::narinfo(&self.node, peer, hash).await {
+                Ok(answer) => answer,
                 Err(e @ (FetchError::Lied { .. } | FetchError::Malformed(_))) => {
                     self.penalise(peer, &e);
                     continue;
@@ -92,7 +95,7 @@ impl Remote {
                 tracing::warn!(%peer, path = %narinfo.store_path, "untrusted narinfo refused");
                 continue;
             }
-            self.remember(&narinfo);
+            self.remember(&narinfo, cid);
             return Some(narinfo);
         }
         None
@@ -111,20 +114,22 @@ impl Remote {
         }
     }
 
-    fn remember(&self, narinfo: &NarInfo) {
-        let path = narinfo.store_path.hash();
-        if let Err(e) = self
-            .nars
-            .remember_remote_nar(&narinfo.nar_hash, narinfo.nar_size, path)
-        {
+    fn remember(&self, narinfo: &NarInfo, cid: Option<Cid>) {
+        let nar = RemoteNar {
+            size: narinfo.nar_size,
+            path: narinfo.store_path.hash(),
+            cid,
+        };
+        if let Err(e) = self.nars.remember_remote_nar(&narinfo.nar_hash, &nar) {
             tracing::warn!(error = %e, "cannot remember a peer's NAR");
         }
     }
 
-    /// The size of a NAR a narinfo answer named, and the honest peers holding its path now.
-    fn known_nar(&self, nar_hash: &NarHash) -> Option<(u64, Vec<PeerId>)> {
-        let (size, path) = self.nars.remote_nar(nar_hash).ok()??;
-        Some((size, self.honest(self.holders.holders_of(&path))))
+    /// What a narinfo answer said of a NAR, and the honest peers holding its path now.
+    fn known_nar(&self, nar_hash: &NarHash) -> Option<(RemoteNar, Vec<PeerId>)> {
+        let nar = self.nars.remote_nar(nar_hash).ok()??;
+        let holders = self.honest(self.holders.holders_of(&nar.path));
+        Some((nar, holders))
     }
 }
 
@@ -165,29 +170,33 @@ impl BinaryCache for P2pCache {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
-        let Some((size, peers)) = remote.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
+        let Some((nar, peers)) = remote.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
             return Ok(None);
         };
         Ok(Some(Nar {
-            size,
-            source: Box::new(RemoteNar {
+            size: nar.size,
+            source: Box::new(PeersNar {
                 remote: remote.clone(),
                 nar_hash,
-                size,
+                size: nar.size,
+                cid: nar.cid,
                 peers,
             }),
         }))
     }
 }
 
-struct RemoteNar {
+/// A NAR read from the peers that hold it.
+struct PeersNar {
     remote: Arc<Remote>,
     nar_hash: NarHash,
     size: u64,
+    /// Its CID, when the holders publish it: then it can come from all of them at once.
+    cid: Option<Cid>,
     peers: Vec<PeerId>,
 }
 
-impl NarSource for RemoteNar {
+impl NarSource for PeersNar {
     fn stream(self: Box<Self>, start: u64, end: u64) -> ByteStream {
         let (output, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
         tokio::spawn(async move {
@@ -204,7 +213,7 @@ impl NarSource for RemoteNar {
     }
 }
 
-impl RemoteNar {
+impl PeersNar {
     /// Reads the NAR from the holders in turn: one that stops is replaced by the next, which
     /// resumes where it stopped; one that sends wrong bytes ends the response (Nix retries, and
     /// that peer is not asked again). Returns why it failed, if it did.
@@ -217,6 +226,22 @@ impl RemoteNar {
         let remote = &self.remote;
         let mut progress = NarProgress::new(self.nar_hash, self.size, start, end);
         let mut last = "no peer holds it any more".to_owned();
+        // A large NAR held by several peers comes from all of them at once, block by block; if
+        // that fails before the reader got anything, the holders are asked one at a time.
+        let peers = remote.honest(self.peers.clone());
+        if let Some(cid) = self
+            .cid
+            .filter(|_| peers.len() > 1 && self.size >= MULTI_SOURCE_MIN)
+        {
+            match fetch::nar_by_cid(&remote.node, cid, peers, &mut progress, output).await {
+                NarOutcome::Complete | NarOutcome::Abandoned => return None,
+                outcome if progress.handed_on => return Some(outcome.to_string()),
+                outcome => {
+                    tracing::debug!(%cid, reason = %outcome, "Bitswap fetch failed: streaming instead");
+                    progress = NarProgress::new(self.nar_hash, self.size, start, end);
+                }
+            }
+        }
         for peer in remote.honest(self.peers.clone()) {
             match fetch::nar(&remote.node, peer, &mut progress, output).await {
                 NarOutcome::Complete | NarOutcome::Abandoned => return None,

@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cid::Cid;
 use futures_util::AsyncReadExt;
 use peerix_http::{NarHash, NarInfo, StoreHash};
 use peerix_node::{NodeHandle, PeerId, StreamProtocol};
@@ -13,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::frames::{expect_frame, write_frame};
 use super::wire::{
-    decode_nar_answer, decode_narinfo_answer, encode_hash, NarRequest, NARINFO_PROTOCOL,
+    decode_nar_answer, decode_narinfo_answer, encode_hash, NarRequest, CID_FIELD, NARINFO_PROTOCOL,
     NAR_PROTOCOL,
 };
 
@@ -35,11 +36,12 @@ pub enum FetchError {
     Lied { got: String, expected: String },
 }
 
+/// A peer's narinfo for `hash`, with the CID its NAR is published under when it says.
 pub async fn narinfo(
     node: &NodeHandle,
     peer: PeerId,
     hash: StoreHash,
-) -> Result<NarInfo, FetchError> {
+) -> Result<(NarInfo, Option<Cid>), FetchError> {
     let asked = async {
         let protocol = StreamProtocol::new(NARINFO_PROTOCOL);
         let mut stream = node
@@ -66,7 +68,46 @@ pub async fn narinfo(
             expected: hash.to_string(),
         });
     }
-    Ok(narinfo)
+    let prefix = format!("{CID_FIELD}: ");
+    let cid = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|c| Cid::try_from(c).ok());
+    Ok((narinfo, cid))
+}
+
+/// Reads the whole NAR by `cid` over Bitswap, blocks spread over `peers` (each block checked
+/// against its CID), into `progress` like [`nar`].
+pub async fn nar_by_cid(
+    node: &NodeHandle,
+    cid: Cid,
+    peers: Vec<PeerId>,
+    progress: &mut NarProgress,
+    output: &mpsc::Sender<io::Result<Bytes>>,
+) -> NarOutcome {
+    let mut chunks = node.cat_from(cid, peers);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())),
+        };
+        if progress.offset + chunk.len() as u64 > progress.size {
+            return NarOutcome::Wrong(FetchError::Lied {
+                got: "more bytes".to_owned(),
+                expected: format!("{} bytes", progress.size),
+            });
+        }
+        if !progress.take(chunk, output).await {
+            return NarOutcome::Abandoned;
+        }
+    }
+    if progress.offset != progress.size {
+        return NarOutcome::Wrong(FetchError::Lied {
+            got: format!("{} bytes", progress.offset),
+            expected: format!("{} bytes", progress.size),
+        });
+    }
+    progress.finish(output).await
 }
 
 /// How a NAR download ended, for the caller to pick the next peer or give up.
@@ -79,6 +120,17 @@ pub enum NarOutcome {
     Wrong(FetchError),
     /// The reader went away.
     Abandoned,
+}
+
+impl std::fmt::Display for NarOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Complete => f.write_str("complete"),
+            Self::Interrupted(e) => write!(f, "interrupted: {e}"),
+            Self::Wrong(e) => write!(f, "wrong data: {e}"),
+            Self::Abandoned => f.write_str("abandoned by the reader"),
+        }
+    }
 }
 
 /// A NAR download across peers: what has been read and hashed so far.

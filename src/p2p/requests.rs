@@ -10,15 +10,16 @@ use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
 
 use super::frames::{expect_frame, write_frame};
 use super::wire::{
-    decode_narinfo_request, encode_nar_answer, encode_narinfo_answer, NarRequest, NARINFO_PROTOCOL,
-    NAR_PROTOCOL,
+    decode_narinfo_request, encode_nar_answer, encode_narinfo_answer, NarRequest, CID_FIELD,
+    NARINFO_PROTOCOL, NAR_PROTOCOL,
 };
+use crate::index::IndexDb;
 use crate::store::LocalStore;
 
 /// A request must arrive this soon after the stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(node: &NodeHandle, store: Arc<LocalStore>) -> Result<(), String> {
+pub fn run(node: &NodeHandle, store: Arc<LocalStore>, index: Arc<IndexDb>) -> Result<(), String> {
     let mut narinfos = node
         .accept(StreamProtocol::new(NARINFO_PROTOCOL))
         .map_err(|e| e.to_string())?;
@@ -28,7 +29,8 @@ pub fn run(node: &NodeHandle, store: Arc<LocalStore>) -> Result<(), String> {
     let for_narinfos = store.clone();
     tokio::spawn(async move {
         while let Some((peer, stream)) = narinfos.next().await {
-            tokio::spawn(answer_narinfo(peer, stream, for_narinfos.clone()));
+            let (store, index) = (for_narinfos.clone(), index.clone());
+            tokio::spawn(answer_narinfo(peer, stream, store, index));
         }
     });
     tokio::spawn(async move {
@@ -39,7 +41,12 @@ pub fn run(node: &NodeHandle, store: Arc<LocalStore>) -> Result<(), String> {
     Ok(())
 }
 
-async fn answer_narinfo(peer: PeerId, mut stream: Stream, store: Arc<LocalStore>) {
+async fn answer_narinfo(
+    peer: PeerId,
+    mut stream: Stream,
+    store: Arc<LocalStore>,
+    index: Arc<IndexDb>,
+) {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, expect_frame(&mut stream)).await;
     let hash = match request.map(|r| r.map(|f| decode_narinfo_request(&f))) {
         Ok(Ok(Ok(hash))) => hash,
@@ -55,6 +62,13 @@ async fn answer_narinfo(peer: PeerId, mut stream: Stream, store: Arc<LocalStore>
             None
         }
     };
+    // Once published, the NAR's CID lets the asker fetch it from every holder over Bitswap.
+    let narinfo = narinfo.map(|mut text| {
+        if let Ok(Some((cid, _))) = index.get(hash) {
+            text.push_str(&format!("{CID_FIELD}: {cid}\n"));
+        }
+        text
+    });
     let _ = write_frame(&mut stream, &encode_narinfo_answer(narinfo.as_deref())).await;
     let _ = stream.close().await;
 }

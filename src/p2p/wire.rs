@@ -22,6 +22,9 @@ pub const MAX_FRAME: usize = 1 << 20;
 /// Store hashes per index frame.
 pub const HASHES_PER_FRAME: usize = (MAX_FRAME - 1) / HASH_LEN;
 
+/// A narinfo line naming the CID of the NAR (Nix ignores fields it does not know).
+pub const CID_FIELD: &str = "CID";
+
 pub const NOT_FOUND: u8 = 0;
 pub const FOUND: u8 = 1;
 

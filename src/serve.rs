@@ -53,7 +53,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         "starting"
     );
 
-    let node_config = args.node_config(&state_dir)?;
+    let node_config = peerix_node::NodeConfig {
+        app_protocols: crate::p2p::wire::protocols(),
+        ..args.node_config(&state_dir)?
+    };
     let trust = args.trust()?;
     let blobs_dir = state_dir.join("added");
     let signer = signer.map(CachingSigner::new);

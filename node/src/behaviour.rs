@@ -11,7 +11,7 @@ use libp2p::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::bitswap::InboundStreams;
+use crate::inbound::InboundStreams;
 use crate::NodeConfig;
 
 /// What kubo announces, so that IPFS peers treat this node as one of theirs.
@@ -37,7 +37,7 @@ pub struct Behaviour {
     pub autonat: autonat::Behaviour,
     /// Outbound streams for the protocols this node runs itself (Bitswap).
     pub stream: libp2p_stream::Behaviour,
-    pub bitswap_inbound: InboundStreams,
+    pub inbound: InboundStreams,
 }
 
 /// `/peerix/<first 16 hex digits of sha256(network id)>/kad/1.0.0`: any id, a valid protocol name.
@@ -74,7 +74,7 @@ impl Behaviour {
         key: &Keypair,
         relay_client: relay::client::Behaviour,
         config: &NodeConfig,
-        bitswap_inbound: InboundStreams,
+        inbound: InboundStreams,
     ) -> Result<Self, std::io::Error> {
         let peer_id = key.public().to_peer_id();
         let mdns = if config.mdns {
@@ -108,7 +108,7 @@ impl Behaviour {
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
             stream: libp2p_stream::Behaviour::new(),
-            bitswap_inbound,
+            inbound,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, StreamProtocol};
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub redial_known_peers: bool,
     /// DHT announcements started per second at most (`None`: eight at a time, unpaced).
     pub announce_rate: Option<f64>,
+    /// Protocols the application runs on its own streams (see `NodeHandle::accept`).
+    pub app_protocols: Vec<StreamProtocol>,
 }
 
 /// The public IPFS bootstrap peers, as kubo ships them.
@@ -57,6 +59,7 @@ impl NodeConfig {
             bandwidth_limit: None,
             redial_known_peers: false,
             announce_rate: None,
+            app_protocols: Vec::new(),
         }
     }
 }

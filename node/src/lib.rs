@@ -13,12 +13,13 @@ mod config;
 mod event_loop;
 mod fetch;
 mod identity;
+mod inbound;
 mod protobuf;
 mod storage;
 pub mod traffic;
 pub mod unixfs;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,11 +37,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
 pub use config::{NodeConfig, PUBLIC_BOOTSTRAP_PEERS};
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
-pub use libp2p_stream::IncomingStreams;
 
 use behaviour::{private_kad_protocol, Behaviour};
-use bitswap::{Bitswap, InboundStreams};
+use bitswap::Bitswap;
 use event_loop::{Command, EventLoop};
+use inbound::{InboundReceiver, InboundStreams};
 use storage::Storage;
 use traffic::Traffic;
 use unixfs::CidVersion;
@@ -113,11 +114,22 @@ pub enum PeerEvent {
     Disconnected(PeerId),
 }
 
+/// Inbound streams of one application protocol, none lost.
+pub struct Incoming(InboundReceiver);
+
+impl Incoming {
+    /// The next stream and the peer that opened it; `None` once the node stopped.
+    pub async fn next(&mut self) -> Option<(PeerId, Stream)> {
+        self.0.recv().await
+    }
+}
+
 /// Talks to a running node; the node stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct NodeHandle {
     peer_id: PeerId,
     streams: libp2p_stream::Control,
+    incoming: Arc<std::sync::Mutex<HashMap<StreamProtocol, InboundReceiver>>>,
     peer_events: broadcast::Sender<PeerEvent>,
     commands: mpsc::Sender<Command>,
     blocks: Arc<LocalBlocks>,
@@ -256,12 +268,19 @@ impl NodeHandle {
             .map_err(|e| NodeError::Dial(e.to_string()))
     }
 
-    /// Inbound streams of the application's `protocol`, which peers then see this node speak.
-    pub fn accept(&self, protocol: StreamProtocol) -> Result<IncomingStreams, NodeError> {
-        self.streams
-            .clone()
-            .accept(protocol)
-            .map_err(|e| NodeError::Transport(e.to_string()))
+    /// Inbound streams of `protocol`, one of [`NodeConfig::app_protocols`]; each can be taken
+    /// once.
+    pub fn accept(&self, protocol: StreamProtocol) -> Result<Incoming, NodeError> {
+        self.incoming
+            .lock()
+            .ok()
+            .and_then(|mut incoming| incoming.remove(&protocol))
+            .map(Incoming)
+            .ok_or_else(|| {
+                NodeError::Transport(format!(
+                    "{protocol} is not an application protocol, or taken"
+                ))
+            })
     }
 
     /// Peers identified and disconnected from now on.
@@ -309,8 +328,14 @@ pub async fn start_with(
     let db_path = config.state_dir.join("node.redb");
     let storage = Arc::new(blocking(move || Ok(Storage::open(&db_path)?)).await?);
     let keypair = identity::load_or_create(&config.identity_file)?;
-    let (bitswap_inbound, inbound_streams) = InboundStreams::new();
-    let mut bitswap_inbound = Some(bitswap_inbound);
+    let bitswap_protocol = StreamProtocol::new(bitswap::PROTOCOL);
+    let mut protocols = vec![bitswap_protocol.clone()];
+    protocols.extend(config.app_protocols.iter().cloned());
+    let (inbound, mut receivers) = InboundStreams::new(protocols);
+    let bitswap_streams = receivers
+        .remove(&bitswap_protocol)
+        .ok_or_else(|| NodeError::Transport("no Bitswap receiver".to_owned()))?;
+    let mut inbound = Some(inbound);
     let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
     let traffic = Traffic::new(config.bandwidth_limit);
     let mut relay_client = None;
@@ -324,7 +349,7 @@ pub async fn start_with(
         })
         .map_err(|e| transport_error(&e))?
         .with_behaviour(|key| {
-            let inbound = bitswap_inbound.take().ok_or("behaviour built twice")?;
+            let inbound = inbound.take().ok_or("behaviour built twice")?;
             let relay_client = relay_client.take().ok_or("behaviour built twice")?;
             Behaviour::new(key, relay_client, &config, inbound).map_err(BoxError::from)
         })
@@ -362,7 +387,7 @@ pub async fn start_with(
     let bitswap = Bitswap::start(
         swarm.behaviour().stream.new_control(),
         blocks.clone(),
-        inbound_streams,
+        bitswap_streams,
     );
     let (commands, receiver) = mpsc::channel(64);
     let private_kad = private_kad_protocol(&config.network_id);
@@ -381,6 +406,7 @@ pub async fn start_with(
     Ok(NodeHandle {
         peer_id,
         streams,
+        incoming: Arc::new(std::sync::Mutex::new(receivers)),
         peer_events,
         commands,
         blocks,

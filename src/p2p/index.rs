@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use peerix_http::StoreHash;
 use peerix_node::{NodeHandle, PeerEvent, PeerId, StreamProtocol};
 use tokio::sync::{broadcast, watch};

@@ -17,6 +17,14 @@ pub const INDEX_PROTOCOL: &str = "/peerix/index/1.0.0";
 pub const NARINFO_PROTOCOL: &str = "/peerix/narinfo/1.0.0";
 pub const NAR_PROTOCOL: &str = "/peerix/nar/1.0.0";
 
+/// Every protocol of Peerix's own, for the node to accept.
+pub fn protocols() -> Vec<peerix_node::StreamProtocol> {
+    [INDEX_PROTOCOL, NARINFO_PROTOCOL, NAR_PROTOCOL]
+        .into_iter()
+        .map(peerix_node::StreamProtocol::new)
+        .collect()
+}
+
 /// The largest frame accepted: 32,768 hashes of an index update, or one narinfo.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Store hashes per index frame.

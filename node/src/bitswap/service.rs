@@ -11,8 +11,9 @@ use libp2p_stream::Control;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{read_message, write_message};
-use super::{InboundReceiver, Message, Presence, WantEntry, WantType, PROTOCOL};
+use super::{Message, Presence, WantEntry, WantType, PROTOCOL};
 use crate::blocks::BlockSource;
+use crate::inbound::InboundReceiver;
 
 /// Blocks packed into one reply at most; kubo and Helia cap whole messages at 4 MiB.
 const REPLY_BYTES: usize = 1 << 20;

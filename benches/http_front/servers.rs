@@ -1,6 +1,7 @@
 //! Starting and stopping the servers under test (Peerix and harmonia) on the fixture, and
 //! waiting until they serve it.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufRead};
@@ -76,7 +77,11 @@ impl ServerProcess {
     }
 
     /// Polls until `/nix-cache-info` and a fixture narinfo both answer 200 from this process.
-    fn wait_until_serving(&mut self, runtime: &Runtime, probe_hash: &str) -> BenchResult<()> {
+    pub(crate) fn wait_until_serving(
+        &mut self,
+        runtime: &Runtime,
+        probe_hash: &str,
+    ) -> BenchResult<()> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let probe = format!("/{probe_hash}.narinfo");
         while Instant::now() < deadline {
@@ -108,6 +113,20 @@ impl ServerProcess {
 }
 
 fn start_peerix(fixture: &Fixture, key: Option<&Path>) -> BenchResult<ServerProcess> {
+    let mut extra: Vec<&OsStr> = Vec::new();
+    if let Some(key) = key {
+        extra.extend([OsStr::new("--private-key"), key.as_os_str()]);
+    }
+    spawn_peerix("peerix", &fixture.store_root, &extra)
+}
+
+/// `peerix serve --offline --port 0` on `store_root`, in a fresh state directory, with `extra`
+/// flags after the common ones; returns once it has reported its HTTP address.
+pub(crate) fn spawn_peerix(
+    name: &'static str,
+    store_root: &Path,
+    extra: &[&OsStr],
+) -> BenchResult<ServerProcess> {
     let scratch = tempfile::Builder::new().prefix("peerix-state-").tempdir()?;
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerix"));
     command
@@ -115,7 +134,7 @@ fn start_peerix(fixture: &Fixture, key: Option<&Path>) -> BenchResult<ServerProc
         // Contact nothing: the benchmark measures the HTTP front on loopback only.
         .arg("--offline")
         .arg("--store-root")
-        .arg(&fixture.store_root)
+        .arg(store_root)
         .args(["--port", "0"])
         .arg("--state-dir")
         .arg(scratch.path())
@@ -125,30 +144,31 @@ fn start_peerix(fixture: &Fixture, key: Option<&Path>) -> BenchResult<ServerProc
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     // Flags also come from PEERIX_* variables; the scenarios must not inherit any.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PEERIX_") {
-            command.env_remove(name);
+    for (variable, _) in std::env::vars_os() {
+        if variable.to_string_lossy().starts_with("PEERIX_") {
+            command.env_remove(variable);
         }
     }
-    if let Some(key) = key {
-        command.arg("--private-key").arg(key);
-    }
+    command.args(extra);
     let mut child = command.spawn()?;
     let stderr = child.stderr.take().ok_or("peerix stderr not captured")?;
     // From here on the guard owns the child, so every early return kills it.
     let mut server = ServerProcess {
-        name: "peerix",
+        name,
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         _scratch: scratch,
     };
-    server.addr = listening_addr_from_stderr(stderr)?;
+    server.addr = listening_addr_from_stderr(name, stderr)?;
     Ok(server)
 }
 
 /// Waits for `peerix: serving the Nix store at http://ADDR` on stderr, then keeps forwarding
 /// stderr to ours from a thread (so the pipe never fills).
-fn listening_addr_from_stderr(stderr: std::process::ChildStderr) -> BenchResult<SocketAddr> {
+fn listening_addr_from_stderr(
+    name: &'static str,
+    stderr: std::process::ChildStderr,
+) -> BenchResult<SocketAddr> {
     const MARKER: &str = "serving the Nix store at http://";
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
@@ -158,13 +178,13 @@ fn listening_addr_from_stderr(stderr: std::process::ChildStderr) -> BenchResult<
                 Some((_, addr)) => {
                     let _ = sender.send(addr.trim().trim_end_matches('/').to_owned());
                 }
-                None => eprintln!("[peerix stderr] {line}"),
+                None => eprintln!("[{name} stderr] {line}"),
             }
         }
     });
     let addr = receiver
         .recv_timeout(STARTUP_TIMEOUT)
-        .map_err(|_| "peerix did not report its listening address (did it exit?)")?;
+        .map_err(|_| format!("{name} did not report its listening address (did it exit?)"))?;
     Ok(addr.parse()?)
 }
 

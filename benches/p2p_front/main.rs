@@ -1,0 +1,700 @@
+//! Peer-to-peer front benchmark: what a Nix client sees from a node whose store is empty and
+//! which substitutes everything from a peer, next to that peer's own front, same run, same store.
+//!
+//! Node A serves the fixture store (signing with a key made by `peerix keygen`); node B starts
+//! with an empty store, knows only A's loopback address (`--bootstrap-peers`) and trusts only A's
+//! key. B learns A's paths over libp2p and answers narinfo requests by asking A
+//! (/peerix/narinfo/1.0.0) and NAR requests by streaming from A (/peerix/nar/1.0.0, hash-checked;
+//! with A the only holder, B never spreads a NAR over Bitswap).
+//!
+//! Measured over real HTTP/1.1 on 127.0.0.1, on A's front (the baseline: a local store) and on
+//! B's front (the same paths, through B):
+//! 1. narinfo hits: requests/s and p50/p99, round-robin over the 1000 small paths;
+//! 2. narinfo misses: valid nixbase32 hashes neither node holds (404s);
+//! 3. one 256 MiB NAR over one connection, in MB/s (1e6 bytes/s); plus the peak RSS (VmHWM) of
+//!    each serving process before and after it.
+//!
+//! The load generator and fixture are http_front's (`#[path]` modules below). Every round starts
+//! a fresh A and B and waits for A's publication scan to finish; the two fronts alternate (AB,
+//! BA, AB) over 3 rounds and the best round of each is compared. The targets for B are reported,
+//! not asserted. Only 127.0.0.1 is used: both nodes run with `--offline` and listen on loopback
+//! only. Run:
+//!
+//! ```text
+//! cargo bench --bench p2p_front
+//! ```
+//!
+//! The markdown table is printed and written to `target/bench-p2p_front.md`.
+
+#![forbid(unsafe_code)]
+
+// Shared with http_front, which uses the parts this benchmark does not (harmonia, store layout).
+#[allow(dead_code)]
+#[path = "../http_front/fixture.rs"]
+mod fixture;
+#[path = "../http_front/http_client.rs"]
+mod http_client;
+#[path = "../http_front/load.rs"]
+mod load;
+#[allow(dead_code)]
+#[path = "../http_front/servers.rs"]
+mod servers;
+
+use std::collections::HashSet;
+use std::error::Error;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Runtime;
+
+use fixture::{miss_hashes, Fixture};
+use http_client::HttpConnection;
+use load::{nar_target, nar_throughput, narinfo_load, NarinfoMeasurement, Targets};
+use servers::{spawn_peerix, ServerProcess};
+
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+// The names the shared modules read from the crate root; the same values as http_front.
+const SMALL_PATHS: usize = 1000;
+const BIG_NAR_BYTES: u64 = 256 * 1024 * 1024;
+const CONNECTIONS: usize = 32;
+const WARM_UP: Duration = Duration::from_millis(500);
+const MEASURED: Duration = Duration::from_secs(3);
+const NAR_FETCHES: u32 = 4;
+
+const ROUNDS: usize = 3;
+const LOAD_THREADS: usize = 2;
+/// Five whole 256 MiB NARs through B; generous, so a slow path shows as a number, not an error.
+const NAR_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long A's node may take to report a loopback TCP listen address.
+const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long A's publication scan (hashing every NAR of the fixture once) may take.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
+const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
+const KEY_NAME: &str = "p2p-bench-a-1";
+
+/// Targets for the front through B (reported, not asserted).
+const TARGET_NAR_MB_PER_S: f64 = 400.0;
+const TARGET_HIT_P99_MS: f64 = 20.0;
+const TARGET_MISS_P99_MS: f64 = 5.0;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Front {
+    /// A's own front, answering from its local store.
+    Baseline,
+    /// B's front, answering from A over libp2p.
+    ThroughB,
+}
+
+impl Front {
+    const BOTH: [Self; 2] = [Self::Baseline, Self::ThroughB];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline (A, local store)",
+            Self::ThroughB => "through B (from A over libp2p)",
+        }
+    }
+}
+
+/// One front's best results over all rounds, and what went wrong on the way.
+#[derive(Default)]
+struct FrontResults {
+    hits: Option<NarinfoMeasurement>,
+    misses: Option<NarinfoMeasurement>,
+    nar_mb_per_s: Option<f64>,
+    /// Peak RSS (VmHWM, KiB) of the serving process after the narinfo scenarios, highest over
+    /// the rounds.
+    rss_before_nar_kib: Option<u64>,
+    /// Peak RSS (VmHWM, KiB) after the NAR fetches, highest over the rounds.
+    rss_after_nar_kib: Option<u64>,
+    /// Failed narinfo requests plus failed NAR measurements.
+    errors: u64,
+    /// 404s for paths A holds, and the hits answered in all (for their share).
+    hit_404s: u64,
+    hits_answered: u64,
+    /// 200s for hashes nobody holds.
+    miss_200s: u64,
+    /// A narinfo without A's `Sig:` (B must pass on the signature its trust rests on).
+    signature_missing: bool,
+    /// Anything else that went wrong, one line each.
+    failures: Vec<String>,
+}
+
+impl FrontResults {
+    fn record_narinfo(slot: &mut Option<NarinfoMeasurement>, measurement: NarinfoMeasurement) {
+        if slot.is_none_or(|best| measurement.requests_per_s > best.requests_per_s) {
+            *slot = Some(measurement);
+        }
+    }
+}
+
+/// A's signing key, made by `peerix keygen` as a user would.
+struct Keys {
+    _dir: tempfile::TempDir,
+    secret: PathBuf,
+    public: String,
+}
+
+impl Keys {
+    fn generate() -> BenchResult<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("peerix-bench-p2p-keys-")
+            .tempdir()?;
+        let (secret, public) = (dir.path().join("a.sk"), dir.path().join("a.pk"));
+        let output = Command::new(env!("CARGO_BIN_EXE_peerix"))
+            .args(["keygen", KEY_NAME])
+            .args([&secret, &public])
+            .output()?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!("peerix keygen failed ({}): {stderr}", output.status).into());
+        }
+        let public = fs::read_to_string(&public)?.trim().to_owned();
+        Ok(Self {
+            _dir: dir,
+            secret,
+            public,
+        })
+    }
+}
+
+/// A on the fixture and B on an empty store, connected over loopback; both killed on drop.
+struct Nodes {
+    a: ServerProcess,
+    b: ServerProcess,
+    _b_store: tempfile::TempDir,
+    /// From B reporting its HTTP address to B serving the probe narinfo.
+    b_ready_after: Duration,
+    /// From A reporting its HTTP address to the end of its publication scan, if it has one.
+    a_scanned_after: Option<Duration>,
+}
+
+impl Nodes {
+    fn start(runtime: &Runtime, fixture: &Fixture, keys: &Keys) -> BenchResult<Self> {
+        let mut a = spawn_peerix(
+            "peerix A",
+            &fixture.store_root,
+            &[
+                OsStr::new("--listen-addrs"),
+                OsStr::new(LOOPBACK_TCP),
+                OsStr::new("--private-key"),
+                keys.secret.as_os_str(),
+            ],
+        )?;
+        let a_started = Instant::now();
+        a.wait_until_serving(runtime, &fixture.big_hash)?;
+        let a_p2p = loopback_p2p_addr(&a)?;
+
+        let b_store = tempfile::Builder::new()
+            .prefix("peerix-bench-p2p-empty-store-")
+            .tempdir()?;
+        let mut b = spawn_peerix(
+            "peerix B",
+            b_store.path(),
+            &[
+                OsStr::new("--listen-addrs"),
+                OsStr::new(LOOPBACK_TCP),
+                OsStr::new("--bootstrap-peers"),
+                OsStr::new(&a_p2p),
+                OsStr::new("--trusted-public-key"),
+                OsStr::new(&keys.public),
+            ],
+        )?;
+        let started = Instant::now();
+        // Bounded (servers.rs): B's index of A's paths arrives shortly after they connect.
+        b.wait_until_serving(runtime, &fixture.big_hash)
+            .map_err(|e| format!("B never served A's big path: {e}"))?;
+        let b_ready_after = started.elapsed();
+        // The scan reads and hashes every NAR once after start: measuring while it runs would
+        // charge whichever front goes first with it.
+        let a_scanned = wait_until_scanned(runtime, &a)?.then(|| a_started.elapsed());
+        Ok(Self {
+            a,
+            b,
+            _b_store: b_store,
+            b_ready_after,
+            a_scanned_after: a_scanned,
+        })
+    }
+
+    fn server(&self, front: Front) -> &ServerProcess {
+        match front {
+            Front::Baseline => &self.a,
+            Front::ThroughB => &self.b,
+        }
+    }
+}
+
+/// A's `/ip4/127.0.0.1/tcp/PORT/p2p/ID`, from `peerix ipfs id` (polled until it lists one).
+fn loopback_p2p_addr(node: &ServerProcess) -> BenchResult<String> {
+    let api = format!("http://{}", node.addr);
+    let deadline = Instant::now() + ADDR_TIMEOUT;
+    loop {
+        let output = Command::new(env!("CARGO_BIN_EXE_peerix"))
+            .args(["ipfs", "--api", &api, "id"])
+            .output()?;
+        if output.status.success() {
+            let id: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+            let loopback = id["multiaddrs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+                .find(|addr| addr.starts_with("/ip4/127.0.0.1/tcp/"));
+            let peer_id = id["peer_id"].as_str();
+            match (loopback, peer_id) {
+                (Some(addr), _) if addr.contains("/p2p/") => return Ok(addr.to_owned()),
+                (Some(addr), Some(peer_id)) => return Ok(format!("{addr}/p2p/{peer_id}")),
+                _ => {}
+            }
+        }
+        if Instant::now() >= deadline {
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            return Err(format!("no loopback TCP address from `peerix ipfs id`: {stdout}").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `GET /status` until the publication scan has gone over the whole store; `false` when
+/// the node has no such route (nothing to wait for).
+fn wait_until_scanned(runtime: &Runtime, node: &ServerProcess) -> BenchResult<bool> {
+    let deadline = Instant::now() + SCAN_TIMEOUT;
+    loop {
+        let answer = runtime.block_on(async {
+            HttpConnection::connect(node.addr)
+                .await?
+                .get_text("/status")
+                .await
+        })?;
+        if answer.status == 404 {
+            return Ok(false);
+        }
+        let status: serde_json::Value = serde_json::from_str(&answer.body)?;
+        let scan = &status["scan"];
+        let number = |field: &str| scan[field].as_u64().unwrap_or(0);
+        // Before the scan starts it is not running either, and has no paths to go.
+        let finished = scan["running"] == false
+            && number("paths_total") > 0
+            && number("paths_done") + number("paths_failed") >= number("paths_total");
+        if finished {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Err(
+                format!("A's scan did not finish within {SCAN_TIMEOUT:?}: {status}").into(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Bench<'a> {
+    runtime: &'a Runtime,
+    fixture: &'a Fixture,
+    hit_targets: Arc<Targets>,
+    miss_targets: Arc<Targets>,
+}
+
+impl Bench<'_> {
+    /// Hits, misses, then the NAR, on one front of running nodes.
+    fn measure(&self, front: Front, nodes: &Nodes, results: &mut FrontResults) {
+        let server = nodes.server(front);
+        if !self.serves_signature(server) {
+            results.signature_missing = true;
+        }
+        let (hits, answered) = self.narinfo("narinfo hits", server, &self.hit_targets, 200);
+        results.errors += hits.errors;
+        results.hit_404s += hits.wrong_status;
+        results.hits_answered += answered;
+        FrontResults::record_narinfo(&mut results.hits, hits);
+        let (misses, _) = self.narinfo("narinfo misses", server, &self.miss_targets, 404);
+        results.errors += misses.errors;
+        results.miss_200s += misses.wrong_status;
+        FrontResults::record_narinfo(&mut results.misses, misses);
+        results.rss_before_nar_kib = results.rss_before_nar_kib.max(server.peak_rss_kib());
+        self.nar(server, results);
+        results.rss_after_nar_kib = results.rss_after_nar_kib.max(server.peak_rss_kib());
+    }
+
+    fn narinfo(
+        &self,
+        label: &str,
+        server: &ServerProcess,
+        targets: &Arc<Targets>,
+        expected_status: u16,
+    ) -> (NarinfoMeasurement, u64) {
+        targets.rewind();
+        let stats = self
+            .runtime
+            .block_on(narinfo_load(server.addr, targets.clone()));
+        let measurement = NarinfoMeasurement::from_stats(&stats, expected_status);
+        eprintln!(
+            "  {label}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} wrong status",
+            measurement.requests_per_s,
+            measurement.p50_ms,
+            measurement.p99_ms,
+            measurement.errors,
+            measurement.wrong_status,
+        );
+        // `from_stats` divides the answered requests by the measured time.
+        let answered = (measurement.requests_per_s * MEASURED.as_secs_f64()).round() as u64;
+        (measurement, answered)
+    }
+
+    fn nar(&self, server: &ServerProcess, results: &mut FrontResults) {
+        let started = Instant::now();
+        let measured = self.runtime.block_on(async {
+            let target = nar_target(server.addr, &self.fixture.big_hash).await?;
+            tokio::time::timeout(NAR_TIMEOUT, nar_throughput(server.addr, &target))
+                .await
+                .map_err(|_| format!("NAR streaming took over {NAR_TIMEOUT:?}"))?
+        });
+        match measured {
+            Ok(mb_per_s) => {
+                eprintln!("  NAR: {mb_per_s:.0} MB/s");
+                results.nar_mb_per_s =
+                    Some(results.nar_mb_per_s.map_or(mb_per_s, |b| b.max(mb_per_s)));
+            }
+            Err(e) => {
+                eprintln!("  NAR: error after {:?}: {e}", started.elapsed());
+                results.errors += 1;
+                results
+                    .failures
+                    .push(format!("NAR failed after {:.1?}: {e}", started.elapsed()));
+            }
+        }
+    }
+
+    /// Whether a hit's narinfo carries A's signature.
+    fn serves_signature(&self, server: &ServerProcess) -> bool {
+        let probe = format!("/{}.narinfo", self.fixture.small_hashes[0]);
+        let narinfo = self.runtime.block_on(async {
+            HttpConnection::connect(server.addr)
+                .await?
+                .get_text(&probe)
+                .await
+        });
+        let marker = format!("Sig: {KEY_NAME}:");
+        narinfo.is_ok_and(|n| n.status == 200 && n.body.lines().any(|l| l.starts_with(&marker)))
+    }
+}
+
+fn main() -> BenchResult<()> {
+    let load_at_start = load_average();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(LOAD_THREADS)
+        .enable_all()
+        .build()?;
+
+    eprintln!("p2p_front: building the fixture store ...");
+    let fixture = Fixture::build()?;
+    let keys = Keys::generate()?;
+    let taken: HashSet<&str> = fixture.small_hashes.iter().map(String::as_str).collect();
+    let bench = Bench {
+        runtime: &runtime,
+        fixture: &fixture,
+        hit_targets: Targets::narinfos(&fixture.small_hashes),
+        miss_targets: Targets::narinfos(&miss_hashes(SMALL_PATHS, &taken)),
+    };
+
+    let mut results: [FrontResults; 2] = Default::default();
+    let (mut b_ready_after, mut a_scanned_after) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        eprintln!("p2p_front: round {}/{ROUNDS}, starting A and B", round + 1);
+        let nodes = match Nodes::start(&runtime, &fixture, &keys) {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                // Without B this round has nothing to compare; say so and go on.
+                eprintln!("  {e}");
+                let failure = format!("round {}: {e}", round + 1);
+                results[Front::ThroughB as usize].failures.push(failure);
+                continue;
+            }
+        };
+        eprintln!(
+            "  B served A's big path {:.2?} after it reported its HTTP address",
+            nodes.b_ready_after
+        );
+        b_ready_after.push(nodes.b_ready_after);
+        match nodes.a_scanned_after {
+            Some(after) => {
+                eprintln!("  A's publication scan finished {after:.2?} after it started");
+                a_scanned_after.push(after);
+            }
+            None => eprintln!("  A has no GET /status: no scan to wait for"),
+        }
+        for front in round_order(round) {
+            eprintln!("p2p_front: round {}/{ROUNDS}, {}", round + 1, front.name());
+            bench.measure(front, &nodes, &mut results[front as usize]);
+        }
+    }
+
+    let report = render_report(
+        &environment_facts(&fixture, &load_at_start, &b_ready_after, &a_scanned_after),
+        &results,
+    );
+    println!("{report}");
+    let written = write_report(&report)?;
+    eprintln!("p2p_front: table written to {}", written.display());
+    Ok(())
+}
+
+/// AB, BA, AB: neither front always runs first.
+fn round_order(round: usize) -> [Front; 2] {
+    let [a, b] = Front::BOTH;
+    if round % 2 == 1 {
+        [b, a]
+    } else {
+        [a, b]
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn environment_facts(
+    fixture: &Fixture,
+    load_at_start: &str,
+    b_ready_after: &[Duration],
+    a_scanned_after: &[Duration],
+) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let seconds = |durations: &[Duration]| {
+        let each: Vec<String> = durations
+            .iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect();
+        if each.is_empty() {
+            "never".to_owned()
+        } else {
+            each.join(", ")
+        }
+    };
+    let mut facts = String::new();
+    let _ = writeln!(
+        facts,
+        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}",
+        load_average()
+    );
+    let _ = writeln!(
+        facts,
+        "- load generator: in-process, tokio runtime with {LOAD_THREADS} worker threads on the same \
+         cores as both nodes; {CONNECTIONS} keep-alive HTTP/1.1 connections for narinfo \
+         ({WARM_UP:?} warm-up + {MEASURED:?} measured), 1 connection for NAR ({NAR_FETCHES} whole \
+         fetches after 1 untimed)"
+    );
+    let _ = writeln!(
+        facts,
+        "- {ROUNDS} rounds, fresh A and B each round, fronts alternating (AB/BA), best round of \
+         each shown"
+    );
+    let _ = writeln!(
+        facts,
+        "- fixture: {SMALL_PATHS} small paths + one {} MiB path in `local?root={}`, served by A \
+         (signing with `{KEY_NAME}`); B: empty store, `--bootstrap-peers` A's loopback TCP \
+         address, `--trusted-public-key` A's key; both `--offline`, libp2p on {LOOPBACK_TCP}",
+        BIG_NAR_BYTES >> 20,
+        fixture.store_root.display()
+    );
+    let _ = writeln!(
+        facts,
+        "- B served A's big path this long after reporting its HTTP address (s, per round): {}",
+        seconds(b_ready_after)
+    );
+    let _ = writeln!(
+        facts,
+        "- A's publication scan (`GET /status`) finished this long after A reported its HTTP \
+         address (s, per round): {}; measuring starts after it",
+        seconds(a_scanned_after)
+    );
+    let _ = writeln!(facts, "- Peerix: `{}`", env!("CARGO_BIN_EXE_peerix"));
+    facts
+}
+
+/// One table row: the label, each front's cell, the numbers the ratio is taken of, and the
+/// target for B with whether it was met.
+struct Row {
+    label: String,
+    cells: [String; 2],
+    ratio_of: [Option<f64>; 2],
+    target: String,
+}
+
+impl Row {
+    fn numbers(label: String, values: [Option<f64>; 2], format: fn(f64) -> String) -> Self {
+        Self {
+            label,
+            cells: values.map(|v| v.map_or_else(|| "—".to_owned(), format)),
+            ratio_of: values,
+            target: "—".to_owned(),
+        }
+    }
+
+    fn latencies(label: String, best: [Option<NarinfoMeasurement>; 2]) -> Self {
+        Self {
+            label,
+            cells: best.map(|m| {
+                m.map_or_else(
+                    || "—".to_owned(),
+                    |m| format!("{:.2} / {:.2}", m.p50_ms, m.p99_ms),
+                )
+            }),
+            ratio_of: best.map(|m| m.map(|m| m.p99_ms)),
+            target: "—".to_owned(),
+        }
+    }
+
+    /// `target` is "p99 < 20 ms" and the like; `met` judges B's number.
+    fn with_target(mut self, target: &str, met: impl Fn(f64) -> bool) -> Self {
+        let verdict = match self.ratio_of[1] {
+            Some(value) if met(value) => "met",
+            Some(_) => "**missed**",
+            None => "not measured",
+        };
+        self.target = format!("{target}: {verdict}");
+        self
+    }
+
+    fn ratio(&self) -> String {
+        match self.ratio_of {
+            [Some(baseline), Some(through_b)] if baseline > 0.0 => {
+                format!("{:.2}", through_b / baseline)
+            }
+            _ => "—".to_owned(),
+        }
+    }
+}
+
+fn render_report(facts: &str, results: &[FrontResults; 2]) -> String {
+    let hits = results.each_ref().map(|r| r.hits);
+    let misses = results.each_ref().map(|r| r.misses);
+    let mib = |kib: Option<u64>| kib.map(|k| k as f64 / 1024.0);
+    let rows = [
+        Row::numbers(
+            "narinfo hits (req/s)".to_owned(),
+            hits.map(|m| m.map(|m| m.requests_per_s)),
+            |v| format!("{v:.0}"),
+        ),
+        Row::latencies("narinfo hits p50 / p99 (ms; ratio of p99)".to_owned(), hits)
+            .with_target(&format!("p99 < {TARGET_HIT_P99_MS} ms"), |p99| {
+                p99 < TARGET_HIT_P99_MS
+            }),
+        Row::numbers(
+            "narinfo misses (req/s)".to_owned(),
+            misses.map(|m| m.map(|m| m.requests_per_s)),
+            |v| format!("{v:.0}"),
+        ),
+        Row::latencies(
+            "narinfo misses p50 / p99 (ms; ratio of p99)".to_owned(),
+            misses,
+        )
+        .with_target(&format!("p99 < {TARGET_MISS_P99_MS} ms"), |p99| {
+            p99 < TARGET_MISS_P99_MS
+        }),
+        Row::numbers(
+            format!("NAR {} MiB, 1 connection (MB/s)", BIG_NAR_BYTES >> 20),
+            results.each_ref().map(|r| r.nar_mb_per_s),
+            |v| format!("{v:.0}"),
+        )
+        .with_target(&format!("≥ {TARGET_NAR_MB_PER_S} MB/s"), |mb_per_s| {
+            mb_per_s >= TARGET_NAR_MB_PER_S
+        }),
+        Row::numbers(
+            "peak RSS before NAR (MiB)".to_owned(),
+            results.each_ref().map(|r| mib(r.rss_before_nar_kib)),
+            |v| format!("{v:.1}"),
+        ),
+        Row::numbers(
+            "peak RSS after NAR (MiB)".to_owned(),
+            results.each_ref().map(|r| mib(r.rss_after_nar_kib)),
+            |v| format!("{v:.1}"),
+        ),
+    ];
+
+    let mut report = String::from("# Peer-to-peer front: through B vs A's own front\n\n");
+    report.push_str(facts);
+    let _ = writeln!(
+        report,
+        "\n| scenario | {} | {} | ratio (B/A) | target for B |",
+        Front::Baseline.name(),
+        Front::ThroughB.name()
+    );
+    report.push_str("| --- | ---: | ---: | ---: | --- |\n");
+    for row in &rows {
+        let _ = writeln!(
+            report,
+            "| {} | {} | {} | {} | {} |",
+            row.label,
+            row.cells[0],
+            row.cells[1],
+            row.ratio(),
+            row.target
+        );
+    }
+    report.push_str(
+        "\nRatio > 1 is better for req/s and MB/s, worse for latency and RSS. MB = 1e6 bytes. \
+         RSS is each serving process's VmHWM, highest over the rounds; A's also covers serving \
+         B over libp2p in the same round.\n",
+    );
+    report.push_str(&problems(results));
+    report
+}
+
+fn problems(results: &[FrontResults; 2]) -> String {
+    let mut text = String::new();
+    for (front, results) in Front::BOTH.iter().zip(results) {
+        let name = front.name();
+        if results.errors > 0 {
+            let _ = writeln!(text, "- {name}: {} errors", results.errors);
+        }
+        if results.hit_404s > 0 {
+            let _ = writeln!(
+                text,
+                "- {name}: {} of {} measured narinfo hits answered 404 ({:.1} %) for paths A holds",
+                results.hit_404s,
+                results.hits_answered,
+                100.0 * results.hit_404s as f64 / results.hits_answered.max(1) as f64
+            );
+        }
+        if results.miss_200s > 0 {
+            let _ = writeln!(
+                text,
+                "- {name}: {} narinfo misses answered 200",
+                results.miss_200s
+            );
+        }
+        if results.signature_missing {
+            let _ = writeln!(text, "- {name}: narinfo without a `Sig: {KEY_NAME}:`");
+        }
+        for failure in &results.failures {
+            let _ = writeln!(text, "- {name}: {failure}");
+        }
+    }
+    if text.is_empty() {
+        text.push_str("No errors, no wrong statuses, A's signature on every front.\n");
+    }
+    format!("\n{text}")
+}
+
+fn write_report(report: &str) -> std::io::Result<PathBuf> {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    fs::create_dir_all(&target_dir)?;
+    let file = target_dir.join("bench-p2p_front.md");
+    fs::write(&file, report)?;
+    Ok(file)
+}

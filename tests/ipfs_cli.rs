@@ -164,7 +164,7 @@ fn what_was_added_survives_a_kill() {
 
     // The provided key was kept too: announced again at start, a new peer finds it in the DHT.
     let b = Peerix::serve(store.root(), &[]);
-    let addr = format!("{}/p2p/{a_id}", tcp_addr(&a));
+    let addr = a.p2p_addr();
     ok_stdout(ipfs(&b, &["connect", &addr]));
     let found = (0..50).any(|_| {
         let providers = String::from_utf8(ok_stdout(ipfs(&b, &["providers", &cid]))).unwrap();
@@ -172,19 +172,6 @@ fn what_was_added_survives_a_kill() {
         providers.lines().any(|l| l == a_id)
     });
     assert!(found, "the restarted node is a provider again");
-}
-
-/// The node's loopback TCP listen address, without its /p2p suffix.
-fn tcp_addr(node: &Peerix) -> String {
-    let id: Value = serde_json::from_slice(&ok_stdout(ipfs(node, &["id"]))).unwrap();
-    let addr = id["multiaddrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
-        .expect("a loopback TCP address");
-    addr.split("/p2p/").next().unwrap().to_owned()
 }
 
 #[test]

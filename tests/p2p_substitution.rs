@@ -11,24 +11,6 @@ use common::{hash_part, nix_copy_from, ChrootStore, Fixture, NixKey, Peerix};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The node's loopback TCP address with its peer id, from `peerix ipfs id`.
-fn p2p_addr(node: &Peerix) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
-        .args(["ipfs", "--api", &node.url(), "id"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
-    id["multiaddrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
-        .expect("a loopback TCP address")
-        .to_owned()
-}
-
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
 /// A node on `store` that knows only `bootstrap` and trusts only `key`.
@@ -67,7 +49,7 @@ fn nix_copies_a_closure_that_only_a_peer_holds() {
     let a_store = ChrootStore::with_paths(&f.all());
     a_store.sign(&upstream.secret, &f.all());
     let a = peer(&a_store, None, &upstream.public);
-    let a_addr = p2p_addr(&a);
+    let a_addr = a.p2p_addr();
     let (b_store, c_store) = (ChrootStore::empty(), ChrootStore::empty());
     let b = peer(&b_store, Some(&a_addr), &upstream.public);
     // C knows only A's HTTP address, and finds its node through GET /bootstrap.
@@ -120,7 +102,7 @@ fn untrusted_paths_never_reach_nix() {
     let a_store = ChrootStore::with_paths(&[&f.lib]);
     a_store.sign(&upstream.secret, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
-    let a_addr = p2p_addr(&a);
+    let a_addr = a.p2p_addr();
     // B trusts only a key that signed nothing on A: A's path must not pass through it.
     let b_store = ChrootStore::empty();
     let b = peer(&b_store, Some(&a_addr), &stranger.public);
@@ -169,7 +151,7 @@ fn a_peer_with_wrong_bytes_never_gets_them_into_nix() {
     let liar = peer(&liar_store, None, &upstream.public);
     let honest = peer(&honest_store, None, &upstream.public);
     let b_store = ChrootStore::empty();
-    let b = peer(&b_store, Some(&p2p_addr(&liar)), &upstream.public);
+    let b = peer(&b_store, Some(&liar.p2p_addr()), &upstream.public);
     wait_for_narinfo(&b, &f.lib);
 
     // Only the liar holds the path: Nix gets no NAR, and nothing lands in its store.
@@ -179,7 +161,7 @@ fn a_peer_with_wrong_bytes_never_gets_them_into_nix() {
     assert!(!dest.physical(&f.lib).exists());
 
     // With an honest holder connected too, the same copy succeeds, from it.
-    let honest_addr = p2p_addr(&honest);
+    let honest_addr = honest.p2p_addr();
     let connect = Command::new(env!("CARGO_BIN_EXE_peerix"))
         .args(["ipfs", "--api", &b.url(), "connect", &honest_addr])
         .output()
@@ -216,10 +198,13 @@ fn bytes_sent(node: &Peerix, to: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_holder_killed_mid_transfer_is_replaced_by_another() {
+/// Two nodes holding the big fixture path (signed by `upstream`), started with `extra` flags,
+/// and B, an empty node that knows both; returns once B serves the path's narinfo.
+fn two_holders_and_b(
+    upstream: &NixKey,
+    extra: &[&str],
+) -> (Vec<ChrootStore>, Vec<Peerix>, ChrootStore, Peerix) {
     let f = Fixture::get();
-    let upstream = NixKey::generate("upstream-test-1");
     let stores: Vec<ChrootStore> = (0..2)
         .map(|_| {
             let store = ChrootStore::with_paths(&[&f.big]);
@@ -227,42 +212,38 @@ fn a_holder_killed_mid_transfer_is_replaced_by_another() {
             store
         })
         .collect();
-    // Capped, so that the 100 MiB transfer lasts long enough to be interrupted.
     let holders: Vec<Peerix> = stores
         .iter()
         .map(|store| {
-            Peerix::serve(
-                store.root(),
-                &[
-                    "--listen-addrs",
-                    LOOPBACK,
-                    "--trusted-public-key",
-                    &upstream.public,
-                    "--bandwidth-limit",
-                    "20M",
-                ],
-            )
+            let mut args = vec!["--listen-addrs", LOOPBACK, "--trusted-public-key"];
+            args.push(&upstream.public);
+            args.extend_from_slice(extra);
+            Peerix::serve(store.root(), &args)
         })
         .collect();
-    let addrs: Vec<String> = holders.iter().map(p2p_addr).collect();
+    let addrs: Vec<String> = holders.iter().map(Peerix::p2p_addr).collect();
     let b_store = ChrootStore::empty();
-    let b = Peerix::serve(
-        b_store.root(),
-        &[
-            "--listen-addrs",
-            LOOPBACK,
-            "--trusted-public-key",
-            &upstream.public,
-            "--bootstrap-peers",
-            &addrs[0],
-            "--bootstrap-peers",
-            &addrs[1],
-        ],
-    );
-    let b_addr = p2p_addr(&b);
-    wait_connected(&b, &addrs[0]);
-    wait_connected(&b, &addrs[1]);
+    let mut args = vec!["--listen-addrs", LOOPBACK, "--trusted-public-key"];
+    args.push(&upstream.public);
+    for addr in &addrs {
+        args.extend(["--bootstrap-peers", addr]);
+    }
+    let b = Peerix::serve(b_store.root(), &args);
+    for addr in &addrs {
+        wait_connected(&b, addr);
+    }
     wait_for_narinfo(&b, &f.big);
+    (stores, holders, b_store, b)
+}
+
+#[test]
+fn a_holder_killed_mid_transfer_is_replaced_by_another() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    // Capped, so that the 100 MiB transfer lasts long enough to be interrupted.
+    let (stores, holders, _b_store, b) =
+        two_holders_and_b(&upstream, &["--bandwidth-limit", "20M"]);
+    let b_addr = b.p2p_addr();
 
     let dest = ChrootStore::empty();
     let (url, key, path) = (b.url(), upstream.public.clone(), f.big.clone());
@@ -305,7 +286,7 @@ fn a_path_collected_on_its_holder_is_gone_from_peers_within_seconds() {
     a_store.sign(&upstream.secret, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     let b_store = ChrootStore::empty();
-    let b = peer(&b_store, Some(&p2p_addr(&a)), &upstream.public);
+    let b = peer(&b_store, Some(&a.p2p_addr()), &upstream.public);
     wait_for_narinfo(&b, &f.lib);
 
     common::run(
@@ -331,7 +312,7 @@ fn a_nar_url_stays_valid_across_a_restart() {
     let a_store = ChrootStore::with_paths(&[&f.lib]);
     a_store.sign(&upstream.secret, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
-    let a_addr = p2p_addr(&a);
+    let a_addr = a.p2p_addr();
     let b_store = ChrootStore::empty();
     let state = tempfile::TempDir::new().unwrap();
     let b_args = [
@@ -385,10 +366,10 @@ fn a_holder_not_connected_is_found_through_the_dht() {
     let a = peer(&a_store, None, &upstream.public);
     // A chain: C knows only B, B knows only A.
     let b_store = ChrootStore::empty();
-    let b = peer(&b_store, Some(&p2p_addr(&a)), &upstream.public);
+    let b = peer(&b_store, Some(&a.p2p_addr()), &upstream.public);
     let c_store = ChrootStore::empty();
-    let c = peer(&c_store, Some(&p2p_addr(&b)), &upstream.public);
-    wait_connected(&c, &p2p_addr(&a));
+    let c = peer(&c_store, Some(&b.p2p_addr()), &upstream.public);
+    wait_connected(&c, &a.p2p_addr());
     wait_for_narinfo(&c, &f.lib);
 }
 
@@ -409,39 +390,11 @@ fn wait_published(node: &Peerix, paths: u64) {
 fn a_large_nar_comes_from_every_holder_at_once() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let stores: Vec<ChrootStore> = (0..2)
-        .map(|_| {
-            let store = ChrootStore::with_paths(&[&f.big]);
-            store.sign(&upstream.secret, &[&f.big]);
-            store
-        })
-        .collect();
-    let holders: Vec<Peerix> = stores
-        .iter()
-        .map(|store| peer(store, None, &upstream.public))
-        .collect();
+    let (stores, holders, _b_store, b) = two_holders_and_b(&upstream, &[]);
     for holder in &holders {
         wait_published(holder, 1);
     }
-    let addrs: Vec<String> = holders.iter().map(p2p_addr).collect();
-    let b_store = ChrootStore::empty();
-    let b = Peerix::serve(
-        b_store.root(),
-        &[
-            "--listen-addrs",
-            LOOPBACK,
-            "--trusted-public-key",
-            &upstream.public,
-            "--bootstrap-peers",
-            &addrs[0],
-            "--bootstrap-peers",
-            &addrs[1],
-        ],
-    );
-    let b_addr = p2p_addr(&b);
-    wait_connected(&b, &addrs[0]);
-    wait_connected(&b, &addrs[1]);
-    wait_for_narinfo(&b, &f.big);
+    let b_addr = b.p2p_addr();
     // Both indexes arrive right after connecting; give the second one a moment.
     std::thread::sleep(Duration::from_secs(1));
 

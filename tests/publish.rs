@@ -84,15 +84,7 @@ fn the_store_is_published_by_cid_and_a_killed_scan_resumes() {
     .unwrap();
     let b_store = ChrootStore::empty();
     let b = Peerix::serve(b_store.root(), &loopback);
-    let id: Value = serde_json::from_slice(&peerix(&["ipfs", "--api", &a.url(), "id"])).unwrap();
-    let addr = id["multiaddrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|m| m.starts_with("/ip4/127.0.0.1/tcp/"))
-        .unwrap()
-        .to_owned();
+    let addr = a.p2p_addr();
     peerix(&["ipfs", "--api", &b.url(), "connect", &addr]);
     let fetched = peerix(&["ipfs", "--api", &b.url(), "cat", cid.trim()]);
     assert!(

@@ -288,6 +288,28 @@ impl Peerix {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The node's loopback TCP address with its peer id, from `peerix ipfs id`.
+    pub fn p2p_addr(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
+            .args(["ipfs", "--api", &self.url(), "id"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        id["multiaddrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+            .expect("a loopback TCP address")
+            .to_owned()
+    }
+
     /// Peak resident memory of the server process so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();

@@ -10,25 +10,7 @@
 //! relay, which is counted and throttled; [`Traffic::wrap_relayed`] therefore only counts them
 //! for the remote peer, so they are neither charged twice nor added twice to [`Traffic::total`].
 //!
-//! Wiring, replacing `.with_tcp(..).with_quic().with_dns().with_relay_client(..)`:
-//!
-//! ```ignore
-//! let traffic = Traffic::new(cap);
-//! let mut relay_client = None;
-//! let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-//!     .with_tokio()
-//!     .with_other_transport(|key| {
-//!         let tcp_config = tcp::Config::default().nodelay(true);
-//!         let (transport, relay) = traffic::build_transport(key, tcp_config, &traffic)?;
-//!         relay_client = Some(relay);
-//!         Ok::<_, BoxError>(transport)
-//!     })?
-//!     .with_behaviour(|key| {
-//!         let relay_client = relay_client.take().ok_or("behaviour built twice")?;
-//!         Behaviour::new(key, relay_client, ..)
-//!     })?
-//!     .build();
-//! ```
+//! [`build_transport`] builds every transport of the node this way (see `start` in lib.rs).
 //!
 //! Substreams must be polled inside a Tokio runtime with timers enabled (throttling sleeps on
 //! `tokio::time`); the swarm built `.with_tokio()` and this crate's tasks are.
@@ -53,7 +35,7 @@ use muxer::CountedMuxer;
 use throttle::Bucket;
 use tokio::time::Instant;
 
-/// What [`counted`] and [`build_transport`] return, ready for `with_other_transport`.
+/// What [`build_transport`] returns, ready for `with_other_transport`.
 pub type CountedTransport = Boxed<(PeerId, StreamMuxerBox)>;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -153,8 +135,9 @@ impl Traffic {
     }
 }
 
-/// Boxes `transport` with every connection wrapped by [`Traffic::wrap`].
-pub fn counted<T, M>(transport: T, traffic: Arc<Traffic>) -> CountedTransport
+/// Boxes `transport` with every connection wrapped by [`Traffic::wrap`], or by
+/// [`Traffic::wrap_relayed`] for the relay client transport (`direct` false).
+fn counted<T, M>(transport: T, traffic: Arc<Traffic>, direct: bool) -> CountedTransport
 where
     T: Transport<Output = (PeerId, M)> + Send + Unpin + 'static,
     T::Error: Send + Sync + 'static,
@@ -165,24 +148,12 @@ where
     M::Error: Send + Sync + 'static,
 {
     transport
-        .map(move |(peer, muxer), _| (peer, traffic.wrap(peer, StreamMuxerBox::new(muxer))))
-        .boxed()
-}
-
-/// Like [`counted`], for the relay client transport: connections are wrapped by
-/// [`Traffic::wrap_relayed`].
-pub fn counted_relayed<T, M>(transport: T, traffic: Arc<Traffic>) -> CountedTransport
-where
-    T: Transport<Output = (PeerId, M)> + Send + Unpin + 'static,
-    T::Error: Send + Sync + 'static,
-    T::Dial: Send + 'static,
-    T::ListenerUpgrade: Send + 'static,
-    M: StreamMuxer + Send + 'static,
-    M::Substream: Send + 'static,
-    M::Error: Send + Sync + 'static,
-{
-    transport
-        .map(move |(peer, muxer), _| (peer, traffic.wrap_relayed(peer, StreamMuxerBox::new(muxer))))
+        .map(move |(peer, muxer), _| {
+            (
+                peer,
+                traffic.wrap_with(peer, StreamMuxerBox::new(muxer), direct),
+            )
+        })
         .boxed()
 }
 
@@ -199,8 +170,8 @@ pub fn build_transport(
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux_config());
     let quic = quic::tokio::Transport::new(quic::Config::new(key));
-    let direct = counted(tcp, traffic.clone())
-        .or_transport(counted(quic, traffic.clone()))
+    let direct = counted(tcp, traffic.clone(), true)
+        .or_transport(counted(quic, traffic.clone(), true))
         .map(|either, _| either.into_inner());
     let direct = dns::tokio::Transport::system(direct)?;
 
@@ -210,7 +181,7 @@ pub fn build_transport(
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux_config());
     // Relay first, like SwarmBuilder: only it accepts `/p2p-circuit` addresses.
-    let transport = counted_relayed(relayed, traffic.clone())
+    let transport = counted(relayed, traffic.clone(), false)
         .or_transport(direct)
         .map(|either, _| either.into_inner())
         .boxed();

@@ -22,6 +22,13 @@ fn peer(store: &ChrootStore, bootstrap: Option<&str>, key: &str) -> Peerix {
     Peerix::serve(store.root(), &args)
 }
 
+/// A store holding `paths`, signed by `upstream` as a binary cache would have them.
+fn signed_store(upstream: &NixKey, paths: &[&str]) -> ChrootStore {
+    let store = ChrootStore::with_paths(paths);
+    store.sign(&upstream.secret, paths);
+    store
+}
+
 /// Waits (bounded) until `node` answers 200 for `path`'s narinfo: peers' indexes arrive
 /// shortly after they connect.
 fn wait_for_narinfo(node: &Peerix, path: &str) -> Duration {
@@ -99,8 +106,7 @@ fn untrusted_paths_never_reach_nix() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
     let stranger = NixKey::generate("stranger-1");
-    let a_store = ChrootStore::with_paths(&[&f.lib]);
-    a_store.sign(&upstream.secret, &[&f.lib]);
+    let a_store = signed_store(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     let a_addr = a.p2p_addr();
     // B trusts only a key that signed nothing on A: A's path must not pass through it.
@@ -135,11 +141,9 @@ fn wait_connected(node: &Peerix, peer_addr: &str) {
 fn a_peer_with_wrong_bytes_never_gets_them_into_nix() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let honest_store = ChrootStore::with_paths(&[&f.lib]);
-    honest_store.sign(&upstream.secret, &[&f.lib]);
+    let honest_store = signed_store(&upstream, &[&f.lib]);
     // The liar's database and signature are right; one byte on its disk is not.
-    let liar_store = ChrootStore::with_paths(&[&f.lib]);
-    liar_store.sign(&upstream.secret, &[&f.lib]);
+    let liar_store = signed_store(&upstream, &[&f.lib]);
     let file = liar_store.physical(&f.lib).join("lib/libfixture.so");
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[0] ^= 0x20;
@@ -205,13 +209,7 @@ fn two_holders_and_b(
     extra: &[&str],
 ) -> (Vec<ChrootStore>, Vec<Peerix>, ChrootStore, Peerix) {
     let f = Fixture::get();
-    let stores: Vec<ChrootStore> = (0..2)
-        .map(|_| {
-            let store = ChrootStore::with_paths(&[&f.big]);
-            store.sign(&upstream.secret, &[&f.big]);
-            store
-        })
-        .collect();
+    let stores: Vec<ChrootStore> = (0..2).map(|_| signed_store(upstream, &[&f.big])).collect();
     let holders: Vec<Peerix> = stores
         .iter()
         .map(|store| {
@@ -282,8 +280,7 @@ fn a_holder_killed_mid_transfer_is_replaced_by_another() {
 fn a_path_collected_on_its_holder_is_gone_from_peers_within_seconds() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = ChrootStore::with_paths(&[&f.lib]);
-    a_store.sign(&upstream.secret, &[&f.lib]);
+    let a_store = signed_store(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     let b_store = ChrootStore::empty();
     let b = peer(&b_store, Some(&a.p2p_addr()), &upstream.public);
@@ -309,8 +306,7 @@ fn a_path_collected_on_its_holder_is_gone_from_peers_within_seconds() {
 fn a_nar_url_stays_valid_across_a_restart() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = ChrootStore::with_paths(&[&f.lib]);
-    a_store.sign(&upstream.secret, &[&f.lib]);
+    let a_store = signed_store(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     let a_addr = a.p2p_addr();
     let b_store = ChrootStore::empty();
@@ -361,8 +357,7 @@ fn a_nar_url_stays_valid_across_a_restart() {
 fn a_holder_not_connected_is_found_through_the_dht() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = ChrootStore::with_paths(&[&f.lib]);
-    a_store.sign(&upstream.secret, &[&f.lib]);
+    let a_store = signed_store(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     // A chain: C knows only B, B knows only A.
     let b_store = ChrootStore::empty();

@@ -13,16 +13,7 @@
 // stream. The CID goes to stdout alone on one line; errors go to stderr with
 // exit status 1 (2 for bad usage).
 
-// Node 20 lacks Promise.withResolvers (Node 22+), which parts of the Helia
-// dependency tree use.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve
-    let reject
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+import './node20.mjs'
 
 const { createReadStream } = await import('node:fs')
 const { stat } = await import('node:fs/promises')

@@ -26,15 +26,7 @@
 // routing, gateways, AutoNAT, UPnP or relay. Blocks live in a temporary
 // directory on disk (not in memory), removed on exit.
 
-// Node 20 lacks Promise.withResolvers (Node 22+), which parts of Helia use.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve
-    let reject
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+import './node20.mjs'
 
 // stdout carries the protocol alone: anything a dependency logs goes to stderr.
 console.log = console.error

@@ -23,15 +23,7 @@
 // {"ok": false, "call": "<the call>", "error": "..."} and exits with status 1.
 // The URL must point to 127.0.0.1: nothing else is contacted.
 
-// Node 20 lacks Promise.withResolvers (Node 22+), which parts of the libp2p stack use.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve
-    let reject
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+import './node20.mjs'
 
 // stdout carries the result alone: anything a dependency logs goes to stderr.
 console.log = console.error

@@ -135,6 +135,11 @@ pub struct ServeArgs {
     )]
     pub announce_rate: f64,
 
+    /// Disk space for NARs fetched from peers, served again without asking them (suffixes k, M,
+    /// G or KiB, MiB, GiB; kept in STATE_DIR/nar-cache) [default: 0, no cache].
+    #[arg(long, env = "PEERIX_CACHE_SIZE", value_parser = parse_amount, default_value = "0", value_name = "SIZE")]
+    pub cache_size: u64,
+
     /// Seconds between full publication scans of the store (new paths are noticed within
     /// seconds anyway); 0 turns the periodic scan off.
     #[arg(
@@ -249,7 +254,7 @@ pub struct NodeArgs {
 }
 
 /// `20M` = 20,000,000; `20MiB` = 20 × 2^20; a trailing `/s` or `B` is allowed.
-fn parse_rate(text: &str) -> Result<u64, String> {
+fn parse_amount(text: &str) -> Result<u64, String> {
     let trimmed = text.trim().trim_end_matches("/s").trim_end_matches('B');
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -271,11 +276,17 @@ fn parse_rate(text: &str) -> Result<u64, String> {
     };
     let value: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not a rate like 20M or 512KiB"))?;
-    match value.checked_mul(scale) {
-        Some(0) => Err("a bandwidth limit of 0 would stop all traffic".to_owned()),
-        Some(rate) => Ok(rate),
-        None => Err(format!("{text:?} is too large")),
+        .map_err(|_| format!("{text:?} is not an amount like 20M or 512KiB"))?;
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A bandwidth: an amount per second, never 0.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    match parse_amount(text)? {
+        0 => Err("a bandwidth limit of 0 would stop all traffic".to_owned()),
+        rate => Ok(rate),
     }
 }
 
@@ -431,7 +442,7 @@ impl ServeArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_rate;
+    use super::{parse_amount, parse_rate};
 
     #[test]
     fn rates_take_decimal_and_binary_suffixes() {
@@ -443,5 +454,7 @@ mod tests {
         for bad in ["", "0", "M", "12X", "-1", "99999999999G"] {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_amount("0"), Ok(0));
+        assert_eq!(parse_amount("10GiB"), Ok(10 << 30));
     }
 }

@@ -15,7 +15,7 @@ use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
 use crate::p2p::{
     answer_requests, bootstrap_router, discover_network, follow_bootstrap_url, run_index,
-    watch_store, Holders, LocalIndex, P2pCache, Remote, Trust,
+    watch_store, Holders, LocalIndex, NarCache, P2pCache, Remote, Trust,
 };
 use crate::store::{CachingSigner, LocalStore};
 
@@ -103,7 +103,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 let interval = (args.scan_interval > 0)
                     .then(|| Duration::from_secs(args.scan_interval));
                 tokio::spawn(scanner.run(index.subscribe(), interval));
-                let remote = start_substitution(node, &store, &index, trust, filter, db)?;
+                let nar_cache = (args.cache_size > 0)
+                    .then(|| NarCache::open(&state_dir.join("nar-cache"), args.cache_size))
+                    .transpose()
+                    .map_err(|e| format!("cannot open the NAR cache: {e}"))?;
+                let remote =
+                    start_substitution(node, &store, &index, (trust, filter), db, nar_cache)?;
                 Some(remote)
             }
             None => None,
@@ -150,9 +155,9 @@ fn start_substitution(
     node: &peerix_node::NodeHandle,
     store: &Arc<LocalStore>,
     index: &Arc<LocalIndex>,
-    trust: Trust,
-    filter: PathFilter,
+    (trust, filter): (Trust, PathFilter),
     db: Arc<IndexDb>,
+    nar_cache: Option<NarCache>,
 ) -> Result<Arc<Remote>, String> {
     let holders = Arc::new(Holders::default());
     tokio::spawn(watch_store(store.clone(), index.clone(), STORE_POLL));
@@ -164,6 +169,7 @@ fn start_substitution(
         trust,
         filter,
         db,
+        nar_cache,
     )))
 }
 

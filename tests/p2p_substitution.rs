@@ -407,3 +407,45 @@ fn a_large_nar_comes_from_every_holder_at_once() {
         assert!(sent > 30_000_000, "a holder sent only {sent} bytes");
     }
 }
+
+#[test]
+fn a_fetched_nar_is_served_again_from_the_cache() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let a_store = signed_store(&upstream, &[&f.lib]);
+    let a = peer(&a_store, None, &upstream.public);
+    let b_store = ChrootStore::empty();
+    let b = Peerix::serve(
+        b_store.root(),
+        &[
+            "--listen-addrs",
+            LOOPBACK,
+            "--trusted-public-key",
+            &upstream.public,
+            "--bootstrap-peers",
+            &a.p2p_addr(),
+            "--cache-size",
+            "10MiB",
+        ],
+    );
+    wait_for_narinfo(&b, &f.lib);
+    let (_, narinfo) = b.get(&format!("/{}.narinfo", hash_part(&f.lib)));
+    let narinfo = String::from_utf8(narinfo).unwrap();
+    let url = narinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .unwrap()
+        .to_owned();
+    let dump = a_store.dump(&f.lib);
+    assert!(b.get(&format!("/{url}")).1 == dump);
+
+    // With the only holder gone, the NAR still comes, from B's cache (which keeps it once the
+    // first response is complete: a request racing that may miss it).
+    drop(a);
+    let served = (0..20).any(|_| {
+        let (status, body) = b.get(&format!("/{url}"));
+        std::thread::sleep(Duration::from_millis(100));
+        status == 200 && body == dump
+    });
+    assert!(served, "the NAR was not served from the cache");
+}

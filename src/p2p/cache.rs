@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::fetch::{self, FetchError, NarOutcome, NarProgress};
 use super::holders::Holders;
+use super::nar_cache::{Filling, NarCache};
 use super::trust::{upstream_agrees, Trust, Verdict};
 use crate::filter::PathFilter;
 use crate::index::{IndexDb, RemoteNar};
@@ -41,6 +42,8 @@ pub struct Remote {
     nars: Arc<IndexDb>,
     /// Peers that sent wrong data: never asked again.
     liars: Mutex<HashSet<PeerId>>,
+    /// NARs fetched before, served again without asking (`--cache-size`).
+    pub nar_cache: Option<NarCache>,
 }
 
 impl Remote {
@@ -50,6 +53,7 @@ impl Remote {
         trust: Trust,
         filter: PathFilter,
         nars: Arc<IndexDb>,
+        nar_cache: Option<NarCache>,
     ) -> Self {
         Self {
             node,
@@ -57,6 +61,7 @@ impl Remote {
             trust,
             filter,
             nars,
+            nar_cache,
             liars: Mutex::new(HashSet::new()),
         }
     }
@@ -170,6 +175,9 @@ impl BinaryCache for P2pCache {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
+        if let Some((size, source)) = remote.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
+            return Ok(Some(Nar { size, source }));
+        }
         let Some((nar, peers)) = remote.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
             return Ok(None);
         };
@@ -201,9 +209,15 @@ impl NarSource for PeersNar {
         let (output, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
         tokio::spawn(async move {
             let this = *self;
-            let failure = this.fetch(start, end, &output).await;
-            if let Some(error) = failure {
-                let _ = output.send(Err(io::Error::other(error))).await;
+            let cache = this.remote.nar_cache.as_ref();
+            let filling = cache
+                .filter(|_| start == 0 && end == this.size)
+                .and_then(|c| c.start(this.nar_hash, this.size));
+            match (cache, filling) {
+                (Some(cache), Some(filling)) => {
+                    this.fetch_into_cache(cache, filling, &output).await
+                }
+                _ => this.fetch_to(start, end, &output).await,
             }
         });
         Box::pin(futures_util::stream::unfold(
@@ -214,6 +228,44 @@ impl NarSource for PeersNar {
 }
 
 impl PeersNar {
+    async fn fetch_to(&self, start: u64, end: u64, output: &mpsc::Sender<io::Result<Bytes>>) {
+        if let Some(error) = self.fetch(start, end, output).await {
+            let _ = output.send(Err(io::Error::other(error))).await;
+        }
+    }
+
+    /// Fetches the whole NAR, copying it into the cache on its way to the reader; it is kept
+    /// only if every byte got through, which means it passed the NarHash check.
+    async fn fetch_into_cache(
+        &self,
+        cache: &NarCache,
+        filling: Filling,
+        output: &mpsc::Sender<io::Result<Bytes>>,
+    ) {
+        let (inner, mut fetched) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let fetching = async move { self.fetch_to(0, self.size, &inner).await };
+        // Owns the receiving end, so that a reader who leaves stops the fetch too.
+        let forwarding = async move {
+            let (mut filling, mut intact) = (filling, true);
+            while let Some(item) = fetched.recv().await {
+                match &item {
+                    Ok(chunk) => intact = intact && filling.write(chunk).is_ok(),
+                    Err(_) => intact = false,
+                }
+                if output.send(item).await.is_err() {
+                    return (false, filling);
+                }
+            }
+            (intact, filling)
+        };
+        let ((), (intact, filling)) = tokio::join!(fetching, forwarding);
+        if !intact {
+            filling.abandon();
+        } else if let Err(e) = cache.finish(filling) {
+            tracing::warn!(nar = %self.nar_hash, error = %e, "cannot keep the NAR in the cache");
+        }
+    }
+
     /// Reads the NAR from the holders in turn: one that stops is replaced by the next, which
     /// resumes where it stopped; one that sends wrong bytes ends the response (Nix retries, and
     /// that peer is not asked again). Returns why it failed, if it did.

@@ -24,7 +24,11 @@
 //! cargo bench --bench p2p_front
 //! ```
 //!
-//! The markdown table is printed and written to `target/bench-p2p_front.md`.
+//! Then, in the same run, its own rounds (multi_source.rs): the 256 MiB NAR through a fresh B from
+//! one holder vs from two (multi-source Bitswap, every holder capped at 50 MB/s), and the
+//! publication scan's rate vs `sha256sum` of the same NAR.
+//!
+//! The markdown tables are printed and written to `target/bench-p2p_front.md`.
 
 #![forbid(unsafe_code)]
 
@@ -39,6 +43,8 @@ mod load;
 #[allow(dead_code)]
 #[path = "../http_front/servers.rs"]
 mod servers;
+
+mod multi_source;
 
 use std::collections::HashSet;
 use std::error::Error;
@@ -55,6 +61,7 @@ use tokio::runtime::Runtime;
 use fixture::{miss_hashes, Fixture};
 use http_client::HttpConnection;
 use load::{nar_target, nar_throughput, narinfo_load, NarinfoMeasurement, Targets};
+use multi_source::{MultiSource, MultiSourceResults};
 use servers::{spawn_peerix, ServerProcess};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -75,6 +82,8 @@ const NAR_TIMEOUT: Duration = Duration::from_secs(300);
 const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long A's publication scan (hashing every NAR of the fixture once) may take.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often `GET /status` is polled while waiting for a scan.
+const SCAN_POLL: Duration = Duration::from_millis(20);
 const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
 const KEY_NAME: &str = "p2p-bench-a-1";
 
@@ -213,7 +222,7 @@ impl Nodes {
         let b_ready_after = started.elapsed();
         // The scan reads and hashes every NAR once after start: measuring while it runs would
         // charge whichever front goes first with it.
-        let a_scanned = wait_until_scanned(runtime, &a)?.then(|| a_started.elapsed());
+        let a_scanned = wait_until_scanned(runtime, &a)?.map(|_| a_started.elapsed());
         Ok(Self {
             a,
             b,
@@ -262,9 +271,12 @@ fn loopback_p2p_addr(node: &ServerProcess) -> BenchResult<String> {
     }
 }
 
-/// Polls `GET /status` until the publication scan has gone over the whole store; `false` when
-/// the node has no such route (nothing to wait for).
-fn wait_until_scanned(runtime: &Runtime, node: &ServerProcess) -> BenchResult<bool> {
+/// Polls `GET /status` until the publication scan has gone over the whole store, and returns the
+/// last answer; `None` when the node has no such route (nothing to wait for).
+fn wait_until_scanned(
+    runtime: &Runtime,
+    node: &ServerProcess,
+) -> BenchResult<Option<serde_json::Value>> {
     let deadline = Instant::now() + SCAN_TIMEOUT;
     loop {
         let answer = runtime.block_on(async {
@@ -274,7 +286,7 @@ fn wait_until_scanned(runtime: &Runtime, node: &ServerProcess) -> BenchResult<bo
                 .await
         })?;
         if answer.status == 404 {
-            return Ok(false);
+            return Ok(None);
         }
         let status: serde_json::Value = serde_json::from_str(&answer.body)?;
         let scan = &status["scan"];
@@ -284,14 +296,15 @@ fn wait_until_scanned(runtime: &Runtime, node: &ServerProcess) -> BenchResult<bo
             && number("paths_total") > 0
             && number("paths_done") + number("paths_failed") >= number("paths_total");
         if finished {
-            return Ok(true);
+            return Ok(Some(status));
         }
         if Instant::now() >= deadline {
             return Err(
                 format!("A's scan did not finish within {SCAN_TIMEOUT:?}: {status}").into(),
             );
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Fine-grained: the time to the end of the scan is a measurement (multi_source.rs).
+        std::thread::sleep(SCAN_POLL);
     }
 }
 
@@ -436,10 +449,27 @@ fn main() -> BenchResult<()> {
         }
     }
 
-    let report = render_report(
+    // The multi-source NAR and the publication scan (multi_source.rs), same run, own rounds.
+    let mut extra = MultiSourceResults::default();
+    let setup = match MultiSource::prepare(&fixture) {
+        Ok(setup) => Some(setup),
+        Err(e) => {
+            eprintln!("p2p_front: no multi-source rounds: {e}");
+            extra.failures_push(format!("setup: {e}"));
+            None
+        }
+    };
+    if let Some(setup) = &setup {
+        for round in 0..ROUNDS {
+            setup.round(&runtime, &fixture, &keys, round, &mut extra);
+        }
+    }
+
+    let mut report = render_report(
         &environment_facts(&fixture, &load_at_start, &b_ready_after, &a_scanned_after),
         &results,
     );
+    report.push_str(&multi_source::render(setup.as_ref(), &extra));
     println!("{report}");
     let written = write_report(&report)?;
     eprintln!("p2p_front: table written to {}", written.display());

@@ -1,0 +1,659 @@
+//! Scale benchmark: Peerix with 100,000 indexed store paths, next to a baseline of 1,000 paths
+//! measured in the same run.
+//!
+//! Building 100k real paths with Nix is too slow, so each store is synthetic: a chroot Nix store
+//! (`<root>/nix/store/<hash>-p<i>`, every path the same tiny regular file) with a Nix database
+//! (`ValidPaths`, `Refs`) whose rows carry the real NAR hash and size of that file. Store hashes
+//! are distinct, valid nixbase32 and random per run.
+//!
+//! For each store size, node A serves the store (`--offline`, libp2p on loopback); the benchmark
+//! waits until `GET /status` reports every path indexed and the publication scan finished. Node B
+//! starts on an empty store, knows only A's loopback address (`--bootstrap-peers`) and accepts
+//! unsigned narinfos (`--no-verify`, the synthetic paths are unsigned); B then holds A's store
+//! hashes in memory (index protocol). Measured over real HTTP/1.1 on 127.0.0.1 with 32 keep-alive
+//! connections (http_front's load generator):
+//! 1. narinfo misses on B (valid nixbase32 hashes nobody holds): req/s, p50/p99;
+//! 2. narinfo misses on A (its own store) for comparison;
+//! 3. narinfo hits on B (A's paths, fetched from A over libp2p);
+//! 4. peak RSS (VmHWM) of A and of B.
+//!
+//! Targets with 100k paths (reported, not asserted): peak RSS under 200 MiB, B's miss p99 under
+//! 5 ms. Run:
+//!
+//! ```text
+//! cargo bench --bench p2p_scale
+//! ```
+//!
+//! The markdown table is printed and written to `target/bench-p2p_scale.md`.
+
+#![forbid(unsafe_code)]
+
+// Shared with http_front; servers.rs needs the fixture type, which this benchmark does not build.
+#[allow(dead_code)]
+#[path = "http_front/fixture.rs"]
+mod fixture;
+#[path = "http_front/http_client.rs"]
+mod http_client;
+#[allow(dead_code)]
+#[path = "http_front/load.rs"]
+mod load;
+#[allow(dead_code)]
+#[path = "http_front/servers.rs"]
+mod servers;
+
+use std::collections::HashSet;
+use std::error::Error;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tokio::runtime::Runtime;
+
+use fixture::miss_hashes;
+use http_client::HttpConnection;
+use load::{narinfo_load, NarinfoMeasurement, Targets};
+use servers::{spawn_peerix, ServerProcess};
+
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+// The names the shared modules read from the crate root (fixture.rs and the NAR part of load.rs
+// are not used here).
+const SMALL_PATHS: usize = 1000;
+const BIG_NAR_BYTES: u64 = 256 * 1024 * 1024;
+const NAR_FETCHES: u32 = 4;
+const CONNECTIONS: usize = 32;
+const WARM_UP: Duration = Duration::from_millis(500);
+const MEASURED: Duration = Duration::from_secs(3);
+
+/// The baseline first, then the store under test.
+const STORE_SIZES: [usize; 2] = [1_000, 100_000];
+const LOAD_THREADS: usize = 2;
+/// Distinct miss hashes and hit hashes the load generator cycles through.
+const MISS_TARGETS: usize = 10_000;
+const HIT_TARGETS: usize = 1_000;
+/// Every synthetic path holds these bytes.
+const FILE_CONTENTS: &[u8] = b"peerix\n";
+const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long A may take to index and scan the largest store.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(540);
+const SCAN_POLL: Duration = Duration::from_millis(100);
+/// How long B may take to learn every probe hash of A's after it serves the first.
+const INDEX_TIMEOUT: Duration = Duration::from_secs(120);
+const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
+
+const TARGET_RSS_MIB: f64 = 200.0;
+const TARGET_MISS_P99_MS: f64 = 5.0;
+
+/// A synthetic chroot store; removed on drop.
+struct SyntheticStore {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    hashes: Vec<String>,
+    generated_in: Duration,
+}
+
+/// The NAR of a single regular, non-executable file.
+fn nar_of_file(contents: &[u8]) -> Vec<u8> {
+    fn string(nar: &mut Vec<u8>, bytes: &[u8]) {
+        nar.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        nar.extend_from_slice(bytes);
+        nar.resize(nar.len().next_multiple_of(8), 0);
+    }
+    let mut nar = Vec::new();
+    for token in [
+        &b"nix-archive-1"[..],
+        b"(",
+        b"type",
+        b"regular",
+        b"contents",
+        contents,
+        b")",
+    ] {
+        string(&mut nar, token);
+    }
+    nar
+}
+
+/// `count` distinct nixbase32 store hashes, different every run.
+fn store_hashes(count: usize) -> Vec<String> {
+    const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut seen = HashSet::with_capacity(count);
+    let mut hashes = Vec::with_capacity(count);
+    let mut i = 0u64;
+    while hashes.len() < count {
+        let digest = Sha256::digest(format!("peerix p2p_scale {nonce} {i}"));
+        i += 1;
+        let hash: String = digest
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
+            .collect();
+        if seen.insert(hash.clone()) {
+            hashes.push(hash);
+        }
+    }
+    hashes
+}
+
+impl SyntheticStore {
+    fn generate(count: usize) -> BenchResult<Self> {
+        let started = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("peerix-bench-p2p-scale-")
+            .tempdir()?;
+        let root = dir.path().join("root");
+        let store = root.join("nix/store");
+        let db_dir = root.join("nix/var/nix/db");
+        fs::create_dir_all(&store)?;
+        fs::create_dir_all(&db_dir)?;
+
+        let nar = nar_of_file(FILE_CONTENTS);
+        let nar_hash = format!("sha256:{:x}", Sha256::digest(&nar));
+        let nar_size = i64::try_from(nar.len())?;
+        let hashes = store_hashes(count);
+
+        let mut db = rusqlite::Connection::open(db_dir.join("db.sqlite"))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "OFF")?;
+        db.execute_batch(
+            "CREATE TABLE ValidPaths (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+                 path TEXT UNIQUE NOT NULL,
+                 hash TEXT NOT NULL,
+                 registrationTime INTEGER NOT NULL,
+                 deriver TEXT,
+                 narSize INTEGER,
+                 ultimate INTEGER,
+                 sigs TEXT,
+                 ca TEXT
+             );
+             CREATE TABLE Refs (
+                 referrer INTEGER NOT NULL,
+                 reference INTEGER NOT NULL,
+                 PRIMARY KEY (referrer, reference),
+                 FOREIGN KEY (referrer) REFERENCES ValidPaths(id) ON DELETE CASCADE,
+                 FOREIGN KEY (reference) REFERENCES ValidPaths(id) ON DELETE RESTRICT
+             );
+             CREATE INDEX IndexReferrer ON Refs(referrer);
+             CREATE INDEX IndexReference ON Refs(reference);
+             CREATE TABLE DerivationOutputs (
+                 drv INTEGER NOT NULL,
+                 id TEXT NOT NULL,
+                 path TEXT NOT NULL,
+                 PRIMARY KEY (drv, id),
+                 FOREIGN KEY (drv) REFERENCES ValidPaths(id) ON DELETE CASCADE
+             );
+             CREATE INDEX IndexDerivationOutputs ON DerivationOutputs(path);",
+        )?;
+        let registered = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let registered = i64::try_from(registered)?;
+        let transaction = db.transaction()?;
+        {
+            let mut insert = transaction.prepare(
+                "INSERT INTO ValidPaths (path, hash, registrationTime, narSize, ultimate) \
+                 VALUES (?1, ?2, ?3, ?4, 1)",
+            )?;
+            for (i, hash) in hashes.iter().enumerate() {
+                let name = format!("{hash}-p{i}");
+                fs::write(store.join(&name), FILE_CONTENTS)?;
+                insert.execute((
+                    format!("/nix/store/{name}"),
+                    &nar_hash,
+                    registered,
+                    nar_size,
+                ))?;
+            }
+        }
+        transaction.commit()?;
+        db.close().map_err(|(_, e)| e)?;
+        Ok(Self {
+            _dir: dir,
+            root,
+            hashes,
+            generated_in: started.elapsed(),
+        })
+    }
+}
+
+/// Everything measured on one store size.
+struct ScaleResults {
+    paths: usize,
+    generated_in: Duration,
+    /// From A reporting its HTTP address to `indexed_paths` == paths with the scan finished.
+    a_scanned_in: Option<Duration>,
+    a_status: Option<String>,
+    /// From B reporting its HTTP address to B serving every probe hash of A's.
+    b_ready_in: Option<Duration>,
+    b_misses: Option<NarinfoMeasurement>,
+    a_misses: Option<NarinfoMeasurement>,
+    b_hits: Option<NarinfoMeasurement>,
+    a_rss_kib: Option<u64>,
+    b_rss_kib: Option<u64>,
+    /// A's peak RSS once its scan finished, before B connected.
+    a_rss_after_scan_kib: Option<u64>,
+    failures: Vec<String>,
+}
+
+impl ScaleResults {
+    fn new(paths: usize) -> Self {
+        Self {
+            paths,
+            generated_in: Duration::ZERO,
+            a_scanned_in: None,
+            a_status: None,
+            b_ready_in: None,
+            b_misses: None,
+            a_misses: None,
+            b_hits: None,
+            a_rss_kib: None,
+            b_rss_kib: None,
+            a_rss_after_scan_kib: None,
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// A's `/ip4/127.0.0.1/tcp/PORT/p2p/ID`, from `peerix ipfs id` (polled until it lists one).
+fn loopback_p2p_addr(node: &ServerProcess) -> BenchResult<String> {
+    let api = format!("http://{}", node.addr);
+    let deadline = Instant::now() + ADDR_TIMEOUT;
+    loop {
+        let output = Command::new(env!("CARGO_BIN_EXE_peerix"))
+            .args(["ipfs", "--api", &api, "id"])
+            .output()?;
+        if output.status.success() {
+            let id: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+            let loopback = id["multiaddrs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+                .find(|addr| addr.starts_with("/ip4/127.0.0.1/tcp/"));
+            let peer_id = id["peer_id"].as_str();
+            match (loopback, peer_id) {
+                (Some(addr), _) if addr.contains("/p2p/") => return Ok(addr.to_owned()),
+                (Some(addr), Some(peer_id)) => return Ok(format!("{addr}/p2p/{peer_id}")),
+                _ => {}
+            }
+        }
+        if Instant::now() >= deadline {
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            return Err(format!("no loopback TCP address from `peerix ipfs id`: {stdout}").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `GET /status` until `indexed_paths` == `paths` and the scan has finished; returns the
+/// last answer.
+fn wait_until_indexed(
+    runtime: &Runtime,
+    node: &ServerProcess,
+    paths: usize,
+) -> BenchResult<serde_json::Value> {
+    let deadline = Instant::now() + SCAN_TIMEOUT;
+    loop {
+        let answer = runtime.block_on(async {
+            HttpConnection::connect(node.addr)
+                .await?
+                .get_text("/status")
+                .await
+        })?;
+        if answer.status != 200 {
+            return Err(format!("GET /status: HTTP {}: {}", answer.status, answer.body).into());
+        }
+        let status: serde_json::Value = serde_json::from_str(&answer.body)?;
+        let scan = &status["scan"];
+        let number = |field: &str| scan[field].as_u64().unwrap_or(0);
+        let finished = scan["running"] == false
+            && number("paths_total") > 0
+            && number("paths_done") + number("paths_failed") >= number("paths_total");
+        let indexed = status["indexed_paths"].as_u64() == Some(paths as u64);
+        if finished && indexed {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("A not indexed within {SCAN_TIMEOUT:?}: {status}").into());
+        }
+        std::thread::sleep(SCAN_POLL);
+    }
+}
+
+/// Waits until B answers 200 for every probe hash.
+fn wait_until_known(runtime: &Runtime, node: &ServerProcess, probes: &[&str]) -> BenchResult<()> {
+    let deadline = Instant::now() + INDEX_TIMEOUT;
+    for probe in probes {
+        let target = format!("/{probe}.narinfo");
+        loop {
+            let status = runtime.block_on(async {
+                let mut connection = HttpConnection::connect(node.addr).await.ok()?;
+                Some(connection.get_text(&target).await.ok()?.status)
+            });
+            if status == Some(200) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("B never served {probe} (last: {status:?})").into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+fn measure(
+    runtime: &Runtime,
+    label: &str,
+    server: &ServerProcess,
+    hashes: &[String],
+    expected_status: u16,
+) -> NarinfoMeasurement {
+    let targets = Targets::narinfos(hashes);
+    let stats = runtime.block_on(narinfo_load(server.addr, targets));
+    let m = NarinfoMeasurement::from_stats(&stats, expected_status);
+    eprintln!(
+        "  {label}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} wrong status",
+        m.requests_per_s, m.p50_ms, m.p99_ms, m.errors, m.wrong_status
+    );
+    m
+}
+
+fn check(results: &mut ScaleResults, label: &str, m: &NarinfoMeasurement) {
+    if m.errors > 0 {
+        results
+            .failures
+            .push(format!("{label}: {} failed requests", m.errors));
+    }
+    if m.wrong_status > 0 {
+        results
+            .failures
+            .push(format!("{label}: {} wrong statuses", m.wrong_status));
+    }
+}
+
+/// Generates the store, starts A and B on it and measures; failures end up in the results.
+fn run_scale(runtime: &Runtime, paths: usize) -> ScaleResults {
+    let mut results = ScaleResults::new(paths);
+    if let Err(e) = run_scale_inner(runtime, &mut results) {
+        eprintln!("  {paths} paths: {e}");
+        results.failures.push(e.to_string());
+    }
+    results
+}
+
+fn run_scale_inner(runtime: &Runtime, results: &mut ScaleResults) -> BenchResult<()> {
+    let paths = results.paths;
+    eprintln!("p2p_scale: {paths} paths: generating the store");
+    let store = SyntheticStore::generate(paths)?;
+    results.generated_in = store.generated_in;
+    eprintln!("  generated in {:.2?}", store.generated_in);
+
+    let mut a = spawn_peerix(
+        "peerix A",
+        &store.root,
+        &[OsStr::new("--listen-addrs"), OsStr::new(LOOPBACK_TCP)],
+    )?;
+    let a_started = Instant::now();
+    let status = wait_until_indexed(runtime, &a, paths)?;
+    results.a_scanned_in = Some(a_started.elapsed());
+    results.a_status = Some(status.to_string());
+    results.a_rss_after_scan_kib = a.peak_rss_kib();
+    eprintln!(
+        "  A indexed and scanned in {:.2?}: {status}",
+        a_started.elapsed()
+    );
+    a.wait_until_serving(runtime, &store.hashes[0])?;
+    let a_p2p = loopback_p2p_addr(&a)?;
+
+    let b_store = tempfile::Builder::new()
+        .prefix("peerix-bench-p2p-scale-empty-")
+        .tempdir()?;
+    let b = spawn_peerix(
+        "peerix B",
+        b_store.path(),
+        &[
+            OsStr::new("--listen-addrs"),
+            OsStr::new(LOOPBACK_TCP),
+            OsStr::new("--bootstrap-peers"),
+            OsStr::new(&a_p2p),
+            OsStr::new("--no-verify"),
+        ],
+    )?;
+    let b_started = Instant::now();
+    // The first, middle and last paths: B holds all of A's index once it serves these.
+    let probes = [
+        store.hashes[0].as_str(),
+        store.hashes[paths / 2].as_str(),
+        store.hashes[paths - 1].as_str(),
+    ];
+    wait_until_known(runtime, &b, &probes)?;
+    results.b_ready_in = Some(b_started.elapsed());
+    eprintln!("  B served A's paths after {:.2?}", b_started.elapsed());
+
+    let taken: HashSet<&str> = store.hashes.iter().map(String::as_str).collect();
+    let misses = miss_hashes(MISS_TARGETS, &taken);
+    let step = (paths / HIT_TARGETS).max(1);
+    let hits: Vec<String> = store.hashes.iter().step_by(step).cloned().collect();
+
+    let m = measure(runtime, "B narinfo misses", &b, &misses, 404);
+    check(results, "B narinfo misses", &m);
+    results.b_misses = Some(m);
+    let m = measure(runtime, "A narinfo misses", &a, &misses, 404);
+    check(results, "A narinfo misses", &m);
+    results.a_misses = Some(m);
+    let m = measure(runtime, "B narinfo hits", &b, &hits, 200);
+    check(results, "B narinfo hits", &m);
+    results.b_hits = Some(m);
+
+    results.a_rss_kib = a.peak_rss_kib();
+    results.b_rss_kib = b.peak_rss_kib();
+    eprintln!(
+        "  peak RSS: A {:?} KiB, B {:?} KiB",
+        results.a_rss_kib, results.b_rss_kib
+    );
+    drop(b);
+    drop(a);
+    Ok(())
+}
+
+fn main() -> BenchResult<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(LOAD_THREADS)
+        .enable_all()
+        .build()?;
+    let load_at_start = load_average();
+    let results: Vec<ScaleResults> = STORE_SIZES
+        .iter()
+        .map(|&paths| run_scale(&runtime, paths))
+        .collect();
+    let report = render_report(&results, &load_at_start);
+    println!("{report}");
+    let file = write_report(&report)?;
+    eprintln!("p2p_scale: table written to {}", file.display());
+    Ok(())
+}
+
+fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn render_report(results: &[ScaleResults], load_at_start: &str) -> String {
+    let mib = |kib: Option<u64>| kib.map(|k| k as f64 / 1024.0);
+    let cell = |value: Option<f64>, format: &dyn Fn(f64) -> String| {
+        value.map_or_else(|| "—".to_owned(), format)
+    };
+    let seconds = |d: Option<Duration>| cell(d.map(|d| d.as_secs_f64()), &|v| format!("{v:.2}"));
+    let latency = |m: Option<NarinfoMeasurement>| {
+        m.map_or_else(
+            || "—".to_owned(),
+            |m| format!("{:.2} / {:.2}", m.p50_ms, m.p99_ms),
+        )
+    };
+    let rate =
+        |m: Option<NarinfoMeasurement>| cell(m.map(|m| m.requests_per_s), &|v| format!("{v:.0}"));
+    let rss = |kib: Option<u64>| cell(mib(kib), &|v| format!("{v:.1}"));
+    let largest = results.last();
+    let verdict = |value: Option<f64>, met: &dyn Fn(f64) -> bool| match value {
+        Some(v) if met(v) => "met",
+        Some(_) => "**missed**",
+        None => "not measured",
+    };
+
+    type RowFn<'a> = Box<dyn Fn(&ScaleResults) -> String + 'a>;
+    let rows: Vec<(&str, RowFn, String)> = vec![
+        (
+            "store generation (s)",
+            Box::new(|r: &ScaleResults| seconds(Some(r.generated_in))),
+            "—".to_owned(),
+        ),
+        (
+            "A: start to indexed + scan finished (s)",
+            Box::new(|r: &ScaleResults| seconds(r.a_scanned_in)),
+            "—".to_owned(),
+        ),
+        (
+            "B: start to serving A's first/middle/last path (s)",
+            Box::new(|r: &ScaleResults| seconds(r.b_ready_in)),
+            "—".to_owned(),
+        ),
+        (
+            "B narinfo misses (req/s)",
+            Box::new(|r: &ScaleResults| rate(r.b_misses)),
+            "—".to_owned(),
+        ),
+        (
+            "B narinfo misses p50 / p99 (ms)",
+            Box::new(|r: &ScaleResults| latency(r.b_misses)),
+            format!(
+                "p99 < {TARGET_MISS_P99_MS} ms: {}",
+                verdict(largest.and_then(|r| r.b_misses).map(|m| m.p99_ms), &|v| v
+                    < TARGET_MISS_P99_MS)
+            ),
+        ),
+        (
+            "A narinfo misses (req/s)",
+            Box::new(|r: &ScaleResults| rate(r.a_misses)),
+            "—".to_owned(),
+        ),
+        (
+            "A narinfo misses p50 / p99 (ms)",
+            Box::new(|r: &ScaleResults| latency(r.a_misses)),
+            "—".to_owned(),
+        ),
+        (
+            "B narinfo hits via A (req/s)",
+            Box::new(|r: &ScaleResults| rate(r.b_hits)),
+            "—".to_owned(),
+        ),
+        (
+            "B narinfo hits via A p50 / p99 (ms)",
+            Box::new(|r: &ScaleResults| latency(r.b_hits)),
+            "—".to_owned(),
+        ),
+        (
+            "A peak RSS after scan, before B (MiB)",
+            Box::new(|r: &ScaleResults| rss(r.a_rss_after_scan_kib)),
+            "—".to_owned(),
+        ),
+        (
+            "A peak RSS at end (MiB)",
+            Box::new(|r: &ScaleResults| rss(r.a_rss_kib)),
+            format!(
+                "< {TARGET_RSS_MIB} MiB: {}",
+                verdict(largest.and_then(|r| mib(r.a_rss_kib)), &|v| v
+                    < TARGET_RSS_MIB)
+            ),
+        ),
+        (
+            "B peak RSS at end (MiB)",
+            Box::new(|r: &ScaleResults| rss(r.b_rss_kib)),
+            format!(
+                "< {TARGET_RSS_MIB} MiB: {}",
+                verdict(largest.and_then(|r| mib(r.b_rss_kib)), &|v| v
+                    < TARGET_RSS_MIB)
+            ),
+        ),
+    ];
+
+    let mut report = String::from("# Peerix at scale: 100k indexed paths vs a 1k baseline\n\n");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        report,
+        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}",
+        load_average()
+    );
+    let _ = writeln!(
+        report,
+        "- synthetic chroot stores (identical {}-byte files, NAR {} bytes; distinct store \
+         hashes); A serves the store, B has an empty store, `--bootstrap-peers` A's loopback \
+         address and `--no-verify`; both `--offline`, libp2p on {LOOPBACK_TCP}",
+        FILE_CONTENTS.len(),
+        nar_of_file(FILE_CONTENTS).len()
+    );
+    let _ = writeln!(
+        report,
+        "- load generator: in-process, {LOAD_THREADS} tokio worker threads on the same cores as \
+         both nodes; {CONNECTIONS} keep-alive HTTP/1.1 connections, {WARM_UP:?} warm-up + \
+         {MEASURED:?} measured per scenario; misses cycle over {MISS_TARGETS} random hashes, \
+         hits over {HIT_TARGETS} of A's paths"
+    );
+    let _ = writeln!(
+        report,
+        "- RSS is VmHWM of each process; targets apply to the largest store\n"
+    );
+    report.push_str("| scenario |");
+    for r in results {
+        let _ = write!(report, " {} paths |", r.paths);
+    }
+    report.push_str(" target (largest store) |\n| --- |");
+    for _ in results {
+        report.push_str(" ---: |");
+    }
+    report.push_str(" --- |\n");
+    for (label, value, target) in &rows {
+        let _ = write!(report, "| {label} |");
+        for r in results {
+            let _ = write!(report, " {} |", value(r));
+        }
+        let _ = writeln!(report, " {target} |");
+    }
+    report.push('\n');
+    let mut problems = String::new();
+    for r in results {
+        for failure in &r.failures {
+            let _ = writeln!(problems, "- {} paths: {failure}", r.paths);
+        }
+    }
+    if problems.is_empty() {
+        problems.push_str("No errors and no wrong statuses.\n");
+    }
+    report.push_str(&problems);
+    for r in results {
+        if let Some(status) = &r.a_status {
+            let _ = writeln!(report, "\nA's `/status` at {} paths: `{status}`", r.paths);
+        }
+    }
+    report
+}
+
+fn write_report(report: &str) -> std::io::Result<PathBuf> {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    fs::create_dir_all(&target_dir)?;
+    let file = target_dir.join("bench-p2p_scale.md");
+    fs::write(&file, report)?;
+    Ok(file)
+}

@@ -1,9 +1,10 @@
 //! The binary cache Nix talks to: this machine's store first, then the peers that announced a
 //! path. A peer's narinfo reaches Nix only when trusted, its NAR only as it hashes correctly.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cid::Cid;
@@ -21,6 +22,11 @@ use crate::filter::PathFilter;
 use crate::index::{IndexDb, RemoteNar};
 use crate::store::LocalStore;
 
+/// How long a peer's trusted narinfo is served again without asking (paths never change; this
+/// only bounds how long a path another peer now holds keeps the first answer).
+const TRUSTED_NARINFO_TTL: Duration = Duration::from_secs(60);
+/// Trusted narinfos remembered at most (about 1 KiB each).
+const TRUSTED_NARINFOS: usize = 1 << 14;
 /// NARs at least this large are fetched from every holder at once when several hold them.
 const MULTI_SOURCE_MIN: u64 = 16 << 20;
 /// Chunks buffered between a peer and the HTTP response.
@@ -42,6 +48,10 @@ pub struct Remote {
     nars: Arc<IndexDb>,
     /// Peers that sent wrong data: never asked again.
     liars: Mutex<HashSet<PeerId>>,
+    /// Narinfos that passed the trust check lately, so that a fleet asking for the same paths
+    /// does not make every request a round trip and a signature check. Served only while some
+    /// peer still announces the path.
+    trusted_narinfos: Mutex<HashMap<StoreHash, (Instant, NarInfo)>>,
     /// NARs fetched before, served again without asking (`--cache-size`).
     pub nar_cache: Option<NarCache>,
 }
@@ -63,6 +73,7 @@ impl Remote {
             nars,
             nar_cache,
             liars: Mutex::new(HashSet::new()),
+            trusted_narinfos: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,6 +92,12 @@ impl Remote {
     /// The first trusted narinfo for `hash` among the peers that hold it.
     async fn narinfo(&self, hash: StoreHash) -> Option<NarInfo> {
         let holders = self.honest(self.holders.holders_of(&hash));
+        if holders.is_empty() {
+            return None;
+        }
+        if let Some(narinfo) = self.recently_trusted(hash) {
+            return Some(narinfo);
+        }
         for peer in holders.iter().copied() {
             let (narinfo, cid) = match fetch::narinfo(&self.node, peer, hash).await {
                 Ok(answer) => answer,
@@ -100,10 +117,25 @@ impl Remote {
                 tracing::warn!(%peer, path = %narinfo.store_path, "untrusted narinfo refused");
                 continue;
             }
+            let published = cid.is_some();
             self.remember(&narinfo, cid);
+            // Until the holder has published the NAR's CID, ask again: the next answer may
+            // carry it, and with it the way to fetch from every holder at once.
+            if let Some(mut trusted) = self.trusted_narinfos.lock().ok().filter(|_| published) {
+                if trusted.len() >= TRUSTED_NARINFOS {
+                    trusted.clear();
+                }
+                trusted.insert(hash, (Instant::now(), narinfo.clone()));
+            }
             return Some(narinfo);
         }
         None
+    }
+
+    fn recently_trusted(&self, hash: StoreHash) -> Option<NarInfo> {
+        let trusted = self.trusted_narinfos.lock().ok()?;
+        let (when, narinfo) = trusted.get(&hash)?;
+        (when.elapsed() < TRUSTED_NARINFO_TTL).then(|| narinfo.clone())
     }
 
     async fn trusted(&self, narinfo: &NarInfo) -> bool {

@@ -29,6 +29,8 @@
 #![forbid(unsafe_code)]
 
 // Shared with http_front; servers.rs needs the fixture type, which this benchmark does not build.
+#[path = "http_front/bench_env.rs"]
+mod bench_env;
 #[allow(dead_code)]
 #[path = "http_front/fixture.rs"]
 mod fixture;
@@ -37,6 +39,8 @@ mod http_client;
 #[allow(dead_code)]
 #[path = "http_front/load.rs"]
 mod load;
+#[path = "p2p_front/peer_addr.rs"]
+mod peer_addr;
 #[allow(dead_code)]
 #[path = "http_front/servers.rs"]
 mod servers;
@@ -46,16 +50,17 @@ use std::error::Error;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 
+use bench_env::{load_average, write_report};
 use fixture::miss_hashes;
 use http_client::HttpConnection;
 use load::{narinfo_load, NarinfoMeasurement, Targets};
+use peer_addr::loopback_p2p_addr;
 use servers::{spawn_peerix, ServerProcess};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -261,37 +266,6 @@ impl ScaleResults {
     }
 }
 
-/// A's `/ip4/127.0.0.1/tcp/PORT/p2p/ID`, from `peerix ipfs id` (polled until it lists one).
-fn loopback_p2p_addr(node: &ServerProcess) -> BenchResult<String> {
-    let api = format!("http://{}", node.addr);
-    let deadline = Instant::now() + ADDR_TIMEOUT;
-    loop {
-        let output = Command::new(env!("CARGO_BIN_EXE_peerix"))
-            .args(["ipfs", "--api", &api, "id"])
-            .output()?;
-        if output.status.success() {
-            let id: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-            let loopback = id["multiaddrs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(serde_json::Value::as_str)
-                .find(|addr| addr.starts_with("/ip4/127.0.0.1/tcp/"));
-            let peer_id = id["peer_id"].as_str();
-            match (loopback, peer_id) {
-                (Some(addr), _) if addr.contains("/p2p/") => return Ok(addr.to_owned()),
-                (Some(addr), Some(peer_id)) => return Ok(format!("{addr}/p2p/{peer_id}")),
-                _ => {}
-            }
-        }
-        if Instant::now() >= deadline {
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            return Err(format!("no loopback TCP address from `peerix ipfs id`: {stdout}").into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Polls `GET /status` until `indexed_paths` == `paths` and the scan has finished; returns the
 /// last answer.
 fn wait_until_indexed(
@@ -411,7 +385,7 @@ fn run_scale_inner(runtime: &Runtime, results: &mut ScaleResults) -> BenchResult
         a_started.elapsed()
     );
     a.wait_until_serving(runtime, &store.hashes[0])?;
-    let a_p2p = loopback_p2p_addr(&a)?;
+    let a_p2p = loopback_p2p_addr(&a, ADDR_TIMEOUT)?;
 
     let b_store = tempfile::Builder::new()
         .prefix("peerix-bench-p2p-scale-empty-")
@@ -476,17 +450,9 @@ fn main() -> BenchResult<()> {
         .collect();
     let report = render_report(&results, &load_at_start);
     println!("{report}");
-    let file = write_report(&report)?;
+    let file = write_report("bench-p2p_scale.md", &report)?;
     eprintln!("p2p_scale: table written to {}", file.display());
     Ok(())
-}
-
-fn load_average() -> String {
-    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn render_report(results: &[ScaleResults], load_at_start: &str) -> String {
@@ -646,14 +612,4 @@ fn render_report(results: &[ScaleResults], load_at_start: &str) -> String {
         }
     }
     report
-}
-
-fn write_report(report: &str) -> std::io::Result<PathBuf> {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    fs::create_dir_all(&target_dir)?;
-    let file = target_dir.join("bench-p2p_scale.md");
-    fs::write(&file, report)?;
-    Ok(file)
 }

@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench_env;
 mod fixture;
 mod http_client;
 mod load;
@@ -39,8 +40,9 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bench_env::{load_average, write_report};
 use fixture::Fixture;
-use report::{environment_facts, load_average, render_report, write_report};
+use report::{environment_facts, render_report};
 use servers::ServerKind;
 use session::{ServerResults, Session};
 
@@ -94,7 +96,7 @@ fn main() -> BenchResult<()> {
         &results,
     );
     println!("{report}");
-    let written = write_report(&report)?;
+    let written = write_report("bench-http_front.md", &report)?;
     eprintln!("http_front: table written to {}", written.display());
     Ok(())
 }

@@ -1,24 +1,14 @@
 //! The report: facts about the environment and the markdown table of both servers' results.
 
 use std::fmt::Write as _;
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::bench_env::load_average;
 use crate::fixture::{Fixture, KEY_NAME};
 use crate::session::{NarinfoScenario, ServerResults};
 use crate::{
     BIG_NAR_BYTES, CONNECTIONS, LOAD_THREADS, MEASURED, NAR_FETCHES, ROUNDS, SMALL_PATHS, WARM_UP,
 };
-
-/// The 1, 5 and 15 minute load averages.
-pub(crate) fn load_average() -> String {
-    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 pub(crate) fn environment_facts(
     fixture: &Fixture,
@@ -173,14 +163,4 @@ fn problems(servers: &[(&str, &ServerResults)]) -> String {
         text.push_str("No errors, no wrong statuses.\n");
     }
     format!("\n{text}")
-}
-
-pub(crate) fn write_report(report: &str) -> io::Result<PathBuf> {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    fs::create_dir_all(&target_dir)?;
-    let file = target_dir.join("bench-http_front.md");
-    fs::write(&file, report)?;
-    Ok(file)
 }

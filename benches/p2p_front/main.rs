@@ -33,6 +33,8 @@
 #![forbid(unsafe_code)]
 
 // Shared with http_front, which uses the parts this benchmark does not (harmonia, store layout).
+#[path = "../http_front/bench_env.rs"]
+mod bench_env;
 #[allow(dead_code)]
 #[path = "../http_front/fixture.rs"]
 mod fixture;
@@ -45,23 +47,26 @@ mod load;
 mod servers;
 
 mod multi_source;
+mod peer_addr;
 
 use std::collections::HashSet;
 use std::error::Error;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
+use bench_env::{load_average, write_report};
 use fixture::{miss_hashes, Fixture};
 use http_client::HttpConnection;
 use load::{nar_target, nar_throughput, narinfo_load, NarinfoMeasurement, Targets};
 use multi_source::{MultiSource, MultiSourceResults};
+use peer_addr::loopback_p2p_addr;
 use servers::{spawn_peerix, ServerProcess};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -198,7 +203,7 @@ impl Nodes {
         )?;
         let a_started = Instant::now();
         a.wait_until_serving(runtime, &fixture.big_hash)?;
-        let a_p2p = loopback_p2p_addr(&a)?;
+        let a_p2p = loopback_p2p_addr(&a, ADDR_TIMEOUT)?;
 
         let b_store = tempfile::Builder::new()
             .prefix("peerix-bench-p2p-empty-store-")
@@ -237,37 +242,6 @@ impl Nodes {
             Front::Baseline => &self.a,
             Front::ThroughB => &self.b,
         }
-    }
-}
-
-/// A's `/ip4/127.0.0.1/tcp/PORT/p2p/ID`, from `peerix ipfs id` (polled until it lists one).
-fn loopback_p2p_addr(node: &ServerProcess) -> BenchResult<String> {
-    let api = format!("http://{}", node.addr);
-    let deadline = Instant::now() + ADDR_TIMEOUT;
-    loop {
-        let output = Command::new(env!("CARGO_BIN_EXE_peerix"))
-            .args(["ipfs", "--api", &api, "id"])
-            .output()?;
-        if output.status.success() {
-            let id: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-            let loopback = id["multiaddrs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(serde_json::Value::as_str)
-                .find(|addr| addr.starts_with("/ip4/127.0.0.1/tcp/"));
-            let peer_id = id["peer_id"].as_str();
-            match (loopback, peer_id) {
-                (Some(addr), _) if addr.contains("/p2p/") => return Ok(addr.to_owned()),
-                (Some(addr), Some(peer_id)) => return Ok(format!("{addr}/p2p/{peer_id}")),
-                _ => {}
-            }
-        }
-        if Instant::now() >= deadline {
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            return Err(format!("no loopback TCP address from `peerix ipfs id`: {stdout}").into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -471,7 +445,7 @@ fn main() -> BenchResult<()> {
     );
     report.push_str(&multi_source::render(setup.as_ref(), &extra));
     println!("{report}");
-    let written = write_report(&report)?;
+    let written = write_report("bench-p2p_front.md", &report)?;
     eprintln!("p2p_front: table written to {}", written.display());
     Ok(())
 }
@@ -484,15 +458,6 @@ fn round_order(round: usize) -> [Front; 2] {
     } else {
         [a, b]
     }
-}
-
-/// The 1, 5 and 15 minute load averages.
-fn load_average() -> String {
-    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn environment_facts(
@@ -717,14 +682,4 @@ fn problems(results: &[FrontResults; 2]) -> String {
         text.push_str("No errors, no wrong statuses, A's signature on every front.\n");
     }
     format!("\n{text}")
-}
-
-fn write_report(report: &str) -> std::io::Result<PathBuf> {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    fs::create_dir_all(&target_dir)?;
-    let file = target_dir.join("bench-p2p_front.md");
-    fs::write(&file, report)?;
-    Ok(file)
 }

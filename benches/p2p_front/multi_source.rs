@@ -30,8 +30,9 @@ use tokio::runtime::Runtime;
 
 use crate::fixture::Fixture;
 use crate::http_client::HttpConnection;
+use crate::peer_addr::loopback_p2p_addr;
 use crate::servers::{spawn_peerix, ServerProcess};
-use crate::{loopback_p2p_addr, wait_until_scanned, BenchResult, Keys, LOOPBACK_TCP};
+use crate::{wait_until_scanned, BenchResult, Keys, ADDR_TIMEOUT, LOOPBACK_TCP};
 
 /// Every holder's `--bandwidth-limit`: 50e6 bytes/s in each direction.
 const BANDWIDTH_LIMIT: &str = "50M";
@@ -303,7 +304,7 @@ fn start_holder(
         from_start,
         bytes,
     };
-    let addr = loopback_p2p_addr(&holder)?;
+    let addr = loopback_p2p_addr(&holder, ADDR_TIMEOUT)?;
     Ok((holder, addr, sample))
 }
 

@@ -1,0 +1,25 @@
+//! What every bench binary here shares: the machine's load, the report file under `target/`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
+pub(crate) fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes `report` to `target/<file_name>` (or under `CARGO_TARGET_DIR`); returns its path.
+pub(crate) fn write_report(file_name: &str, report: &str) -> io::Result<PathBuf> {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    fs::create_dir_all(&target_dir)?;
+    let file = target_dir.join(file_name);
+    fs::write(&file, report)?;
+    Ok(file)
+}

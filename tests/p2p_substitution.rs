@@ -31,15 +31,22 @@ fn signed_store(upstream: &NixKey, paths: &[&str]) -> ChrootStore {
 
 /// Waits (bounded) until `node` answers 200 for `path`'s narinfo: peers' indexes arrive
 /// shortly after they connect.
-fn wait_for_narinfo(node: &Peerix, path: &str) -> Duration {
+fn wait_for_narinfo(node: &Peerix, path: &str) {
+    let narinfo = format!("/{}.narinfo", hash_part(path));
+    eventually(
+        Duration::from_secs(20),
+        &format!("{path} never became available through the peer"),
+        || node.get(&narinfo).0 == 200,
+    );
+}
+
+/// Polls `ready` every 100 ms until it holds; fails with `what` after `limit`.
+fn eventually(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(20) {
-        if node.get(&format!("/{}.narinfo", hash_part(path))).0 == 200 {
-            return started.elapsed();
-        }
+    while !ready() {
+        assert!(started.elapsed() < limit, "{what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{path} never became available through the peer");
 }
 
 fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
@@ -124,17 +131,17 @@ fn untrusted_paths_never_reach_nix() {
 /// B's node lists `peer` among its connections (bounded wait).
 fn wait_connected(node: &Peerix, peer_addr: &str) {
     let peer_id = peer_addr.rsplit("/p2p/").next().unwrap();
-    for _ in 0..100 {
-        let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
-            .args(["ipfs", "--api", &node.url(), "peers"])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout).contains(peer_id) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("never connected to {peer_id}");
+    eventually(
+        Duration::from_secs(10),
+        &format!("never connected to {peer_id}"),
+        || {
+            let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
+                .args(["ipfs", "--api", &node.url(), "peers"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).contains(peer_id)
+        },
+    );
 }
 
 #[test]
@@ -370,15 +377,15 @@ fn a_holder_not_connected_is_found_through_the_dht() {
 
 /// Waits (bounded) until `node` has published its whole store.
 fn wait_published(node: &Peerix, paths: u64) {
-    for _ in 0..600 {
-        let (_, body) = node.get("/status");
-        let status: Value = serde_json::from_slice(&body).unwrap_or_default();
-        if status["indexed_paths"] == paths && status["scan"]["running"] == false {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the store was never published");
+    eventually(
+        Duration::from_secs(60),
+        "the store was never published",
+        || {
+            let (_, body) = node.get("/status");
+            let status: Value = serde_json::from_slice(&body).unwrap_or_default();
+            status["indexed_paths"] == paths && status["scan"]["running"] == false
+        },
+    );
 }
 
 #[test]

@@ -12,4 +12,5 @@ pub mod nix;
 pub mod node_api;
 pub mod p2p;
 pub mod serve;
+pub mod status;
 pub mod store;

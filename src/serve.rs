@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::filter::PathFilter;
-use crate::index::{status_router, IndexDb, ScanProgress, Scanner, StoreContent};
+use crate::index::{IndexDb, ScanProgress, Scanner, StoreContent};
 use crate::kubo_rpc::KuboRpc;
 use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
@@ -17,6 +17,7 @@ use crate::p2p::{
     answer_requests, bootstrap_router, discover_network, follow_bootstrap_url, run_index,
     watch_store, Holders, LocalIndex, NarCache, P2pCache, Remote, Trust,
 };
+use crate::status::{status_router, StatusSources};
 use crate::store::{CachingSigner, LocalStore};
 
 /// How often the store database is checked for added or removed paths (a cheap query).
@@ -92,7 +93,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 let db = IndexDb::open(&state_dir.join("index.redb"))
                     .map_err(|e| format!("cannot open the index: {e}"))?;
                 let db = Arc::new(db);
-                status = Some(status_router(progress.clone(), db.clone()));
+                let holders = Arc::new(Holders::default());
+                status = Some(status_router(StatusSources {
+                    progress: progress.clone(),
+                    db: db.clone(),
+                    holders: holders.clone(),
+                }));
                 let scanner = Scanner {
                     store: store.clone(),
                     content: content.clone(),
@@ -107,8 +113,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                     .then(|| NarCache::open(&state_dir.join("nar-cache"), args.cache_size))
                     .transpose()
                     .map_err(|e| format!("cannot open the NAR cache: {e}"))?;
-                let remote =
-                    start_substitution(node, &store, &index, (trust, filter), db, nar_cache)?;
+                let remote = start_substitution(
+                    node,
+                    (&store, &index, holders),
+                    (trust, filter),
+                    db,
+                    nar_cache,
+                )?;
                 Some(remote)
             }
             None => None,
@@ -153,13 +164,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 /// and returns what the front needs to ask them.
 fn start_substitution(
     node: &peerix_node::NodeHandle,
-    store: &Arc<LocalStore>,
-    index: &Arc<LocalIndex>,
+    (store, index, holders): (&Arc<LocalStore>, &Arc<LocalIndex>, Arc<Holders>),
     (trust, filter): (Trust, PathFilter),
     db: Arc<IndexDb>,
     nar_cache: Option<NarCache>,
 ) -> Result<Arc<Remote>, String> {
-    let holders = Arc::new(Holders::default());
     tokio::spawn(watch_store(store.clone(), index.clone(), STORE_POLL));
     run_index(node.clone(), index.clone(), holders.clone())?;
     answer_requests(node, store.clone(), db.clone())?;

@@ -144,52 +144,100 @@ fn wait_connected(node: &Peerix, peer_addr: &str) {
     );
 }
 
+/// The ways a peer can lie about a path it holds.
+#[derive(Clone, Copy, Debug)]
+enum Lie {
+    /// Its database and signature are right; one byte on its disk is not.
+    WrongBytes,
+    /// Its narinfo names a NarHash the signature was not made over.
+    WrongNarHash,
+    /// Its narinfo carries no signature at all.
+    Unsigned,
+}
+
+fn lying_store(lie: Lie, upstream: &NixKey, path: &str) -> ChrootStore {
+    let store = match lie {
+        Lie::Unsigned => ChrootStore::with_paths(&[path]),
+        Lie::WrongBytes | Lie::WrongNarHash => signed_store(upstream, &[path]),
+    };
+    match lie {
+        Lie::WrongBytes => {
+            let file = store.physical(path).join("lib/libfixture.so");
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes[0] ^= 0x20;
+            let mut permissions = std::fs::metadata(&file).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+            std::fs::set_permissions(&file, permissions).unwrap();
+            std::fs::write(&file, &bytes).unwrap();
+        }
+        Lie::WrongNarHash => {
+            let db =
+                rusqlite::Connection::open(store.root().join("nix/var/nix/db/db.sqlite")).unwrap();
+            // Another valid sha256, of the same length and form.
+            let changed = db
+                .execute(
+                    "UPDATE ValidPaths SET hash = 'sha256:' || \
+                     (CASE substr(hash, 8, 1) WHEN '0' THEN '1' ELSE '0' END) || \
+                     substr(hash, 9) WHERE path = ?1",
+                    [path],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+        Lie::Unsigned => {}
+    }
+    store
+}
+
 #[test]
-fn a_peer_with_wrong_bytes_never_gets_them_into_nix() {
+fn a_lying_peer_never_gets_a_byte_into_nix() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
     let honest_store = signed_store(&upstream, &[&f.lib]);
-    // The liar's database and signature are right; one byte on its disk is not.
-    let liar_store = signed_store(&upstream, &[&f.lib]);
-    let file = liar_store.physical(&f.lib).join("lib/libfixture.so");
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[0] ^= 0x20;
-    let mut permissions = std::fs::metadata(&file).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
-    std::fs::set_permissions(&file, permissions).unwrap();
-    std::fs::write(&file, &bytes).unwrap();
-
-    let liar = peer(&liar_store, None, &upstream.public);
     let honest = peer(&honest_store, None, &upstream.public);
-    let b_store = ChrootStore::empty();
-    let b = peer(&b_store, Some(&liar.p2p_addr()), &upstream.public);
-    wait_for_narinfo(&b, &f.lib);
-
-    // Only the liar holds the path: Nix gets no NAR, and nothing lands in its store.
-    let dest = ChrootStore::empty();
-    let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.lib]);
-    assert!(!out.status.success(), "a wrong NAR was accepted");
-    assert!(!dest.physical(&f.lib).exists());
-
-    // With an honest holder connected too, the same copy succeeds, from it.
     let honest_addr = honest.p2p_addr();
-    let connect = Command::new(env!("CARGO_BIN_EXE_peerix"))
-        .args(["ipfs", "--api", &b.url(), "connect", &honest_addr])
-        .output()
-        .unwrap();
-    assert!(connect.status.success());
-    wait_connected(&b, &honest_addr);
-    let mut copied = None;
-    for _ in 0..20 {
+    for lie in [Lie::WrongBytes, Lie::WrongNarHash, Lie::Unsigned] {
+        let liar_store = lying_store(lie, &upstream, &f.lib);
+        let liar = peer(&liar_store, None, &upstream.public);
+        let b_store = ChrootStore::empty();
+        let b = peer(&b_store, Some(&liar.p2p_addr()), &upstream.public);
+        // B knows the liar holds the path: a refusal below is a refusal of the lie.
+        eventually(
+            Duration::from_secs(20),
+            "B never learnt the liar's index",
+            || {
+                let status: Value = serde_json::from_slice(&b.get("/status").1).unwrap_or_default();
+                status["peers"]["paths"] == 1
+            },
+        );
+
+        // Only the liar holds the path: Nix gets no NAR, and nothing lands in its store.
+        let dest = ChrootStore::empty();
         let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.lib]);
-        if out.status.success() {
-            copied = Some(out);
-            break;
+        assert!(!out.status.success(), "{lie:?}: a lie was accepted");
+        assert!(!dest.physical(&f.lib).exists(), "{lie:?}");
+
+        // With an honest holder connected too, the same copy succeeds, from it.
+        let connect = Command::new(env!("CARGO_BIN_EXE_peerix"))
+            .args(["ipfs", "--api", &b.url(), "connect", &honest_addr])
+            .output()
+            .unwrap();
+        assert!(connect.status.success());
+        wait_connected(&b, &honest_addr);
+        // A fresh client: Nix remembers the 404 a refused narinfo gave the first one.
+        let dest = ChrootStore::empty();
+        let mut copied = false;
+        for _ in 0..20 {
+            let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.lib]);
+            if out.status.success() {
+                copied = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
-        std::thread::sleep(Duration::from_millis(250));
+        assert!(copied, "{lie:?}: the honest peer never served the path");
+        assert_same_bytes(&honest_store, &dest, &[&f.lib]);
     }
-    assert!(copied.is_some(), "the honest peer never served the path");
-    assert_same_bytes(&honest_store, &dest, &[&f.lib]);
 }
 
 /// Bytes `node` has sent to the peer whose address is `to` (from `peerix ipfs status`).

@@ -43,6 +43,18 @@ impl Holders {
         }
     }
 
+    /// How many peers announced paths, and how many paths they announced in all.
+    pub fn summary(&self) -> (usize, usize) {
+        self.by_peer
+            .read()
+            .map(|map| {
+                let holding = map.values().filter(|set| !set.is_empty());
+                let (peers, paths) = holding.fold((0, 0), |(n, p), set| (n + 1, p + set.len()));
+                (peers, paths)
+            })
+            .unwrap_or_default()
+    }
+
     /// The peers that announced `hash`.
     pub fn holders_of(&self, hash: &StoreHash) -> Vec<PeerId> {
         self.by_peer

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cid::Cid;
 
 use crate::block::verify;
-use crate::storage::{Import, LeafLocation, Storage, Stored};
+use crate::storage::{Import, LeafLocation, Persist, Storage, Stored};
 use crate::unixfs::{leaf_block, Block, CidVersion, Importer, CHUNK_SIZE};
 
 pub trait BlockSource: Send + Sync + 'static {
@@ -48,7 +48,13 @@ impl LocalBlocks {
 
     /// Imports the content read from `reader` as a UnixFS file, recording that its leaves can be
     /// re-read from `source`; returns the root CID. Only inner nodes are stored.
-    pub fn import(&self, source: &str, reader: impl Read, version: CidVersion) -> io::Result<Cid> {
+    pub fn import(
+        &self,
+        source: &str,
+        reader: impl Read,
+        version: CidVersion,
+        persist: Persist,
+    ) -> io::Result<Cid> {
         let mut importer = Importer::new(version);
         let mut reader = reader;
         let mut buf = vec![0u8; CHUNK_SIZE];
@@ -70,7 +76,7 @@ impl LocalBlocks {
             importer.write(&buf[..n], &mut record);
         }
         let root = importer.finish(&mut record);
-        self.storage.save_import(&import)?;
+        self.storage.save_import(&import, persist)?;
         Ok(root)
     }
 
@@ -79,7 +85,7 @@ impl LocalBlocks {
         let name = path
             .to_str()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file name is not UTF-8"))?;
-        self.import(name, File::open(path)?, version)
+        self.import(name, File::open(path)?, version, Persist::Now)
     }
 
     fn read_leaf(&self, cid: &Cid, place: &LeafLocation) -> io::Result<Option<Vec<u8>>> {

@@ -37,6 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
 pub use config::{NodeConfig, PUBLIC_BOOTSTRAP_PEERS};
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+pub use storage::Persist;
 
 use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::Bitswap;
@@ -170,16 +171,25 @@ impl NodeHandle {
 
     /// Publishes the content `reader` yields (CIDv1, raw leaves) under the name `source`, which
     /// the node's [`ContentSource`] must be able to read back at any offset; only inner nodes are
-    /// stored. The root is queued for announcement; this does not wait for the DHT.
+    /// stored. The root is queued for announcement; this does not wait for the DHT. With
+    /// `Persist::Later` the records reach the disk at the next [`NodeHandle::persist`].
     pub async fn add_content(
         &self,
         source: String,
         reader: impl Read + Send + 'static,
+        persist: Persist,
     ) -> Result<Cid, NodeError> {
         let blocks = self.blocks.clone();
-        let cid = blocking(move || blocks.import(&source, reader, CidVersion::V1)).await?;
-        self.announce(&cid).await?;
+        let cid = blocking(move || blocks.import(&source, reader, CidVersion::V1, persist)).await?;
+        let key = self.record_provided(&cid, persist).await?;
+        self.queue_announcement(key).await?;
         Ok(cid)
+    }
+
+    /// Makes everything added with `Persist::Later` durable, in one commit.
+    pub async fn persist(&self) -> Result<(), NodeError> {
+        let storage = self.storage.clone();
+        blocking(move || Ok(storage.persist()?)).await
     }
 
     /// A block this node holds (an inner node, or a leaf read back from its source), verified.
@@ -215,27 +225,35 @@ impl NodeHandle {
     /// Announces this node as a provider of `cid`. Records are keyed by the multihash, so CIDv0
     /// and CIDv1 of the same content share providers, as in kubo.
     pub async fn provide(&self, cid: &Cid) -> Result<(), NodeError> {
-        let key = self.record_provided(cid).await?;
+        let key = self.record_provided(cid, Persist::Now).await?;
         self.ask(|reply| Command::Provide(key, Some(reply)))
             .await?
             .map_err(NodeError::Dht)
     }
 
     /// Keeps `cid`'s key among the provided ones (announced again after a restart).
-    async fn record_provided(&self, cid: &Cid) -> Result<kad::RecordKey, NodeError> {
+    async fn record_provided(
+        &self,
+        cid: &Cid,
+        persist: Persist,
+    ) -> Result<kad::RecordKey, NodeError> {
         let key = cid.hash().to_bytes();
         let (storage, stored) = (self.storage.clone(), key.clone());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        blocking(move || Ok(storage.record_provided(&stored, now)?)).await?;
+        blocking(move || Ok(storage.record_provided(&stored, now, persist)?)).await?;
         Ok(kad::RecordKey::new(&key))
     }
 
     /// Queues `cid` for announcement (recorded, so announced again after a restart) without
     /// waiting for the DHT: what a bulk publisher wants.
     pub async fn announce(&self, cid: &Cid) -> Result<(), NodeError> {
-        let key = self.record_provided(cid).await?;
+        let key = self.record_provided(cid, Persist::Now).await?;
+        self.queue_announcement(key).await
+    }
+
+    async fn queue_announcement(&self, key: kad::RecordKey) -> Result<(), NodeError> {
         self.commands
             .send(Command::Provide(key, None))
             .await

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use cid::Cid;
 use libp2p::{Multiaddr, PeerId};
-use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
+    TableDefinition, WriteTransaction,
+};
 use thiserror::Error;
 
 use crate::unixfs::CidVersion;
@@ -86,6 +89,14 @@ pub struct KnownPeer {
     pub last_seen: u64,
 }
 
+/// When a write must be on disk: at once, or with the next durable commit (a bulk publisher
+/// makes a batch durable in one fsync instead of one per item).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist {
+    Now,
+    Later,
+}
+
 pub struct Storage {
     db: Database,
 }
@@ -105,8 +116,26 @@ impl Storage {
         Ok(Self { db })
     }
 
-    pub fn save_import(&self, import: &Import) -> Result<()> {
-        let txn = self.db.begin_write().map_err(StorageError::db)?;
+    /// A write transaction that is durable on commit, or (`Persist::Later`) only once a later
+    /// durable commit or [`Storage::persist`] follows.
+    fn begin_write(&self, persist: Persist) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write().map_err(StorageError::db)?;
+        if persist == Persist::Later {
+            txn.set_durability(Durability::None)
+                .map_err(StorageError::db)?;
+        }
+        Ok(txn)
+    }
+
+    /// Makes every earlier `Persist::Later` write durable.
+    pub fn persist(&self) -> Result<()> {
+        self.begin_write(Persist::Now)?
+            .commit()
+            .map_err(StorageError::db)
+    }
+
+    pub fn save_import(&self, import: &Import, persist: Persist) -> Result<()> {
+        let txn = self.begin_write(persist)?;
         {
             let source = source_id(&txn, &import.source)?;
             let mut inner = txn.open_table(INNER).map_err(StorageError::db)?;
@@ -174,8 +203,8 @@ impl Storage {
         Ok(locations.next().is_some())
     }
 
-    pub fn record_provided(&self, key: &[u8], at: u64) -> Result<()> {
-        let txn = self.db.begin_write().map_err(StorageError::db)?;
+    pub fn record_provided(&self, key: &[u8], at: u64, persist: Persist) -> Result<()> {
+        let txn = self.begin_write(persist)?;
         txn.open_table(PROVIDED)
             .map_err(StorageError::db)?
             .insert(key, at)
@@ -342,17 +371,17 @@ mod tests {
         let path = dir.path().join("node.redb");
         {
             let storage = Storage::open(&path).unwrap();
-            for (source, offset) in [("/a", 0), ("/b", 7)] {
-                storage
-                    .save_import(&Import {
-                        source: source.to_owned(),
-                        version: CidVersion::V1,
-                        inner: vec![(cid(9), b"node".to_vec())],
-                        leaves: vec![(cid(1), offset, 3)],
-                    })
-                    .unwrap();
+            for (source, offset, persist) in [("/a", 0, Persist::Now), ("/b", 7, Persist::Later)] {
+                let import = Import {
+                    source: source.to_owned(),
+                    version: CidVersion::V1,
+                    inner: vec![(cid(9), b"node".to_vec())],
+                    leaves: vec![(cid(1), offset, 3)],
+                };
+                storage.save_import(&import, persist).unwrap();
             }
-            storage.record_provided(b"key", 5).unwrap();
+            storage.record_provided(b"key", 5, Persist::Later).unwrap();
+            storage.persist().unwrap();
         }
         let storage = Storage::open(&path).unwrap();
         assert_eq!(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
-use peerix_node::{start, NodeConfig, NodeHandle};
+use peerix_node::{start, NodeConfig, NodeHandle, Persist};
 use tempfile::TempDir;
 
 async fn node(dir: &TempDir, name: &str, bootstrap: Vec<libp2p::Multiaddr>) -> NodeHandle {
@@ -83,7 +83,11 @@ async fn announcements_are_paced_and_can_be_paused() {
         let content = vec![i; 1000];
         cids.push(
             publisher
-                .add_content(format!("item-{i}"), std::io::Cursor::new(content))
+                .add_content(
+                    format!("item-{i}"),
+                    std::io::Cursor::new(content),
+                    Persist::Now,
+                )
                 .await
                 .unwrap(),
         );

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use cid::Cid;
 use peerix_http::{NarHash, StoreHash};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
 /// Store hash -> u16 CID length, CID bytes, narinfo text.
 const PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("paths");
@@ -45,17 +47,26 @@ impl IndexDb {
         Ok(Self { db })
     }
 
+    /// Records `hash`'s CID and narinfo; durable only at the next [`IndexDb::persist`], so that
+    /// a bulk scan pays one fsync per batch.
     pub fn put(&self, hash: StoreHash, cid: &Cid, narinfo: &str) -> Result<(), IndexError> {
         let cid = cid.to_bytes();
         let len = u16::try_from(cid.len()).map_err(db_error)?;
         let mut value = len.to_le_bytes().to_vec();
         value.extend_from_slice(&cid);
         value.extend_from_slice(narinfo.as_bytes());
-        let txn = self.db.begin_write().map_err(db_error)?;
+        let mut txn = self.db.begin_write().map_err(db_error)?;
+        txn.set_durability(Durability::None).map_err(db_error)?;
         txn.open_table(PATHS)
             .map_err(db_error)?
             .insert(hash.as_str(), value.as_slice())
             .map_err(db_error)?;
+        txn.commit().map_err(db_error)
+    }
+
+    /// Makes every earlier `put` durable.
+    pub fn persist(&self) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
         txn.commit().map_err(db_error)
     }
 
@@ -94,25 +105,31 @@ impl IndexDb {
         Ok(hashes)
     }
 
-    /// Records that `nar_hash` names the NAR (`size` bytes) of a peer's path `hash`; a NAR
-    /// already known costs a read, not a write.
-    pub fn remember_remote_nar(
-        &self,
-        nar_hash: &NarHash,
-        nar: &RemoteNar,
-    ) -> Result<(), IndexError> {
-        if self.remote_nar(nar_hash)?.as_ref() == Some(nar) {
+    /// Records what narinfo answers said of peers' NARs (`size` bytes, path `hash`), in one
+    /// transaction; NARs already known as they are cost a read, not a write.
+    pub fn remember_remote_nars(&self, nars: &[(NarHash, RemoteNar)]) -> Result<(), IndexError> {
+        let mut changed = Vec::new();
+        for (nar_hash, nar) in nars {
+            if self.remote_nar(nar_hash)?.as_ref() != Some(nar) {
+                changed.push((nar_hash, nar));
+            }
+        }
+        if changed.is_empty() {
             return Ok(());
         }
-        let cid = nar.cid.map(|c| c.to_string()).unwrap_or_default();
         let txn = self.db.begin_write().map_err(db_error)?;
-        txn.open_table(REMOTE_NARS)
-            .map_err(db_error)?
-            .insert(
-                nar_hash.0.as_slice(),
-                (nar.size, nar.path.as_str(), cid.as_str()),
-            )
-            .map_err(db_error)?;
+        {
+            let mut table = txn.open_table(REMOTE_NARS).map_err(db_error)?;
+            for (nar_hash, nar) in changed {
+                let cid = nar.cid.map(|c| c.to_string()).unwrap_or_default();
+                table
+                    .insert(
+                        nar_hash.0.as_slice(),
+                        (nar.size, nar.path.as_str(), cid.as_str()),
+                    )
+                    .map_err(db_error)?;
+            }
+        }
         txn.commit().map_err(db_error)
     }
 
@@ -167,6 +184,7 @@ mod tests {
         {
             let db = IndexDb::open(&path).unwrap();
             db.put(hash, &cid, "StorePath: x\n").unwrap();
+            db.persist().unwrap();
         }
         let db = IndexDb::open(&path).unwrap();
         assert_eq!(
@@ -183,7 +201,7 @@ mod tests {
             path: hash,
             cid: Some(cid),
         };
-        db.remember_remote_nar(&nar, &remote).unwrap();
+        db.remember_remote_nars(&[(nar, remote.clone())]).unwrap();
         assert_eq!(db.remote_nar(&nar).unwrap(), Some(remote));
         assert_eq!(db.remote_nar(&NarHash([6; 32])).unwrap(), None);
         assert!(decode(&[]).is_err());

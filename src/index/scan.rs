@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peerix_http::StoreHash;
-use peerix_node::NodeHandle;
+use peerix_node::{NodeHandle, Persist};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -20,6 +20,9 @@ use crate::store::LocalStore;
 
 /// How often a running scan reports its progress in the log.
 const PROGRESS_LOG: Duration = Duration::from_secs(10);
+/// Published paths reach the disk together, one fsync per database, at most this often: the
+/// work a kill -9 can undo, and redo at the next start.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 /// Progress of the current (or last) scan, for the log and `GET /status`.
 #[derive(Default)]
@@ -150,7 +153,7 @@ impl Scanner {
         todo.sort_unstable();
         self.progress.start(todo.len());
         tracing::info!(paths = todo.len(), "publishing new paths");
-        let mut last_log = Instant::now();
+        let (mut last_log, mut last_persist) = (Instant::now(), Instant::now());
         for hash in todo {
             match self.publish(hash).await {
                 Ok(bytes) => {
@@ -162,13 +165,32 @@ impl Scanner {
                 }
             }
             self.progress.done.fetch_add(1, Ordering::Relaxed);
+            if last_persist.elapsed() >= PERSIST_EVERY {
+                last_persist = Instant::now();
+                self.persist().await;
+            }
             if last_log.elapsed() >= PROGRESS_LOG {
                 last_log = Instant::now();
                 log_progress(&self.progress.report());
             }
         }
+        self.persist().await;
         self.progress.finish();
         log_progress(&self.progress.report());
+    }
+
+    /// The node's records first: the index never claims a path whose blocks a crash lost.
+    async fn persist(&self) {
+        if let Err(e) = self.node.persist().await {
+            tracing::error!(error = %e, "cannot persist published content");
+            return;
+        }
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.persist()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the index"),
+            Err(e) => tracing::error!(error = %e, "cannot persist the index"),
+        }
     }
 
     /// Imports one path's NAR and records it; returns the NAR's size.
@@ -192,7 +214,7 @@ impl Scanner {
         }
         let cid = self
             .node
-            .add_content(nar_source(hash), NarReader::new(plan))
+            .add_content(nar_source(hash), NarReader::new(plan), Persist::Later)
             .await
             .map_err(|e| e.to_string())?;
         let db = self.db.clone();

@@ -15,7 +15,7 @@ use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
 use crate::p2p::{
     answer_requests, bootstrap_router, discover_network, follow_bootstrap_url, run_index,
-    watch_store, Holders, LocalIndex, NarCache, P2pCache, Remote, Trust,
+    watch_store, Holders, LocalIndex, NarCache, NarLog, P2pCache, Remote, Trust,
 };
 use crate::status::{status_router, StatusSources};
 use crate::store::{CachingSigner, LocalStore};
@@ -172,12 +172,13 @@ fn start_substitution(
     tokio::spawn(watch_store(store.clone(), index.clone(), STORE_POLL));
     run_index(node.clone(), index.clone(), holders.clone())?;
     answer_requests(node, store.clone(), db.clone())?;
+    let nars = NarLog::start(db).map_err(|e| format!("cannot start the NAR log: {e}"))?;
     Ok(Arc::new(Remote::new(
         node.clone(),
         holders,
         trust,
         filter,
-        db,
+        nars,
         nar_cache,
     )))
 }

@@ -17,9 +17,11 @@ use tokio::sync::mpsc;
 use super::fetch::{self, FetchError, NarOutcome, NarProgress};
 use super::holders::Holders;
 use super::nar_cache::{Filling, NarCache};
+use super::nar_log::NarLog;
+use super::stream_pool::StreamPool;
 use super::trust::{upstream_agrees, Trust, Verdict};
 use crate::filter::PathFilter;
-use crate::index::{IndexDb, RemoteNar};
+use crate::index::RemoteNar;
 use crate::store::LocalStore;
 
 /// How long a peer's trusted narinfo is served again without asking (paths never change; this
@@ -45,7 +47,7 @@ pub struct Remote {
     /// NAR hash -> its size and the path it belongs to, filled by narinfo answers and kept
     /// across restarts: Nix caches narinfos and may ask for the NAR long after. Holders are
     /// looked up again then.
-    nars: Arc<IndexDb>,
+    nars: NarLog,
     /// Peers that sent wrong data: never asked again.
     liars: Mutex<HashSet<PeerId>>,
     /// Narinfos that passed the trust check lately, so that a fleet asking for the same paths
@@ -54,6 +56,7 @@ pub struct Remote {
     trusted_narinfos: Mutex<HashMap<StoreHash, (Instant, NarInfo)>>,
     /// NARs fetched before, served again without asking (`--cache-size`).
     pub nar_cache: Option<NarCache>,
+    narinfo_streams: StreamPool,
 }
 
 impl Remote {
@@ -62,7 +65,7 @@ impl Remote {
         holders: Arc<Holders>,
         trust: Trust,
         filter: PathFilter,
-        nars: Arc<IndexDb>,
+        nars: NarLog,
         nar_cache: Option<NarCache>,
     ) -> Self {
         Self {
@@ -74,6 +77,7 @@ impl Remote {
             nar_cache,
             liars: Mutex::new(HashSet::new()),
             trusted_narinfos: Mutex::new(HashMap::new()),
+            narinfo_streams: StreamPool::default(),
         }
     }
 
@@ -99,17 +103,18 @@ impl Remote {
             return Some(narinfo);
         }
         for peer in holders.iter().copied() {
-            let (narinfo, cid) = match fetch::narinfo(&self.node, peer, hash).await {
-                Ok(answer) => answer,
-                Err(e @ (FetchError::Lied { .. } | FetchError::Malformed(_))) => {
-                    self.penalise(peer, &e);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::debug!(%peer, %hash, error = %e, "no narinfo from peer");
-                    continue;
-                }
-            };
+            let (narinfo, cid) =
+                match fetch::narinfo(&self.node, &self.narinfo_streams, peer, hash).await {
+                    Ok(answer) => answer,
+                    Err(e @ (FetchError::Lied { .. } | FetchError::Malformed(_))) => {
+                        self.penalise(peer, &e);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, %hash, error = %e, "no narinfo from peer");
+                        continue;
+                    }
+                };
             if !self.filter.allows(narinfo.store_path.basename()) {
                 return None;
             }
@@ -118,7 +123,9 @@ impl Remote {
                 continue;
             }
             let published = cid.is_some();
-            self.remember(&narinfo, cid);
+            if !self.remember(&narinfo, cid).await {
+                return None;
+            }
             // Until the holder has published the NAR's CID, ask again: the next answer may
             // carry it, and with it the way to fetch from every holder at once.
             if let Some(mut trusted) = self.trusted_narinfos.lock().ok().filter(|_| published) {
@@ -151,20 +158,19 @@ impl Remote {
         }
     }
 
-    fn remember(&self, narinfo: &NarInfo, cid: Option<Cid>) {
+    /// Records the NAR a narinfo names, durably: without it, its URL would be a 404 later.
+    async fn remember(&self, narinfo: &NarInfo, cid: Option<Cid>) -> bool {
         let nar = RemoteNar {
             size: narinfo.nar_size,
             path: narinfo.store_path.hash(),
             cid,
         };
-        if let Err(e) = self.nars.remember_remote_nar(&narinfo.nar_hash, &nar) {
-            tracing::warn!(error = %e, "cannot remember a peer's NAR");
-        }
+        self.nars.record(narinfo.nar_hash, nar).await
     }
 
     /// What a narinfo answer said of a NAR, and the honest peers holding its path now.
     fn known_nar(&self, nar_hash: &NarHash) -> Option<(RemoteNar, Vec<PeerId>)> {
-        let nar = self.nars.remote_nar(nar_hash).ok()??;
+        let nar = self.nars.get(nar_hash)?;
         let holders = self.honest(self.holders.holders_of(&nar.path));
         Some((nar, holders))
     }

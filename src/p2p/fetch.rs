@@ -8,11 +8,12 @@ use bytes::Bytes;
 use cid::Cid;
 use futures_util::AsyncReadExt;
 use peerix_http::{NarHash, NarInfo, StoreHash};
-use peerix_node::{NodeHandle, PeerId, StreamProtocol};
+use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::frames::{expect_frame, write_frame};
+use super::stream_pool::StreamPool;
 use super::wire::{
     decode_nar_answer, decode_narinfo_answer, encode_hash, NarRequest, CID_FIELD, NARINFO_PROTOCOL,
     NAR_PROTOCOL,
@@ -36,24 +37,32 @@ pub enum FetchError {
     Lied { got: String, expected: String },
 }
 
-/// A peer's narinfo for `hash`, with the CID its NAR is published under when it says.
+/// A peer's narinfo for `hash`, with the CID its NAR is published under when it says. Asked on
+/// an idle stream from `pool` when there is one (again on a new stream if that one has died).
 pub async fn narinfo(
     node: &NodeHandle,
+    pool: &StreamPool,
     peer: PeerId,
     hash: StoreHash,
 ) -> Result<(NarInfo, Option<Cid>), FetchError> {
+    let request = encode_hash(&hash);
     let asked = async {
+        if let Some(mut stream) = pool.take(peer) {
+            if let Ok(frame) = ask(&mut stream, &request).await {
+                pool.put_back(peer, stream);
+                return Ok(frame);
+            }
+        }
         let protocol = StreamProtocol::new(NARINFO_PROTOCOL);
         let mut stream = node
             .open_stream(peer, protocol)
             .await
             .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        write_frame(&mut stream, &encode_hash(&hash))
+        let frame = ask(&mut stream, &request)
             .await
             .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        expect_frame(&mut stream)
-            .await
-            .map_err(|e| FetchError::Unreachable(e.to_string()))
+        pool.put_back(peer, stream);
+        Ok(frame)
     };
     let frame = tokio::time::timeout(NARINFO_TIMEOUT, asked)
         .await
@@ -74,6 +83,12 @@ pub async fn narinfo(
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|c| Cid::try_from(c).ok());
     Ok((narinfo, cid))
+}
+
+/// One request and its answer on `stream`.
+async fn ask(stream: &mut Stream, request: &[u8]) -> io::Result<Vec<u8>> {
+    write_frame(stream, request).await?;
+    expect_frame(stream).await
 }
 
 /// Reads the whole NAR by `cid` over Bitswap, blocks spread over `peers` (each block checked

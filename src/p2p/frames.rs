@@ -36,7 +36,10 @@ pub async fn expect_frame<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Ve
 
 pub async fn write_frame<W: AsyncWrite + Unpin>(stream: &mut W, body: &[u8]) -> io::Result<()> {
     let header = frame_header(body.len()).map_err(invalid)?;
-    stream.write_all(&header).await?;
-    stream.write_all(body).await?;
+    // One write, so that a small frame travels in one multiplexer frame.
+    let mut frame = Vec::with_capacity(header.len() + body.len());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).await?;
     stream.flush().await
 }

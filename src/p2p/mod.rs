@@ -10,7 +10,9 @@ mod frames;
 mod holders;
 mod index;
 mod nar_cache;
+mod nar_log;
 mod requests;
+mod stream_pool;
 mod trust;
 pub mod wire;
 
@@ -23,5 +25,6 @@ pub use discovery::run as discover_network;
 pub use holders::Holders;
 pub use index::{run as run_index, watch_store, LocalIndex};
 pub use nar_cache::NarCache;
+pub use nar_log::NarLog;
 pub use requests::run as answer_requests;
 pub use trust::{Trust, NIXOS_CACHE_KEY, NIXOS_CACHE_URL};

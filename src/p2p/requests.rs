@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{AsyncWriteExt, StreamExt};
-use peerix_http::BinaryCache;
+use peerix_http::{BinaryCache, StoreHash};
 use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
 
-use super::frames::{expect_frame, write_frame};
+use super::frames::{expect_frame, read_frame, write_frame};
 use super::wire::{
     decode_narinfo_request, encode_nar_answer, encode_narinfo_answer, NarRequest, CID_FIELD,
     NARINFO_PROTOCOL, NAR_PROTOCOL,
@@ -18,6 +18,8 @@ use crate::store::LocalStore;
 
 /// A request must arrive this soon after the stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A narinfo stream may carry one request after another; it is closed after this long idle.
+const NARINFO_STREAM_IDLE: Duration = Duration::from_secs(60);
 
 pub fn run(node: &NodeHandle, store: Arc<LocalStore>, index: Arc<IndexDb>) -> Result<(), String> {
     let mut narinfos = node
@@ -47,14 +49,35 @@ async fn answer_narinfo(
     store: Arc<LocalStore>,
     index: Arc<IndexDb>,
 ) {
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, expect_frame(&mut stream)).await;
-    let hash = match request.map(|r| r.map(|f| decode_narinfo_request(&f))) {
-        Ok(Ok(Ok(hash))) => hash,
-        other => {
-            tracing::debug!(%peer, answer = ?other.map(|r| r.map(|_| ())), "bad narinfo request");
+    let mut wait = REQUEST_TIMEOUT;
+    loop {
+        let request = match tokio::time::timeout(wait, read_frame(&mut stream)).await {
+            Ok(Ok(Some(frame))) => decode_narinfo_request(&frame),
+            // Closed between requests, or idle too long: the asker is done with the stream.
+            Ok(Ok(None)) | Err(_) => break,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "broken narinfo request");
+                break;
+            }
+        };
+        let Ok(hash) = request else {
+            tracing::debug!(%peer, "bad narinfo request");
+            break;
+        };
+        let answer = narinfo_answer(hash, &store, &index);
+        if write_frame(&mut stream, &encode_narinfo_answer(answer.as_deref()))
+            .await
+            .is_err()
+        {
             return;
         }
-    };
+        wait = NARINFO_STREAM_IDLE;
+    }
+    let _ = stream.close().await;
+}
+
+/// This node's narinfo for `hash` if it shares the path, with the CID its NAR is published under.
+fn narinfo_answer(hash: StoreHash, store: &LocalStore, index: &IndexDb) -> Option<String> {
     let narinfo = match store.shared_narinfo(hash) {
         Ok(found) => found.map(|n| n.render()),
         Err(e) => {
@@ -63,14 +86,12 @@ async fn answer_narinfo(
         }
     };
     // Once published, the NAR's CID lets the asker fetch it from every holder over Bitswap.
-    let narinfo = narinfo.map(|mut text| {
+    narinfo.map(|mut text| {
         if let Ok(Some((cid, _))) = index.get(hash) {
             text.push_str(&format!("{CID_FIELD}: {cid}\n"));
         }
         text
-    });
-    let _ = write_frame(&mut stream, &encode_narinfo_answer(narinfo.as_deref())).await;
-    let _ = stream.close().await;
+    })
 }
 
 async fn answer_nar(peer: PeerId, mut stream: Stream, store: Arc<LocalStore>) {

@@ -1,0 +1,73 @@
+//! What narinfo answers said of peers' NARs, recorded durably before the narinfo reaches Nix (it
+//! may ask for the NAR long after, across a restart). One thread writes them, every record
+//! waiting at that moment in one commit: a burst of first-time narinfos costs a few fsyncs, not
+//! one each, and no fsync ever blocks the runtime's workers.
+
+use std::sync::Arc;
+
+use peerix_http::NarHash;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::index::{IndexDb, RemoteNar};
+
+/// Records committed together at most.
+const BATCH: usize = 512;
+
+type Pending = (NarHash, RemoteNar, oneshot::Sender<bool>);
+
+pub struct NarLog {
+    db: Arc<IndexDb>,
+    pending: mpsc::UnboundedSender<Pending>,
+}
+
+impl NarLog {
+    pub fn start(db: Arc<IndexDb>) -> std::io::Result<Self> {
+        let (pending, mut receiver) = mpsc::unbounded_channel::<Pending>();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("nar-log".to_owned())
+            .spawn(move || {
+                while let Some(first) = receiver.blocking_recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match receiver.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let records: Vec<(NarHash, RemoteNar)> = batch
+                        .iter()
+                        .map(|(hash, nar, _)| (*hash, nar.clone()))
+                        .collect();
+                    let written = writer_db.remember_remote_nars(&records);
+                    if let Err(e) = &written {
+                        tracing::warn!(error = %e, "cannot remember peers' NARs");
+                    }
+                    for (_, _, done) in batch {
+                        let _ = done.send(written.is_ok());
+                    }
+                }
+            })?;
+        Ok(Self { db, pending })
+    }
+
+    /// Records `nar` and waits until it is on disk; `false` if it could not be written.
+    pub async fn record(&self, nar_hash: NarHash, nar: RemoteNar) -> bool {
+        let (done, written) = oneshot::channel();
+        if self.pending.send((nar_hash, nar, done)).is_err() {
+            return false;
+        }
+        written.await.unwrap_or(false)
+    }
+
+    /// What was recorded for `nar_hash`.
+    pub fn get(&self, nar_hash: &NarHash) -> Option<RemoteNar> {
+        match self.db.remote_nar(nar_hash) {
+            Ok(nar) => nar,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a peer's NAR record");
+                None
+            }
+        }
+    }
+}

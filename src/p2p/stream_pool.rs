@@ -1,0 +1,39 @@
+//! Idle narinfo streams, kept per peer: a request sent on an open stream skips opening and
+//! negotiating a new one, which is most of a narinfo round trip's cost on a fast link.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use peerix_node::{PeerId, Stream};
+
+/// Idle streams kept per peer: as many as requests to one peer usually run at once.
+const IDLE_PER_PEER: usize = 32;
+/// Peers with idle streams at most; past that the pool starts afresh (streams of departed peers
+/// would otherwise linger).
+const PEERS: usize = 1024;
+
+#[derive(Default)]
+pub struct StreamPool {
+    idle: Mutex<HashMap<PeerId, Vec<Stream>>>,
+}
+
+impl StreamPool {
+    /// An idle stream to `peer`, if one is kept.
+    pub fn take(&self, peer: PeerId) -> Option<Stream> {
+        self.idle.lock().ok()?.get_mut(&peer)?.pop()
+    }
+
+    /// Keeps `stream`, which has just carried a whole answer, for the next request to `peer`.
+    pub fn put_back(&self, peer: PeerId, stream: Stream) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        if idle.len() >= PEERS && !idle.contains_key(&peer) {
+            idle.clear();
+        }
+        let streams = idle.entry(peer).or_default();
+        if streams.len() < IDLE_PER_PEER {
+            streams.push(stream);
+        }
+    }
+}

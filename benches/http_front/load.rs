@@ -38,6 +38,12 @@ impl Targets {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.paths.len();
         &self.paths[index]
     }
+
+    /// The next target not handed out yet, if any (for one pass over them all).
+    fn take(&self) -> Option<&str> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        self.paths.get(index).map(String::as_str)
+    }
 }
 
 /// Requests count when they start at or after `measure_from`; no request starts after `end`.
@@ -53,6 +59,8 @@ pub(crate) struct LoadStats {
     ok: u64,
     not_found: u64,
     errors: u64,
+    /// The time the counted requests were made in.
+    measured_for: Duration,
 }
 
 impl LoadStats {
@@ -63,6 +71,7 @@ impl LoadStats {
             ok: 0,
             not_found: 0,
             errors: 0,
+            measured_for: MEASURED,
         }
     }
 
@@ -104,7 +113,7 @@ impl NarinfoMeasurement {
         let answered = stats.ok + stats.not_found;
         let quantile_ms = |q| stats.latency_us.value_at_quantile(q) as f64 / 1000.0;
         Self {
-            requests_per_s: answered as f64 / MEASURED.as_secs_f64(),
+            requests_per_s: answered as f64 / stats.measured_for.as_secs_f64(),
             p50_ms: quantile_ms(0.50),
             p99_ms: quantile_ms(0.99),
             errors: stats.errors,
@@ -134,6 +143,44 @@ pub(crate) async fn narinfo_load(addr: SocketAddr, targets: Arc<Targets>) -> Loa
             Err(_) => total.errors += 1,
         }
     }
+    total
+}
+
+/// Every target once, over `connections` keep-alive connections, every request measured: what
+/// a client asking for paths the server has not been asked for before sees.
+pub(crate) async fn each_once(
+    addr: SocketAddr,
+    targets: Arc<Targets>,
+    connections: usize,
+) -> LoadStats {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let targets = targets.clone();
+            tokio::spawn(async move {
+                let (mut stats, mut connection) = (LoadStats::new(), None);
+                while let Some(target) = targets.take() {
+                    let started = Instant::now();
+                    let request = request(&mut connection, addr, target);
+                    let status = tokio::time::timeout(REQUEST_TIMEOUT, request).await;
+                    let status = status.ok().and_then(Result::ok);
+                    stats.record(status, started.elapsed());
+                    if status.is_none() {
+                        connection = None;
+                    }
+                }
+                stats
+            })
+        })
+        .collect();
+    let mut total = LoadStats::new();
+    for task in tasks {
+        match task.await {
+            Ok(stats) => total.merge(&stats),
+            Err(_) => total.errors += 1,
+        }
+    }
+    total.measured_for = started.elapsed();
     total
 }
 

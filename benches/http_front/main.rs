@@ -31,6 +31,8 @@
 mod bench_env;
 mod fixture;
 mod http_client;
+// Shared with the p2p benchmarks; the first-time pass (`each_once`) is theirs.
+#[allow(dead_code)]
 mod load;
 mod report;
 mod servers;

@@ -35,18 +35,18 @@ use crate::servers::{spawn_peerix, ServerProcess};
 use crate::{wait_until_scanned, BenchResult, Keys, ADDR_TIMEOUT, LOOPBACK_TCP};
 
 /// Every holder's `--bandwidth-limit`: 50e6 bytes/s in each direction.
-const BANDWIDTH_LIMIT: &str = "50M";
-const BANDWIDTH_LIMIT_MB_PER_S: f64 = 50.0;
+pub(crate) const BANDWIDTH_LIMIT: &str = "50M";
+pub(crate) const BANDWIDTH_LIMIT_MB_PER_S: f64 = 50.0;
 /// Two holders against one (reported, not asserted).
-const TARGET_SPEEDUP: f64 = 1.8;
+pub(crate) const TARGET_SPEEDUP: f64 = 1.8;
 /// The scan's rate against `sha256sum`'s (reported, not asserted).
-const TARGET_SCAN_RATIO: f64 = 0.6;
+pub(crate) const TARGET_SCAN_RATIO: f64 = 0.6;
 /// A whole NAR at well under a tenth of one holder's cap still finishes.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long B may take to be connected to every holder.
 const PEERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// After B answers the narinfo: time for every holder's index to reach it.
-const INDEX_SETTLE: Duration = Duration::from_secs(1);
+pub(crate) const INDEX_SETTLE: Duration = Duration::from_secs(1);
 const NIX_CONFIG: &str = "experimental-features = nix-command\nsubstituters =";
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -54,39 +54,39 @@ const READ_BUFFER: usize = 256 * 1024;
 pub(crate) struct MultiSource {
     _dir: tempfile::TempDir,
     /// A chroot store holding just the big path.
-    second_store: PathBuf,
+    pub(crate) second_store: PathBuf,
     /// `nix-store --dump` of the big path, for `sha256sum`.
-    nar_file: PathBuf,
-    nar_sha256: String,
-    nar_bytes: u64,
+    pub(crate) nar_file: PathBuf,
+    pub(crate) nar_sha256: String,
+    pub(crate) nar_bytes: u64,
 }
 
 /// One whole NAR through B.
-struct Fetch {
-    mb_per_s: f64,
+pub(crate) struct Fetch {
+    pub(crate) mb_per_s: f64,
     /// Bytes B received from each holder during the fetch (libp2p traffic), in holder order.
-    bytes_from: Vec<u64>,
+    pub(crate) bytes_from: Vec<u64>,
 }
 
 /// One publication scan of the fixture store, by holder 1 started alone.
-struct ScanSample {
+pub(crate) struct ScanSample {
     /// `bytes_per_second` as `GET /status` reports it.
-    reported_mb_per_s: f64,
+    pub(crate) reported_mb_per_s: f64,
     /// The scan's NAR bytes over the time from spawning the process to the finished scan.
-    from_start_mb_per_s: f64,
-    from_start: Duration,
-    bytes: u64,
+    pub(crate) from_start_mb_per_s: f64,
+    pub(crate) from_start: Duration,
+    pub(crate) bytes: u64,
 }
 
 #[derive(Default)]
 pub(crate) struct MultiSourceResults {
     /// Index 0: one holder, 1: two holders.
-    fetches: [Vec<Fetch>; 2],
-    scans: Vec<ScanSample>,
+    pub(crate) fetches: [Vec<Fetch>; 2],
+    pub(crate) scans: Vec<ScanSample>,
     /// Holder 2's scans (just the big path), for comparison.
-    big_only_scans: Vec<ScanSample>,
-    sha256sum_mb_per_s: Vec<f64>,
-    failures: Vec<String>,
+    pub(crate) big_only_scans: Vec<ScanSample>,
+    pub(crate) sha256sum_mb_per_s: Vec<f64>,
+    pub(crate) failures: Vec<String>,
 }
 
 impl MultiSourceResults {
@@ -457,151 +457,4 @@ fn check_success(what: &str, output: &std::process::Output) -> BenchResult<()> {
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     Err(format!("{what} failed ({}): {stderr}", output.status).into())
-}
-
-/// The facts and the table, for the end of the report.
-pub(crate) fn render(setup: Option<&MultiSource>, results: &MultiSourceResults) -> String {
-    let best = |values: &mut dyn Iterator<Item = f64>| values.reduce(f64::max);
-    let one = best(&mut results.fetches[0].iter().map(|f| f.mb_per_s));
-    let two = best(&mut results.fetches[1].iter().map(|f| f.mb_per_s));
-    let reported = best(&mut results.scans.iter().map(|s| s.reported_mb_per_s));
-    let from_start = best(&mut results.scans.iter().map(|s| s.from_start_mb_per_s));
-    let sha = best(&mut results.sha256sum_mb_per_s.iter().copied());
-    let each = |values: &mut dyn Iterator<Item = String>| {
-        let all: Vec<String> = values.collect();
-        if all.is_empty() {
-            "none".to_owned()
-        } else {
-            all.join(", ")
-        }
-    };
-
-    let mut text = String::from("\n## Multi-source NAR and publication scan\n\n");
-    let _ = writeln!(
-        text,
-        "- every holder `--bandwidth-limit {BANDWIDTH_LIMIT}` ({BANDWIDTH_LIMIT_MB_PER_S} MB/s each \
-         direction), signing with A's key; B uncapped, empty store, `--bootstrap-peers` every \
-         holder; holder 1: the fixture store, holder 2: a second store with just the big path \
-         (`nix copy --no-check-sigs`); fresh holders and B for each fetch; one whole NAR per \
-         configuration and round, its SHA-256 checked against `sha256sum` of the NAR, best of the \
-         rounds shown"
-    );
-    if let Some(setup) = setup {
-        // The node's token bucket starts full with a quarter second of its rate
-        // (node/src/traffic/throttle.rs), so a capped transfer beats the cap a little.
-        let (size, cap) = (setup.nar_bytes as f64, BANDWIDTH_LIMIT_MB_PER_S * 1e6);
-        let burst = cap / 4.0;
-        let ideal = |holders: f64| size / ((size / holders - burst) / cap) / 1e6;
-        let _ = writeln!(
-            text,
-            "- what the caps allow (each holder's bucket starts with a {:.1} MB burst): {:.1} MB/s \
-             from one holder, {:.1} MB/s from two (ratio {:.2})",
-            burst / 1e6,
-            ideal(1.0),
-            ideal(2.0),
-            ideal(2.0) / ideal(1.0)
-        );
-    }
-    let _ = writeln!(
-        text,
-        "- measured after: every holder's scan finished, B answered the narinfo 200, B connected \
-         to every holder, then {INDEX_SETTLE:?}"
-    );
-    for (holders, fetches) in results.fetches.iter().enumerate() {
-        let _ = writeln!(
-            text,
-            "- {} holder(s), per round: MB/s (bytes B received from each holder): {}",
-            holders + 1,
-            each(
-                &mut fetches
-                    .iter()
-                    .map(|f| format!("{:.1} ({:?})", f.mb_per_s, f.bytes_from))
-            )
-        );
-    }
-    let _ = writeln!(
-        text,
-        "- holder 1's scan of the fixture store, each start: MB/s reported / MB/s from spawning \
-         the process (bytes, seconds): {}",
-        each(&mut results.scans.iter().map(|s| format!(
-            "{:.0} / {:.0} ({}, {:.2})",
-            s.reported_mb_per_s,
-            s.from_start_mb_per_s,
-            s.bytes,
-            s.from_start.as_secs_f64()
-        )))
-    );
-    let _ = writeln!(
-        text,
-        "- for comparison, holder 2's scan of its store (just the big path), each start: {}",
-        each(&mut results.big_only_scans.iter().map(|s| format!(
-            "{:.0} / {:.0} ({}, {:.2})",
-            s.reported_mb_per_s,
-            s.from_start_mb_per_s,
-            s.bytes,
-            s.from_start.as_secs_f64()
-        )))
-    );
-    let _ = writeln!(
-        text,
-        "- `sha256sum` of the big NAR's file ({} bytes, page cache warm), per round (MB/s): {}",
-        setup.map_or(0, |s| s.nar_bytes),
-        each(&mut results.sha256sum_mb_per_s.iter().map(|v| format!("{v:.0}")))
-    );
-
-    let cell = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}"));
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    };
-    let verdict = |r: Option<f64>, target: f64| match r {
-        Some(r) if r >= target => format!("≥ {target}: met"),
-        Some(_) => format!("≥ {target}: **missed**"),
-        None => format!("≥ {target}: not measured"),
-    };
-    let ratio_cell = |r: Option<f64>| r.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"));
-    let speedup = ratio(two, one);
-    let scan_ratio = ratio(reported, sha);
-    let start_ratio = ratio(from_start, sha);
-    text.push_str("\n| measurement | Peerix | baseline | ratio | target for the ratio |\n");
-    text.push_str("| --- | ---: | ---: | ---: | --- |\n");
-    let _ = writeln!(
-        text,
-        "| NAR 256 MiB through B (MB/s): two holders vs one holder | {} | {} | {} | {} |",
-        cell(two),
-        cell(one),
-        ratio_cell(speedup),
-        verdict(speedup, TARGET_SPEEDUP)
-    );
-    let _ = writeln!(
-        text,
-        "| publication scan, rate in `GET /status` vs `sha256sum` (MB/s) | {} | {} | {} | {} |",
-        cell(reported),
-        cell(sha),
-        ratio_cell(scan_ratio),
-        verdict(scan_ratio, TARGET_SCAN_RATIO)
-    );
-    let _ = writeln!(
-        text,
-        "| publication scan, NAR bytes / (spawn → scan finished) vs `sha256sum` (MB/s) | {} | {} \
-         | {} | {} |",
-        cell(from_start),
-        cell(sha),
-        ratio_cell(start_ratio),
-        verdict(start_ratio, TARGET_SCAN_RATIO)
-    );
-    text.push_str(
-        "\nMB = 1e6 bytes. The scan hashes every NAR of the fixture store (1,000 small paths and \
-         the 256 MiB one) and imports it into the embedded node; `sha256sum` hashes the 256 MiB \
-         NAR once.\n",
-    );
-    if results.failures.is_empty() {
-        text.push_str("\nNo failed fetch, every NAR's SHA-256 right.\n");
-    } else {
-        text.push('\n');
-        for failure in &results.failures {
-            let _ = writeln!(text, "- {failure}");
-        }
-    }
-    text
 }

@@ -14,7 +14,8 @@
 //! connections (http_front's load generator):
 //! 1. narinfo misses on B (valid nixbase32 hashes nobody holds): req/s, p50/p99;
 //! 2. narinfo misses on A (its own store) for comparison;
-//! 3. narinfo hits on B (A's paths, fetched from A over libp2p);
+//! 3. narinfo hits on B (A's paths, fetched from A over libp2p): first each once over 25
+//!    connections (cold: B asks A for every one), then under load (warm);
 //! 4. peak RSS (VmHWM) of A and of B.
 //!
 //! Targets with 100k paths (reported, not asserted): peak RSS under 200 MiB, B's miss p99 under
@@ -29,26 +30,27 @@
 #![forbid(unsafe_code)]
 
 // Shared with http_front; servers.rs needs the fixture type, which this benchmark does not build.
-#[path = "http_front/bench_env.rs"]
+#[path = "../http_front/bench_env.rs"]
 mod bench_env;
 #[allow(dead_code)]
-#[path = "http_front/fixture.rs"]
+#[path = "../http_front/fixture.rs"]
 mod fixture;
-#[path = "http_front/http_client.rs"]
+#[path = "../http_front/http_client.rs"]
 mod http_client;
 #[allow(dead_code)]
-#[path = "http_front/load.rs"]
+#[path = "../http_front/load.rs"]
 mod load;
-#[path = "p2p_front/peer_addr.rs"]
+#[path = "../p2p_front/peer_addr.rs"]
 mod peer_addr;
 #[allow(dead_code)]
-#[path = "http_front/servers.rs"]
+#[path = "../http_front/servers.rs"]
 mod servers;
+
+mod report;
 
 use std::collections::HashSet;
 use std::error::Error;
 use std::ffi::OsStr;
-use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -59,8 +61,9 @@ use tokio::runtime::Runtime;
 use bench_env::{load_average, write_report};
 use fixture::miss_hashes;
 use http_client::HttpConnection;
-use load::{narinfo_load, NarinfoMeasurement, Targets};
+use load::{each_once, narinfo_load, NarinfoMeasurement, Targets};
 use peer_addr::loopback_p2p_addr;
+use report::render_report;
 use servers::{spawn_peerix, ServerProcess};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -71,6 +74,8 @@ const SMALL_PATHS: usize = 1000;
 const BIG_NAR_BYTES: u64 = 256 * 1024 * 1024;
 const NAR_FETCHES: u32 = 4;
 const CONNECTIONS: usize = 32;
+/// Concurrent connections of the cold pass: Nix's default `http-connections`.
+const COLD_CONNECTIONS: usize = 25;
 const WARM_UP: Duration = Duration::from_millis(500);
 const MEASURED: Duration = Duration::from_secs(3);
 
@@ -92,6 +97,7 @@ const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
 
 const TARGET_RSS_MIB: f64 = 200.0;
 const TARGET_MISS_P99_MS: f64 = 5.0;
+const TARGET_HIT_P99_MS: f64 = 20.0;
 
 /// A synthetic chroot store; removed on drop.
 struct SyntheticStore {
@@ -239,6 +245,8 @@ struct ScaleResults {
     b_ready_in: Option<Duration>,
     b_misses: Option<NarinfoMeasurement>,
     a_misses: Option<NarinfoMeasurement>,
+    /// Each hit target asked once, before any other hit: B asks A for every one.
+    b_cold_hits: Option<NarinfoMeasurement>,
     b_hits: Option<NarinfoMeasurement>,
     a_rss_kib: Option<u64>,
     b_rss_kib: Option<u64>,
@@ -257,6 +265,7 @@ impl ScaleResults {
             b_ready_in: None,
             b_misses: None,
             a_misses: None,
+            b_cold_hits: None,
             b_hits: None,
             a_rss_kib: None,
             b_rss_kib: None,
@@ -423,6 +432,18 @@ fn run_scale_inner(runtime: &Runtime, results: &mut ScaleResults) -> BenchResult
     let m = measure(runtime, "A narinfo misses", &a, &misses, 404);
     check(results, "A narinfo misses", &m);
     results.a_misses = Some(m);
+    let stats = runtime.block_on(each_once(
+        b.addr,
+        Targets::narinfos(&hits),
+        COLD_CONNECTIONS,
+    ));
+    let m = NarinfoMeasurement::from_stats(&stats, 200);
+    eprintln!(
+        "  B narinfo cold hits: p50 {:.2} ms, p99 {:.2} ms, {} errors, {} wrong status",
+        m.p50_ms, m.p99_ms, m.errors, m.wrong_status
+    );
+    check(results, "B narinfo cold hits", &m);
+    results.b_cold_hits = Some(m);
     let m = measure(runtime, "B narinfo hits", &b, &hits, 200);
     check(results, "B narinfo hits", &m);
     results.b_hits = Some(m);
@@ -453,163 +474,4 @@ fn main() -> BenchResult<()> {
     let file = write_report("bench-p2p_scale.md", &report)?;
     eprintln!("p2p_scale: table written to {}", file.display());
     Ok(())
-}
-
-fn render_report(results: &[ScaleResults], load_at_start: &str) -> String {
-    let mib = |kib: Option<u64>| kib.map(|k| k as f64 / 1024.0);
-    let cell = |value: Option<f64>, format: &dyn Fn(f64) -> String| {
-        value.map_or_else(|| "—".to_owned(), format)
-    };
-    let seconds = |d: Option<Duration>| cell(d.map(|d| d.as_secs_f64()), &|v| format!("{v:.2}"));
-    let latency = |m: Option<NarinfoMeasurement>| {
-        m.map_or_else(
-            || "—".to_owned(),
-            |m| format!("{:.2} / {:.2}", m.p50_ms, m.p99_ms),
-        )
-    };
-    let rate =
-        |m: Option<NarinfoMeasurement>| cell(m.map(|m| m.requests_per_s), &|v| format!("{v:.0}"));
-    let rss = |kib: Option<u64>| cell(mib(kib), &|v| format!("{v:.1}"));
-    let largest = results.last();
-    let verdict = |value: Option<f64>, met: &dyn Fn(f64) -> bool| match value {
-        Some(v) if met(v) => "met",
-        Some(_) => "**missed**",
-        None => "not measured",
-    };
-
-    type RowFn<'a> = Box<dyn Fn(&ScaleResults) -> String + 'a>;
-    let rows: Vec<(&str, RowFn, String)> = vec![
-        (
-            "store generation (s)",
-            Box::new(|r: &ScaleResults| seconds(Some(r.generated_in))),
-            "—".to_owned(),
-        ),
-        (
-            "A: start to indexed + scan finished (s)",
-            Box::new(|r: &ScaleResults| seconds(r.a_scanned_in)),
-            "—".to_owned(),
-        ),
-        (
-            "B: start to serving A's first/middle/last path (s)",
-            Box::new(|r: &ScaleResults| seconds(r.b_ready_in)),
-            "—".to_owned(),
-        ),
-        (
-            "B narinfo misses (req/s)",
-            Box::new(|r: &ScaleResults| rate(r.b_misses)),
-            "—".to_owned(),
-        ),
-        (
-            "B narinfo misses p50 / p99 (ms)",
-            Box::new(|r: &ScaleResults| latency(r.b_misses)),
-            format!(
-                "p99 < {TARGET_MISS_P99_MS} ms: {}",
-                verdict(largest.and_then(|r| r.b_misses).map(|m| m.p99_ms), &|v| v
-                    < TARGET_MISS_P99_MS)
-            ),
-        ),
-        (
-            "A narinfo misses (req/s)",
-            Box::new(|r: &ScaleResults| rate(r.a_misses)),
-            "—".to_owned(),
-        ),
-        (
-            "A narinfo misses p50 / p99 (ms)",
-            Box::new(|r: &ScaleResults| latency(r.a_misses)),
-            "—".to_owned(),
-        ),
-        (
-            "B narinfo hits via A (req/s)",
-            Box::new(|r: &ScaleResults| rate(r.b_hits)),
-            "—".to_owned(),
-        ),
-        (
-            "B narinfo hits via A p50 / p99 (ms)",
-            Box::new(|r: &ScaleResults| latency(r.b_hits)),
-            "—".to_owned(),
-        ),
-        (
-            "A peak RSS after scan, before B (MiB)",
-            Box::new(|r: &ScaleResults| rss(r.a_rss_after_scan_kib)),
-            "—".to_owned(),
-        ),
-        (
-            "A peak RSS at end (MiB)",
-            Box::new(|r: &ScaleResults| rss(r.a_rss_kib)),
-            format!(
-                "< {TARGET_RSS_MIB} MiB: {}",
-                verdict(largest.and_then(|r| mib(r.a_rss_kib)), &|v| v
-                    < TARGET_RSS_MIB)
-            ),
-        ),
-        (
-            "B peak RSS at end (MiB)",
-            Box::new(|r: &ScaleResults| rss(r.b_rss_kib)),
-            format!(
-                "< {TARGET_RSS_MIB} MiB: {}",
-                verdict(largest.and_then(|r| mib(r.b_rss_kib)), &|v| v
-                    < TARGET_RSS_MIB)
-            ),
-        ),
-    ];
-
-    let mut report = String::from("# Peerix at scale: 100k indexed paths vs a 1k baseline\n\n");
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let _ = writeln!(
-        report,
-        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}",
-        load_average()
-    );
-    let _ = writeln!(
-        report,
-        "- synthetic chroot stores (identical {}-byte files, NAR {} bytes; distinct store \
-         hashes); A serves the store, B has an empty store, `--bootstrap-peers` A's loopback \
-         address and `--no-verify`; both `--offline`, libp2p on {LOOPBACK_TCP}",
-        FILE_CONTENTS.len(),
-        nar_of_file(FILE_CONTENTS).len()
-    );
-    let _ = writeln!(
-        report,
-        "- load generator: in-process, {LOAD_THREADS} tokio worker threads on the same cores as \
-         both nodes; {CONNECTIONS} keep-alive HTTP/1.1 connections, {WARM_UP:?} warm-up + \
-         {MEASURED:?} measured per scenario; misses cycle over {MISS_TARGETS} random hashes, \
-         hits over {HIT_TARGETS} of A's paths"
-    );
-    let _ = writeln!(
-        report,
-        "- RSS is VmHWM of each process; targets apply to the largest store\n"
-    );
-    report.push_str("| scenario |");
-    for r in results {
-        let _ = write!(report, " {} paths |", r.paths);
-    }
-    report.push_str(" target (largest store) |\n| --- |");
-    for _ in results {
-        report.push_str(" ---: |");
-    }
-    report.push_str(" --- |\n");
-    for (label, value, target) in &rows {
-        let _ = write!(report, "| {label} |");
-        for r in results {
-            let _ = write!(report, " {} |", value(r));
-        }
-        let _ = writeln!(report, " {target} |");
-    }
-    report.push('\n');
-    let mut problems = String::new();
-    for r in results {
-        for failure in &r.failures {
-            let _ = writeln!(problems, "- {} paths: {failure}", r.paths);
-        }
-    }
-    if problems.is_empty() {
-        problems.push_str("No errors and no wrong statuses.\n");
-    }
-    report.push_str(&problems);
-    for r in results {
-        if let Some(status) = &r.a_status {
-            let _ = writeln!(report, "\nA's `/status` at {} paths: `{status}`", r.paths);
-        }
-    }
-    report
 }

@@ -11,8 +11,9 @@ use libp2p::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::inbound::InboundStreams;
-use crate::NodeConfig;
+use crate::app_streams::AppStreams;
+use crate::direct_only::DirectOnly;
+use crate::{NodeConfig, RelayLimits};
 
 /// What kubo announces, so that IPFS peers treat this node as one of theirs.
 const IPFS_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
@@ -34,10 +35,15 @@ pub struct Behaviour {
     pub relay_client: relay::client::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
     pub dcutr: dcutr::Behaviour,
+    /// AutoNAT v1, which kubo and Helia speak: asks connected peers whether we are reachable,
+    /// and answers them.
     pub autonat: autonat::Behaviour,
-    /// Outbound streams for the protocols this node runs itself (Bitswap).
-    pub stream: libp2p_stream::Behaviour,
-    pub inbound: InboundStreams,
+    /// AutoNAT v2: tests each candidate address with a dial-back from a fresh port, and does
+    /// the same for peers. Both sides stay off relayed connections (see direct_only.rs).
+    pub autonat_client: DirectOnly<autonat::v2::client::Behaviour>,
+    pub autonat_server: DirectOnly<autonat::v2::server::Behaviour>,
+    /// Streams of the protocols this node runs itself (Bitswap and the application's).
+    pub app_streams: AppStreams,
 }
 
 /// `/peerix/<first 16 hex digits of sha256(network id)>/kad/1.0.0`: any id, a valid protocol name.
@@ -46,6 +52,19 @@ pub fn private_kad_protocol(network_id: &str) -> StreamProtocol {
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     StreamProtocol::try_from_owned(format!("/peerix/{hex}/kad/1.0.0"))
         .unwrap_or(StreamProtocol::new("/peerix/kad/1.0.0"))
+}
+
+fn relay_config(limits: &RelayLimits) -> relay::Config {
+    relay::Config {
+        max_circuits: limits.max_circuits,
+        max_circuit_bytes: limits.max_circuit_bytes,
+        // The relay panics on durations past u32::MAX seconds (they go on the wire as u32).
+        max_circuit_duration: limits
+            .max_circuit_duration
+            .min(Duration::from_secs(u32::MAX.into())),
+        max_reservations: limits.max_reservations,
+        ..relay::Config::default()
+    }
 }
 
 fn kad_behaviour(peer_id: PeerId, protocol: StreamProtocol) -> kad::Behaviour<MemoryStore> {
@@ -74,7 +93,7 @@ impl Behaviour {
         key: &Keypair,
         relay_client: relay::client::Behaviour,
         config: &NodeConfig,
-        inbound: InboundStreams,
+        app_streams: AppStreams,
     ) -> Result<Self, std::io::Error> {
         let peer_id = key.public().to_peer_id();
         let mdns = if config.mdns {
@@ -103,12 +122,13 @@ impl Behaviour {
             relay_client,
             relay_server: config
                 .relay_server
-                .then(|| relay::Behaviour::new(peer_id, relay::Config::default()))
+                .then(|| relay::Behaviour::new(peer_id, relay_config(&config.relay_limits)))
                 .into(),
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
-            stream: libp2p_stream::Behaviour::new(),
-            inbound,
+            autonat_client: DirectOnly(autonat::v2::client::Behaviour::default()),
+            autonat_server: DirectOnly(autonat::v2::server::Behaviour::default()),
+            app_streams,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! What a node is started with.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use libp2p::{Multiaddr, StreamProtocol};
 
@@ -20,8 +21,25 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Take part in the public IPFS DHT (`/ipfs/kad/1.0.0`) besides the private one.
     pub public_dht: bool,
-    /// Serve as a relay (v2) for peers that cannot be reached directly.
+    /// Serve as a relay (v2) for peers that cannot be reached directly. Peers accept a relay's
+    /// reservation only with the relay's addresses in it: the relay needs a confirmed external
+    /// address (from [`NodeConfig::announce_addrs`] or AutoNAT) before it serves anyone.
     pub relay_server: bool,
+    /// What the relay service grants, when [`NodeConfig::relay_server`] is on.
+    pub relay_limits: RelayLimits,
+    /// Relays to hold a reservation on while AutoNAT does not say this node is public (private
+    /// or not known yet); each address ends in `/p2p/<peer id>`. They are dialled at start and
+    /// the relayed addresses (`<relay>/p2p-circuit/p2p/<us>`) become external addresses. When
+    /// empty, connected peers that offer the relay v2 hop protocol are used instead. At most
+    /// two reservations are held at a time.
+    pub relay_servers: Vec<Multiaddr>,
+    /// Addresses this node is known to be reachable at (a port forward, a VPN), confirmed as
+    /// external addresses at start.
+    pub announce_addrs: Vec<Multiaddr>,
+    /// Run Bitswap and the application protocols over relayed connections too. When off, their
+    /// streams go over direct connections only, in both directions: relays are for meeting
+    /// peers and hole punching, not for carrying data.
+    pub allow_relayed_transfers: bool,
     /// Established connections at most, in and out together.
     pub max_connections: u32,
     /// Bytes per second at most in each direction, over all connections together.
@@ -34,6 +52,32 @@ pub struct NodeConfig {
     pub app_protocols: Vec<StreamProtocol>,
 }
 
+/// What a relay service grants to the peers using it; the defaults are rust-libp2p's, small
+/// enough for a relay to cost little bandwidth: 16 circuits of at most 128 KiB and 2 minutes
+/// each, and 128 reservations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Circuits relayed at once, for all peers together.
+    pub max_circuits: usize,
+    /// Bytes relayed per circuit (both directions together) before it is closed.
+    pub max_circuit_bytes: u64,
+    /// How long a circuit lasts at most.
+    pub max_circuit_duration: Duration,
+    /// Peers holding a reservation at once.
+    pub max_reservations: usize,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_circuits: 16,
+            max_circuit_bytes: 128 * 1024,
+            max_circuit_duration: Duration::from_secs(2 * 60),
+            max_reservations: 128,
+        }
+    }
+}
+
 /// The public IPFS bootstrap peers, as kubo ships them.
 pub const PUBLIC_BOOTSTRAP_PEERS: &[&str] = &[
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
@@ -44,7 +88,7 @@ pub const PUBLIC_BOOTSTRAP_PEERS: &[&str] = &[
 
 impl NodeConfig {
     /// A node keeping its state in `state_dir` that contacts nothing by itself: no mDNS, no
-    /// public DHT, no relay service, no peers from earlier runs.
+    /// public DHT, no relay service or relays, no peers from earlier runs; no relayed transfers.
     pub fn offline(state_dir: PathBuf, listen_addrs: Vec<Multiaddr>) -> Self {
         Self {
             identity_file: state_dir.join("identity.key"),
@@ -55,6 +99,10 @@ impl NodeConfig {
             mdns: false,
             public_dht: false,
             relay_server: false,
+            relay_limits: RelayLimits::default(),
+            relay_servers: Vec::new(),
+            announce_addrs: Vec::new(),
+            allow_relayed_transfers: false,
             max_connections: 256,
             bandwidth_limit: None,
             redial_known_peers: false,

@@ -8,13 +8,18 @@ use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{autonat, identify, kad, mdns, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{identify, kad, mdns, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, PUBLIC_KAD};
+use crate::connections::{is_relayed, Connections};
+use crate::nat::NatState;
+use crate::reservations::Reservations;
 use crate::storage::{KnownPeer, Storage};
 use crate::traffic::Traffic;
-use crate::{NodeStatus, PeerEvent, PeerInfo};
+use crate::{NodeStatus, PeerEvent};
+
+mod reachability;
 
 /// DHT announcements running at once; the rest wait in line, so that publishing a whole store
 /// never floods the network with queries.
@@ -23,6 +28,8 @@ const CONCURRENT_ANNOUNCEMENTS: usize = 8;
 const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
 /// Peers met are written to the peer book this often, in one transaction.
 const PEER_BOOK_FLUSH: Duration = Duration::from_secs(30);
+/// Relay reservations that ended or failed are looked after this often.
+const RESERVATION_CHECK: Duration = Duration::from_secs(20);
 
 type ProvideReply = oneshot::Sender<Result<(), String>>;
 
@@ -52,14 +59,22 @@ enum PendingQuery {
     Providers(HashSet<PeerId>, oneshot::Sender<HashSet<PeerId>>),
 }
 
+/// What the event loop runs with, from the node's configuration.
+pub struct Settings {
+    pub private_kad: StreamProtocol,
+    pub announce_rate: Option<f64>,
+    /// Relays to hold reservations on, with their addresses (ending in `/p2p/<relay>`).
+    pub relays: Vec<(PeerId, Multiaddr)>,
+}
+
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
-    nat_status: String,
+    nat: NatState,
+    reservations: Reservations,
     private_kad: StreamProtocol,
-    /// The remote address of one connection to each connected peer.
-    peer_addrs: HashMap<PeerId, Multiaddr>,
+    connections: Connections,
     queries: HashMap<(Dht, kad::QueryId), PendingQuery>,
     announce_queue: VecDeque<(kad::RecordKey, Option<ProvideReply>)>,
     announcing: usize,
@@ -77,19 +92,24 @@ impl EventLoop {
     pub fn new(
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
-        private_kad: StreamProtocol,
         storage: Arc<Storage>,
         traffic: Arc<Traffic>,
         peer_events: broadcast::Sender<PeerEvent>,
-        announce_rate: Option<f64>,
+        settings: Settings,
     ) -> Self {
+        let Settings {
+            private_kad,
+            announce_rate,
+            relays,
+        } = settings;
         Self {
             swarm,
             commands,
             pending_dials: HashMap::new(),
-            nat_status: "unknown".to_owned(),
+            nat: NatState::new(),
+            reservations: Reservations::new(relays),
             private_kad,
-            peer_addrs: HashMap::new(),
+            connections: Connections::default(),
             queries: HashMap::new(),
             announce_queue: VecDeque::new(),
             announcing: 0,
@@ -107,6 +127,8 @@ impl EventLoop {
         // The first tick comes at once: keys provided in earlier runs are announced again.
         let mut reannounce = tokio::time::interval(REANNOUNCE_INTERVAL);
         let mut flush = tokio::time::interval(PEER_BOOK_FLUSH);
+        // The first tick comes at once: reservations are asked for at start.
+        let mut reservations = tokio::time::interval(RESERVATION_CHECK);
         let mut pace = self.announce_rate.map(|rate| {
             let period = (1.0 / rate).clamp(0.001, 3600.0);
             let mut pace = tokio::time::interval(Duration::from_secs_f64(period));
@@ -124,6 +146,7 @@ impl EventLoop {
                 },
                 _ = reannounce.tick() => self.reannounce(),
                 _ = flush.tick() => self.flush_peer_book(),
+                _ = reservations.tick() => self.maintain_reservations(),
             }
         }
         self.flush_peer_book();
@@ -293,26 +316,23 @@ impl EventLoop {
 
     fn status(&self) -> NodeStatus {
         let (bytes_in, bytes_out) = self.traffic.total();
-        let peer_bytes = self.traffic.peer_totals();
+        let external_addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
         NodeStatus {
             peer_id: *self.swarm.local_peer_id(),
             listen_addrs: self.swarm.listeners().cloned().collect(),
-            external_addrs: self.swarm.external_addresses().cloned().collect(),
+            relayed_addrs: external_addrs
+                .iter()
+                .filter(|a| is_relayed(a))
+                .cloned()
+                .collect(),
+            external_addrs,
             peers: self
                 .swarm
                 .connected_peers()
-                .map(|peer_id| {
-                    let (bytes_in, bytes_out) =
-                        peer_bytes.get(peer_id).copied().unwrap_or_default();
-                    PeerInfo {
-                        peer_id: *peer_id,
-                        addr: self.peer_addrs.get(peer_id).cloned(),
-                        bytes_in,
-                        bytes_out,
-                    }
-                })
+                .map(|peer| self.connections.peer_info(*peer, &self.traffic))
                 .collect(),
-            nat_status: self.nat_status.clone(),
+            nat_status: self.nat.reachability().to_string(),
+            nat_mapping: self.nat.mapping().to_string(),
             bytes_in,
             bytes_out,
             bandwidth_limit: self.traffic.cap(),
@@ -327,28 +347,42 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                self.peer_addrs
-                    .insert(peer_id, endpoint.get_remote_address().clone());
+                if self
+                    .connections
+                    .on_established(connection_id, peer_id, endpoint)
+                {
+                    tracing::info!(peer = %peer_id, "direct connection to a peer met through a relay");
+                }
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
+                }
+                if self.reservations.on_connected(&peer_id) {
+                    self.maintain_reservations();
                 }
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
+                peer_id,
                 error,
-                ..
             } => {
+                if let Some(peer) = peer_id {
+                    self.reservations.on_dial_failed(&peer);
+                }
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(error.to_string()));
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.peer_addrs.remove(&peer_id);
-                let _ = self.peer_events.send(PeerEvent::Disconnected(peer_id));
+                self.connections.on_closed(&connection_id);
+                if num_established == 0 {
+                    self.reservations.on_disconnected(&peer_id);
+                    let _ = self.peer_events.send(PeerEvent::Disconnected(peer_id));
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::PrivateKad(
                 kad::Event::OutboundQueryProgressed {
@@ -366,9 +400,16 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
-                ..
+                connection_id,
             })) => {
                 self.learn_addresses(peer_id, &info);
+                self.observed(peer_id, connection_id, &info.observed_addr);
+                // A relay must be reachable directly to hold a reservation on.
+                if !self.connections.is_relayed(&connection_id) {
+                    self.reservations
+                        .on_identified(peer_id, &info.protocols, &info.listen_addrs);
+                    self.maintain_reservations();
+                }
                 let _ = self.peer_events.send(PeerEvent::Identified {
                     peer_id,
                     protocols: info.protocols,
@@ -382,18 +423,26 @@ impl EventLoop {
                         .dial(DialOpts::peer_id(peer_id).addresses(vec![addr]).build());
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
-                new,
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
                 ..
-            })) => {
-                tracing::info!(status = ?new, "NAT status");
-                self.nat_status = match new {
-                    autonat::NatStatus::Public(_) => "public",
-                    autonat::NatStatus::Private => "private",
-                    autonat::NatStatus::Unknown => "unknown",
+            } => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if self.reservations.on_listener_closed(listener_id, &reason) {
+                    self.maintain_reservations();
                 }
-                .to_owned();
             }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "external address expired");
+            }
+            SwarmEvent::Behaviour(event) => self.on_reachability_event(event),
             _ => {}
         }
     }

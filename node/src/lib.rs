@@ -5,16 +5,22 @@
 //! talks to that task through a channel.
 #![forbid(unsafe_code)]
 
+mod app_streams;
 mod behaviour;
 pub mod bitswap;
 pub mod block;
 mod blocks;
 mod config;
+mod connections;
+mod direct_only;
+mod error;
 mod event_loop;
 mod fetch;
 mod identity;
-mod inbound;
+mod nat;
 mod protobuf;
+mod reservations;
+mod status;
 mod storage;
 pub mod traffic;
 pub mod unixfs;
@@ -28,21 +34,23 @@ use std::time::Duration;
 use cid::Cid;
 
 use futures_util::StreamExt;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{kad, tcp};
-use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
-pub use config::{NodeConfig, PUBLIC_BOOTSTRAP_PEERS};
+pub use config::{NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS};
+pub use error::NodeError;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+pub use status::{NodeStatus, PeerEvent, PeerInfo};
 pub use storage::Persist;
 
+use app_streams::{AppStreams, InboundReceiver, StreamOpener};
 use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::Bitswap;
-use event_loop::{Command, EventLoop};
-use inbound::{InboundReceiver, InboundStreams};
+use event_loop::{Command, EventLoop, Settings};
 use storage::Storage;
 use traffic::Traffic;
 use unixfs::CidVersion;
@@ -58,63 +66,6 @@ const PEER_EVENTS: usize = 256;
 /// Peers from the peer book dialled at start, most recently seen first.
 const REDIALLED_PEERS: usize = 16;
 
-#[derive(Debug, Error)]
-pub enum NodeError {
-    #[error("identity: {0}")]
-    Identity(String),
-    #[error("transport: {0}")]
-    Transport(String),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: Multiaddr, reason: String },
-    #[error("the node has stopped")]
-    Stopped,
-    #[error("dial failed: {0}")]
-    Dial(String),
-    #[error(transparent)]
-    Io(#[from] io::Error),
-    #[error("DHT: {0}")]
-    Dht(String),
-    #[error("storage: {0}")]
-    Storage(#[from] storage::StorageError),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerInfo {
-    pub peer_id: PeerId,
-    /// The remote address of one of the connections to the peer.
-    pub addr: Option<Multiaddr>,
-    /// Bytes received from and sent to the peer since this node started.
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct NodeStatus {
-    pub peer_id: PeerId,
-    pub listen_addrs: Vec<Multiaddr>,
-    pub external_addrs: Vec<Multiaddr>,
-    pub peers: Vec<PeerInfo>,
-    /// `public`, `private` or `unknown`, as AutoNAT last concluded.
-    pub nat_status: String,
-    /// Bytes received and sent over direct connections since start.
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// The cap on each direction, in bytes per second, if one is set.
-    pub bandwidth_limit: Option<u64>,
-}
-
-/// What happens to connected peers, for protocols the application runs itself.
-#[derive(Clone, Debug)]
-pub enum PeerEvent {
-    /// A connected peer said which protocols it speaks (again after each change).
-    Identified {
-        peer_id: PeerId,
-        protocols: Vec<StreamProtocol>,
-    },
-    /// The last connection to the peer closed.
-    Disconnected(PeerId),
-}
-
 /// Inbound streams of one application protocol, none lost.
 pub struct Incoming(InboundReceiver);
 
@@ -129,7 +80,7 @@ impl Incoming {
 #[derive(Clone)]
 pub struct NodeHandle {
     peer_id: PeerId,
-    streams: libp2p_stream::Control,
+    streams: StreamOpener,
     incoming: Arc<std::sync::Mutex<HashMap<StreamProtocol, InboundReceiver>>>,
     peer_events: broadcast::Sender<PeerEvent>,
     commands: mpsc::Sender<Command>,
@@ -273,17 +224,15 @@ impl NodeHandle {
         self.ask(|reply| Command::FindProviders(key, reply)).await
     }
 
-    /// Opens a stream of the application's `protocol` to `peer` (connecting when needed).
+    /// Opens a stream of the application's `protocol` to `peer` (connecting when needed), on
+    /// a direct connection; on a relayed one only if [`NodeConfig::allow_relayed_transfers`],
+    /// else a peer connected through relays only gives [`NodeError::OnlyRelayed`].
     pub async fn open_stream(
         &self,
         peer: PeerId,
         protocol: StreamProtocol,
     ) -> Result<libp2p::Stream, NodeError> {
-        self.streams
-            .clone()
-            .open_stream(peer, protocol)
-            .await
-            .map_err(|e| NodeError::Dial(e.to_string()))
+        Ok(self.streams.open_stream(peer, protocol).await?)
     }
 
     /// Inbound streams of `protocol`, one of [`NodeConfig::app_protocols`]; each can be taken
@@ -346,20 +295,24 @@ pub async fn start_with(
     let db_path = config.state_dir.join("node.redb");
     let storage = Arc::new(blocking(move || Ok(Storage::open(&db_path)?)).await?);
     let keypair = identity::load_or_create(&config.identity_file)?;
+    let relays = relay_peers(&config.relay_servers)?;
     let bitswap_protocol = StreamProtocol::new(bitswap::PROTOCOL);
     let mut protocols = vec![bitswap_protocol.clone()];
     protocols.extend(config.app_protocols.iter().cloned());
-    let (inbound, mut receivers) = InboundStreams::new(protocols);
+    let (app_streams, mut receivers, streams) =
+        AppStreams::new(protocols, config.allow_relayed_transfers);
     let bitswap_streams = receivers
         .remove(&bitswap_protocol)
         .ok_or_else(|| NodeError::Transport("no Bitswap receiver".to_owned()))?;
-    let mut inbound = Some(inbound);
+    let mut app_streams = Some(app_streams);
     let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
     let traffic = Traffic::new(config.bandwidth_limit);
     let mut relay_client = None;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| {
+            // Dials reuse the listening port (`PortUse::Reuse`, libp2p's default), so peers
+            // observe the port a hole-punching peer must dial (DCUtR relies on it).
             let tcp_config = tcp::Config::default().nodelay(true);
             let (transport, relay) = traffic::build_transport(key, tcp_config, &traffic)?;
             relay_client = Some(relay);
@@ -367,9 +320,9 @@ pub async fn start_with(
         })
         .map_err(|e| transport_error(&e))?
         .with_behaviour(|key| {
-            let inbound = inbound.take().ok_or("behaviour built twice")?;
+            let app_streams = app_streams.take().ok_or("behaviour built twice")?;
             let relay_client = relay_client.take().ok_or("behaviour built twice")?;
-            Behaviour::new(key, relay_client, &config, inbound).map_err(BoxError::from)
+            Behaviour::new(key, relay_client, &config, app_streams).map_err(BoxError::from)
         })
         .map_err(|e| transport_error(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
@@ -384,7 +337,10 @@ pub async fn start_with(
             })?;
     }
     wait_for_listeners(&mut swarm, config.listen_addrs.len()).await?;
-    for addr in &config.bootstrap_peers {
+    for addr in &config.announce_addrs {
+        swarm.add_external_address(addr.clone());
+    }
+    for addr in config.bootstrap_peers.iter().chain(&config.relay_servers) {
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }
@@ -402,23 +358,21 @@ pub async fn start_with(
 
     let peer_id = *swarm.local_peer_id();
     let blocks = Arc::new(LocalBlocks::new(storage.clone(), content));
-    let bitswap = Bitswap::start(
-        swarm.behaviour().stream.new_control(),
-        blocks.clone(),
-        bitswap_streams,
-    );
+    let bitswap = Bitswap::start(streams.clone(), blocks.clone(), bitswap_streams);
     let (commands, receiver) = mpsc::channel(64);
-    let private_kad = private_kad_protocol(&config.network_id);
-    let streams = swarm.behaviour().stream.new_control();
     let (peer_events, _) = broadcast::channel(PEER_EVENTS);
+    let settings = Settings {
+        private_kad: private_kad_protocol(&config.network_id),
+        announce_rate: config.announce_rate,
+        relays,
+    };
     let event_loop = EventLoop::new(
         swarm,
         receiver,
-        private_kad,
         storage.clone(),
         traffic,
         peer_events.clone(),
-        config.announce_rate,
+        settings,
     );
     tokio::spawn(event_loop.run());
     Ok(NodeHandle {
@@ -431,6 +385,17 @@ pub async fn start_with(
         bitswap,
         storage,
     })
+}
+
+/// Each relay's peer id with its address, which must end in `/p2p/<peer id>`.
+fn relay_peers(relays: &[Multiaddr]) -> Result<Vec<(PeerId, Multiaddr)>, NodeError> {
+    relays
+        .iter()
+        .map(|addr| match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => Ok((peer, addr.clone())),
+            _ => Err(NodeError::InvalidRelay(addr.clone())),
+        })
+        .collect()
 }
 
 /// Drives the swarm until `count` listeners have an address (or one failed).

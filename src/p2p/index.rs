@@ -116,7 +116,8 @@ pub fn run(node: NodeHandle, index: Arc<LocalIndex>, holders: Arc<Holders>) -> R
                     let task = tokio::spawn(async move { announce(&node, peer_id, &index).await });
                     announcers.insert(peer_id, task);
                 }
-                Ok(PeerEvent::Identified { .. }) => {}
+                // Hole punching failures are the node's to report (status, log).
+                Ok(PeerEvent::Identified { .. } | PeerEvent::HolePunchFailed { .. }) => {}
                 Ok(PeerEvent::Disconnected(peer)) => {
                     holders.forget(&peer);
                     if let Some(task) = announcers.remove(&peer) {

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use cid::Cid;
 use libp2p::{PeerId, StreamProtocol};
-use libp2p_stream::Control;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{read_message, write_message};
 use super::{Message, Presence, WantEntry, WantType, PROTOCOL};
+use crate::app_streams::{InboundReceiver, StreamOpener};
 use crate::blocks::BlockSource;
-use crate::inbound::InboundReceiver;
 
 /// Blocks packed into one reply at most; kubo and Helia cap whole messages at 4 MiB.
 const REPLY_BYTES: usize = 1 << 20;
@@ -46,7 +45,7 @@ struct Waiter {
 }
 
 pub struct Bitswap {
-    control: Control,
+    streams: StreamOpener,
     blocks: Arc<dyn BlockSource>,
     wants: Mutex<HashMap<Cid, Vec<Waiter>>>,
     outboxes: Mutex<HashMap<PeerId, mpsc::Sender<Outgoing>>>,
@@ -86,13 +85,13 @@ fn coalesce_wants(message: &mut Message, queue: &mut mpsc::Receiver<Outgoing>) -
 
 impl Bitswap {
     /// Starts answering the inbound Bitswap streams that arrive on `incoming`.
-    pub fn start(
-        control: Control,
+    pub(crate) fn start(
+        streams: StreamOpener,
         blocks: Arc<dyn BlockSource>,
         mut incoming: InboundReceiver,
     ) -> Arc<Self> {
         let this = Arc::new(Self {
-            control,
+            streams,
             blocks,
             wants: Mutex::new(HashMap::new()),
             outboxes: Mutex::new(HashMap::new()),
@@ -288,10 +287,10 @@ impl Bitswap {
 
     fn open_outbox(self: &Arc<Self>, peer: PeerId) -> mpsc::Sender<Outgoing> {
         let (sender, mut queue) = mpsc::channel::<Outgoing>(OUTBOX);
-        let mut control = self.control.clone();
+        let streams = self.streams.clone();
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
-            let opened = control
+            let opened = streams
                 .open_stream(peer, StreamProtocol::new(PROTOCOL))
                 .await;
             let mut carried = None;

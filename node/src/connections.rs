@@ -1,0 +1,109 @@
+//! The node's open connections as the event loop sees them: which peer, direct or relayed, and
+//! from which local port (for NAT mapping observations).
+
+use std::collections::HashMap;
+
+use libp2p::core::transport::PortUse;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::nat;
+use crate::traffic::Traffic;
+use crate::PeerInfo;
+
+/// Whether `addr` goes through a relay (`/p2p-circuit`).
+pub fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+#[derive(Default)]
+pub struct Connections {
+    open: HashMap<ConnectionId, (PeerId, ConnectedPoint)>,
+}
+
+impl Connections {
+    /// Records a connection; true when it is the peer's first direct one while relayed ones
+    /// are open (a relayed connection was upgraded).
+    pub fn on_established(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        endpoint: ConnectedPoint,
+    ) -> bool {
+        let upgraded = !endpoint.is_relayed() && self.relayed_only(&peer);
+        self.open.insert(id, (peer, endpoint));
+        upgraded
+    }
+
+    pub fn on_closed(&mut self, id: &ConnectionId) {
+        self.open.remove(id);
+    }
+
+    fn of<'a>(&'a self, peer: &'a PeerId) -> impl Iterator<Item = &'a ConnectedPoint> + 'a {
+        self.open
+            .values()
+            .filter(move |(p, _)| p == peer)
+            .map(|(_, endpoint)| endpoint)
+    }
+
+    pub fn is_relayed(&self, id: &ConnectionId) -> bool {
+        self.open.get(id).is_some_and(|(_, e)| e.is_relayed())
+    }
+
+    pub fn has_direct(&self, peer: &PeerId) -> bool {
+        self.of(peer).any(|e| !e.is_relayed())
+    }
+
+    fn relayed_only(&self, peer: &PeerId) -> bool {
+        self.of(peer).next().is_some() && !self.has_direct(peer)
+    }
+
+    /// The peer as the status reports it; the address is a direct connection's if there is one.
+    pub fn peer_info(&self, peer: PeerId, traffic: &Traffic) -> PeerInfo {
+        let (bytes_in, bytes_out) = traffic.totals(&peer).unwrap_or_default();
+        let endpoints: Vec<&ConnectedPoint> = self.of(&peer).collect();
+        let addr = endpoints
+            .iter()
+            .find(|e| !e.is_relayed())
+            .or(endpoints.first())
+            .map(|e| e.get_remote_address().clone());
+        PeerInfo {
+            peer_id: peer,
+            addr,
+            direct: endpoints.iter().any(|e| !e.is_relayed()),
+            relayed: endpoints.iter().any(|e| e.is_relayed()),
+            bytes_in,
+            bytes_out,
+        }
+    }
+
+    /// The local port of an outbound connection that reused a listening port (with
+    /// `PortUse::Reuse`, TCP binds the listener of the same IP version and loopback-ness, QUIC
+    /// sends from its listening socket). Inbound connections have none here: the remote then
+    /// reports the address it dialled, which says nothing about how our NAT maps.
+    pub fn reused_port<'a>(
+        &self,
+        id: &ConnectionId,
+        mut listeners: impl Iterator<Item = &'a Multiaddr>,
+    ) -> Option<u16> {
+        let (_, endpoint) = self.open.get(id)?;
+        let ConnectedPoint::Dialer {
+            address,
+            port_use: PortUse::Reuse,
+            ..
+        } = endpoint
+        else {
+            return None;
+        };
+        let (transport, remote, _) = nat::split(address)?;
+        listeners.find_map(|listener| {
+            let (t, ip, port) = nat::split(listener)?;
+            let matches = t == transport
+                && ip.is_ipv4() == remote.is_ipv4()
+                && ip.is_loopback() == remote.is_loopback();
+            matches.then_some(port)
+        })
+    }
+}

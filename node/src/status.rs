@@ -1,0 +1,58 @@
+//! What the node reports about itself and its peers.
+
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+    /// The remote address of one of the connections to the peer, a direct one if any.
+    pub addr: Option<Multiaddr>,
+    /// Some connection to the peer is direct (not through a relay).
+    pub direct: bool,
+    /// Some connection to the peer goes through a relay.
+    pub relayed: bool,
+    /// Bytes received from and sent to the peer since this node started.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    pub peer_id: PeerId,
+    /// Where the node listens, relayed addresses (`.../p2p-circuit`) included.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Confirmed external addresses: announced ones, those AutoNAT confirmed, and the relayed
+    /// addresses of live reservations. Identify advertises them.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Our `/p2p-circuit` addresses with a live relay reservation (among `external_addrs`).
+    pub relayed_addrs: Vec<Multiaddr>,
+    pub peers: Vec<PeerInfo>,
+    /// `public`, `private` or `unknown`, as AutoNAT last concluded (v2 verdicts first).
+    pub nat_status: String,
+    /// `endpoint-independent`, `symmetric` or `unknown`, from the ports peers observe us at:
+    /// hole punching cannot work between two symmetric NATs.
+    pub nat_mapping: String,
+    /// Bytes received and sent over direct connections since start.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The cap on each direction, in bytes per second, if one is set.
+    pub bandwidth_limit: Option<u64>,
+}
+
+/// What happens to connected peers, for protocols the application runs itself.
+#[derive(Clone, Debug)]
+pub enum PeerEvent {
+    /// A connected peer said which protocols it speaks, on one of its connections: again on
+    /// each new connection (so when a relayed peer gets its first direct connection, as after
+    /// hole punching) and after each change. Unless relayed transfers are allowed, a relayed
+    /// connection offers neither Bitswap nor the application protocols, so they are listed
+    /// only once a direct connection is identified.
+    Identified {
+        peer_id: PeerId,
+        protocols: Vec<StreamProtocol>,
+    },
+    /// The last connection to the peer closed.
+    Disconnected(PeerId),
+    /// A peer reached through a relay could not be connected to directly (DCUtR gave up).
+    HolePunchFailed { peer_id: PeerId, error: String },
+}

@@ -8,6 +8,10 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use peerix_node::Multiaddr;
 
+mod reachability;
+
+pub use reachability::ReachabilityArgs;
+
 /// Peer-to-peer binary cache for Nix.
 #[derive(Parser, Debug)]
 #[command(version, about, propagate_version = true)]
@@ -251,10 +255,13 @@ pub struct NodeArgs {
     /// Run no embedded IPFS node: the kubo given by --ipfs-api does all the IPFS work.
     #[arg(long, env = "PEERIX_NO_EMBEDDED_NODE", value_parser = BoolishValueParser::new(), requires = "ipfs_api")]
     pub no_embedded_node: bool,
+
+    #[command(flatten)]
+    pub reachability: ReachabilityArgs,
 }
 
 /// `20M` = 20,000,000; `20MiB` = 20 × 2^20; a trailing `/s` or `B` is allowed.
-fn parse_amount(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_amount(text: &str) -> Result<u64, String> {
     let trimmed = text.trim().trim_end_matches("/s").trim_end_matches('B');
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -398,7 +405,7 @@ impl ServeArgs {
             .identity_file
             .clone()
             .unwrap_or_else(|| state_dir.join("identity.key"));
-        Ok(peerix_node::NodeConfig {
+        let mut config = peerix_node::NodeConfig {
             identity_file,
             bootstrap_peers,
             network_id: self.node.network_id.clone(),
@@ -408,7 +415,9 @@ impl ServeArgs {
             bandwidth_limit: self.node.bandwidth_limit,
             announce_rate: (self.announce_rate > 0.0).then_some(self.announce_rate),
             ..peerix_node::NodeConfig::offline(state_dir.to_owned(), listen_addrs)
-        })
+        };
+        self.node.reachability.apply(&mut config)?;
+        Ok(config)
     }
 
     /// Which peers' paths may reach Nix.

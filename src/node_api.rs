@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::kubo_rpc::KuboRpc;
+use crate::status::{node_json, HolePunchLog};
 
 /// Multihash code of the identity "hash", which holds its input as is.
 const IDENTITY: u64 = 0x00;
@@ -31,6 +33,7 @@ const KUBO_CHUNK: usize = 256 << 10;
 /// each), which the embedded node then publishes without a further copy.
 pub struct NodeApi {
     pub node: Option<NodeHandle>,
+    pub hole_punches: Arc<HolePunchLog>,
     pub kubo: Option<KuboRpc>,
     pub blobs: PathBuf,
 }
@@ -253,34 +256,7 @@ impl IpfsApi for NodeApi {
 
     async fn status(&self) -> Result<serde_json::Value, ApiError> {
         let node = match &self.node {
-            Some(node) => {
-                let status = node.status().await.map_err(failed)?;
-                let strings = |addrs: &[Multiaddr]| -> Vec<String> {
-                    addrs.iter().map(ToString::to_string).collect()
-                };
-                let peers: Vec<_> = status
-                    .peers
-                    .iter()
-                    .map(|p| {
-                        json!({
-                            "peer_id": p.peer_id.to_string(),
-                            "addr": p.addr.as_ref().map(ToString::to_string),
-                            "bytes_in": p.bytes_in,
-                            "bytes_out": p.bytes_out,
-                        })
-                    })
-                    .collect();
-                json!({
-                    "peer_id": status.peer_id.to_string(),
-                    "nat_status": status.nat_status,
-                    "listen_addrs": strings(&status.listen_addrs),
-                    "external_addrs": strings(&status.external_addrs),
-                    "bandwidth_limit": status.bandwidth_limit,
-                    "bytes_in": status.bytes_in,
-                    "bytes_out": status.bytes_out,
-                    "peers": peers,
-                })
-            }
+            Some(node) => node_json(&node.status().await.map_err(failed)?, &self.hole_punches),
             None => serde_json::Value::Null,
         };
         let kubo = self.kubo.as_ref().map(KuboRpc::base);

@@ -17,7 +17,7 @@ use crate::p2p::{
     answer_requests, bootstrap_router, discover_network, follow_bootstrap_url, run_index,
     watch_store, Holders, LocalIndex, NarCache, NarLog, P2pCache, Remote, Trust,
 };
-use crate::status::{status_router, StatusSources};
+use crate::status::{status_router, HolePunchLog, StatusSources};
 use crate::store::{CachingSigner, LocalStore};
 
 /// How often the store database is checked for added or removed paths (a cheap query).
@@ -86,6 +86,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             Some(node)
         };
         let progress = Arc::new(ScanProgress::default());
+        let hole_punches = node.as_ref().map(HolePunchLog::watch);
         let mut status = None;
         let remote = match &node {
             Some(node) => {
@@ -98,6 +99,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                     progress: progress.clone(),
                     db: db.clone(),
                     holders: holders.clone(),
+                    node: node.clone(),
+                    hole_punches: hole_punches.clone().unwrap_or_default(),
                 }));
                 let scanner = Scanner {
                     store: store.clone(),
@@ -141,6 +144,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         }
         let api = NodeApi {
             node,
+            hole_punches: hole_punches.unwrap_or_default(),
             kubo: args.node.ipfs_api.as_deref().map(KuboRpc::new),
             blobs: blobs_dir,
         };

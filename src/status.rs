@@ -1,21 +1,31 @@
 //! `GET /status`: what this node is doing, as JSON for scripts and the dashboard: the publication
-//! scan's progress, the size of the index, and what connected peers hold.
+//! scan's progress, the size of the index, what connected peers hold, and the embedded node's
+//! reachability (NAT, relays, hole punching).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use peerix_node::{Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 
 use crate::index::{IndexDb, ScanProgress};
 use crate::p2p::Holders;
+
+/// Hole punching failures remembered (the latest ones).
+const FAILURES_KEPT: usize = 32;
 
 #[derive(Clone)]
 pub struct StatusSources {
     pub progress: Arc<ScanProgress>,
     pub db: Arc<IndexDb>,
     pub holders: Arc<Holders>,
+    pub node: NodeHandle,
+    pub hole_punches: Arc<HolePunchLog>,
 }
 
 pub fn status_router(sources: StatusSources) -> Router {
@@ -31,6 +41,10 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         .ok()
         .flatten();
     let (holders, remote_paths) = sources.holders.summary();
+    let node = match sources.node.status().await {
+        Ok(status) => node_json(&status, &sources.hole_punches),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
     Json(json!({
         "scan": sources.progress.report(),
         "indexed_paths": indexed,
@@ -38,5 +52,105 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
             "holders": holders,
             "paths": remote_paths,
         },
+        "node": node,
     }))
+}
+
+/// The embedded node's status as JSON (also `peerix ipfs status`).
+pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
+    let strings =
+        |addrs: &[Multiaddr]| -> Vec<String> { addrs.iter().map(ToString::to_string).collect() };
+    let peers: Vec<Value> = status
+        .peers
+        .iter()
+        .map(|p| {
+            json!({
+                "peer_id": p.peer_id.to_string(),
+                "addr": p.addr.as_ref().map(ToString::to_string),
+                "direct": p.direct,
+                "relayed": p.relayed,
+                "bytes_in": p.bytes_in,
+                "bytes_out": p.bytes_out,
+            })
+        })
+        .collect();
+    json!({
+        "peer_id": status.peer_id.to_string(),
+        "nat_status": status.nat_status,
+        "nat": {
+            "reachability": status.nat_status,
+            "mapping": status.nat_mapping,
+            "hole_punching": hole_punching(status),
+        },
+        "listen_addrs": strings(&status.listen_addrs),
+        "external_addrs": strings(&status.external_addrs),
+        "relayed_addrs": strings(&status.relayed_addrs),
+        "hole_punch_failures": hole_punches.report(),
+        "bandwidth_limit": status.bandwidth_limit,
+        "bytes_in": status.bytes_in,
+        "bytes_out": status.bytes_out,
+        "peers": peers,
+    })
+}
+
+/// What this node's NAT means for reaching peers behind other NATs.
+fn hole_punching(status: &NodeStatus) -> &'static str {
+    match (status.nat_status.as_str(), status.nat_mapping.as_str()) {
+        ("public", _) => "not needed (publicly reachable)",
+        (_, "symmetric") => "fails with peers behind symmetric NATs (this NAT is symmetric)",
+        (_, "endpoint-independent") => "possible (this NAT keeps ports)",
+        _ => "unknown yet",
+    }
+}
+
+/// The latest hole punching failures the node reported, for the status.
+#[derive(Default)]
+pub struct HolePunchLog {
+    failures: Mutex<VecDeque<(PeerId, String, Instant)>>,
+}
+
+impl HolePunchLog {
+    /// A log kept current from `node`'s peer events.
+    pub fn watch(node: &NodeHandle) -> Arc<Self> {
+        let log = Arc::new(Self::default());
+        let (mut events, kept) = (node.peer_events(), log.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(PeerEvent::HolePunchFailed { peer_id, error }) => {
+                        kept.record(peer_id, error)
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        log
+    }
+
+    fn record(&self, peer: PeerId, error: String) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.retain(|(p, _, _)| *p != peer);
+            if failures.len() >= FAILURES_KEPT {
+                failures.pop_front();
+            }
+            failures.push_back((peer, error, Instant::now()));
+        }
+    }
+
+    fn report(&self) -> Vec<Value> {
+        let Ok(failures) = self.failures.lock() else {
+            return Vec::new();
+        };
+        failures
+            .iter()
+            .map(|(peer, error, when)| {
+                json!({
+                    "peer_id": peer.to_string(),
+                    "error": error,
+                    "seconds_ago": when.elapsed().as_secs(),
+                })
+            })
+            .collect()
+    }
 }

@@ -2,6 +2,8 @@
 //! under the router's public address, cone and symmetric NATs map ports as their names say,
 //! nothing unsolicited gets in, and UDP hole punching works through cones only. Needs root.
 
+// The lab's Peerix part uses the shared harness.
+mod common;
 mod nat_lab;
 
 use std::io::{BufRead, BufReader, Write};

@@ -54,6 +54,17 @@ pub fn private_kad_protocol(network_id: &str) -> StreamProtocol {
         .unwrap_or(StreamProtocol::new("/peerix/kad/1.0.0"))
 }
 
+/// AutoNAT v1 as kubo runs it, except that it also answers (and trusts) peers on private or
+/// documentation addresses: a LAN or a lab is a network too. A server only ever dials back the IP
+/// the asking peer connected from, so this lets no one aim it elsewhere.
+fn autonat_v1_config() -> autonat::Config {
+    autonat::Config {
+        only_global_ips: false,
+        boot_delay: Duration::from_secs(5),
+        ..autonat::Config::default()
+    }
+}
+
 fn relay_config(limits: &RelayLimits) -> relay::Config {
     relay::Config {
         max_circuits: limits.max_circuits,
@@ -125,7 +136,7 @@ impl Behaviour {
                 .then(|| relay::Behaviour::new(peer_id, relay_config(&config.relay_limits)))
                 .into(),
             dcutr: dcutr::Behaviour::new(peer_id),
-            autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+            autonat: autonat::Behaviour::new(peer_id, autonat_v1_config()),
             autonat_client: DirectOnly(autonat::v2::client::Behaviour::default()),
             autonat_server: DirectOnly(autonat::v2::server::Behaviour::default()),
             app_streams,

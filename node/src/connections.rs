@@ -18,9 +18,17 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
+/// One open connection: the peer, how it was made, and whether it replaced a relayed one (hole
+/// punching: both sides dialled at once).
+struct Open {
+    peer: PeerId,
+    endpoint: ConnectedPoint,
+    upgraded: bool,
+}
+
 #[derive(Default)]
 pub struct Connections {
-    open: HashMap<ConnectionId, (PeerId, ConnectedPoint)>,
+    open: HashMap<ConnectionId, Open>,
 }
 
 impl Connections {
@@ -33,7 +41,12 @@ impl Connections {
         endpoint: ConnectedPoint,
     ) -> bool {
         let upgraded = !endpoint.is_relayed() && self.relayed_only(&peer);
-        self.open.insert(id, (peer, endpoint));
+        let open = Open {
+            peer,
+            endpoint,
+            upgraded,
+        };
+        self.open.insert(id, open);
         upgraded
     }
 
@@ -44,12 +57,14 @@ impl Connections {
     fn of<'a>(&'a self, peer: &'a PeerId) -> impl Iterator<Item = &'a ConnectedPoint> + 'a {
         self.open
             .values()
-            .filter(move |(p, _)| p == peer)
-            .map(|(_, endpoint)| endpoint)
+            .filter(move |open| open.peer == *peer)
+            .map(|open| &open.endpoint)
     }
 
     pub fn is_relayed(&self, id: &ConnectionId) -> bool {
-        self.open.get(id).is_some_and(|(_, e)| e.is_relayed())
+        self.open
+            .get(id)
+            .is_some_and(|open| open.endpoint.is_relayed())
     }
 
     pub fn has_direct(&self, peer: &PeerId) -> bool {
@@ -82,18 +97,20 @@ impl Connections {
     /// The local port of an outbound connection that reused a listening port (with
     /// `PortUse::Reuse`, TCP binds the listener of the same IP version and loopback-ness, QUIC
     /// sends from its listening socket). Inbound connections have none here: the remote then
-    /// reports the address it dialled, which says nothing about how our NAT maps.
+    /// reports the address it dialled, which says nothing about how our NAT maps. Nor do
+    /// hole-punched connections: the other side's early packets may have made the NAT pick
+    /// another port for that one destination.
     pub fn reused_port<'a>(
         &self,
         id: &ConnectionId,
         mut listeners: impl Iterator<Item = &'a Multiaddr>,
     ) -> Option<u16> {
-        let (_, endpoint) = self.open.get(id)?;
+        let open = self.open.get(id).filter(|open| !open.upgraded)?;
         let ConnectedPoint::Dialer {
             address,
             port_use: PortUse::Reuse,
             ..
-        } = endpoint
+        } = &open.endpoint
         else {
             return None;
         };

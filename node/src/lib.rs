@@ -34,7 +34,6 @@ use std::time::Duration;
 use cid::Cid;
 
 use futures_util::StreamExt;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{kad, tcp};
@@ -43,6 +42,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
 pub use config::{NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS};
 pub use error::NodeError;
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 pub use status::{NodeStatus, PeerEvent, PeerInfo};
 pub use storage::Persist;

@@ -21,6 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub mod peerix;
+
 /// The public address of `Host::Internet`, where a relay or bootstrap node runs.
 pub const RELAY_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// A second public address in `Host::Internet`, for a second public node.
@@ -247,6 +249,26 @@ impl NatLab {
              err=struct.unpack_from('=i',s.recv(256),16)[0]\n\
              assert err==0,err",
         ]));
+    }
+
+    /// Forwards TCP `port` on the router's WAN address to the same port of its home, as a user
+    /// sets up a port forward; it lasts until the next [`NatLab::set_nat`].
+    pub fn forward_port(&self, router: Router, port: u16) {
+        let home = router.lan(2);
+        let rules = format!(
+            "table ip nat {{
+                chain prerouting {{
+                    type nat hook prerouting priority dstnat; policy accept;
+                    iifname \"wan\" tcp dport {port} dnat to {home}:{port}
+                }}
+            }}
+            add rule ip filter forward iifname \"wan\" oifname \"lan\" ip daddr {home} tcp dport {port} accept"
+        );
+        must(
+            self.command(router.host(), "nft")
+                .args(["-f", "-"])
+                .stdin(piped_text(&rules)),
+        );
     }
 
     /// Delays packets by half of `rtt` as they enter the internet from each router, so the

@@ -69,6 +69,7 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
                 "addr": p.addr.as_ref().map(ToString::to_string),
                 "direct": p.direct,
                 "relayed": p.relayed,
+                "rtt_ms": p.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
                 "bytes_in": p.bytes_in,
                 "bytes_out": p.bytes_out,
             })

@@ -2,6 +2,7 @@
 //! from which local port (for NAT mapping observations).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::ConnectedPoint;
@@ -24,6 +25,8 @@ struct Open {
     peer: PeerId,
     endpoint: ConnectedPoint,
     upgraded: bool,
+    /// The last round trip ping measured on it.
+    rtt: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -45,6 +48,7 @@ impl Connections {
             peer,
             endpoint,
             upgraded,
+            rtt: None,
         };
         self.open.insert(id, open);
         upgraded
@@ -52,6 +56,12 @@ impl Connections {
 
     pub fn on_closed(&mut self, id: &ConnectionId) {
         self.open.remove(id);
+    }
+
+    pub fn on_rtt(&mut self, id: &ConnectionId, rtt: Duration) {
+        if let Some(open) = self.open.get_mut(id) {
+            open.rtt = Some(rtt);
+        }
     }
 
     fn of<'a>(&'a self, peer: &'a PeerId) -> impl Iterator<Item = &'a ConnectedPoint> + 'a {
@@ -79,6 +89,12 @@ impl Connections {
     pub fn peer_info(&self, peer: PeerId, traffic: &Traffic) -> PeerInfo {
         let (bytes_in, bytes_out) = traffic.totals(&peer).unwrap_or_default();
         let endpoints: Vec<&ConnectedPoint> = self.of(&peer).collect();
+        let rtt = self
+            .open
+            .values()
+            .filter(|open| open.peer == peer && !open.endpoint.is_relayed())
+            .filter_map(|open| open.rtt)
+            .min();
         let addr = endpoints
             .iter()
             .find(|e| !e.is_relayed())
@@ -89,6 +105,7 @@ impl Connections {
             addr,
             direct: endpoints.iter().any(|e| !e.is_relayed()),
             relayed: endpoints.iter().any(|e| e.is_relayed()),
+            rtt,
             bytes_in,
             bytes_out,
         }

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{identify, kad, mdns, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, PUBLIC_KAD};
@@ -415,6 +415,11 @@ impl EventLoop {
                     protocols: info.protocols,
                 });
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                connection,
+                result: Ok(rtt),
+                ..
+            })) => self.connections.on_rtt(&connection, rtt),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer_id, addr) in found {
                     tracing::debug!(%peer_id, %addr, "found on the local network");

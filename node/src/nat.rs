@@ -86,10 +86,13 @@ impl NatState {
         }
     }
 
-    /// AutoNAT v2 dials each tested address from a fresh port, so one success is proof of
-    /// reachability; its verdicts win over v1's, which a hole-punched port can fool.
+    /// Public once either version saw a dial-back succeed: v2 dials each tested address from a
+    /// fresh port, v1 asks several peers in turn. A failed v2 probe alone does not make a node
+    /// private that v1 found public: v2 also tests candidates that are not ours (an address a
+    /// peer saw a local connection come from, say).
     pub fn reachability(&self) -> Reachability {
-        if self.v2.values().any(|reachable| *reachable) {
+        let v2_success = self.v2.values().any(|reachable| *reachable);
+        if v2_success || self.v1 == Reachability::Public {
             Reachability::Public
         } else if !self.v2.is_empty() {
             Reachability::Private
@@ -226,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn v2_verdicts_win_over_v1() {
+    fn any_successful_dial_back_makes_a_node_public() {
         let mut nat = NatState::new();
         assert_eq!(nat.reachability(), Reachability::Unknown);
         nat.on_v1(&autonat::NatStatus::Private);
@@ -236,5 +239,10 @@ mod tests {
         assert_eq!(nat.reachability(), Reachability::Public);
         nat.on_v2(addr("/ip4/1.2.3.4/tcp/4001"), false);
         assert_eq!(nat.reachability(), Reachability::Private);
+        // v1 found a way in: a failed v2 probe of some candidate does not undo that.
+        let public =
+            "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        nat.on_v1(&autonat::NatStatus::Public(addr(public)));
+        assert_eq!(nat.reachability(), Reachability::Public);
     }
 }

@@ -1,5 +1,7 @@
 //! What the node reports about itself and its peers.
 
+use std::time::Duration;
+
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,6 +13,8 @@ pub struct PeerInfo {
     pub direct: bool,
     /// Some connection to the peer goes through a relay.
     pub relayed: bool,
+    /// The round trip to the peer over its fastest direct connection, as ping last measured it.
+    pub rtt: Option<Duration>,
     /// Bytes received from and sent to the peer since this node started.
     pub bytes_in: u64,
     pub bytes_out: u64,

@@ -31,6 +31,11 @@ const TRUSTED_NARINFO_TTL: Duration = Duration::from_secs(60);
 const TRUSTED_NARINFOS: usize = 1 << 14;
 /// NARs at least this large are fetched from every holder at once when several hold them.
 const MULTI_SOURCE_MIN: u64 = 16 << 20;
+/// A NAR at least this large comes over several streams at once from a peer this far away: one
+/// stream's window (at most 1 MiB) caps it at about 1 MiB per round trip, 50 MB/s at 20 ms.
+const STRIPED_MIN: u64 = 16 << 20;
+const STRIPED_RTT: Duration = Duration::from_millis(2);
+const STRIPES: usize = 6;
 /// Chunks buffered between a peer and the HTTP response.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
@@ -166,6 +171,19 @@ impl Remote {
             cid,
         };
         self.nars.record(narinfo.nar_hash, nar).await
+    }
+
+    /// The round trip to `peer` over a direct connection, as last measured (zero if unknown).
+    async fn rtt(&self, peer: PeerId) -> Duration {
+        let Ok(status) = self.node.status().await else {
+            return Duration::ZERO;
+        };
+        status
+            .peers
+            .iter()
+            .find(|p| p.peer_id == peer)
+            .and_then(|p| p.rtt)
+            .unwrap_or_default()
     }
 
     /// What a narinfo answer said of a NAR, and the honest peers holding its path now.
@@ -333,7 +351,12 @@ impl PeersNar {
             }
         }
         for peer in remote.honest(self.peers.clone()) {
-            match fetch::nar(&remote.node, peer, &mut progress, output).await {
+            let fetched = if self.size >= STRIPED_MIN && remote.rtt(peer).await >= STRIPED_RTT {
+                fetch::nar_striped(&remote.node, peer, &mut progress, output, STRIPES).await
+            } else {
+                fetch::nar(&remote.node, peer, &mut progress, output).await
+            };
+            match fetched {
                 NarOutcome::Complete | NarOutcome::Abandoned => return None,
                 NarOutcome::Interrupted(e) => {
                     tracing::debug!(%peer, offset = progress.offset, error = %e, "NAR source stopped");

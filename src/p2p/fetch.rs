@@ -1,6 +1,7 @@
 //! Asking other nodes: a narinfo over the narinfo protocol, a NAR over the NAR protocol, checked
 //! against the NAR hash and size while it streams.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ const NARINFO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A NAR stream that stalls this long is given up.
 const NAR_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNK: usize = 256 * 1024;
+/// What one stream of a striped NAR fetch carries at a time.
+const SEGMENT: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -216,6 +219,63 @@ impl NarProgress {
     }
 }
 
+/// Opens a NAR stream from `peer` for bytes `start..end` of the NAR `nar_hash`; the peer must
+/// answer that it sends exactly that many.
+async fn open_nar(
+    node: &NodeHandle,
+    peer: PeerId,
+    nar_hash: NarHash,
+    (start, end): (u64, u64),
+) -> Result<Stream, NarOutcome> {
+    let interrupted =
+        |e: io::Error| NarOutcome::Interrupted(FetchError::Unreachable(e.to_string()));
+    let protocol = StreamProtocol::new(NAR_PROTOCOL);
+    let mut stream = match node.open_stream(peer, protocol).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            return Err(NarOutcome::Interrupted(FetchError::Unreachable(
+                e.to_string(),
+            )))
+        }
+    };
+    let request = NarRequest {
+        nar_hash,
+        start,
+        end,
+    };
+    write_frame(&mut stream, &request.encode())
+        .await
+        .map_err(interrupted)?;
+    let head = match tokio::time::timeout(NARINFO_TIMEOUT, expect_frame(&mut stream)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => return Err(interrupted(e)),
+        Err(_) => return Err(interrupted(io::ErrorKind::TimedOut.into())),
+    };
+    let wanted = end - start;
+    match decode_nar_answer(&head) {
+        Ok(Some(len)) if len == wanted => Ok(stream),
+        Ok(Some(len)) => Err(NarOutcome::Wrong(FetchError::Lied {
+            got: format!("{len} bytes"),
+            expected: format!("{wanted} bytes"),
+        })),
+        Ok(None) => Err(NarOutcome::Interrupted(FetchError::NotFound)),
+        Err(e) => Err(NarOutcome::Wrong(FetchError::Malformed(e.to_string()))),
+    }
+}
+
+/// Reads exactly `buf.len()` bytes, giving up if the stream stalls.
+async fn read_exact(stream: &mut Stream, buf: &mut [u8]) -> Result<(), NarOutcome> {
+    match tokio::time::timeout(NAR_STALL_TIMEOUT, stream.read_exact(buf)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(NarOutcome::Interrupted(FetchError::Unreachable(
+            e.to_string(),
+        ))),
+        Err(_) => Err(NarOutcome::Interrupted(FetchError::Unreachable(
+            "stalled".to_owned(),
+        ))),
+    }
+}
+
 /// Continues `progress` from `peer`: asks for the rest of the NAR, hashes it as it arrives and
 /// hands the reader its part, holding back the last chunk until the hash and size match, so a
 /// wrong NAR never arrives complete.
@@ -225,46 +285,16 @@ pub async fn nar(
     progress: &mut NarProgress,
     output: &mpsc::Sender<io::Result<Bytes>>,
 ) -> NarOutcome {
-    let interrupted =
-        |e: io::Error| NarOutcome::Interrupted(FetchError::Unreachable(e.to_string()));
-    let protocol = StreamProtocol::new(NAR_PROTOCOL);
-    let mut stream = match node.open_stream(peer, protocol).await {
+    let range = (progress.offset, progress.size);
+    let mut stream = match open_nar(node, peer, progress.nar_hash, range).await {
         Ok(stream) => stream,
-        Err(e) => return NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())),
+        Err(outcome) => return outcome,
     };
-    let request = NarRequest {
-        nar_hash: progress.nar_hash,
-        start: progress.offset,
-        end: progress.size,
-    };
-    if let Err(e) = write_frame(&mut stream, &request.encode()).await {
-        return interrupted(e);
-    }
-    let head = match tokio::time::timeout(NARINFO_TIMEOUT, expect_frame(&mut stream)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(e)) => return interrupted(e),
-        Err(_) => return interrupted(io::ErrorKind::TimedOut.into()),
-    };
-    let remaining = progress.size - progress.offset;
-    match decode_nar_answer(&head) {
-        Ok(Some(len)) if len == remaining => {}
-        Ok(Some(len)) => {
-            return NarOutcome::Wrong(FetchError::Lied {
-                got: format!("{len} bytes"),
-                expected: format!("{remaining} bytes"),
-            })
-        }
-        Ok(None) => return NarOutcome::Interrupted(FetchError::NotFound),
-        Err(e) => return NarOutcome::Wrong(FetchError::Malformed(e.to_string())),
-    }
     while progress.offset < progress.size {
         let want = CHUNK.min(usize::try_from(progress.size - progress.offset).unwrap_or(CHUNK));
         let mut chunk = vec![0u8; want];
-        let read = tokio::time::timeout(NAR_STALL_TIMEOUT, stream.read_exact(&mut chunk)).await;
-        match read {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return interrupted(e),
-            Err(_) => return interrupted(io::ErrorKind::TimedOut.into()),
+        if let Err(outcome) = read_exact(&mut stream, &mut chunk).await {
+            return outcome;
         }
         if !progress.take(chunk, output).await {
             return NarOutcome::Abandoned;
@@ -274,8 +304,55 @@ pub async fn nar(
     if matches!(stream.read(&mut extra).await, Ok(n) if n > 0) {
         return NarOutcome::Wrong(FetchError::Lied {
             got: "more bytes".to_owned(),
-            expected: format!("{remaining} bytes"),
+            expected: format!("{} bytes", range.1 - range.0),
         });
     }
     progress.finish(output).await
+}
+
+/// Like [`nar`], over `streams` streams at once, each carrying the next [`SEGMENT`] of the NAR:
+/// one stream's flow-control window caps it at about a window per round trip, so on a long
+/// path several together go as fast as the link. Segments are hashed and handed on in order.
+pub async fn nar_striped(
+    node: &NodeHandle,
+    peer: PeerId,
+    progress: &mut NarProgress,
+    output: &mpsc::Sender<io::Result<Bytes>>,
+    streams: usize,
+) -> NarOutcome {
+    let mut requested = progress.offset;
+    let mut in_flight = VecDeque::new();
+    let outcome = loop {
+        if progress.offset >= progress.size {
+            break progress.finish(output).await;
+        }
+        while in_flight.len() < streams && requested < progress.size {
+            let range = (requested, (requested + SEGMENT).min(progress.size));
+            let (node, nar_hash) = (node.clone(), progress.nar_hash);
+            in_flight.push_back(tokio::spawn(async move {
+                let mut stream = open_nar(&node, peer, nar_hash, range).await?;
+                let len = usize::try_from(range.1 - range.0).unwrap_or(usize::MAX);
+                let mut segment = vec![0u8; len];
+                read_exact(&mut stream, &mut segment).await?;
+                Ok::<_, NarOutcome>(segment)
+            }));
+            requested = range.1;
+        }
+        let Some(next) = in_flight.pop_front() else {
+            break progress.finish(output).await;
+        };
+        let segment = match next.await {
+            Ok(Ok(segment)) => segment,
+            Ok(Err(outcome)) => break outcome,
+            Err(e) => break NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())),
+        };
+        if !progress.take(segment, output).await {
+            break NarOutcome::Abandoned;
+        }
+    };
+    // Segments still on their way are of no use to anyone now.
+    for segment in in_flight {
+        segment.abort();
+    }
+    outcome
 }

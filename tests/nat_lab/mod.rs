@@ -27,6 +27,10 @@ pub mod peerix;
 pub const RELAY_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// A second public address in `Host::Internet`, for a second public node.
 pub const PUBLIC2_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+/// The address of `Host::Server`, a public host of its own: nodes there and on the internet host
+/// reach each other over a real link, not a shared loopback (where the kernel picks source
+/// addresses that no outside peer would see).
+pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
 
 /// How a router translates outgoing traffic. Both kinds only let in replies to traffic the home
 /// sent out first, and only from the exact address and port it was sent to (port-restricted).
@@ -43,6 +47,7 @@ pub enum NatKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host {
     Internet,
+    Server,
     Router1,
     Router2,
     Home1,
@@ -55,8 +60,9 @@ pub enum Router {
     Router2,
 }
 
-const HOSTS: [Host; 5] = [
+const HOSTS: [Host; 6] = [
     Host::Internet,
+    Host::Server,
     Host::Router1,
     Host::Router2,
     Host::Home1,
@@ -148,6 +154,26 @@ impl NatLab {
         for addr in [RELAY_ADDR, PUBLIC2_ADDR] {
             lab.ip(inet, &["addr", "add", &format!("{addr}/32"), "dev", "lo"]);
         }
+        let server = Host::Server;
+        lab.veth((inet, "srv"), (server, "eth0"));
+        lab.ip(inet, &["link", "set", "srv", "up"]);
+        lab.ip(
+            server,
+            &["addr", "add", &format!("{SERVER_ADDR}/32"), "dev", "eth0"],
+        );
+        lab.ip(server, &["link", "set", "eth0", "up"]);
+        lab.ip(
+            server,
+            &["route", "add", &format!("{RELAY_ADDR}/32"), "dev", "eth0"],
+        );
+        lab.ip(
+            server,
+            &["route", "add", "default", "via", &RELAY_ADDR.to_string()],
+        );
+        lab.ip(
+            inet,
+            &["route", "add", &format!("{SERVER_ADDR}/32"), "dev", "srv"],
+        );
 
         for (router, kind) in [(Router::Router1, kind1), (Router::Router2, kind2)] {
             let (r, home) = (router.host(), router.home());
@@ -195,6 +221,7 @@ impl NatLab {
     pub fn addr(&self, host: Host) -> Ipv4Addr {
         match host {
             Host::Internet => RELAY_ADDR,
+            Host::Server => SERVER_ADDR,
             Host::Router1 => Router::Router1.wan(1),
             Host::Router2 => Router::Router2.wan(1),
             Host::Home1 => Router::Router1.lan(2),
@@ -317,6 +344,7 @@ impl NatLab {
     fn ns(&self, host: Host) -> String {
         let name = match host {
             Host::Internet => "internet",
+            Host::Server => "server",
             Host::Router1 => "router1",
             Host::Router2 => "router2",
             Host::Home1 => "home1",

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::{Host, NatKind, NatLab, PUBLIC2_ADDR, RELAY_ADDR};
+use super::{Host, NatKind, NatLab, RELAY_ADDR, SERVER_ADDR};
 use crate::common::{ChrootStore, Fixture, NixKey, NIX_CONFIG};
 
 pub const PEERIX: &str = env!("CARGO_BIN_EXE_peerix");
-/// A node's HTTP front port, inside its own namespace (the second public node takes the next).
+/// A node's HTTP front port, inside its own namespace.
 pub const FRONT_PORT: u16 = 12304;
 pub const P2P_PORT: u16 = 4001;
 
@@ -58,7 +58,7 @@ pub fn serve(
         .arg(state.path())
         .args(["--listen-addrs", &listen])
         .args(extra)
-        .env("RUST_LOG", "info,peerix_node=debug")
+        .env("RUST_LOG", "info,peerix_node=debug,libp2p_autonat=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -199,15 +199,15 @@ pub fn world_with_rtt(
         empty.root(),
         &relay_args,
     );
-    let second_args = ["--announce-addr".to_owned(), PUBLIC2_ADDR.to_string()];
+    let second_args = ["--announce-addr".to_owned(), SERVER_ADDR.to_string()];
     let second_public = serve(
         &lab,
-        (Host::Internet, PUBLIC2_ADDR, FRONT_PORT + 1),
+        (Host::Server, SERVER_ADDR, FRONT_PORT),
         empty.root(),
         &second_args,
     );
     let relay_addr = public_addr(&lab, &relay, RELAY_ADDR);
-    let second_addr = public_addr(&lab, &second_public, PUBLIC2_ADDR);
+    let second_addr = public_addr(&lab, &second_public, SERVER_ADDR);
     let mut home_args = vec![
         "--bootstrap-peers".to_owned(),
         format!("{relay_addr},{second_addr}"),

@@ -112,7 +112,7 @@ fn nodes_on_one_lan_find_each_other_by_mdns() {
         })
         .collect();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let peer_b = loop {
         let id = stdout_of(lan.run(1, &["ipfs", "id"]));
         if let Ok(id) = serde_json::from_str::<serde_json::Value>(&id) {

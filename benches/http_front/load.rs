@@ -136,6 +136,11 @@ pub(crate) async fn narinfo_load(addr: SocketAddr, targets: Arc<Targets>) -> Loa
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|_| tokio::spawn(drive_connection(addr, targets.clone(), window)))
         .collect();
+    merged(tasks).await
+}
+
+/// The connections' stats together; a connection task that died counts as one error.
+async fn merged(tasks: Vec<tokio::task::JoinHandle<LoadStats>>) -> LoadStats {
     let mut total = LoadStats::new();
     for task in tasks {
         match task.await {
@@ -173,13 +178,7 @@ pub(crate) async fn each_once(
             })
         })
         .collect();
-    let mut total = LoadStats::new();
-    for task in tasks {
-        match task.await {
-            Ok(stats) => total.merge(&stats),
-            Err(_) => total.errors += 1,
-        }
-    }
+    let mut total = merged(tasks).await;
     total.measured_for = started.elapsed();
     total
 }

@@ -24,7 +24,7 @@ use super::wire::{
 const NARINFO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A NAR stream that stalls this long is given up.
 const NAR_STALL_TIMEOUT: Duration = Duration::from_secs(30);
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1024 * 1024;
 /// What one stream of a striped NAR fetch carries at a time.
 const SEGMENT: u64 = 4 << 20;
 

@@ -18,6 +18,10 @@ let
   ++ optional cfg.noFilter "--no-filter"
   ++ optionals (cfg.bandwidthLimit != null) [ "--bandwidth-limit" cfg.bandwidthLimit ]
   ++ optionals (cfg.ipfsApi != null) [ "--ipfs-api" cfg.ipfsApi ]
+  ++ concatMap (a: [ "--relay-servers" a ]) cfg.relayServers
+  ++ optionals cfg.relayServer [ "--relay-server" "on" ]
+  ++ optional cfg.allowRelayedTransfers "--allow-relayed-transfers"
+  ++ optionals (cfg.announceAddr != null) [ "--announce-addr" cfg.announceAddr ]
   ++ cfg.extraArgs;
 in
 {
@@ -101,6 +105,32 @@ in
       default = null;
       example = "http://127.0.0.1:5001";
       description = "HTTP RPC of a running kubo to use next to the embedded IPFS node.";
+    };
+
+    relayServers = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "/ip4/203.0.113.1/tcp/13304/p2p/12D3KooW..." ];
+      description = "Relays (v2) to hold a reservation on while this machine is not publicly reachable; by default, relays among the connected peers.";
+    };
+
+    relayServer = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Relay connections for peers that cannot reach each other directly (within the relay limits; see `peerix serve --help`). Worth turning on for a publicly reachable machine; open its libp2p port too.";
+    };
+
+    allowRelayedTransfers = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Let NARs travel over relayed connections when no direct one can be made (relays only carry handshakes otherwise).";
+    };
+
+    announceAddr = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "my-public-ip-or-hostname";
+      description = "An address peers can reach this machine at that it cannot discover itself (port forward, VPN): an IP address or host name (TCP and QUIC on the libp2p port), or a multiaddr.";
     };
 
     extraArgs = mkOption {

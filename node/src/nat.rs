@@ -103,15 +103,17 @@ impl NatState {
 
     pub fn on_v1(&mut self, status: &autonat::NatStatus) {
         self.v1 = match status {
-            autonat::NatStatus::Public(_) => Reachability::Public,
+            autonat::NatStatus::Public(addr) if routable(addr) => Reachability::Public,
+            autonat::NatStatus::Public(_) => Reachability::Unknown,
             autonat::NatStatus::Private => Reachability::Private,
             autonat::NatStatus::Unknown => Reachability::Unknown,
         };
     }
 
-    /// A v2 probe of `addr`; relayed addresses say nothing about our own NAT.
+    /// A v2 probe of `addr`; relayed addresses say nothing about our own NAT, nor do private
+    /// ones (see [`routable`]).
     pub fn on_v2(&mut self, addr: Multiaddr, reachable: bool) {
-        if split(&addr).is_some() {
+        if routable(&addr) {
             self.v2.insert(addr, reachable);
         }
     }
@@ -177,6 +179,27 @@ impl NatState {
     }
 }
 
+/// Whether reaching us at `addr` says anything about reachability from the internet: a LAN
+/// neighbour dialling back our private address proves nothing about the NAT in front of us, and
+/// counting it would make a node behind NAT drop its relay reservations. Loopback counts (a
+/// node on one machine is reachable there); shared, link-local and unique-local ones do not.
+pub fn routable(addr: &Multiaddr) -> bool {
+    match split(addr) {
+        Some((_, IpAddr::V4(ip), _)) => {
+            let [a, b, ..] = ip.octets();
+            let shared = a == 100 && (b & 0xc0) == 64;
+            !(ip.is_private() || ip.is_link_local() || ip.is_unspecified() || shared)
+        }
+        Some((_, IpAddr::V6(ip), _)) => {
+            let first = ip.segments()[0];
+            let unique_local = (first & 0xfe00) == 0xfc00;
+            let link_local = (first & 0xffc0) == 0xfe80;
+            !(unique_local || link_local || ip.is_unspecified())
+        }
+        None => false,
+    }
+}
+
 /// The transport, IP and port of a direct TCP or QUIC address (a relayed address starts with
 /// the relay's).
 pub fn split(addr: &Multiaddr) -> Option<(Transport, IpAddr, u16)> {
@@ -239,6 +262,14 @@ mod tests {
         assert_eq!(nat.reachability(), Reachability::Public);
         nat.on_v2(addr("/ip4/1.2.3.4/tcp/4001"), false);
         assert_eq!(nat.reachability(), Reachability::Private);
+        // A LAN neighbour reaching our private address proves nothing.
+        let mut lan = NatState::new();
+        lan.on_v2(addr("/ip4/192.168.1.7/tcp/4001"), true);
+        lan.on_v2(addr("/ip4/10.0.0.7/udp/4001/quic-v1"), true);
+        lan.on_v1(&autonat::NatStatus::Public(addr(
+            "/ip4/100.64.1.2/tcp/4001",
+        )));
+        assert_eq!(lan.reachability(), Reachability::Unknown);
         // v1 found a way in: a failed v2 probe of some candidate does not undo that.
         let public =
             "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";

@@ -87,11 +87,11 @@ impl ReachabilityArgs {
     /// Sets the reachability part of `config`, whose listen addresses give the port that a bare
     /// `--announce-addr` host stands for.
     pub fn apply(&self, config: &mut NodeConfig) -> Result<(), String> {
-        let port = listen_port(&config.listen_addrs);
+        let ports = listen_ports(&config.listen_addrs);
         config.announce_addrs = self
             .announce_addrs
             .iter()
-            .map(|addr| announce_addrs(addr, port))
+            .map(|addr| announce_addrs(addr, ports))
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .flatten()
@@ -109,28 +109,41 @@ impl ReachabilityArgs {
     }
 }
 
-/// The first fixed TCP port among the listen addresses.
-fn listen_port(listen: &[Multiaddr]) -> Option<u16> {
+/// The first fixed TCP port and the first fixed QUIC (UDP) port among the listen addresses.
+fn listen_ports(listen: &[Multiaddr]) -> (Option<u16>, Option<u16>) {
     use peerix_node::Protocol;
-    listen.iter().find_map(|addr| {
+    let tcp = listen.iter().find_map(|addr| {
         addr.iter().find_map(|part| match part {
             Protocol::Tcp(port) if port != 0 => Some(port),
             _ => None,
         })
-    })
+    });
+    let quic = listen.iter().find_map(|addr| {
+        let parts: Vec<Protocol> = addr.iter().collect();
+        parts.windows(2).find_map(|pair| match pair {
+            [Protocol::Udp(port), Protocol::QuicV1] if *port != 0 => Some(*port),
+            _ => None,
+        })
+    });
+    (tcp, quic)
 }
 
-/// `text` as multiaddrs: itself if it is one, else TCP and QUIC at that host on `port`.
-fn announce_addrs(text: &str, port: Option<u16>) -> Result<Vec<Multiaddr>, String> {
+/// `text` as multiaddrs: itself if it is one, else that host at the TCP and QUIC listen ports.
+fn announce_addrs(
+    text: &str,
+    (tcp, quic): (Option<u16>, Option<u16>),
+) -> Result<Vec<Multiaddr>, String> {
     if text.starts_with('/') {
         let addr = text
             .parse()
             .map_err(|e| format!("--announce-addr {text:?}: {e}"))?;
         return Ok(vec![addr]);
     }
-    let port = port.ok_or_else(|| {
-        format!("--announce-addr {text:?}: no fixed listen port to pair it with; give a multiaddr")
-    })?;
+    if tcp.is_none() && quic.is_none() {
+        return Err(format!(
+            "--announce-addr {text:?}: no fixed listen port to pair it with; give a multiaddr"
+        ));
+    }
     let host = match text
         .trim_matches(|c| c == '[' || c == ']')
         .parse::<IpAddr>()
@@ -144,16 +157,15 @@ fn announce_addrs(text: &str, port: Option<u16>) -> Result<Vec<Multiaddr>, Strin
             ))
         }
     };
-    [
-        format!("{host}/tcp/{port}"),
-        format!("{host}/udp/{port}/quic-v1"),
-    ]
-    .iter()
-    .map(|a| {
-        a.parse()
-            .map_err(|e| format!("--announce-addr {text:?}: {e}"))
-    })
-    .collect()
+    let tcp = tcp.map(|port| format!("{host}/tcp/{port}"));
+    let quic = quic.map(|port| format!("{host}/udp/{port}/quic-v1"));
+    tcp.iter()
+        .chain(quic.iter())
+        .map(|a| {
+            a.parse()
+                .map_err(|e| format!("--announce-addr {text:?}: {e}"))
+        })
+        .collect()
 }
 
 fn is_host_name(text: &str) -> bool {
@@ -207,51 +219,46 @@ mod tests {
 
     #[test]
     fn announce_addrs_take_multiaddrs_ips_and_host_names() {
-        let one = |text, port| {
-            announce_addrs(text, port)
+        let one = |text, ports| {
+            announce_addrs(text, ports)
                 .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
         };
+        let both = (Some(4001), Some(4001));
         assert_eq!(
-            one("/ip4/1.2.3.4/tcp/9", None).unwrap(),
+            one("/ip4/1.2.3.4/tcp/9", (None, None)).unwrap(),
             ["/ip4/1.2.3.4/tcp/9"]
         );
         assert_eq!(
-            one("203.0.113.7", Some(4001)).unwrap(),
+            one("203.0.113.7", both).unwrap(),
             [
                 "/ip4/203.0.113.7/tcp/4001",
                 "/ip4/203.0.113.7/udp/4001/quic-v1"
             ]
         );
         assert_eq!(
-            one("[2001:db8::1]", Some(4001)).unwrap(),
-            [
-                "/ip6/2001:db8::1/tcp/4001",
-                "/ip6/2001:db8::1/udp/4001/quic-v1"
-            ]
+            one("[2001:db8::1]", (Some(7), Some(5))).unwrap(),
+            ["/ip6/2001:db8::1/tcp/7", "/ip6/2001:db8::1/udp/5/quic-v1"]
         );
         assert_eq!(
-            one("home.example.org", Some(13304)).unwrap(),
-            [
-                "/dns/home.example.org/tcp/13304",
-                "/dns/home.example.org/udp/13304/quic-v1"
-            ]
+            one("home.example.org", (Some(13304), None)).unwrap(),
+            ["/dns/home.example.org/tcp/13304"]
         );
-        assert!(one("203.0.113.7", None).is_err());
-        assert!(one("not a host!", Some(1)).is_err());
-        assert!(one("/ip4/nonsense", None).is_err());
+        assert!(one("203.0.113.7", (None, None)).is_err());
+        assert!(one("not a host!", both).is_err());
+        assert!(one("/ip4/nonsense", (None, None)).is_err());
     }
 
     #[test]
-    fn the_listen_port_is_the_first_fixed_tcp_one() {
+    fn the_listen_ports_are_the_first_fixed_tcp_and_quic_ones() {
         let addrs =
             |list: &[&str]| -> Vec<Multiaddr> { list.iter().map(|a| a.parse().unwrap()).collect() };
         assert_eq!(
-            listen_port(&addrs(&[
+            listen_ports(&addrs(&[
                 "/ip4/0.0.0.0/udp/5/quic-v1",
                 "/ip4/0.0.0.0/tcp/7"
             ])),
-            Some(7)
+            (Some(7), Some(5))
         );
-        assert_eq!(listen_port(&addrs(&["/ip4/0.0.0.0/tcp/0"])), None);
+        assert_eq!(listen_ports(&addrs(&["/ip4/0.0.0.0/tcp/0"])), (None, None));
     }
 }

@@ -7,9 +7,7 @@ use std::path::Path;
 
 use cid::Cid;
 use peerix_http::{NarHash, StoreHash};
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 /// Store hash -> u16 CID length, CID bytes, narinfo text.
 const PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("paths");
@@ -47,26 +45,23 @@ impl IndexDb {
         Ok(Self { db })
     }
 
-    /// Records `hash`'s CID and narinfo; durable only at the next [`IndexDb::persist`], so that
-    /// a bulk scan pays one fsync per batch.
-    pub fn put(&self, hash: StoreHash, cid: &Cid, narinfo: &str) -> Result<(), IndexError> {
-        let cid = cid.to_bytes();
-        let len = u16::try_from(cid.len()).map_err(db_error)?;
-        let mut value = len.to_le_bytes().to_vec();
-        value.extend_from_slice(&cid);
-        value.extend_from_slice(narinfo.as_bytes());
-        let mut txn = self.db.begin_write().map_err(db_error)?;
-        txn.set_durability(Durability::None).map_err(db_error)?;
-        txn.open_table(PATHS)
-            .map_err(db_error)?
-            .insert(hash.as_str(), value.as_slice())
-            .map_err(db_error)?;
-        txn.commit().map_err(db_error)
-    }
-
-    /// Makes every earlier `put` durable.
-    pub fn persist(&self) -> Result<(), IndexError> {
+    /// Records each path's CID and narinfo, in one durable transaction: a bulk scan pays one
+    /// fsync per batch.
+    pub fn put_all(&self, entries: &[(StoreHash, Cid, String)]) -> Result<(), IndexError> {
         let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(PATHS).map_err(db_error)?;
+            for (hash, cid, narinfo) in entries {
+                let cid = cid.to_bytes();
+                let len = u16::try_from(cid.len()).map_err(db_error)?;
+                let mut value = len.to_le_bytes().to_vec();
+                value.extend_from_slice(&cid);
+                value.extend_from_slice(narinfo.as_bytes());
+                table
+                    .insert(hash.as_str(), value.as_slice())
+                    .map_err(db_error)?;
+            }
+        }
         txn.commit().map_err(db_error)
     }
 
@@ -183,8 +178,8 @@ mod tests {
             Cid::try_from("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").unwrap();
         {
             let db = IndexDb::open(&path).unwrap();
-            db.put(hash, &cid, "StorePath: x\n").unwrap();
-            db.persist().unwrap();
+            db.put_all(&[(hash, cid, "StorePath: x\n".to_owned())])
+                .unwrap();
         }
         let db = IndexDb::open(&path).unwrap();
         assert_eq!(

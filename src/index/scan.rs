@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cid::Cid;
 use peerix_http::StoreHash;
 use peerix_node::{NodeHandle, Persist};
 use serde::Serialize;
@@ -154,10 +155,12 @@ impl Scanner {
         self.progress.start(todo.len());
         tracing::info!(paths = todo.len(), "publishing new paths");
         let (mut last_log, mut last_persist) = (Instant::now(), Instant::now());
+        let mut published = Vec::new();
         for hash in todo {
             match self.publish(hash).await {
-                Ok(bytes) => {
+                Ok((bytes, entry)) => {
                     self.progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+                    published.push(entry);
                 }
                 Err(e) => {
                     self.progress.failed.fetch_add(1, Ordering::Relaxed);
@@ -167,34 +170,36 @@ impl Scanner {
             self.progress.done.fetch_add(1, Ordering::Relaxed);
             if last_persist.elapsed() >= PERSIST_EVERY {
                 last_persist = Instant::now();
-                self.persist().await;
+                self.persist(std::mem::take(&mut published)).await;
             }
             if last_log.elapsed() >= PROGRESS_LOG {
                 last_log = Instant::now();
                 log_progress(&self.progress.report());
             }
         }
-        self.persist().await;
+        self.persist(published).await;
         self.progress.finish();
         log_progress(&self.progress.report());
     }
 
-    /// The node's records first: the index never claims a path whose blocks a crash lost.
-    async fn persist(&self) {
+    /// Makes the node's records durable, then writes the index entries of `published`: the
+    /// index never claims a path whose blocks a crash lost (paths not written are published
+    /// again by the next scan).
+    async fn persist(&self, published: Vec<(StoreHash, Cid, String)>) {
         if let Err(e) = self.node.persist().await {
             tracing::error!(error = %e, "cannot persist published content");
             return;
         }
         let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || db.persist()).await {
+        match tokio::task::spawn_blocking(move || db.put_all(&published)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the index"),
             Err(e) => tracing::error!(error = %e, "cannot persist the index"),
         }
     }
 
-    /// Imports one path's NAR and records it; returns the NAR's size.
-    async fn publish(&self, hash: StoreHash) -> Result<u64, String> {
+    /// Imports one path's NAR into the node; returns the NAR's size and the path's index entry.
+    async fn publish(&self, hash: StoreHash) -> Result<(u64, (StoreHash, Cid, String)), String> {
         let narinfo = self
             .store
             .shared_narinfo(hash)
@@ -217,13 +222,7 @@ impl Scanner {
             .add_content(nar_source(hash), NarReader::new(plan), Persist::Later)
             .await
             .map_err(|e| e.to_string())?;
-        let db = self.db.clone();
-        let text = narinfo.render();
-        tokio::task::spawn_blocking(move || db.put(hash, &cid, &text))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        Ok(narinfo.nar_size)
+        Ok((narinfo.nar_size, (hash, cid, narinfo.render())))
     }
 }
 

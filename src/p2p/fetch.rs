@@ -11,7 +11,7 @@ use futures_util::AsyncReadExt;
 use peerix_http::{NarHash, NarInfo, StoreHash};
 use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::frames::{expect_frame, write_frame};
 use super::stream_pool::StreamPool;
@@ -27,6 +27,8 @@ const NAR_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNK: usize = 1024 * 1024;
 /// What one stream of a striped NAR fetch carries at a time.
 const SEGMENT: u64 = 4 << 20;
+/// Segments being read at once, over all striped fetches: 96 MiB.
+static SEGMENT_BUDGET: Semaphore = Semaphore::const_new(24);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -115,7 +117,7 @@ pub async fn nar_by_cid(
                 expected: format!("{} bytes", progress.size),
             });
         }
-        if !progress.take(chunk, output).await {
+        if !progress.take(Bytes::from(chunk), output).await {
             return NarOutcome::Abandoned;
         }
     }
@@ -182,7 +184,7 @@ impl NarProgress {
     }
 
     /// Takes the next `chunk` of the NAR; hands the reader the previous part it wants.
-    async fn take(&mut self, chunk: Vec<u8>, output: &mpsc::Sender<io::Result<Bytes>>) -> bool {
+    async fn take(&mut self, chunk: Bytes, output: &mpsc::Sender<io::Result<Bytes>>) -> bool {
         self.hasher.update(&chunk);
         let (chunk_start, chunk_end) = (self.offset, self.offset + chunk.len() as u64);
         self.offset = chunk_end;
@@ -191,7 +193,7 @@ impl NarProgress {
         if from == to {
             return true;
         }
-        let part = Bytes::from(chunk).slice(from as usize..to as usize);
+        let part = chunk.slice(from as usize..to as usize);
         match self.held.replace(part) {
             Some(previous) => {
                 self.handed_on = true;
@@ -263,17 +265,20 @@ async fn open_nar(
     }
 }
 
-/// Reads exactly `buf.len()` bytes, giving up if the stream stalls.
+/// Reads exactly `buf.len()` bytes, giving up if no byte comes for [`NAR_STALL_TIMEOUT`]: a
+/// slow uplink shared by several streams is slow, not stalled.
 async fn read_exact(stream: &mut Stream, buf: &mut [u8]) -> Result<(), NarOutcome> {
-    match tokio::time::timeout(NAR_STALL_TIMEOUT, stream.read_exact(buf)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(NarOutcome::Interrupted(FetchError::Unreachable(
-            e.to_string(),
-        ))),
-        Err(_) => Err(NarOutcome::Interrupted(FetchError::Unreachable(
-            "stalled".to_owned(),
-        ))),
+    let failed = |why: String| NarOutcome::Interrupted(FetchError::Unreachable(why));
+    let mut filled = 0;
+    while filled < buf.len() {
+        match tokio::time::timeout(NAR_STALL_TIMEOUT, stream.read(&mut buf[filled..])).await {
+            Ok(Ok(0)) => return Err(failed("the stream ended early".to_owned())),
+            Ok(Ok(n)) => filled += n,
+            Ok(Err(e)) => return Err(failed(e.to_string())),
+            Err(_) => return Err(failed("stalled".to_owned())),
+        }
     }
+    Ok(())
 }
 
 /// Continues `progress` from `peer`: asks for the rest of the NAR, hashes it as it arrives and
@@ -296,12 +301,13 @@ pub async fn nar(
         if let Err(outcome) = read_exact(&mut stream, &mut chunk).await {
             return outcome;
         }
-        if !progress.take(chunk, output).await {
+        if !progress.take(Bytes::from(chunk), output).await {
             return NarOutcome::Abandoned;
         }
     }
     let mut extra = [0u8; 1];
-    if matches!(stream.read(&mut extra).await, Ok(n) if n > 0) {
+    let after = tokio::time::timeout(NAR_STALL_TIMEOUT, stream.read(&mut extra)).await;
+    if matches!(after, Ok(Ok(n)) if n > 0) {
         return NarOutcome::Wrong(FetchError::Lied {
             got: "more bytes".to_owned(),
             expected: format!("{} bytes", range.1 - range.0),
@@ -330,6 +336,11 @@ pub async fn nar_striped(
             let range = (requested, (requested + SEGMENT).min(progress.size));
             let (node, nar_hash) = (node.clone(), progress.nar_hash);
             in_flight.push_back(tokio::spawn(async move {
+                // Bounds the memory of every striped fetch together.
+                let _permit = SEGMENT_BUDGET
+                    .acquire()
+                    .await
+                    .map_err(|e| NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())))?;
                 let mut stream = open_nar(&node, peer, nar_hash, range).await?;
                 let len = usize::try_from(range.1 - range.0).unwrap_or(usize::MAX);
                 let mut segment = vec![0u8; len];
@@ -346,7 +357,17 @@ pub async fn nar_striped(
             Ok(Err(outcome)) => break outcome,
             Err(e) => break NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())),
         };
-        if !progress.take(segment, output).await {
+        // Handed on a chunk at a time: the output channel counts items, not bytes.
+        let segment = Bytes::from(segment);
+        let mut abandoned = false;
+        for start in (0..segment.len()).step_by(CHUNK) {
+            let end = (start + CHUNK).min(segment.len());
+            if !progress.take(segment.slice(start..end), output).await {
+                abandoned = true;
+                break;
+            }
+        }
+        if abandoned {
             break NarOutcome::Abandoned;
         }
     };

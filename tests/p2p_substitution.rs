@@ -376,13 +376,7 @@ fn a_nar_url_stays_valid_across_a_restart() {
     ];
     let b = Peerix::serve_in(b_store.root(), state.path(), &b_args);
     wait_for_narinfo(&b, &f.lib);
-    let (_, narinfo) = b.get(&format!("/{}.narinfo", hash_part(&f.lib)));
-    let narinfo = String::from_utf8(narinfo).unwrap();
-    let url = narinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("URL: "))
-        .unwrap()
-        .to_owned();
+    let url = b.nar_url(&f.lib);
     drop(b);
 
     // Nix keeps narinfos for days and asks for the NAR directly: the restarted B must know it.
@@ -484,13 +478,7 @@ fn a_fetched_nar_is_served_again_from_the_cache() {
         ],
     );
     wait_for_narinfo(&b, &f.lib);
-    let (_, narinfo) = b.get(&format!("/{}.narinfo", hash_part(&f.lib)));
-    let narinfo = String::from_utf8(narinfo).unwrap();
-    let url = narinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("URL: "))
-        .unwrap()
-        .to_owned();
+    let url = b.nar_url(&f.lib);
     let dump = a_store.dump(&f.lib);
     assert!(b.get(&format!("/{url}")).1 == dump);
 

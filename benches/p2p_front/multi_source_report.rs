@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::multi_source::{
-    MultiSource, MultiSourceResults, BANDWIDTH_LIMIT, BANDWIDTH_LIMIT_MB_PER_S, INDEX_SETTLE,
-    TARGET_SCAN_RATIO, TARGET_SPEEDUP,
+    MultiSource, MultiSourceResults, ScanSample, BANDWIDTH_LIMIT, BANDWIDTH_LIMIT_MB_PER_S,
+    INDEX_SETTLE, TARGET_SCAN_RATIO, TARGET_SPEEDUP,
 };
 
 /// The facts and the table, for the end of the report.
@@ -22,6 +22,18 @@ pub(crate) fn render(setup: Option<&MultiSource>, results: &MultiSourceResults) 
         } else {
             all.join(", ")
         }
+    };
+
+    let scans = |samples: &[ScanSample]| {
+        each(&mut samples.iter().map(|s| {
+            format!(
+                "{:.0} / {:.0} ({}, {:.2})",
+                s.reported_mb_per_s,
+                s.from_start_mb_per_s,
+                s.bytes,
+                s.from_start.as_secs_f64()
+            )
+        }))
     };
 
     let mut text = String::from("\n## Multi-source NAR and publication scan\n\n");
@@ -71,24 +83,12 @@ pub(crate) fn render(setup: Option<&MultiSource>, results: &MultiSourceResults) 
         text,
         "- holder 1's scan of the fixture store, each start: MB/s reported / MB/s from spawning \
          the process (bytes, seconds): {}",
-        each(&mut results.scans.iter().map(|s| format!(
-            "{:.0} / {:.0} ({}, {:.2})",
-            s.reported_mb_per_s,
-            s.from_start_mb_per_s,
-            s.bytes,
-            s.from_start.as_secs_f64()
-        )))
+        scans(&results.scans)
     );
     let _ = writeln!(
         text,
         "- for comparison, holder 2's scan of its store (just the big path), each start: {}",
-        each(&mut results.big_only_scans.iter().map(|s| format!(
-            "{:.0} / {:.0} ({}, {:.2})",
-            s.reported_mb_per_s,
-            s.from_start_mb_per_s,
-            s.bytes,
-            s.from_start.as_secs_f64()
-        )))
+        scans(&results.big_only_scans)
     );
     let _ = writeln!(
         text,

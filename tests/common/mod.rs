@@ -320,6 +320,18 @@ impl Peerix {
             .expect("VmHWM in /proc status")
     }
 
+    /// The `URL:` of the narinfo this server gives for `store_path` (relative, `nar/...`).
+    pub fn nar_url(&self, store_path: &str) -> String {
+        let (status, narinfo) = self.get(&format!("/{}.narinfo", hash_part(store_path)));
+        assert_eq!(status, 200, "no narinfo for {store_path}");
+        let narinfo = String::from_utf8(narinfo).unwrap();
+        narinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("URL: "))
+            .expect("a URL line")
+            .to_owned()
+    }
+
     /// One GET over a fresh connection with a minimal HTTP/1.1 client: (status, body).
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();

@@ -33,7 +33,7 @@ use std::fmt::Write as _;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use bench_env::{load_average, write_report};
+use bench_env::{load_average, machine_line, write_report};
 use common::{hash_part, Fixture};
 use nat_lab::peerix::{connection_to, get, node_status, peer_id, world_with_rtt, World};
 use nat_lab::{Host, NatKind, Router};
@@ -190,13 +190,8 @@ fn render(results: &Results, load_at_start: &str) -> String {
         (Some(b), Some(p)) if p > 0.0 => format!("{:.2}", b / p),
         _ => "—".to_owned(),
     };
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut text = String::from("# Across two NATs: hole punching and NAR throughput\n\n");
-    let _ = writeln!(
-        text,
-        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}",
-        load_average()
-    );
+    text.push_str(&machine_line(load_at_start));
     let _ = writeln!(
         text,
         "- tests/nat_lab: two homes behind port-restricted cone NATs (nftables masquerade), \

@@ -13,6 +13,15 @@ pub(crate) fn load_average() -> String {
         .join(" ")
 }
 
+/// The report's first line: the cores, and the load when the run started and now.
+pub(crate) fn machine_line(load_at_start: &str) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}\n",
+        load_average()
+    )
+}
+
 /// Writes `report` to `target/<file_name>` (or under `CARGO_TARGET_DIR`); returns its path.
 pub(crate) fn write_report(file_name: &str, report: &str) -> io::Result<PathBuf> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::bench_env::load_average;
+use crate::bench_env::machine_line;
 use crate::fixture::{Fixture, KEY_NAME};
 use crate::session::{NarinfoScenario, ServerResults};
 use crate::{
@@ -15,7 +15,6 @@ pub(crate) fn environment_facts(
     harmonia: Option<&Path>,
     load_at_start: &str,
 ) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let baseline = match harmonia {
         Some(bin) => format!(
             "harmonia 3.2 at `{}` (HARMONIA_BIN; workers = 2, compression off)",
@@ -24,11 +23,7 @@ pub(crate) fn environment_facts(
         None => "baseline: HARMONIA_BIN not set".to_owned(),
     };
     let mut facts = String::new();
-    let _ = writeln!(
-        facts,
-        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}",
-        load_average()
-    );
+    facts.push_str(&machine_line(load_at_start));
     let _ = writeln!(
         facts,
         "- load generator: in-process, tokio runtime with {LOAD_THREADS} worker threads on the same \

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::bench_env::load_average;
+use crate::bench_env::machine_line;
 use crate::fixture::Fixture;
 use crate::load::NarinfoMeasurement;
 use crate::{
@@ -18,7 +18,6 @@ pub(crate) fn environment_facts(
     b_ready_after: &[Duration],
     a_scanned_after: &[Duration],
 ) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let seconds = |durations: &[Duration]| {
         let each: Vec<String> = durations
             .iter()
@@ -31,11 +30,7 @@ pub(crate) fn environment_facts(
         }
     };
     let mut facts = String::new();
-    let _ = writeln!(
-        facts,
-        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}",
-        load_average()
-    );
+    facts.push_str(&machine_line(load_at_start));
     let _ = writeln!(
         facts,
         "- load generator: in-process, tokio runtime with {LOAD_THREADS} worker threads on the same \

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::bench_env::load_average;
+use crate::bench_env::machine_line;
 use crate::load::NarinfoMeasurement;
 use crate::{
     nar_of_file, ScaleResults, CONNECTIONS, FILE_CONTENTS, HIT_TARGETS, LOAD_THREADS, LOOPBACK_TCP,
@@ -120,12 +120,7 @@ pub(crate) fn render_report(results: &[ScaleResults], load_at_start: &str) -> St
     ];
 
     let mut report = String::from("# Peerix at scale: 100k indexed paths vs a 1k baseline\n\n");
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let _ = writeln!(
-        report,
-        "- nproc: {cores}; load average at start: {load_at_start}, at end: {}",
-        load_average()
-    );
+    report.push_str(&machine_line(load_at_start));
     let _ = writeln!(
         report,
         "- synthetic chroot stores (identical {}-byte files, NAR {} bytes; distinct store \

@@ -192,7 +192,7 @@ pub struct TrustArgs {
 
     /// Binary cache asked about paths no trusted key signed: a peer's path is accepted if this
     /// cache has the same NAR for it (none with --offline).
-    #[arg(long, env = "PEERIX_UPSTREAM_CACHE", default_value = crate::p2p::NIXOS_CACHE_URL, value_name = "URL")]
+    #[arg(long, env = "PEERIX_UPSTREAM_CACHE", default_value = crate::fetch::NIXOS_CACHE_URL, value_name = "URL")]
     pub upstream_cache: String,
 
     /// Accept peers' paths without a trusted signature or upstream agreement (their NAR hash is
@@ -421,9 +421,9 @@ impl ServeArgs {
     }
 
     /// Which peers' paths may reach Nix.
-    pub fn trust(&self) -> Result<crate::p2p::Trust, String> {
+    pub fn trust(&self) -> Result<crate::fetch::Trust, String> {
         let texts = if self.trust.trusted_public_keys.is_empty() {
-            vec![crate::p2p::NIXOS_CACHE_KEY.to_owned()]
+            vec![crate::fetch::NIXOS_CACHE_KEY.to_owned()]
         } else {
             self.trust.trusted_public_keys.clone()
         };
@@ -434,7 +434,7 @@ impl ServeArgs {
                     .map_err(|e| format!("--trusted-public-key {t:?}: {e}"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(crate::p2p::Trust {
+        Ok(crate::fetch::Trust {
             keys,
             upstream: (!self.offline).then(|| self.trust.upstream_cache.clone()),
             anything: self.trust.no_verify,

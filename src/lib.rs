@@ -3,14 +3,16 @@
 
 pub mod cid;
 pub mod cli;
+pub mod discovery;
+pub mod fetch;
 pub mod filter;
-pub mod index;
 pub mod ipfs_cli;
 pub mod keygen;
 pub mod kubo_rpc;
 pub mod nix;
 pub mod node_api;
-pub mod p2p;
+pub mod publish;
 pub mod serve;
 pub mod status;
 pub mod store;
+pub mod wire;

@@ -8,17 +8,17 @@ use peerix_http::Metrics;
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
+use crate::discovery::{
+    bootstrap_router, discover_network, follow_bootstrap_url, run_index, Holders,
+};
+use crate::fetch::{NarCache, NarLog, P2pCache, Remote, Trust};
 use crate::filter::PathFilter;
-use crate::index::{IndexDb, ScanProgress, Scanner, StoreContent};
 use crate::kubo_rpc::KuboRpc;
 use crate::nix::signing::SecretKey;
 use crate::node_api::NodeApi;
-use crate::p2p::{
-    answer_requests, bootstrap_router, discover_network, follow_bootstrap_url, run_index,
-    watch_store, Holders, LocalIndex, NarCache, NarLog, P2pCache, Remote, Trust,
-};
+use crate::publish::{answer_requests, IndexDb, ScanProgress, Scanner, StoreContent};
 use crate::status::{status_router, HolePunchLog, StatusSources};
-use crate::store::{CachingSigner, LocalStore};
+use crate::store::{watch_store, CachingSigner, LocalStore, SharedPaths};
 
 /// How often the store database is checked for added or removed paths (a cheap query).
 const STORE_POLL: Duration = Duration::from_secs(2);
@@ -55,7 +55,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     );
 
     let node_config = peerix_node::NodeConfig {
-        app_protocols: crate::p2p::wire::protocols(),
+        app_protocols: crate::wire::protocols(),
         ..args.node_config(&state_dir)?
     };
     let trust = args.trust()?;
@@ -90,7 +90,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let mut status = None;
         let remote = match &node {
             Some(node) => {
-                let index = Arc::new(LocalIndex::default());
+                let shared = Arc::new(SharedPaths::default());
                 let db = IndexDb::open(&state_dir.join("index.redb"))
                     .map_err(|e| format!("cannot open the index: {e}"))?;
                 let db = Arc::new(db);
@@ -111,14 +111,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 };
                 let interval = (args.scan_interval > 0)
                     .then(|| Duration::from_secs(args.scan_interval));
-                tokio::spawn(scanner.run(index.subscribe(), interval));
+                tokio::spawn(scanner.run(shared.subscribe(), interval));
                 let nar_cache = (args.cache_size > 0)
                     .then(|| NarCache::open(&state_dir.join("nar-cache"), args.cache_size))
                     .transpose()
                     .map_err(|e| format!("cannot open the NAR cache: {e}"))?;
                 let remote = start_substitution(
                     node,
-                    (&store, &index, holders),
+                    (&store, &shared, holders),
                     (trust, filter),
                     db,
                     nar_cache,
@@ -168,13 +168,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 /// and returns what the front needs to ask them.
 fn start_substitution(
     node: &peerix_node::NodeHandle,
-    (store, index, holders): (&Arc<LocalStore>, &Arc<LocalIndex>, Arc<Holders>),
+    (store, shared, holders): (&Arc<LocalStore>, &Arc<SharedPaths>, Arc<Holders>),
     (trust, filter): (Trust, PathFilter),
     db: Arc<IndexDb>,
     nar_cache: Option<NarCache>,
 ) -> Result<Arc<Remote>, String> {
-    tokio::spawn(watch_store(store.clone(), index.clone(), STORE_POLL));
-    run_index(node.clone(), index.clone(), holders.clone())?;
+    tokio::spawn(watch_store(store.clone(), shared.clone(), STORE_POLL));
+    run_index(node.clone(), shared.clone(), holders.clone())?;
     answer_requests(node, store.clone(), db.clone())?;
     let nars = NarLog::start(db).map_err(|e| format!("cannot start the NAR log: {e}"))?;
     Ok(Arc::new(Remote::new(

@@ -13,8 +13,8 @@ use peerix_node::{Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::index::{IndexDb, ScanProgress};
-use crate::p2p::Holders;
+use crate::discovery::Holders;
+use crate::publish::{IndexDb, ScanProgress};
 
 /// Hole punching failures remembered (the latest ones).
 const FAILURES_KEPT: usize = 32;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peerix::p2p::wire::{
+use peerix::wire::{
     decode_nar_answer, decode_narinfo_answer, decode_narinfo_request, encode_nar_answer,
     encode_narinfo_answer, frame_len, IndexUpdate, NarRequest,
 };
@@ -26,6 +26,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = frame_len(*header);
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = peerix::p2p::parse_bootstrap_answer(text, "default");
+        let _ = peerix::discovery::parse_bootstrap_answer(text, "default");
     }
 });

@@ -3,6 +3,7 @@
 mod db;
 mod signer;
 mod sqlite;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -17,6 +18,7 @@ use peerix_http::{
 
 pub use db::{PathInfo, StoreDb};
 pub use signer::CachingSigner;
+pub use watch::{watch_store, SharedPaths};
 
 use crate::filter::PathFilter;
 use crate::nix::nar::NarPlan;

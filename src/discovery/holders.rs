@@ -7,7 +7,7 @@ use std::sync::RwLock;
 use peerix_http::StoreHash;
 use peerix_node::PeerId;
 
-use super::wire::IndexUpdate;
+use crate::wire::IndexUpdate;
 
 #[derive(Default)]
 pub struct Holders {

@@ -10,6 +10,8 @@
 //!   or [`FOUND`] followed by the u64 length of what follows, then the NAR bytes themselves,
 //!   unframed.
 
+pub mod frames;
+
 use peerix_http::{NarHash, StoreHash};
 use thiserror::Error;
 

@@ -13,9 +13,9 @@ use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::frames::{expect_frame, write_frame};
 use super::stream_pool::StreamPool;
-use super::wire::{
+use crate::wire::frames::{expect_frame, write_frame};
+use crate::wire::{
     decode_nar_answer, decode_narinfo_answer, encode_hash, NarRequest, CID_FIELD, NARINFO_PROTOCOL,
     NAR_PROTOCOL,
 };

@@ -1,95 +1,30 @@
-//! The index protocol: each node tells every connected Peerix node which store paths it holds —
-//! everything when a stream opens, then the changes — and keeps what others told it in
-//! [`Holders`].
+//! The index protocol (`/peerix/index/1.0.0`): each node tells every connected Peerix node which
+//! store paths it shares — everything when a stream opens, then the changes — and keeps what
+//! others told it in [`Holders`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerix_http::StoreHash;
 use peerix_node::{NodeHandle, PeerEvent, PeerId, StreamProtocol};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::frames::{read_frame, write_frame};
 use super::holders::Holders;
-use super::wire::{IndexUpdate, INDEX_PROTOCOL};
-use crate::store::LocalStore;
+use crate::store::SharedPaths;
+use crate::wire::frames::{read_frame, write_frame};
+use crate::wire::{IndexUpdate, INDEX_PROTOCOL};
 
-/// Changes kept for a slow announcer; one that falls further behind starts over.
-const PENDING_CHANGES: usize = 64;
 /// Pause before an announcer whose stream broke tries again.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
-/// What this node holds, as the index protocol announces it.
-pub struct LocalIndex {
-    current: watch::Sender<Arc<HashSet<StoreHash>>>,
-    changes: broadcast::Sender<Arc<Vec<IndexUpdate>>>,
-}
-
-impl Default for LocalIndex {
-    fn default() -> Self {
-        Self {
-            current: watch::Sender::new(Arc::new(HashSet::new())),
-            changes: broadcast::channel(PENDING_CHANGES).0,
-        }
-    }
-}
-
-impl LocalIndex {
-    /// The set, now and whenever it changes.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<HashSet<StoreHash>>> {
-        self.current.subscribe()
-    }
-
-    /// Replaces the set, telling announcers what changed.
-    pub fn update(&self, new: HashSet<StoreHash>) {
-        let old = self.current.borrow().clone();
-        let added: Vec<StoreHash> = new.difference(&old).copied().collect();
-        let removed: Vec<StoreHash> = old.difference(&new).copied().collect();
-        if added.is_empty() && removed.is_empty() {
-            return;
-        }
-        tracing::info!(
-            paths = new.len(),
-            added = added.len(),
-            removed = removed.len(),
-            "store changed"
-        );
-        let mut updates = IndexUpdate::batches(true, &added);
-        updates.extend(IndexUpdate::batches(false, &removed));
-        self.current.send_replace(Arc::new(new));
-        let _ = self.changes.send(Arc::new(updates));
-    }
-}
-
-/// Keeps `index` equal to the shareable paths of `store`, checking every `poll` whether the
-/// store changed (a cheap query) and re-reading it only when it did.
-pub async fn watch_store(store: Arc<LocalStore>, index: Arc<LocalIndex>, poll: Duration) {
-    let mut seen = None;
-    loop {
-        match store.generation() {
-            Ok(generation) if Some(generation) != seen => {
-                let reading = store.clone();
-                match tokio::task::spawn_blocking(move || reading.shared_hashes()).await {
-                    Ok(Ok(hashes)) => {
-                        index.update(hashes);
-                        seen = Some(generation);
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the store's paths"),
-                    Err(e) => tracing::warn!(error = %e, "store scan failed"),
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot read the store database"),
-        }
-        tokio::time::sleep(poll).await;
-    }
-}
-
 /// Runs the index protocol on `node` until it stops: answers other nodes' announcements and
-/// announces `index` to every Peerix node that connects.
-pub fn run(node: NodeHandle, index: Arc<LocalIndex>, holders: Arc<Holders>) -> Result<(), String> {
+/// announces `shared` to every Peerix node that connects.
+pub fn run(
+    node: NodeHandle,
+    shared: Arc<SharedPaths>,
+    holders: Arc<Holders>,
+) -> Result<(), String> {
     let protocol = StreamProtocol::new(INDEX_PROTOCOL);
     let mut incoming = node.accept(protocol.clone()).map_err(|e| e.to_string())?;
     let receiving = holders.clone();
@@ -112,8 +47,8 @@ pub fn run(node: NodeHandle, index: Arc<LocalIndex>, holders: Arc<Holders>) -> R
                     if announcers.get(&peer_id).is_some_and(|a| !a.is_finished()) {
                         continue;
                     }
-                    let (node, index) = (node.clone(), index.clone());
-                    let task = tokio::spawn(async move { announce(&node, peer_id, &index).await });
+                    let (node, shared) = (node.clone(), shared.clone());
+                    let task = tokio::spawn(async move { announce(&node, peer_id, &shared).await });
                     announcers.insert(peer_id, task);
                 }
                 // Hole punching failures are the node's to report (status, log).
@@ -159,9 +94,9 @@ async fn receive(peer: PeerId, mut stream: peerix_node::Stream, holders: Arc<Hol
 /// Sends `peer` everything this node holds, then every change, for as long as it is connected:
 /// a broken stream (the peer restarted, say) or falling too far behind starts over on a fresh
 /// stream with everything again.
-async fn announce(node: &NodeHandle, peer: PeerId, index: &LocalIndex) {
+async fn announce(node: &NodeHandle, peer: PeerId, shared: &SharedPaths) {
     loop {
-        announce_once(node, peer, index).await;
+        announce_once(node, peer, shared).await;
         tokio::time::sleep(RESTART_DELAY).await;
         let connected = node
             .status()
@@ -174,9 +109,9 @@ async fn announce(node: &NodeHandle, peer: PeerId, index: &LocalIndex) {
 }
 
 /// One index stream to `peer`, until it breaks or falls behind.
-async fn announce_once(node: &NodeHandle, peer: PeerId, index: &LocalIndex) {
-    let mut changes = index.changes.subscribe();
-    let snapshot: Vec<StoreHash> = index.current.borrow().iter().copied().collect();
+async fn announce_once(node: &NodeHandle, peer: PeerId, shared: &SharedPaths) {
+    let mut changes = shared.changes();
+    let snapshot = shared.snapshot();
     let protocol = StreamProtocol::new(INDEX_PROTOCOL);
     let mut stream = match node.open_stream(peer, protocol).await {
         Ok(stream) => stream,

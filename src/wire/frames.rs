@@ -1,10 +1,10 @@
-//! Length-prefixed frames on a libp2p stream (see [`super::wire`] for their contents).
+//! Length-prefixed frames on a libp2p stream (see [`super`] for their contents).
 
 use std::io;
 
 use futures_util::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::wire::{frame_header, frame_len};
+use super::{frame_header, frame_len};
 
 fn invalid(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use peerix_http::NarHash;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::index::{IndexDb, RemoteNar};
+use crate::publish::{IndexDb, RemoteNar};
 
 /// Records committed together at most.
 const BATCH: usize = 512;

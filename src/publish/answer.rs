@@ -8,13 +8,13 @@ use futures_util::{AsyncWriteExt, StreamExt};
 use peerix_http::{BinaryCache, StoreHash};
 use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
 
-use super::frames::{expect_frame, read_frame, write_frame};
-use super::wire::{
+use super::IndexDb;
+use crate::store::LocalStore;
+use crate::wire::frames::{expect_frame, read_frame, write_frame};
+use crate::wire::{
     decode_narinfo_request, encode_nar_answer, encode_narinfo_answer, NarRequest, CID_FIELD,
     NARINFO_PROTOCOL, NAR_PROTOCOL,
 };
-use crate::index::IndexDb;
-use crate::store::LocalStore;
 
 /// A request must arrive this soon after the stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,14 +14,14 @@ use peerix_http::{
 use peerix_node::{NodeHandle, PeerId};
 use tokio::sync::mpsc;
 
-use super::fetch::{self, FetchError, NarOutcome, NarProgress};
-use super::holders::Holders;
 use super::nar_cache::{Filling, NarCache};
 use super::nar_log::NarLog;
+use super::peer::{self as fetch, FetchError, NarOutcome, NarProgress};
 use super::stream_pool::StreamPool;
 use super::trust::{upstream_agrees, Trust, Verdict};
+use crate::discovery::Holders;
 use crate::filter::PathFilter;
-use crate::index::RemoteNar;
+use crate::publish::RemoteNar;
 use crate::store::LocalStore;
 
 /// How long a peer's trusted narinfo is served again without asking (paths never change; this

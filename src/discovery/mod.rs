@@ -1,0 +1,17 @@
+//! Who holds which store path, learnt from every source: the index protocol between connected
+//! Peerix nodes ([`exchange`]), the DHT rendezvous that connects nodes of one network
+//! ([`rendezvous`]), and `--bootstrap-url` ([`bootstrap`]). Each feeds one [`Holders`]; nothing
+//! downstream knows which source a holder came from.
+
+mod bootstrap;
+mod exchange;
+mod holders;
+mod rendezvous;
+
+pub use bootstrap::{
+    follow as follow_bootstrap_url, parse_answer as parse_bootstrap_answer,
+    router as bootstrap_router,
+};
+pub use exchange::run as run_index;
+pub use holders::Holders;
+pub use rendezvous::run as discover_network;

@@ -1,0 +1,13 @@
+//! What this node offers: the publication index of every shared path with its narinfo and the
+//! CID its NAR is published under in the embedded node, kept current by a resumable scan; and the
+//! answers to other nodes' narinfo and NAR requests.
+
+mod answer;
+mod content;
+mod db;
+mod scan;
+
+pub use answer::run as answer_requests;
+pub use content::StoreContent;
+pub use db::{IndexDb, RemoteNar};
+pub use scan::{ScanProgress, Scanner};

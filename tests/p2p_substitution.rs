@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{hash_part, nix_copy_from, ChrootStore, Fixture, NixKey, Peerix};
+use common::{eventually, hash_part, nix_copy_from, ChrootStore, Fixture, NixKey, Peerix};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -38,15 +38,6 @@ fn wait_for_narinfo(node: &Peerix, path: &str) {
         &format!("{path} never became available through the peer"),
         || node.get(&narinfo).0 == 200,
     );
-}
-
-/// Polls `ready` every 100 ms until it holds; fails with `what` after `limit`.
-fn eventually(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < limit, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -310,6 +310,11 @@ impl Peerix {
             .to_owned()
     }
 
+    /// The server's process id (to stop, continue or kill it from a test).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory of the server process so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
@@ -428,4 +433,13 @@ pub fn nix_copy_from(cache: &str, dest: &ChrootStore, trusted_key: &str, paths: 
         .args(paths)
         .output()
         .unwrap()
+}
+
+/// Polls `ready` every 100 ms until it holds; fails with `what` after `limit`.
+pub fn eventually(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -21,6 +21,8 @@
 
 #![forbid(unsafe_code)]
 
+// The NAT lab starts the binary itself; `peerix_bin` is the other benches'.
+#[allow(dead_code)]
 #[path = "http_front/bench_env.rs"]
 mod bench_env;
 #[path = "../tests/common/mod.rs"]

@@ -1,8 +1,17 @@
-//! What every bench binary here shares: the machine's load, the report file under `target/`.
+//! What every bench binary here shares: the Peerix binary under test, the machine's load, the
+//! report file under `target/`.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// The `peerix` binary the bench runs: the one cargo built, or `PEERIX_BIN` (an older build, to
+/// compare two versions by alternating runs of the same bench).
+pub(crate) fn peerix_bin() -> PathBuf {
+    std::env::var_os("PEERIX_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_peerix")))
+}
 
 /// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
 pub(crate) fn load_average() -> String {

@@ -41,7 +41,11 @@ pub(crate) fn environment_facts(
         BIG_NAR_BYTES >> 20,
         fixture.store_root.display()
     );
-    let _ = writeln!(facts, "- Peerix: `{}`", env!("CARGO_BIN_EXE_peerix"));
+    let _ = writeln!(
+        facts,
+        "- Peerix: `{}`",
+        crate::bench_env::peerix_bin().display()
+    );
     let _ = writeln!(facts, "- {baseline}");
     facts
 }

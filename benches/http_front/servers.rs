@@ -128,7 +128,7 @@ pub(crate) fn spawn_peerix(
     extra: &[&OsStr],
 ) -> BenchResult<ServerProcess> {
     let scratch = tempfile::Builder::new().prefix("peerix-state-").tempdir()?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_peerix"));
+    let mut command = Command::new(crate::bench_env::peerix_bin());
     command
         .arg("serve")
         // Contact nothing: the benchmark measures the HTTP front on loopback only.

@@ -177,7 +177,7 @@ impl Keys {
             .prefix("peerix-bench-p2p-keys-")
             .tempdir()?;
         let (secret, public) = (dir.path().join("a.sk"), dir.path().join("a.pk"));
-        let output = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        let output = Command::new(crate::bench_env::peerix_bin())
             .args(["keygen", KEY_NAME])
             .args([&secret, &public])
             .output()?;

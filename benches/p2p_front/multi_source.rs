@@ -310,7 +310,7 @@ fn start_holder(
 
 /// `peerix ipfs status` of `node`: bytes received from each connected peer.
 fn bytes_in_by_peer(node: &ServerProcess) -> BenchResult<HashMap<String, u64>> {
-    let output = Command::new(env!("CARGO_BIN_EXE_peerix"))
+    let output = Command::new(crate::bench_env::peerix_bin())
         .args(["ipfs", "--api", &format!("http://{}", node.addr), "status"])
         .output()?;
     check_success("peerix ipfs status", &output)?;

@@ -11,7 +11,7 @@ pub(crate) fn loopback_p2p_addr(node: &ServerProcess, timeout: Duration) -> Benc
     let api = format!("http://{}", node.addr);
     let deadline = Instant::now() + timeout;
     loop {
-        let output = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        let output = Command::new(crate::bench_env::peerix_bin())
             .args(["ipfs", "--api", &api, "id"])
             .output()?;
         if output.status.success() {

@@ -62,7 +62,11 @@ pub(crate) fn environment_facts(
          address (s, per round): {}; measuring starts after it",
         seconds(a_scanned_after)
     );
-    let _ = writeln!(facts, "- Peerix: `{}`", env!("CARGO_BIN_EXE_peerix"));
+    let _ = writeln!(
+        facts,
+        "- Peerix: `{}`",
+        crate::bench_env::peerix_bin().display()
+    );
     facts
 }
 

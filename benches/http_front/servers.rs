@@ -104,6 +104,12 @@ impl ServerProcess {
         .into())
     }
 
+    /// The server's process id (to stop or continue it; p2p_front's silent holders).
+    #[allow(dead_code)]
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident set size (VmHWM) in KiB.
     pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

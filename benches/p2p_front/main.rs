@@ -28,6 +28,9 @@
 //! one holder vs from two (multi-source Bitswap, every holder capped at 50 MB/s), and the
 //! publication scan's rate vs `sha256sum` of the same NAR.
 //!
+//! Last, its own rounds too (silent_holders.rs): first-time narinfos through B when three of four
+//! holders are frozen, against B with the honest holder alone.
+//!
 //! The markdown tables are printed and written to `target/bench-p2p_front.md`.
 
 #![forbid(unsafe_code)]
@@ -50,6 +53,8 @@ mod multi_source;
 mod multi_source_report;
 mod peer_addr;
 mod report;
+mod scan_wait;
+mod silent_holders;
 
 use std::collections::HashSet;
 use std::error::Error;
@@ -69,7 +74,9 @@ use load::{each_once, nar_target, nar_throughput, narinfo_load, NarinfoMeasureme
 use multi_source::{MultiSource, MultiSourceResults};
 use peer_addr::loopback_p2p_addr;
 use report::{environment_facts, render_report};
+use scan_wait::wait_until_scanned;
 use servers::{spawn_peerix, ServerProcess};
+use silent_holders::SilentHoldersResults;
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -89,10 +96,6 @@ const LOAD_THREADS: usize = 2;
 const NAR_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long A's node may take to report a loopback TCP listen address.
 const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long A's publication scan (hashing every NAR of the fixture once) may take.
-const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often `GET /status` is polled while waiting for a scan.
-const SCAN_POLL: Duration = Duration::from_millis(20);
 const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
 const KEY_NAME: &str = "p2p-bench-a-1";
 
@@ -258,43 +261,6 @@ impl Nodes {
             Front::Baseline => &self.a,
             Front::ThroughB => &self.b,
         }
-    }
-}
-
-/// Polls `GET /status` until the publication scan has gone over the whole store, and returns the
-/// last answer; `None` when the node has no such route (nothing to wait for).
-fn wait_until_scanned(
-    runtime: &Runtime,
-    node: &ServerProcess,
-) -> BenchResult<Option<serde_json::Value>> {
-    let deadline = Instant::now() + SCAN_TIMEOUT;
-    loop {
-        let answer = runtime.block_on(async {
-            HttpConnection::connect(node.addr)
-                .await?
-                .get_text("/status")
-                .await
-        })?;
-        if answer.status == 404 {
-            return Ok(None);
-        }
-        let status: serde_json::Value = serde_json::from_str(&answer.body)?;
-        let scan = &status["scan"];
-        let number = |field: &str| scan[field].as_u64().unwrap_or(0);
-        // Before the scan starts it is not running either, and has no paths to go.
-        let finished = scan["running"] == false
-            && number("paths_total") > 0
-            && number("paths_done") + number("paths_failed") >= number("paths_total");
-        if finished {
-            return Ok(Some(status));
-        }
-        if Instant::now() >= deadline {
-            return Err(
-                format!("A's scan did not finish within {SCAN_TIMEOUT:?}: {status}").into(),
-            );
-        }
-        // Fine-grained: the time to the end of the scan is a measurement (multi_source.rs).
-        std::thread::sleep(SCAN_POLL);
     }
 }
 
@@ -470,11 +436,18 @@ fn main() -> BenchResult<()> {
         }
     }
 
+    // Lookups behind silent holders (silent_holders.rs), same run, own rounds.
+    let mut silent = SilentHoldersResults::default();
+    for round in 0..ROUNDS {
+        silent_holders::round(&runtime, &fixture, &keys, round, &mut silent);
+    }
+
     let mut report = render_report(
         &environment_facts(&fixture, &load_at_start, &b_ready_after, &a_scanned_after),
         &results,
     );
     report.push_str(&multi_source_report::render(setup.as_ref(), &extra));
+    report.push_str(&silent_holders::render(&silent));
     println!("{report}");
     let written = write_report("bench-p2p_front.md", &report)?;
     eprintln!("p2p_front: table written to {}", written.display());

@@ -41,6 +41,8 @@ pub enum Command {
     /// Announces this node as a provider of the key in the DHTs it takes part in; answered once
     /// the private DHT has it.
     Provide(kad::RecordKey, Option<ProvideReply>),
+    /// No longer provides these keys: dropped from the queue and from the DHTs' own records.
+    StopProviding(Vec<kad::RecordKey>),
     /// Stops (true) or resumes (false) starting announcements; queued ones wait.
     PauseAnnouncements(bool),
     FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
@@ -207,6 +209,20 @@ impl EventLoop {
         true
     }
 
+    fn stop_providing(&mut self, keys: &[kad::RecordKey]) {
+        let withdrawn: HashSet<&kad::RecordKey> = keys.iter().collect();
+        self.announce_queue
+            .retain(|(key, _)| !withdrawn.contains(key));
+        let behaviour = self.swarm.behaviour_mut();
+        for key in keys {
+            behaviour.private_kad.stop_providing(key);
+            if let Some(public) = behaviour.public_kad.as_mut() {
+                public.stop_providing(key);
+            }
+        }
+        tracing::debug!(keys = keys.len(), "no longer provided");
+    }
+
     fn flush_peer_book(&mut self) {
         if self.met.is_empty() {
             return;
@@ -270,6 +286,7 @@ impl EventLoop {
                 self.announce_queue.push_back((key, reply));
                 self.start_announcements();
             }
+            Command::StopProviding(keys) => self.stop_providing(&keys),
             Command::PauseAnnouncements(paused) => {
                 tracing::info!(paused, queued = self.announce_queue.len(), "announcements");
                 self.paused = paused;
@@ -336,6 +353,10 @@ impl EventLoop {
             bytes_in,
             bytes_out,
             bandwidth_limit: self.traffic.cap(),
+            provided_keys: self.storage.provided_count().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot count provided keys");
+                0
+            }),
         }
     }
 

@@ -56,14 +56,15 @@ fn eventually(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until `node`'s last scan is done with `paths` indexed and `paths` keys provided.
+/// Waits until `node`'s last scan is done with `paths` indexed and one key provided for each,
+/// plus the network's rendezvous key (provided a few seconds after the first start, and kept).
 fn wait_published(node: &Peerix, paths: u64) {
     let started = Instant::now();
     loop {
         let now = status(node);
         if now["indexed_paths"] == paths
             && now["scan"]["running"] == false
-            && now["node"]["provided_keys"] == paths
+            && now["node"]["provided_keys"] == paths + 1
         {
             return;
         }

@@ -110,15 +110,22 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// Reconciles the index with `wanted` each time it changes, and every `interval` (if any).
+    /// Reconciles the index with `wanted` each time it changes, and every `interval` (if any),
+    /// starting once the store was first read: an empty set before that would withdraw
+    /// everything. Keys provided in earlier runs are announced again only once what left the
+    /// store or became filtered meanwhile is withdrawn.
     pub async fn run(
         self,
         mut wanted: watch::Receiver<Arc<HashSet<StoreHash>>>,
         interval: Option<Duration>,
     ) {
+        if wanted.changed().await.is_err() {
+            return;
+        }
+        let mut first = true;
         loop {
             let target = wanted.borrow_and_update().clone();
-            self.reconcile(&target).await;
+            self.reconcile(&target, std::mem::take(&mut first)).await;
             let rescan = async {
                 match interval {
                     Some(every) => tokio::time::sleep(every).await,
@@ -132,7 +139,7 @@ impl Scanner {
         }
     }
 
-    async fn reconcile(&self, target: &HashSet<StoreHash>) {
+    async fn reconcile(&self, target: &HashSet<StoreHash>, first: bool) {
         let indexed = match self.db.hashes() {
             Ok(hashes) => hashes,
             Err(e) => {
@@ -143,6 +150,11 @@ impl Scanner {
         let vanished: Vec<StoreHash> = indexed.difference(target).copied().collect();
         if !vanished.is_empty() {
             self.withdraw(vanished).await;
+        }
+        if first {
+            if let Err(e) = self.node.announce_provided().await {
+                tracing::error!(error = %e, "cannot announce published content again");
+            }
         }
         let mut todo: Vec<StoreHash> = target.difference(&indexed).copied().collect();
         if todo.is_empty() {

@@ -157,6 +157,15 @@ impl NodeHandle {
             .map_err(|_| NodeError::Stopped)
     }
 
+    /// Queues every provided key for announcement again (see
+    /// [`NodeConfig::announce_provided_at_start`]).
+    pub async fn announce_provided(&self) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::AnnounceProvided)
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
     /// Makes everything added with `Persist::Later` durable, in one commit.
     pub async fn persist(&self) -> Result<(), NodeError> {
         let storage = self.storage.clone();
@@ -385,6 +394,7 @@ pub async fn start_with(
         private_kad: private_kad_protocol(&config.network_id),
         announce_rate: config.announce_rate,
         relays,
+        announce_provided_at_start: config.announce_provided_at_start,
     };
     let event_loop = EventLoop::new(
         swarm,

@@ -56,6 +56,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 
     let node_config = peerix_node::NodeConfig {
         app_protocols: crate::wire::protocols(),
+        // The scan first withdraws paths collected or filtered since the last run.
+        announce_provided_at_start: false,
         ..args.node_config(&state_dir)?
     };
     let trust = args.trust()?;

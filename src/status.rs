@@ -88,6 +88,7 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
         "relayed_addrs": strings(&status.relayed_addrs),
         "hole_punch_failures": hole_punches.report(),
         "bandwidth_limit": status.bandwidth_limit,
+        "provided_keys": status.provided_keys,
         "bytes_in": status.bytes_in,
         "bytes_out": status.bytes_out,
         "peers": peers,

@@ -50,6 +50,10 @@ pub struct NodeConfig {
     pub announce_rate: Option<f64>,
     /// Protocols the application runs on its own streams (see `NodeHandle::accept`).
     pub app_protocols: Vec<StreamProtocol>,
+    /// Announce the keys provided in earlier runs as soon as the node starts. An application
+    /// that must first withdraw what it no longer offers sets this to false and calls
+    /// `NodeHandle::announce_provided` once it has.
+    pub announce_provided_at_start: bool,
 }
 
 /// What a relay service grants to the peers using it; the defaults are rust-libp2p's, small
@@ -108,6 +112,7 @@ impl NodeConfig {
             redial_known_peers: false,
             announce_rate: None,
             app_protocols: Vec::new(),
+            announce_provided_at_start: true,
         }
     }
 }

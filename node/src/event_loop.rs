@@ -41,6 +41,10 @@ pub enum Command {
     /// Announces this node as a provider of the key in the DHTs it takes part in; answered once
     /// the private DHT has it.
     Provide(kad::RecordKey, Option<ProvideReply>),
+    /// Announces every provided key again (what the periodic re-announcement does).
+    AnnounceProvided,
+    /// No longer provides these keys: dropped from the queue and from the DHTs' own records.
+    StopProviding(Vec<kad::RecordKey>),
     /// Stops (true) or resumes (false) starting announcements; queued ones wait.
     PauseAnnouncements(bool),
     FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
@@ -65,6 +69,7 @@ pub struct Settings {
     pub announce_rate: Option<f64>,
     /// Relays to hold reservations on, with their addresses (ending in `/p2p/<relay>`).
     pub relays: Vec<(PeerId, Multiaddr)>,
+    pub announce_provided_at_start: bool,
 }
 
 pub struct EventLoop {
@@ -86,6 +91,7 @@ pub struct EventLoop {
     /// Announcements started per second at most (`None`: only the concurrency limit applies).
     announce_rate: Option<f64>,
     paused: bool,
+    announce_provided_at_start: bool,
 }
 
 impl EventLoop {
@@ -101,6 +107,7 @@ impl EventLoop {
             private_kad,
             announce_rate,
             relays,
+            announce_provided_at_start,
         } = settings;
         Self {
             swarm,
@@ -119,13 +126,19 @@ impl EventLoop {
             peer_events,
             announce_rate: announce_rate.filter(|r| r.is_finite() && *r > 0.0),
             paused: false,
+            announce_provided_at_start,
         }
     }
 
     /// Runs until every handle is dropped.
     pub async fn run(mut self) {
-        // The first tick comes at once: keys provided in earlier runs are announced again.
-        let mut reannounce = tokio::time::interval(REANNOUNCE_INTERVAL);
+        // The first tick comes at once: keys provided in earlier runs are announced again,
+        // unless the application asks for that itself once it has withdrawn what it must.
+        let mut first = tokio::time::Instant::now();
+        if !self.announce_provided_at_start {
+            first += REANNOUNCE_INTERVAL;
+        }
+        let mut reannounce = tokio::time::interval_at(first, REANNOUNCE_INTERVAL);
         let mut flush = tokio::time::interval(PEER_BOOK_FLUSH);
         // The first tick comes at once: reservations are asked for at start.
         let mut reservations = tokio::time::interval(RESERVATION_CHECK);
@@ -207,6 +220,20 @@ impl EventLoop {
         true
     }
 
+    fn stop_providing(&mut self, keys: &[kad::RecordKey]) {
+        let withdrawn: HashSet<&kad::RecordKey> = keys.iter().collect();
+        self.announce_queue
+            .retain(|(key, _)| !withdrawn.contains(key));
+        let behaviour = self.swarm.behaviour_mut();
+        for key in keys {
+            behaviour.private_kad.stop_providing(key);
+            if let Some(public) = behaviour.public_kad.as_mut() {
+                public.stop_providing(key);
+            }
+        }
+        tracing::debug!(keys = keys.len(), "no longer provided");
+    }
+
     fn flush_peer_book(&mut self) {
         if self.met.is_empty() {
             return;
@@ -270,6 +297,8 @@ impl EventLoop {
                 self.announce_queue.push_back((key, reply));
                 self.start_announcements();
             }
+            Command::AnnounceProvided => self.reannounce(),
+            Command::StopProviding(keys) => self.stop_providing(&keys),
             Command::PauseAnnouncements(paused) => {
                 tracing::info!(paused, queued = self.announce_queue.len(), "announcements");
                 self.paused = paused;
@@ -336,6 +365,10 @@ impl EventLoop {
             bytes_in,
             bytes_out,
             bandwidth_limit: self.traffic.cap(),
+            provided_keys: self.storage.provided_count().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot count provided keys");
+                0
+            }),
         }
     }
 

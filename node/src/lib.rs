@@ -51,7 +51,7 @@ use app_streams::{AppStreams, InboundReceiver, StreamOpener};
 use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::Bitswap;
 use event_loop::{Command, EventLoop, Settings};
-use storage::Storage;
+use storage::{Storage, Withdrawal};
 use traffic::Traffic;
 use unixfs::CidVersion;
 
@@ -135,6 +135,35 @@ impl NodeHandle {
         let key = self.record_provided(&cid, persist).await?;
         self.queue_announcement(key).await?;
         Ok(cid)
+    }
+
+    /// Withdraws published items, each a root CID and the source name it was added under: their
+    /// keys are no longer announced (the DHT's records lapse) and their blocks no longer served,
+    /// except what another item still shares. One durable commit for all of them.
+    pub async fn withdraw(&self, items: Vec<(Cid, String)>) -> Result<(), NodeError> {
+        let keys: Vec<kad::RecordKey> = items
+            .iter()
+            .map(|(cid, _)| kad::RecordKey::new(&cid.hash().to_bytes()))
+            .collect();
+        let storage = self.storage.clone();
+        let items: Vec<Withdrawal> = items
+            .into_iter()
+            .map(|(root, source)| Withdrawal { root, source })
+            .collect();
+        blocking(move || Ok(storage.withdraw(&items)?)).await?;
+        self.commands
+            .send(Command::StopProviding(keys))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Queues every provided key for announcement again (see
+    /// [`NodeConfig::announce_provided_at_start`]).
+    pub async fn announce_provided(&self) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::AnnounceProvided)
+            .await
+            .map_err(|_| NodeError::Stopped)
     }
 
     /// Makes everything added with `Persist::Later` durable, in one commit.
@@ -365,6 +394,7 @@ pub async fn start_with(
         private_kad: private_kad_protocol(&config.network_id),
         announce_rate: config.announce_rate,
         relays,
+        announce_provided_at_start: config.announce_provided_at_start,
     };
     let event_loop = EventLoop::new(
         swarm,

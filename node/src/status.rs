@@ -41,6 +41,8 @@ pub struct NodeStatus {
     pub bytes_out: u64,
     /// The cap on each direction, in bytes per second, if one is set.
     pub bandwidth_limit: Option<u64>,
+    /// Keys this node provides (announces in the DHT), one per published item.
+    pub provided_keys: u64,
 }
 
 /// What happens to connected peers, for protocols the application runs itself.

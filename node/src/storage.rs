@@ -8,11 +8,14 @@ use cid::Cid;
 use libp2p::{Multiaddr, PeerId};
 use redb::{
     Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
-    TableDefinition, WriteTransaction,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 use thiserror::Error;
 
 use crate::unixfs::CidVersion;
+
+mod withdraw;
+pub use withdraw::Withdrawal;
 
 /// CID bytes -> block bytes, for inner DAG nodes.
 const INNER: TableDefinition<&[u8], &[u8]> = TableDefinition::new("inner_blocks");
@@ -222,6 +225,13 @@ impl Storage {
             keys.push(key.value().to_vec());
         }
         Ok(keys)
+    }
+
+    /// How many keys this node provides.
+    pub fn provided_count(&self) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(StorageError::db)?;
+        let table = txn.open_table(PROVIDED).map_err(StorageError::db)?;
+        table.len().map_err(StorageError::db)
     }
 
     /// Adds or refreshes peers in the peer book, in one transaction.

@@ -265,15 +265,14 @@ impl NarSource for PeersNar {
         let (output, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
         tokio::spawn(async move {
             let this = *self;
-            let cache = this.remote.nar_cache.as_ref();
-            let filling = cache
-                .filter(|_| start == 0 && end == this.size)
+            // Only one reader of a NAR fills the cache; others stream it from the peers.
+            let filling = (start == 0 && end == this.size)
+                .then_some(this.remote.nar_cache.as_ref())
+                .flatten()
                 .and_then(|c| c.start(this.nar_hash, this.size));
-            match (cache, filling) {
-                (Some(cache), Some(filling)) => {
-                    this.fetch_into_cache(cache, filling, &output).await
-                }
-                _ => this.fetch_to(start, end, &output).await,
+            match filling {
+                Some(filling) => this.fetch_into_cache(filling, &output).await,
+                None => this.fetch_to(start, end, &output).await,
             }
         });
         Box::pin(futures_util::stream::unfold(
@@ -292,12 +291,7 @@ impl PeersNar {
 
     /// Fetches the whole NAR, copying it into the cache on its way to the reader; it is kept
     /// only if every byte got through, which means it passed the NarHash check.
-    async fn fetch_into_cache(
-        &self,
-        cache: &NarCache,
-        filling: Filling,
-        output: &mpsc::Sender<io::Result<Bytes>>,
-    ) {
+    async fn fetch_into_cache(&self, filling: Filling, output: &mpsc::Sender<io::Result<Bytes>>) {
         let (inner, mut fetched) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let fetching = async move { self.fetch_to(0, self.size, &inner).await };
         // Owns the receiving end, so that a reader who leaves stops the fetch too.
@@ -315,10 +309,11 @@ impl PeersNar {
             (intact, filling)
         };
         let ((), (intact, filling)) = tokio::join!(fetching, forwarding);
-        if !intact {
-            filling.abandon();
-        } else if let Err(e) = cache.finish(filling) {
-            tracing::warn!(nar = %self.nar_hash, error = %e, "cannot keep the NAR in the cache");
+        // Dropped unfinished, a fill leaves nothing behind.
+        if intact {
+            if let Err(e) = filling.finish() {
+                tracing::warn!(nar = %self.nar_hash, error = %e, "cannot keep the NAR in the cache");
+            }
         }
     }
 

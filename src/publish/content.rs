@@ -53,6 +53,16 @@ impl StoreContent {
         }
         Ok(plan)
     }
+
+    /// Drops the layouts of paths that are no longer shared: their blocks must not be
+    /// re-produced from a layout read while they were.
+    pub fn forget(&self, hashes: &[StoreHash]) {
+        if let Ok(mut plans) = self.plans.lock() {
+            for hash in hashes {
+                plans.remove(hash);
+            }
+        }
+    }
 }
 
 impl ContentSource for StoreContent {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::content::{nar_source, StoreContent};
-use super::db::IndexDb;
+use super::db::{IndexDb, IndexError};
 use crate::nix::nar::NarReader;
 use crate::store::LocalStore;
 
@@ -110,15 +110,22 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// Reconciles the index with `wanted` each time it changes, and every `interval` (if any).
+    /// Reconciles the index with `wanted` each time it changes, and every `interval` (if any),
+    /// starting once the store was first read: an empty set before that would withdraw
+    /// everything. Keys provided in earlier runs are announced again only once what left the
+    /// store or became filtered meanwhile is withdrawn.
     pub async fn run(
         self,
         mut wanted: watch::Receiver<Arc<HashSet<StoreHash>>>,
         interval: Option<Duration>,
     ) {
+        if wanted.changed().await.is_err() {
+            return;
+        }
+        let mut first = true;
         loop {
             let target = wanted.borrow_and_update().clone();
-            self.reconcile(&target).await;
+            self.reconcile(&target, std::mem::take(&mut first)).await;
             let rescan = async {
                 match interval {
                     Some(every) => tokio::time::sleep(every).await,
@@ -132,7 +139,7 @@ impl Scanner {
         }
     }
 
-    async fn reconcile(&self, target: &HashSet<StoreHash>) {
+    async fn reconcile(&self, target: &HashSet<StoreHash>, first: bool) {
         let indexed = match self.db.hashes() {
             Ok(hashes) => hashes,
             Err(e) => {
@@ -142,9 +149,11 @@ impl Scanner {
         };
         let vanished: Vec<StoreHash> = indexed.difference(target).copied().collect();
         if !vanished.is_empty() {
-            match self.db.remove(&vanished) {
-                Ok(()) => tracing::info!(paths = vanished.len(), "left the index"),
-                Err(e) => tracing::error!(error = %e, "cannot update the index"),
+            self.withdraw(vanished).await;
+        }
+        if first {
+            if let Err(e) = self.node.announce_provided().await {
+                tracing::error!(error = %e, "cannot announce published content again");
             }
         }
         let mut todo: Vec<StoreHash> = target.difference(&indexed).copied().collect();
@@ -180,6 +189,39 @@ impl Scanner {
         self.persist(published).await;
         self.progress.finish();
         log_progress(&self.progress.report());
+    }
+
+    /// Paths garbage-collected or newly filtered: the node stops announcing and serving their
+    /// NARs first, then they leave the index (a crash in between withdraws them again).
+    async fn withdraw(&self, vanished: Vec<StoreHash>) {
+        self.content.forget(&vanished);
+        let db = self.db.clone();
+        let listed = vanished.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut published = Vec::new();
+            for hash in listed {
+                if let Some((cid, _)) = db.get(hash)? {
+                    published.push((cid, nar_source(hash)));
+                }
+            }
+            Ok::<_, IndexError>(published)
+        });
+        let published = match found.await {
+            Ok(Ok(published)) => published,
+            Ok(Err(e)) => return tracing::error!(error = %e, "cannot read the index"),
+            Err(e) => return tracing::error!(error = %e, "cannot read the index"),
+        };
+        if let Err(e) = self.node.withdraw(published).await {
+            return tracing::error!(error = %e, "cannot withdraw published content");
+        }
+        let (db, paths) = (self.db.clone(), vanished.len());
+        match tokio::task::spawn_blocking(move || db.remove(&vanished)).await {
+            Ok(Ok(())) => {
+                tracing::info!(paths, "withdrawn: no longer announced, served or indexed")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot update the index"),
+            Err(e) => tracing::error!(error = %e, "cannot update the index"),
+        }
     }
 
     /// Makes the node's records durable, then writes the index entries of `published`: the

@@ -2,6 +2,7 @@
 //! changed, and every change is told to whoever announces the set (the index protocol).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ const PENDING_CHANGES: usize = 64;
 pub struct SharedPaths {
     current: watch::Sender<Arc<HashSet<StoreHash>>>,
     changes: broadcast::Sender<Arc<Vec<IndexUpdate>>>,
+    /// Whether the store was read once: until then the empty set means "not known yet".
+    loaded: AtomicBool,
 }
 
 impl Default for SharedPaths {
@@ -25,12 +28,14 @@ impl Default for SharedPaths {
         Self {
             current: watch::Sender::new(Arc::new(HashSet::new())),
             changes: broadcast::channel(PENDING_CHANGES).0,
+            loaded: AtomicBool::new(false),
         }
     }
 }
 
 impl SharedPaths {
-    /// The set, now and whenever it changes.
+    /// The set, now and whenever it changes; the first change a receiver sees is the first
+    /// read of the store (sent even when the store is empty).
     pub fn subscribe(&self) -> watch::Receiver<Arc<HashSet<StoreHash>>> {
         self.current.subscribe()
     }
@@ -50,7 +55,11 @@ impl SharedPaths {
         let old = self.current.borrow().clone();
         let added: Vec<StoreHash> = new.difference(&old).copied().collect();
         let removed: Vec<StoreHash> = old.difference(&new).copied().collect();
+        let first = !self.loaded.swap(true, Ordering::AcqRel);
         if added.is_empty() && removed.is_empty() {
+            if first {
+                self.current.send_replace(Arc::new(new));
+            }
             return;
         }
         tracing::info!(

@@ -44,6 +44,7 @@ pub enum Command {
     /// Stops (true) or resumes (false) starting announcements; queued ones wait.
     PauseAnnouncements(bool),
     FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
+    Disconnect(PeerId),
 }
 
 /// Query ids are per DHT, so a query is known by both.
@@ -269,6 +270,9 @@ impl EventLoop {
             Command::Provide(key, reply) => {
                 self.announce_queue.push_back((key, reply));
                 self.start_announcements();
+            }
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::PauseAnnouncements(paused) => {
                 tracing::info!(paused, queued = self.announce_queue.len(), "announcements");

@@ -9,14 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::synthetic_store::SyntheticStore;
 use common::{hash_part, ChrootStore, Fixture, Peerix};
 use futures_util::{AsyncReadExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol};
 use peerix::discovery::{MAX_HASHES, MAX_HASHES_PER_PEER};
-use peerix::wire::frames::write_frame;
-use peerix::wire::{IndexUpdate, NarRequest, HASHES_PER_FRAME, INDEX_PROTOCOL, NAR_PROTOCOL};
+use peerix::wire::frames::{expect_frame, write_frame};
+use peerix::wire::{
+    decode_nar_answer, IndexUpdate, NarRequest, HASHES_PER_FRAME, INDEX_PROTOCOL, NAR_PROTOCOL,
+};
 use peerix_http::{NarHash, StoreHash};
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
@@ -264,17 +267,29 @@ async fn an_index_flood_from_fifty_identities_stays_within_the_global_cap() {
     assert_eq!(disconnected, 0, "identities disconnected");
 }
 
-/// Narinfo latencies on the front, over fresh connections as Nix's are, for `duration`.
-fn narinfo_latencies(node: &Peerix, path: &str, duration: Duration) -> Vec<Duration> {
-    let narinfo = format!("/{}.narinfo", hash_part(path));
-    let started = Instant::now();
+/// Narinfo latencies on the front, over fresh connections as Nix's are, for paths of `hashes`
+/// in turn, for as long as `keep_going` holds.
+fn narinfo_latencies(
+    node: &Peerix,
+    hashes: &[String],
+    keep_going: impl Fn() -> bool,
+) -> Vec<Duration> {
     let mut latencies = Vec::new();
-    while started.elapsed() < duration {
+    for hash in hashes.iter().cycle() {
+        if !keep_going() {
+            break;
+        }
         let asked = Instant::now();
-        assert_eq!(node.get(&narinfo).0, 200);
+        assert_eq!(node.get(&format!("/{hash}.narinfo")).0, 200);
         latencies.push(asked.elapsed());
     }
     latencies
+}
+
+/// True for the next `duration`.
+fn for_the_next(duration: Duration) -> impl Fn() -> bool + Send + 'static {
+    let end = Instant::now() + duration;
+    move || Instant::now() < end
 }
 
 struct Percentiles {
@@ -299,11 +314,14 @@ fn p99_limit_ms(alone: &Percentiles) -> f64 {
     NARINFO_P99_LIMIT_MS.max(2.0 * alone.p99)
 }
 
-/// Measures the front for `duration` off the async threads; gives the node back.
-async fn front_percentiles(node: Peerix, path: &str, duration: Duration) -> (Peerix, Percentiles) {
-    let path = path.to_owned();
+/// Measures the front off the async threads while `keep_going` holds; gives the node back.
+async fn front_percentiles(
+    node: Peerix,
+    hashes: Vec<String>,
+    keep_going: impl Fn() -> bool + Send + 'static,
+) -> (Peerix, Percentiles) {
     tokio::task::spawn_blocking(move || {
-        let mut latencies = narinfo_latencies(&node, &path, duration);
+        let mut latencies = narinfo_latencies(&node, &hashes, keep_going);
         let percentiles = Percentiles {
             count: latencies.len(),
             p50: percentile_ms(&mut latencies, 0.5),
@@ -338,6 +356,7 @@ async fn unread_nar_streams_neither_slow_the_front_nor_stay_open() {
     let narinfo = String::from_utf8(narinfo).unwrap();
     let nar_hash = NarHash::parse(narinfo_field(&narinfo, "NarHash: ")).unwrap();
     let nar_size: u64 = narinfo_field(&narinfo, "NarSize: ").parse().unwrap();
+    let big = vec![hash_part(&fixture.big).to_owned()];
     let request = NarRequest {
         nar_hash,
         start: 0,
@@ -349,7 +368,8 @@ async fn unread_nar_streams_neither_slow_the_front_nor_stay_open() {
         status(&node)["indexed_paths"] == 1
     })
     .await;
-    let (node, baseline) = front_percentiles(node, &fixture.big, Duration::from_secs(2)).await;
+    let (node, baseline) =
+        front_percentiles(node, big.clone(), for_the_next(Duration::from_secs(2))).await;
     println!("front before the streams: {baseline}");
 
     let opened = Instant::now();
@@ -371,7 +391,7 @@ async fn unread_nar_streams_neither_slow_the_front_nor_stay_open() {
     // The streams that got a turn have filled their windows, the others wait for one.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ticks = cpu_ticks(&node);
-    let (node, during) = front_percentiles(node, &fixture.big, Duration::from_secs(3)).await;
+    let (node, during) = front_percentiles(node, big, for_the_next(Duration::from_secs(3))).await;
     let ticks = cpu_ticks(&node) - ticks;
     let threads_during = threads(&node);
     println!(
@@ -417,4 +437,105 @@ async fn unread_nar_streams_neither_slow_the_front_nor_stay_open() {
     assert_eq!(whole, 0, "a stream was kept open until read");
     let threads_after = threads(&node);
     println!("node threads after: {threads_after}");
+}
+
+/// Paths of the synthetic store the NAR flood runs against: 100,000 is the target scale, which
+/// takes the debug build minutes to scan; CI runs fewer (`PEERIX_TEST_STORE_PATHS` sets it).
+fn flood_store_paths() -> usize {
+    std::env::var("PEERIX_TEST_STORE_PATHS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// Sends `count` NAR requests for random NAR hashes, `in_flight` at a time, each on its own
+/// stream; returns how many were answered "not found" and how many streams were closed unanswered.
+async fn flood_unknown_nars(peer: RawPeer, count: usize, in_flight: usize) -> (usize, usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut asks = Vec::with_capacity(count);
+    let mut peer = peer;
+    for _ in 0..count {
+        let mut nar_hash = [0u8; 32];
+        for chunk in nar_hash.chunks_mut(8) {
+            // xorshift64: random enough to miss every path.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        let request = NarRequest {
+            nar_hash: NarHash(nar_hash),
+            start: 0,
+            end: 1,
+        }
+        .encode();
+        let slot = slots.clone().acquire_owned().await.unwrap();
+        let mut stream = peer.open(NAR_PROTOCOL).await;
+        asks.push(tokio::spawn(async move {
+            let _slot = slot;
+            write_frame(&mut stream, &request).await.ok()?;
+            let answer = tokio::time::timeout(Duration::from_secs(30), expect_frame(&mut stream));
+            let answer = answer.await.ok()?.ok()?;
+            Some(decode_nar_answer(&answer) == Ok(None))
+        }));
+    }
+    let (mut not_found, mut unanswered) = (0, 0);
+    for ask in asks {
+        match ask.await.unwrap() {
+            Some(true) => not_found += 1,
+            Some(false) => panic!("a random NAR hash was found"),
+            None => unanswered += 1,
+        }
+    }
+    (not_found, unanswered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unknown_nar_hashes_leaves_the_front_fast() {
+    const REQUESTS: usize = 10_000;
+    const IN_FLIGHT: usize = 32;
+    let paths = flood_store_paths();
+    let store = SyntheticStore::generate(paths).unwrap();
+    let node = Peerix::serve(&store.root, &["--listen-addrs", LOOPBACK]);
+    let addr: Multiaddr = node.p2p_addr().parse().unwrap();
+    // The publication scan would compete with the front: measured without it.
+    eventually(Duration::from_secs(900), "the scan never finished", || {
+        status(&node)["indexed_paths"] == paths
+    })
+    .await;
+    let hashes: Vec<String> = store.hashes.iter().step_by(7).cloned().collect();
+    let (node, alone) =
+        front_percentiles(node, hashes.clone(), for_the_next(Duration::from_secs(2))).await;
+    println!("{paths} paths: front alone: {alone}");
+
+    let peer = RawPeer::connect(&addr).await;
+    let started = Instant::now();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flood = tokio::spawn({
+        let flooding = flooding.clone();
+        async move {
+            let outcome = flood_unknown_nars(peer, REQUESTS, IN_FLIGHT).await;
+            flooding.store(false, Ordering::SeqCst);
+            outcome
+        }
+    });
+    let still_flooding = flooding.clone();
+    let (node, during) =
+        front_percentiles(node, hashes, move || still_flooding.load(Ordering::SeqCst)).await;
+    let (not_found, unanswered) = flood.await.unwrap();
+    let took = started.elapsed();
+    println!(
+        "{paths} paths: {REQUESTS} NAR requests for unknown hashes in {took:?} ({:.0}/s): \
+         {not_found} not found, {unanswered} closed unanswered; front during the flood: {during}",
+        REQUESTS as f64 / took.as_secs_f64()
+    );
+    assert_eq!(not_found + unanswered, REQUESTS);
+    assert!(not_found > 0, "no request was answered");
+    assert!(
+        during.p99 < p99_limit_ms(&alone),
+        "narinfo p99 {:.2} ms during the flood",
+        during.p99
+    );
+    drop(node);
 }

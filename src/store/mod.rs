@@ -87,14 +87,16 @@ impl LocalStore {
     /// their NAR hashes from now on (an unknown one without touching the database). Plans of
     /// paths no longer shared are dropped.
     pub fn refresh_shared(&self) -> Result<HashSet<StoreHash>, CacheError> {
-        let nars: NarIndex = self
+        let shared: Vec<(StoreHash, NarHash)> = self
             .db
             .all_paths()?
             .into_iter()
             .filter(|(path, _)| self.filter.allows(path.basename()))
-            .map(|(path, nar_hash)| (nar_hash, path.hash()))
+            .map(|(path, nar_hash)| (path.hash(), nar_hash))
             .collect();
-        let hashes = nars.values().copied().collect();
+        // Paths with the same contents have the same NAR: any one of them serves it.
+        let nars: NarIndex = shared.iter().map(|&(hash, nar)| (nar, hash)).collect();
+        let hashes = shared.into_iter().map(|(hash, _)| hash).collect();
         self.plans.retain(|nar_hash| nars.contains_key(nar_hash));
         if let Ok(mut shared) = self.shared_nars.write() {
             *shared = Some(Arc::new(nars));

@@ -46,16 +46,16 @@ mod peer_addr;
 #[path = "../http_front/servers.rs"]
 mod servers;
 
+#[path = "../../tests/common/synthetic_store.rs"]
+mod synthetic_store;
+
 mod report;
 
 use std::collections::HashSet;
 use std::error::Error;
 use std::ffi::OsStr;
-use std::fs;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 
 use bench_env::{load_average, write_report};
@@ -65,6 +65,8 @@ use load::{each_once, narinfo_load, NarinfoMeasurement, Targets};
 use peer_addr::loopback_p2p_addr;
 use report::render_report;
 use servers::{spawn_peerix, ServerProcess};
+use synthetic_store::SyntheticStore;
+pub(crate) use synthetic_store::{nar_of_file, FILE_CONTENTS};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -85,8 +87,6 @@ const LOAD_THREADS: usize = 2;
 /// Distinct miss hashes and hit hashes the load generator cycles through.
 const MISS_TARGETS: usize = 10_000;
 const HIT_TARGETS: usize = 1_000;
-/// Every synthetic path holds these bytes.
-const FILE_CONTENTS: &[u8] = b"peerix\n";
 const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long A may take to index and scan the largest store.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(540);
@@ -98,141 +98,6 @@ const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
 const TARGET_RSS_MIB: f64 = 200.0;
 const TARGET_MISS_P99_MS: f64 = 5.0;
 const TARGET_HIT_P99_MS: f64 = 20.0;
-
-/// A synthetic chroot store; removed on drop.
-struct SyntheticStore {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    hashes: Vec<String>,
-    generated_in: Duration,
-}
-
-/// The NAR of a single regular, non-executable file.
-fn nar_of_file(contents: &[u8]) -> Vec<u8> {
-    fn string(nar: &mut Vec<u8>, bytes: &[u8]) {
-        nar.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        nar.extend_from_slice(bytes);
-        nar.resize(nar.len().next_multiple_of(8), 0);
-    }
-    let mut nar = Vec::new();
-    for token in [
-        &b"nix-archive-1"[..],
-        b"(",
-        b"type",
-        b"regular",
-        b"contents",
-        contents,
-        b")",
-    ] {
-        string(&mut nar, token);
-    }
-    nar
-}
-
-/// `count` distinct nixbase32 store hashes, different every run.
-fn store_hashes(count: usize) -> Vec<String> {
-    const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
-    let nonce = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut seen = HashSet::with_capacity(count);
-    let mut hashes = Vec::with_capacity(count);
-    let mut i = 0u64;
-    while hashes.len() < count {
-        let digest = Sha256::digest(format!("peerix p2p_scale {nonce} {i}"));
-        i += 1;
-        let hash: String = digest
-            .iter()
-            .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
-            .collect();
-        if seen.insert(hash.clone()) {
-            hashes.push(hash);
-        }
-    }
-    hashes
-}
-
-impl SyntheticStore {
-    fn generate(count: usize) -> BenchResult<Self> {
-        let started = Instant::now();
-        let dir = tempfile::Builder::new()
-            .prefix("peerix-bench-p2p-scale-")
-            .tempdir()?;
-        let root = dir.path().join("root");
-        let store = root.join("nix/store");
-        let db_dir = root.join("nix/var/nix/db");
-        fs::create_dir_all(&store)?;
-        fs::create_dir_all(&db_dir)?;
-
-        let nar = nar_of_file(FILE_CONTENTS);
-        let nar_hash = format!("sha256:{:x}", Sha256::digest(&nar));
-        let nar_size = i64::try_from(nar.len())?;
-        let hashes = store_hashes(count);
-
-        let mut db = rusqlite::Connection::open(db_dir.join("db.sqlite"))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "OFF")?;
-        db.execute_batch(
-            "CREATE TABLE ValidPaths (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
-                 path TEXT UNIQUE NOT NULL,
-                 hash TEXT NOT NULL,
-                 registrationTime INTEGER NOT NULL,
-                 deriver TEXT,
-                 narSize INTEGER,
-                 ultimate INTEGER,
-                 sigs TEXT,
-                 ca TEXT
-             );
-             CREATE TABLE Refs (
-                 referrer INTEGER NOT NULL,
-                 reference INTEGER NOT NULL,
-                 PRIMARY KEY (referrer, reference),
-                 FOREIGN KEY (referrer) REFERENCES ValidPaths(id) ON DELETE CASCADE,
-                 FOREIGN KEY (reference) REFERENCES ValidPaths(id) ON DELETE RESTRICT
-             );
-             CREATE INDEX IndexReferrer ON Refs(referrer);
-             CREATE INDEX IndexReference ON Refs(reference);
-             CREATE TABLE DerivationOutputs (
-                 drv INTEGER NOT NULL,
-                 id TEXT NOT NULL,
-                 path TEXT NOT NULL,
-                 PRIMARY KEY (drv, id),
-                 FOREIGN KEY (drv) REFERENCES ValidPaths(id) ON DELETE CASCADE
-             );
-             CREATE INDEX IndexDerivationOutputs ON DerivationOutputs(path);",
-        )?;
-        let registered = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let registered = i64::try_from(registered)?;
-        let transaction = db.transaction()?;
-        {
-            let mut insert = transaction.prepare(
-                "INSERT INTO ValidPaths (path, hash, registrationTime, narSize, ultimate) \
-                 VALUES (?1, ?2, ?3, ?4, 1)",
-            )?;
-            for (i, hash) in hashes.iter().enumerate() {
-                let name = format!("{hash}-p{i}");
-                fs::write(store.join(&name), FILE_CONTENTS)?;
-                insert.execute((
-                    format!("/nix/store/{name}"),
-                    &nar_hash,
-                    registered,
-                    nar_size,
-                ))?;
-            }
-        }
-        transaction.commit()?;
-        db.close().map_err(|(_, e)| e)?;
-        Ok(Self {
-            _dir: dir,
-            root,
-            hashes,
-            generated_in: started.elapsed(),
-        })
-    }
-}
 
 /// Everything measured on one store size.
 struct ScaleResults {

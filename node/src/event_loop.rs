@@ -48,6 +48,7 @@ pub enum Command {
     /// Stops (true) or resumes (false) starting announcements; queued ones wait.
     PauseAnnouncements(bool),
     FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
+    Disconnect(PeerId),
 }
 
 /// Query ids are per DHT, so a query is known by both.
@@ -299,6 +300,9 @@ impl EventLoop {
             }
             Command::AnnounceProvided => self.reannounce(),
             Command::StopProviding(keys) => self.stop_providing(&keys),
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
             Command::PauseAnnouncements(paused) => {
                 tracing::info!(paused, queued = self.announce_queue.len(), "announcements");
                 self.paused = paused;

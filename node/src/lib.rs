@@ -248,6 +248,14 @@ impl NodeHandle {
             .map_err(|_| NodeError::Stopped)
     }
 
+    /// Closes every connection to `peer` (it broke a protocol's rules); it may come back.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::Disconnect(peer))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
     pub async fn find_providers(&self, cid: &Cid) -> Result<HashSet<PeerId>, NodeError> {
         let key = kad::RecordKey::new(&cid.hash().to_bytes());
         self.ask(|reply| Command::FindProviders(key, reply)).await

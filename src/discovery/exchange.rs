@@ -1,22 +1,36 @@
 //! The index protocol (`/peerix/index/1.0.0`): each node tells every connected Peerix node which
 //! store paths it shares — everything when a stream opens, then the changes — and keeps what
 //! others told it in [`Holders`].
+//!
+//! Deadlines: an index stream may stay quiet for as long as the store does not change, so the
+//! announcer sends an empty update every [`KEEP_ALIVE`] and the receiver closes a stream silent
+//! for [`IDLE_DEADLINE`]; a frame once started must arrive within [`FRAME_DEADLINE`], and a
+//! frame written must be taken within it too. A peer's holdings end with its index stream and
+//! with its connection, even when peer events were lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::io::BufReader;
+use futures_util::AsyncBufReadExt;
 use peerix_node::{NodeHandle, PeerEvent, PeerId, StreamProtocol};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::holders::Holders;
+use super::holders::{Holders, RefusedUpdate, StreamTicket};
 use crate::store::SharedPaths;
 use crate::wire::frames::{read_frame, write_frame};
 use crate::wire::{IndexUpdate, INDEX_PROTOCOL};
 
 /// Pause before an announcer whose stream broke tries again.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
+/// An announcer with nothing to say sends an empty update this often.
+const KEEP_ALIVE: Duration = Duration::from_secs(60);
+/// A receiving stream silent this long (five keep-alives missed) is closed.
+const IDLE_DEADLINE: Duration = Duration::from_secs(300);
+/// A frame (at most 1 MiB) must be read or written within this once started.
+const FRAME_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the index protocol on `node` until it stops: answers other nodes' announcements and
 /// announces `shared` to every Peerix node that connects.
@@ -27,10 +41,16 @@ pub fn run(
 ) -> Result<(), String> {
     let protocol = StreamProtocol::new(INDEX_PROTOCOL);
     let mut incoming = node.accept(protocol.clone()).map_err(|e| e.to_string())?;
-    let receiving = holders.clone();
+    let (receiving, for_receivers) = (holders.clone(), node.clone());
     tokio::spawn(async move {
         while let Some((peer, stream)) = incoming.next().await {
-            tokio::spawn(receive(peer, stream, receiving.clone()));
+            let (holders, node) = (receiving.clone(), for_receivers.clone());
+            tokio::spawn(async move {
+                if let Some(violation) = receive(peer, stream, &holders).await {
+                    tracing::warn!(%peer, error = %violation, "index protocol broken: disconnecting");
+                    let _ = node.disconnect(peer).await;
+                }
+            });
         }
     });
     let mut events = node.peer_events();
@@ -60,7 +80,21 @@ pub fn run(
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "peer events missed");
+                    // A lost "disconnected" would leave a ghost holder: ask who is connected.
+                    tracing::warn!(missed, "peer events missed: reconciling with the node");
+                    let Ok(status) = node.status().await else {
+                        return;
+                    };
+                    let connected: std::collections::HashSet<PeerId> =
+                        status.peers.iter().map(|p| p.peer_id).collect();
+                    holders.retain_connected(|peer| connected.contains(peer));
+                    announcers.retain(|peer, task| {
+                        let keep = connected.contains(peer);
+                        if !keep {
+                            task.abort();
+                        }
+                        keep
+                    });
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
@@ -69,25 +103,73 @@ pub fn run(
     Ok(())
 }
 
-async fn receive(peer: PeerId, mut stream: peerix_node::Stream, holders: Arc<Holders>) {
-    holders.reset(peer);
+/// Why a receiving index stream was cut off with its peer.
+#[derive(Debug, thiserror::Error)]
+enum Violation {
+    #[error("bad index update: {0}")]
+    Malformed(#[from] crate::wire::WireError),
+    #[error(transparent)]
+    Refused(RefusedUpdate),
+    #[error("frame: {0}")]
+    Frame(std::io::Error),
+    #[error("a frame took longer than {FRAME_DEADLINE:?}")]
+    SlowFrame,
+}
+
+/// Takes `peer`'s announcements from `stream` into `holders` until the stream ends; the set it
+/// filled ends with it. Returns the violation that ended it, if one did.
+async fn receive(
+    peer: PeerId,
+    stream: peerix_node::Stream,
+    holders: &Holders,
+) -> Option<Violation> {
+    let ticket = holders.start(peer)?;
+    let outcome = receive_updates(peer, stream, holders, ticket).await;
+    holders.end(peer, ticket);
+    match outcome {
+        Err(Violation::Refused(RefusedUpdate::Full | RefusedUpdate::Superseded)) => None,
+        Err(violation) => Some(violation),
+        Ok(()) => None,
+    }
+}
+
+async fn receive_updates(
+    peer: PeerId,
+    stream: peerix_node::Stream,
+    holders: &Holders,
+    ticket: StreamTicket,
+) -> Result<(), Violation> {
+    let mut stream = BufReader::new(stream);
     loop {
-        let frame = match read_frame(&mut stream).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return,
-            Err(e) => {
+        // Waiting for a frame to begin may take long; the frame itself may not.
+        match tokio::time::timeout(IDLE_DEADLINE, stream.fill_buf()).await {
+            Ok(Ok([])) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "index stream ended");
-                return;
+                return Ok(());
             }
-        };
-        match IndexUpdate::decode(&frame) {
-            Ok(update) => holders.apply(peer, update),
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "bad index update: forgetting the peer's paths");
-                holders.forget(&peer);
-                return;
+            Err(_) => {
+                tracing::debug!(%peer, "index stream idle: closing it");
+                return Ok(());
             }
         }
+        let frame = match tokio::time::timeout(FRAME_DEADLINE, read_frame(&mut stream)).await {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(Violation::Frame(e))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "index stream ended");
+                return Ok(());
+            }
+            Err(_) => return Err(Violation::SlowFrame),
+        };
+        let update = IndexUpdate::decode(&frame)?;
+        holders
+            .apply(peer, ticket, update)
+            .map_err(Violation::Refused)?;
     }
 }
 
@@ -121,19 +203,29 @@ async fn announce_once(node: &NodeHandle, peer: PeerId, shared: &SharedPaths) {
         }
     };
     for update in IndexUpdate::batches(true, &snapshot) {
-        if write_frame(&mut stream, &update.encode()).await.is_err() {
+        if !send(&mut stream, &update).await {
             return;
         }
     }
+    let keep_alive = IndexUpdate::Add(Vec::new());
     loop {
-        let Ok(updates) = changes.recv().await else {
+        let updates = match tokio::time::timeout(KEEP_ALIVE, changes.recv()).await {
+            Ok(Ok(updates)) => updates,
             // Lagged or closed: a fresh stream (or none) follows.
-            return;
+            Ok(Err(_)) => return,
+            Err(_) => Arc::new(vec![keep_alive.clone()]),
         };
         for update in updates.iter() {
-            if write_frame(&mut stream, &update.encode()).await.is_err() {
+            if !send(&mut stream, update).await {
                 return;
             }
         }
     }
+}
+
+/// Writes one update; false when the stream broke or the peer did not take it in time.
+async fn send(stream: &mut peerix_node::Stream, update: &IndexUpdate) -> bool {
+    let frame = update.encode();
+    let written = tokio::time::timeout(FRAME_DEADLINE, write_frame(stream, &frame)).await;
+    matches!(written, Ok(Ok(())))
 }

@@ -1,67 +1,239 @@
-//! Who holds what: for each connected peer, the store paths it announced over the index protocol.
+//! Who holds what: for each connected peer, the store paths it announced over its index stream.
 //! A narinfo request is answered from this, in memory, without asking anyone.
+//!
+//! Bounded whatever peers send: a set belongs to the index stream that filled it (a newer
+//! stream of the same peer replaces it; the older one ending late removes nothing), holds at
+//! most [`MAX_HASHES_PER_PEER`] paths, all sets together [`MAX_HASHES`], and at most
+//! [`MAX_PEERS`] peers are remembered (the least recently active go first). Paths are kept as
+//! 64-bit keyed fingerprints: a quarter of a store hash's size, and a peer cannot choose a
+//! collision with a path it does not announce (it could only claim that path, which announcing
+//! it does anyway).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use peerix_http::StoreHash;
 use peerix_node::PeerId;
+use thiserror::Error;
 
 use crate::wire::IndexUpdate;
 
-#[derive(Default)]
-pub struct Holders {
-    by_peer: RwLock<HashMap<PeerId, HashSet<StoreHash>>>,
+/// Paths one peer may announce: ten times the 100,000 paths of a large store (about 20 MiB).
+pub const MAX_HASHES_PER_PEER: usize = 1_000_000;
+/// Paths all peers together may announce (peer ids cost nothing): about 30 MiB.
+pub const MAX_HASHES: usize = 1_500_000;
+/// Peers whose sets are kept.
+pub const MAX_PEERS: usize = 1024;
+/// How long a peer that broke the index protocol's rules is not listened to.
+const PENALTY: Duration = Duration::from_secs(600);
+/// Penalised peers remembered at most (the oldest penalty goes first).
+const MAX_PENALISED: usize = 4096;
+
+/// Why an index update was not taken.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RefusedUpdate {
+    /// A protocol violation: the peer is cut off and penalised.
+    #[error("the peer announced more than {MAX_HASHES_PER_PEER} paths")]
+    TooManyForPeer,
+    /// Not the peer's fault: its stream is closed, and its set dropped.
+    #[error("the peers' announcements together reached {MAX_HASHES} paths")]
+    Full,
+    /// A newer index stream of the peer took over, or the set was evicted.
+    #[error("the stream's set was replaced or evicted")]
+    Superseded,
 }
 
-impl Holders {
-    /// Starts `peer`'s set afresh (it opened a new index stream).
-    pub fn reset(&self, peer: PeerId) {
-        if let Ok(mut map) = self.by_peer.write() {
-            map.insert(peer, HashSet::new());
+/// The index stream a set belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamTicket(u64);
+
+struct PeerSet {
+    ticket: StreamTicket,
+    fingerprints: HashSet<u64>,
+    /// The tick of the last update, for eviction.
+    last_active: u64,
+}
+
+#[derive(Default)]
+struct Sets {
+    by_peer: HashMap<PeerId, PeerSet>,
+    /// Sum of the sets' sizes.
+    total: usize,
+    /// Counts up with every stream started and update applied.
+    tick: u64,
+    penalised: HashMap<PeerId, Instant>,
+}
+
+impl Sets {
+    fn remove(&mut self, peer: &PeerId) {
+        if let Some(set) = self.by_peer.remove(peer) {
+            self.total -= set.fingerprints.len();
         }
     }
 
-    pub fn apply(&self, peer: PeerId, update: IndexUpdate) {
-        let Ok(mut map) = self.by_peer.write() else {
-            return;
+    fn evict_least_active(&mut self) {
+        let oldest = self
+            .by_peer
+            .iter()
+            .min_by_key(|(_, set)| set.last_active)
+            .map(|(peer, _)| *peer);
+        if let Some(peer) = oldest {
+            self.remove(&peer);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Holders {
+    sets: RwLock<Sets>,
+    keys: RandomState,
+}
+
+impl Holders {
+    fn fingerprint(&self, hash: &StoreHash) -> u64 {
+        self.keys.hash_one(hash)
+    }
+
+    /// Starts `peer`'s set afresh for a new index stream; `None` while the peer is penalised.
+    pub fn start(&self, peer: PeerId) -> Option<StreamTicket> {
+        let mut sets = self.sets.write().ok()?;
+        if let Some(since) = sets.penalised.get(&peer) {
+            if since.elapsed() < PENALTY {
+                return None;
+            }
+            sets.penalised.remove(&peer);
+        }
+        sets.remove(&peer);
+        if sets.by_peer.len() >= MAX_PEERS {
+            sets.evict_least_active();
+        }
+        sets.tick += 1;
+        let ticket = StreamTicket(sets.tick);
+        let set = PeerSet {
+            ticket,
+            fingerprints: HashSet::new(),
+            last_active: sets.tick,
         };
-        let set = map.entry(peer).or_default();
-        match update {
-            IndexUpdate::Add(hashes) => set.extend(hashes),
-            IndexUpdate::Remove(hashes) => {
-                for hash in hashes {
-                    set.remove(&hash);
+        sets.by_peer.insert(peer, set);
+        Some(ticket)
+    }
+
+    /// Applies an update from the stream of `ticket`. On [`RefusedUpdate::TooManyForPeer`] the
+    /// peer is penalised; on any refusal its set is gone.
+    pub fn apply(
+        &self,
+        peer: PeerId,
+        ticket: StreamTicket,
+        update: IndexUpdate,
+    ) -> Result<(), RefusedUpdate> {
+        let (adding, hashes) = match update {
+            IndexUpdate::Add(hashes) => (true, hashes),
+            IndexUpdate::Remove(hashes) => (false, hashes),
+        };
+        // Hashing happens before the lock is taken: lookups wait only for the insertions.
+        let fingerprints: Vec<u64> = hashes.iter().map(|h| self.fingerprint(h)).collect();
+        let mut sets = self.sets.write().map_err(|_| RefusedUpdate::Superseded)?;
+        sets.tick += 1;
+        let (tick, total) = (sets.tick, sets.total);
+        let set = sets
+            .by_peer
+            .get_mut(&peer)
+            .filter(|set| set.ticket == ticket)
+            .ok_or(RefusedUpdate::Superseded)?;
+        set.last_active = tick;
+        let before = set.fingerprints.len();
+        let mut refused = None;
+        if adding {
+            for fingerprint in fingerprints {
+                set.fingerprints.insert(fingerprint);
+                if set.fingerprints.len() > MAX_HASHES_PER_PEER {
+                    refused = Some(RefusedUpdate::TooManyForPeer);
+                    break;
                 }
+                if total + set.fingerprints.len() - before > MAX_HASHES {
+                    refused = Some(RefusedUpdate::Full);
+                    break;
+                }
+            }
+        } else {
+            for fingerprint in &fingerprints {
+                set.fingerprints.remove(fingerprint);
+            }
+        }
+        let after = set.fingerprints.len();
+        sets.total = sets.total + after - before;
+        match refused {
+            None => Ok(()),
+            Some(refused) => {
+                sets.remove(&peer);
+                if refused == RefusedUpdate::TooManyForPeer {
+                    sets.penalised.retain(|_, since| since.elapsed() < PENALTY);
+                    if sets.penalised.len() >= MAX_PENALISED {
+                        let oldest = sets.penalised.iter().min_by_key(|(_, t)| **t);
+                        if let Some(oldest) = oldest.map(|(peer, _)| *peer) {
+                            sets.penalised.remove(&oldest);
+                        }
+                    }
+                    sets.penalised.insert(peer, Instant::now());
+                }
+                Err(refused)
             }
         }
     }
 
+    /// The index stream of `ticket` ended: its set goes, unless a newer stream replaced it.
+    pub fn end(&self, peer: PeerId, ticket: StreamTicket) {
+        if let Ok(mut sets) = self.sets.write() {
+            if sets.by_peer.get(&peer).is_some_and(|s| s.ticket == ticket) {
+                sets.remove(&peer);
+            }
+        }
+    }
+
+    /// The peer disconnected.
     pub fn forget(&self, peer: &PeerId) {
-        if let Ok(mut map) = self.by_peer.write() {
-            map.remove(peer);
+        if let Ok(mut sets) = self.sets.write() {
+            sets.remove(peer);
+        }
+    }
+
+    /// Keeps only the sets of peers for which `connected` is true (after peer events were lost).
+    pub fn retain_connected(&self, connected: impl Fn(&PeerId) -> bool) {
+        if let Ok(mut sets) = self.sets.write() {
+            let gone: Vec<PeerId> = sets
+                .by_peer
+                .keys()
+                .filter(|peer| !connected(peer))
+                .copied()
+                .collect();
+            for peer in gone {
+                sets.remove(&peer);
+            }
         }
     }
 
     /// How many peers announced paths, and how many paths they announced in all.
     pub fn summary(&self) -> (usize, usize) {
-        self.by_peer
+        self.sets
             .read()
-            .map(|map| {
-                let holding = map.values().filter(|set| !set.is_empty());
-                let (peers, paths) = holding.fold((0, 0), |(n, p), set| (n + 1, p + set.len()));
-                (peers, paths)
+            .map(|sets| {
+                let holding = sets.by_peer.values().filter(|s| !s.fingerprints.is_empty());
+                (holding.count(), sets.total)
             })
             .unwrap_or_default()
     }
 
     /// The peers that announced `hash`.
     pub fn holders_of(&self, hash: &StoreHash) -> Vec<PeerId> {
-        self.by_peer
+        let fingerprint = self.fingerprint(hash);
+        self.sets
             .read()
-            .map(|map| {
-                map.iter()
-                    .filter(|(_, set)| set.contains(hash))
+            .map(|sets| {
+                sets.by_peer
+                    .iter()
+                    .filter(|(_, set)| set.fingerprints.contains(&fingerprint))
                     .map(|(peer, _)| *peer)
                     .collect()
             })
@@ -73,23 +245,111 @@ impl Holders {
 mod tests {
     use super::*;
 
+    fn hash(c: char) -> StoreHash {
+        StoreHash::parse(&c.to_string().repeat(32)).unwrap()
+    }
+
     #[test]
     fn tracks_additions_removals_and_departures() {
         let holders = Holders::default();
         let (a, b) = (PeerId::random(), PeerId::random());
-        let hash = |c: char| StoreHash::parse(&c.to_string().repeat(32)).unwrap();
-        holders.apply(a, IndexUpdate::Add(vec![hash('a'), hash('b')]));
-        holders.apply(b, IndexUpdate::Add(vec![hash('a')]));
+        let (ta, tb) = (holders.start(a).unwrap(), holders.start(b).unwrap());
+        holders
+            .apply(a, ta, IndexUpdate::Add(vec![hash('a'), hash('b')]))
+            .unwrap();
+        holders
+            .apply(b, tb, IndexUpdate::Add(vec![hash('a')]))
+            .unwrap();
         let mut both = holders.holders_of(&hash('a'));
         both.sort();
         let mut expected = vec![a, b];
         expected.sort();
         assert_eq!(both, expected);
-        holders.apply(a, IndexUpdate::Remove(vec![hash('a')]));
+        holders
+            .apply(a, ta, IndexUpdate::Remove(vec![hash('a')]))
+            .unwrap();
         assert_eq!(holders.holders_of(&hash('a')), vec![b]);
+        assert_eq!(holders.summary(), (2, 2));
         holders.forget(&b);
         assert!(holders.holders_of(&hash('a')).is_empty());
-        holders.reset(a);
+        holders.start(a).unwrap();
         assert!(holders.holders_of(&hash('b')).is_empty());
+        assert_eq!(holders.summary(), (0, 0));
+    }
+
+    #[test]
+    fn a_set_ends_with_its_own_stream_only() {
+        let holders = Holders::default();
+        let peer = PeerId::random();
+        let old = holders.start(peer).unwrap();
+        let new = holders.start(peer).unwrap();
+        holders
+            .apply(peer, new, IndexUpdate::Add(vec![hash('a')]))
+            .unwrap();
+        assert_eq!(
+            holders.apply(peer, old, IndexUpdate::Add(vec![hash('b')])),
+            Err(RefusedUpdate::Superseded)
+        );
+        holders.end(peer, old);
+        assert_eq!(holders.holders_of(&hash('a')), vec![peer]);
+        holders.end(peer, new);
+        assert!(holders.holders_of(&hash('a')).is_empty());
+        holders.start(peer).unwrap();
+        holders.retain_connected(|p| *p != peer);
+        assert_eq!(holders.sets.read().unwrap().by_peer.len(), 0);
+    }
+
+    #[test]
+    fn caps_each_peer_and_penalises_past_the_cap() {
+        let holders = Holders::default();
+        let peer = PeerId::random();
+        let ticket = holders.start(peer).unwrap();
+        // Fingerprints are what is counted: distinct fingerprints stand for distinct hashes.
+        let mut sets = holders.sets.write().unwrap();
+        let set = sets.by_peer.get_mut(&peer).unwrap();
+        set.fingerprints.extend(0..MAX_HASHES_PER_PEER as u64);
+        sets.total = MAX_HASHES_PER_PEER;
+        drop(sets);
+        let more = IndexUpdate::Add(vec![hash('a')]);
+        assert_eq!(
+            holders.apply(peer, ticket, more),
+            Err(RefusedUpdate::TooManyForPeer)
+        );
+        assert_eq!(holders.summary(), (0, 0));
+        assert_eq!(holders.start(peer), None);
+    }
+
+    #[test]
+    fn caps_all_peers_together_without_penalty() {
+        let holders = Holders::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let ta = holders.start(a).unwrap();
+        let tb = holders.start(b).unwrap();
+        {
+            let mut sets = holders.sets.write().unwrap();
+            let set = sets.by_peer.get_mut(&a).unwrap();
+            set.fingerprints.extend(0..MAX_HASHES as u64);
+            sets.total = MAX_HASHES;
+        }
+        assert_eq!(
+            holders.apply(b, tb, IndexUpdate::Add(vec![hash('a')])),
+            Err(RefusedUpdate::Full)
+        );
+        assert!(holders.start(b).is_some());
+        holders.end(a, ta);
+        assert_eq!(holders.summary(), (0, 0));
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_peers() {
+        let holders = Holders::default();
+        let first = PeerId::random();
+        holders.start(first).unwrap();
+        for _ in 0..MAX_PEERS {
+            holders.start(PeerId::random()).unwrap();
+        }
+        let sets = holders.sets.read().unwrap();
+        assert_eq!(sets.by_peer.len(), MAX_PEERS);
+        assert!(!sets.by_peer.contains_key(&first));
     }
 }

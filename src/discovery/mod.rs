@@ -13,5 +13,5 @@ pub use bootstrap::{
     router as bootstrap_router,
 };
 pub use exchange::run as run_index;
-pub use holders::Holders;
+pub use holders::{Holders, MAX_HASHES, MAX_HASHES_PER_PEER};
 pub use rendezvous::run as discover_network;

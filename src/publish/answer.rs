@@ -1,5 +1,10 @@
 //! Answering other nodes: narinfos and NARs of this node's shareable paths, over the narinfo and
 //! NAR protocols. The filters apply here exactly as on the HTTP front.
+//!
+//! Bounded whatever peers do: requests being answered are capped per peer and in all (see
+//! [`Admission`]; over a cap a request waits a little, then its stream is closed), every read
+//! and write has a deadline, and a NAR request for a hash this node does not share costs a
+//! lookup in memory.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +13,7 @@ use futures_util::{AsyncWriteExt, StreamExt};
 use peerix_http::{BinaryCache, StoreHash};
 use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
 
+use super::admission::Admission;
 use super::IndexDb;
 use crate::store::LocalStore;
 use crate::wire::frames::{expect_frame, read_frame, write_frame};
@@ -20,6 +26,20 @@ use crate::wire::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A narinfo stream may carry one request after another; it is closed after this long idle.
 const NARINFO_STREAM_IDLE: Duration = Duration::from_secs(60);
+/// An answer (a frame, or one 256 KiB chunk of a NAR) must be taken by the asker within this:
+/// a peer that stops reading holds its turn, and a thread reading the store, no longer.
+const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// Narinfo requests answered at once per peer (Nix asks 25 at once, prefetching adds more),
+/// and in all.
+const NARINFOS_PER_PEER: usize = 64;
+const NARINFOS: usize = 512;
+/// NAR requests answered at once per peer (a far holder is asked for six 4 MiB segments at
+/// once), and in all: each holds a thread reading the store.
+const NARS_PER_PEER: usize = 16;
+const NARS: usize = 64;
+/// How long a request over a cap waits for its turn before its stream is closed.
+const NARINFO_TURN_WAIT: Duration = Duration::from_secs(2);
+const NAR_TURN_WAIT: Duration = Duration::from_secs(5);
 
 pub fn run(node: &NodeHandle, store: Arc<LocalStore>, index: Arc<IndexDb>) -> Result<(), String> {
     let mut narinfos = node
@@ -29,15 +49,23 @@ pub fn run(node: &NodeHandle, store: Arc<LocalStore>, index: Arc<IndexDb>) -> Re
         .accept(StreamProtocol::new(NAR_PROTOCOL))
         .map_err(|e| e.to_string())?;
     let for_narinfos = store.clone();
+    let narinfo_turns = Admission::new(NARINFOS_PER_PEER, NARINFOS, NARINFO_TURN_WAIT);
     tokio::spawn(async move {
         while let Some((peer, stream)) = narinfos.next().await {
             let (store, index) = (for_narinfos.clone(), index.clone());
-            tokio::spawn(answer_narinfo(peer, stream, store, index));
+            tokio::spawn(answer_narinfo(
+                peer,
+                stream,
+                store,
+                index,
+                narinfo_turns.clone(),
+            ));
         }
     });
+    let nar_turns = Admission::new(NARS_PER_PEER, NARS, NAR_TURN_WAIT);
     tokio::spawn(async move {
         while let Some((peer, stream)) = nars.next().await {
-            tokio::spawn(answer_nar(peer, stream, store.clone()));
+            tokio::spawn(answer_nar(peer, stream, store.clone(), nar_turns.clone()));
         }
     });
     Ok(())
@@ -48,6 +76,7 @@ async fn answer_narinfo(
     mut stream: Stream,
     store: Arc<LocalStore>,
     index: Arc<IndexDb>,
+    turns: Arc<Admission>,
 ) {
     let mut wait = REQUEST_TIMEOUT;
     loop {
@@ -64,16 +93,19 @@ async fn answer_narinfo(
             tracing::debug!(%peer, "bad narinfo request");
             break;
         };
-        let answer = narinfo_answer(hash, &store, &index);
-        if write_frame(&mut stream, &encode_narinfo_answer(answer.as_deref()))
-            .await
-            .is_err()
-        {
+        let Some(turn) = turns.turn(peer).await else {
+            tracing::debug!(%peer, "too many narinfo requests at once: closing a stream");
+            break;
+        };
+        let answer = encode_narinfo_answer(narinfo_answer(hash, &store, &index).as_deref());
+        let written = tokio::time::timeout(WRITE_DEADLINE, write_frame(&mut stream, &answer));
+        if !matches!(written.await, Ok(Ok(()))) {
             return;
         }
+        drop(turn);
         wait = NARINFO_STREAM_IDLE;
     }
-    let _ = stream.close().await;
+    let _ = tokio::time::timeout(WRITE_DEADLINE, stream.close()).await;
 }
 
 /// This node's narinfo for `hash` if it shares the path, with the CID its NAR is published under.
@@ -94,7 +126,12 @@ fn narinfo_answer(hash: StoreHash, store: &LocalStore, index: &IndexDb) -> Optio
     })
 }
 
-async fn answer_nar(peer: PeerId, mut stream: Stream, store: Arc<LocalStore>) {
+async fn answer_nar(
+    peer: PeerId,
+    mut stream: Stream,
+    store: Arc<LocalStore>,
+    turns: Arc<Admission>,
+) {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, expect_frame(&mut stream)).await;
     let request = match request.map(|r| r.map(|f| NarRequest::decode(&f))) {
         Ok(Ok(Ok(request))) => request,
@@ -102,6 +139,10 @@ async fn answer_nar(peer: PeerId, mut stream: Stream, store: Arc<LocalStore>) {
             tracing::debug!(%peer, "bad NAR request");
             return;
         }
+    };
+    let Some(_turn) = turns.turn(peer).await else {
+        tracing::debug!(%peer, "too many NAR requests at once: closing a stream");
+        return;
     };
     let nar = match store.nar(request.nar_hash).await {
         Ok(nar) => nar,
@@ -111,24 +152,26 @@ async fn answer_nar(peer: PeerId, mut stream: Stream, store: Arc<LocalStore>) {
         }
     };
     let Some(nar) = nar.filter(|n| request.end <= n.size) else {
-        let _ = write_frame(&mut stream, &encode_nar_answer(None)).await;
+        let not_found = encode_nar_answer(None);
+        let _ = tokio::time::timeout(WRITE_DEADLINE, write_frame(&mut stream, &not_found)).await;
         return;
     };
-    let len = request.end - request.start;
-    if write_frame(&mut stream, &encode_nar_answer(Some(len)))
-        .await
-        .is_err()
-    {
+    let head = encode_nar_answer(Some(request.end - request.start));
+    let written = tokio::time::timeout(WRITE_DEADLINE, write_frame(&mut stream, &head));
+    if !matches!(written.await, Ok(Ok(()))) {
         return;
     }
+    // Dropping the body on a missed deadline stops the thread that reads the store.
     let mut body = nar.source.stream(request.start, request.end);
     while let Some(chunk) = body.next().await {
         let Ok(chunk) = chunk else {
             return;
         };
-        if stream.write_all(&chunk).await.is_err() {
+        let written = tokio::time::timeout(WRITE_DEADLINE, stream.write_all(&chunk)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::debug!(%peer, "NAR not taken in time: closing the stream");
             return;
         }
     }
-    let _ = stream.close().await;
+    let _ = tokio::time::timeout(WRITE_DEADLINE, stream.close()).await;
 }

@@ -2,6 +2,7 @@
 //! CID its NAR is published under in the embedded node, kept current by a resumable scan; and the
 //! answers to other nodes' narinfo and NAR requests.
 
+mod admission;
 mod answer;
 mod content;
 mod db;

@@ -194,7 +194,6 @@ impl Scanner {
     /// Paths garbage-collected or newly filtered: the node stops announcing and serving their
     /// NARs first, then they leave the index (a crash in between withdraws them again).
     async fn withdraw(&self, vanished: Vec<StoreHash>) {
-        self.content.forget(&vanished);
         let db = self.db.clone();
         let listed = vanished.clone();
         let found = tokio::task::spawn_blocking(move || {

@@ -119,7 +119,7 @@ impl StoreDb {
     }
 
     /// The store hash of the path whose NAR has this hash. Nix keeps no index on NAR hashes, so
-    /// this scans the table: callers remember answers.
+    /// this scans the table: only for stores whose paths were not read in full yet.
     pub fn hash_of_nar(&self, nar_hash: NarHash) -> Result<Option<StoreHash>, CacheError> {
         let hex = format!("sha256:{}", nar_hash.to_hex());
         let base32 = nar_hash.to_string();
@@ -150,20 +150,25 @@ impl StoreDb {
         Ok(found.unwrap_or((0, 0)))
     }
 
-    /// Every valid path, by name.
-    pub fn all_paths(&self) -> Result<Vec<StorePathName>, CacheError> {
-        let paths: Vec<String> = self
+    /// Every valid path, by name, with its NAR hash (rows that do not parse are left out).
+    pub fn all_paths(&self) -> Result<Vec<(StorePathName, NarHash)>, CacheError> {
+        let rows: Vec<(String, String)> = self
             .db
             .query(|conn| {
-                let mut statement = conn.prepare_cached("SELECT path FROM ValidPaths")?;
-                let rows = statement.query_map((), |r| r.get(0))?;
+                let mut statement = conn.prepare_cached("SELECT path, hash FROM ValidPaths")?;
+                let rows = statement.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect::<rusqlite::Result<_>>().map(Some)
             })
             .map_err(db_error)?
             .unwrap_or_default();
-        Ok(paths
+        Ok(rows
             .iter()
-            .filter_map(|p| StorePathName::from_absolute(p).ok())
+            .filter_map(|(path, hash)| {
+                Some((
+                    StorePathName::from_absolute(path).ok()?,
+                    NarHash::parse(hash).ok()?,
+                ))
+            })
             .collect())
     }
 }

@@ -83,7 +83,7 @@ pub async fn watch_store(store: Arc<LocalStore>, shared: Arc<SharedPaths>, poll:
         match store.generation() {
             Ok(generation) if Some(generation) != seen => {
                 let reading = store.clone();
-                match tokio::task::spawn_blocking(move || reading.shared_hashes()).await {
+                match tokio::task::spawn_blocking(move || reading.refresh_shared()).await {
                     Ok(Ok(hashes)) => {
                         shared.update(hashes);
                         seen = Some(generation);

@@ -1,6 +1,8 @@
 //! Shared test harness: real Nix commands, fixture stores, a running `peerix`, curl as the client.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod synthetic_store;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;

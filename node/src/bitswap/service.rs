@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
+use futures_util::io::BufReader;
+use futures_util::AsyncBufReadExt;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -27,6 +29,10 @@ const BLOCK_KIB: u32 = 256;
 const WANT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A peer that takes longer to accept one message is dropped, freeing its share of the budget.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// An inbound stream silent this long is closed (a peer opens a new one to say more); a
+/// message once begun (4 MiB at most) must have arrived within [`MESSAGE_DEADLINE`].
+const IDLE_DEADLINE: Duration = Duration::from_secs(300);
+const MESSAGE_DEADLINE: Duration = Duration::from_secs(60);
 /// Wants sent together in one message at most.
 const WANTS_PER_MESSAGE: usize = 256;
 /// Blocks remembered as received, so that a duplicate is not taken for a wrong block.
@@ -112,9 +118,28 @@ impl Bitswap {
         this
     }
 
-    async fn serve(self: Arc<Self>, peer: PeerId, mut stream: libp2p::Stream) {
+    async fn serve(self: Arc<Self>, peer: PeerId, stream: libp2p::Stream) {
+        let mut stream = BufReader::new(stream);
         loop {
-            match read_message(&mut stream).await {
+            // Waiting for a message to begin may take long; the message itself may not.
+            match tokio::time::timeout(IDLE_DEADLINE, stream.fill_buf()).await {
+                Ok(Ok([])) => return,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "bitswap stream ended");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "bitswap stream idle: closing it");
+                    return;
+                }
+            }
+            let Ok(read) = tokio::time::timeout(MESSAGE_DEADLINE, read_message(&mut stream)).await
+            else {
+                tracing::debug!(%peer, "bitswap message too slow: closing the stream");
+                return;
+            };
+            match read {
                 Ok(Some(message)) => self.on_message(peer, message).await,
                 Ok(None) => return,
                 // A peer that sends what is not Bitswap loses the stream and our trust.

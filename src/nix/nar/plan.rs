@@ -62,6 +62,22 @@ impl NarPlan {
         self.size
     }
 
+    /// About how many bytes of memory the plan holds (for caches that bound their total).
+    pub fn memory(&self) -> usize {
+        let paths: usize = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::File { path, .. } => path.as_os_str().len(),
+                Segment::Framing { .. } => 0,
+            })
+            .sum();
+        self.framing.capacity()
+            + self.segments.capacity() * std::mem::size_of::<Segment>()
+            + self.offsets.capacity() * std::mem::size_of::<u64>()
+            + paths
+    }
+
     /// Produces bytes `start..end` in chunks of `chunk_size` (the last may be shorter), calling
     /// `sink` with each; stops early when `sink` returns false (the receiver went away).
     pub fn read_range(

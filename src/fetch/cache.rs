@@ -1,7 +1,7 @@
 //! The binary cache Nix talks to: this machine's store first, then the peers that announced a
 //! path. A peer's narinfo reaches Nix only when trusted, its NAR only as it hashes correctly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +40,8 @@ const STRIPED_RTT: Duration = Duration::from_millis(2);
 const STRIPES: usize = 6;
 /// Chunks buffered between a peer and the HTTP response.
 const CHUNKS_IN_FLIGHT: usize = 4;
-/// NARs whose CID came from a peer remembered with that peer, at most.
+/// NARs whose CID came from a peer remembered with that peer, and CIDs a fetch failed with,
+/// at most.
 const CID_SOURCES: usize = 1 << 14;
 
 pub struct P2pCache {
@@ -61,6 +62,8 @@ pub struct Remote {
     scores: Scores,
     /// Which peer named the CID of a NAR, to be penalised if fetching by it fails.
     cid_sources: Mutex<HashMap<NarHash, PeerId>>,
+    /// CIDs a fetch of a NAR failed with: never used for it again, whoever names them.
+    failed_cids: Mutex<HashSet<(NarHash, Cid)>>,
     /// Narinfos that passed the trust check lately, so that a fleet asking for the same paths
     /// does not make every request a round trip and a signature check. Served only while some
     /// peer still announces the path.
@@ -88,6 +91,7 @@ impl Remote {
             nar_cache,
             scores: Scores::default(),
             cid_sources: Mutex::new(HashMap::new()),
+            failed_cids: Mutex::new(HashSet::new()),
             trusted_narinfos: Mutex::new(HashMap::new()),
             narinfo_streams: StreamPool::default(),
         }
@@ -196,6 +200,16 @@ impl Remote {
 
     /// Records the NAR a narinfo names, durably: without it, its URL would be a 404 later.
     async fn remember(&self, narinfo: &NarInfo, source: PeerId, cid: Option<Cid>) -> bool {
+        let failed = |cid: &Cid| {
+            self.failed_cids
+                .lock()
+                .is_ok_and(|f| f.contains(&(narinfo.nar_hash, *cid)))
+        };
+        if cid.as_ref().is_some_and(failed) {
+            tracing::debug!(peer = %source, nar = %narinfo.nar_hash, "a peer names a CID that failed");
+            self.scores.record(source, Answer::Untrusted);
+        }
+        let cid = cid.filter(|c| !failed(c));
         if cid.is_some() {
             if let Ok(mut sources) = self.cid_sources.lock() {
                 if sources.len() >= CID_SOURCES {
@@ -212,9 +226,15 @@ impl Remote {
         self.nars.record(narinfo.nar_hash, nar).await
     }
 
-    /// Forgets the CID a fetch by it failed with, and penalises the peer that named it: it
-    /// would make every retry of the NAR fail the same way.
-    async fn forget_cid(&self, nar_hash: NarHash, outcome: &NarOutcome) {
+    /// Forgets `cid` for the NAR after a fetch by it failed, for good, and penalises the peer
+    /// that named it: it would make every retry of the NAR fail the same way.
+    async fn forget_cid(&self, nar_hash: NarHash, cid: Cid, outcome: &NarOutcome) {
+        if let Ok(mut failed) = self.failed_cids.lock() {
+            if failed.len() >= CID_SOURCES {
+                failed.clear();
+            }
+            failed.insert((nar_hash, cid));
+        }
         let source = self
             .cid_sources
             .lock()
@@ -225,17 +245,14 @@ impl Remote {
                 NarOutcome::Wrong(_) => Answer::Lied,
                 _ => Answer::Untrusted,
             };
-            tracing::warn!(%peer, nar = %nar_hash, %outcome, "fetch by the CID a peer named failed");
+            tracing::warn!(%peer, nar = %nar_hash, %cid, %outcome, "fetch by the CID a peer named failed");
             self.scores.record(peer, answer);
         }
-        if let Some(nar) = self.nars.get(&nar_hash).filter(|n| n.cid.is_some()) {
+        if let Some(nar) = self.nars.get(&nar_hash).filter(|n| n.cid == Some(cid)) {
             let nar = RemoteNar { cid: None, ..nar };
             if !self.nars.record(nar_hash, nar).await {
                 tracing::warn!(nar = %nar_hash, "cannot forget a failed CID");
             }
-        }
-        if let Ok(mut trusted) = self.trusted_narinfos.lock() {
-            trusted.retain(|_, (_, v)| v.narinfo().nar_hash != nar_hash);
         }
     }
 
@@ -415,11 +432,11 @@ impl PeersNar {
             match fetch::nar_by_cid(&remote.node, cid, peers, &mut progress, output).await {
                 NarOutcome::Complete | NarOutcome::Abandoned => return None,
                 outcome if progress.handed_on => {
-                    remote.forget_cid(self.nar_hash, &outcome).await;
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
                     return Some(outcome.to_string());
                 }
                 outcome => {
-                    remote.forget_cid(self.nar_hash, &outcome).await;
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
                     tracing::debug!(%cid, reason = %outcome, "Bitswap fetch failed: streaming instead");
                     progress = NarProgress::new(self.nar_hash, self.size, start, end);
                 }

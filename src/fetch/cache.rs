@@ -121,7 +121,8 @@ impl Remote {
         for peer in plan.probe {
             drop(self.ask(peer, hash));
         }
-        let (peer, verified, cid) = first_answer(plan.ask, |peer| self.ask(peer, hash)).await?;
+        let ask = |peer| self.ask(peer, hash);
+        let (peer, verified, cid) = first_answer(plan.ask, plan.last_resort, ask).await?;
         let published = cid.is_some();
         if !self.remember(verified.narinfo(), peer, cid).await {
             return None;
@@ -143,6 +144,7 @@ impl Remote {
         peer: PeerId,
         hash: StoreHash,
     ) -> tokio::task::JoinHandle<Option<(PeerId, Verified, Option<Cid>)>> {
+        self.scores.asking(peer);
         let this = self.clone();
         tokio::spawn(async move {
             let (verified, cid) = this.ask_one(peer, hash).await?;
@@ -227,7 +229,8 @@ impl Remote {
     }
 
     /// Forgets `cid` for the NAR after a fetch by it failed, for good, and penalises the peer
-    /// that named it: it would make every retry of the NAR fail the same way.
+    /// that named it (as a liar if the bytes were wrong): it would make every retry of the NAR
+    /// fail the same way.
     async fn forget_cid(&self, nar_hash: NarHash, cid: Cid, outcome: &NarOutcome) {
         if let Ok(mut failed) = self.failed_cids.lock() {
             if failed.len() >= CID_SOURCES {
@@ -430,7 +433,13 @@ impl PeersNar {
             .filter(|_| peers.len() > 1 && self.size >= MULTI_SOURCE_MIN)
         {
             match fetch::nar_by_cid(&remote.node, cid, peers, &mut progress, output).await {
-                NarOutcome::Complete | NarOutcome::Abandoned => return None,
+                NarOutcome::Complete => return None,
+                // The reader may have left because the bytes were wrong (Nix stops at the
+                // first that is not a NAR): a CID that gave no verified NAR is not used again.
+                outcome @ NarOutcome::Abandoned => {
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    return None;
+                }
                 outcome if progress.handed_on => {
                     remote.forget_cid(self.nar_hash, cid, &outcome).await;
                     return Some(outcome.to_string());

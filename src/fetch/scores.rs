@@ -1,7 +1,8 @@
 //! How holders have answered narinfo requests, so that lookups ask the ones that answer well
 //! first: a holder that lied is not asked again, one that answered something untrusted is asked
-//! after the others, and one that stopped answering is not asked at all until a background
-//! probe (spaced out exponentially) gets an answer from it again.
+//! after the others, one with a request long unanswered only when all others failed, and one
+//! that timed out not at all until a background probe (spaced out exponentially) gets an answer
+//! from it again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +12,7 @@ use peerix_node::PeerId;
 
 /// Peers remembered at most; past that, the one seen least lately is forgotten.
 const PEERS: usize = 4096;
-/// A holder with a request unanswered for this long is asked after every other one.
+/// A holder with a request unanswered for this long is asked only when every other one failed.
 const SLOW: Duration = Duration::from_millis(250);
 /// The first pause before a silent holder is probed, doubled on every probe it misses.
 const FIRST_PROBE: Duration = Duration::from_secs(1);
@@ -52,10 +53,12 @@ struct Silence {
     probe_at: Instant,
 }
 
-/// The holders of a path in the order to ask them, and the silent ones due for a probe.
+/// The holders of a path in the order to ask them, the slow ones to ask when they all failed,
+/// and the silent ones due for a probe.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub ask: Vec<PeerId>,
+    pub last_resort: Vec<PeerId>,
     pub probe: Vec<PeerId>,
 }
 
@@ -80,13 +83,13 @@ impl Scores {
         peers
     }
 
-    /// Orders `holders` for a lookup and marks them asked; a probe is taken by this caller
-    /// alone (the next one is scheduled at once).
+    /// Orders `holders` for a lookup; a probe is taken by this caller alone (the next one is
+    /// scheduled at once).
     pub fn plan(&self, holders: Vec<PeerId>) -> Plan {
         let Ok(mut scores) = self.peers.lock() else {
             return Plan {
                 ask: holders,
-                probe: Vec::new(),
+                ..Plan::default()
             };
         };
         let now = Instant::now();
@@ -104,9 +107,11 @@ impl Scores {
                 }
                 continue;
             }
-            let slow = score.waiting_since.is_some_and(|t| now - t >= SLOW);
-            ranked.push(((slow, score.untrusted), peer));
-            score.waiting_since.get_or_insert(now);
+            if score.waiting_since.is_some_and(|t| now - t >= SLOW) {
+                plan.last_resort.push(peer);
+                continue;
+            }
+            ranked.push((score.untrusted, peer));
         }
         // Equally good holders take turns, so that each is tried first now and then.
         if !ranked.is_empty() {
@@ -118,6 +123,16 @@ impl Scores {
         ranked.sort_by_key(|(rank, _)| *rank);
         plan.ask = ranked.into_iter().map(|(_, peer)| peer).collect();
         plan
+    }
+
+    /// Notes that `peer` is being asked, until it answers.
+    pub fn asking(&self, peer: PeerId) {
+        if let Ok(mut scores) = self.peers.lock() {
+            let now = Instant::now();
+            entry(&mut scores, peer, now)
+                .waiting_since
+                .get_or_insert(now);
+        }
     }
 
     pub fn record(&self, peer: PeerId, answer: Answer) {

@@ -173,7 +173,7 @@ mod tests {
         let a = StorePathName::parse("7rjj86a15146cq1d3fmbmhdcd6lkb5ln-a").unwrap();
         let b = StorePathName::parse("8rjj86a15146cq1d3fmbmhdcd6lkb5ln-b").unwrap();
         let ca = ContentAddress::Text([1; 32]);
-        let with_a = ca.store_path("t", &[a.clone()], None).unwrap();
+        let with_a = ca.store_path("t", std::slice::from_ref(&a), None).unwrap();
         let with_b = ca.store_path("t", &[b], None).unwrap();
         let without = ca.store_path("t", &[], None).unwrap();
         assert_ne!(with_a, with_b);

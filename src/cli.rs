@@ -124,8 +124,8 @@ pub struct ServeArgs {
     #[arg(long, env = "PEERIX_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Contact nothing that was not given explicitly: no upstream cache, no public bootstrap peers,
-    /// no public DHT, no mDNS.
+    /// Contact nothing that was not given explicitly: no default upstream cache, no public
+    /// bootstrap peers, no public DHT, no mDNS.
     #[arg(long, env = "PEERIX_OFFLINE", value_parser = BoolishValueParser::new())]
     pub offline: bool,
 
@@ -190,15 +190,26 @@ pub struct TrustArgs {
     )]
     pub trusted_public_keys: Vec<String>,
 
-    /// Binary cache asked about paths no trusted key signed: a peer's path is accepted if this
-    /// cache has the same NAR for it (none with --offline).
-    #[arg(long, env = "PEERIX_UPSTREAM_CACHE", default_value = crate::fetch::NIXOS_CACHE_URL, value_name = "URL")]
-    pub upstream_cache: String,
+    /// Binary cache asked about paths no trusted key signed: a peer's path is accepted, with
+    /// this cache's narinfo, if it has the same NAR for it; "" for none [default:
+    /// https://cache.nixos.org, none with --offline unless given].
+    #[arg(long, env = "PEERIX_UPSTREAM_CACHE", value_name = "URL")]
+    pub upstream_cache: Option<String>,
 
-    /// Accept peers' paths without a trusted signature or upstream agreement (their NAR hash is
-    /// still checked). Only for networks where every peer is trusted.
+    /// Accept the paths of the --trusted-peer peers without a trusted signature or upstream
+    /// agreement (their NAR hash is still checked; Peerix does not sign them).
     #[arg(long, env = "PEERIX_NO_VERIFY", value_parser = BoolishValueParser::new())]
     pub no_verify: bool,
+
+    /// Peer whose paths --no-verify lets through (repeatable); from any other peer a path
+    /// still needs a trusted signature or upstream agreement.
+    #[arg(
+        long = "trusted-peer",
+        env = "PEERIX_TRUSTED_PEERS",
+        value_delimiter = ',',
+        value_name = "PEER_ID"
+    )]
+    pub trusted_peers: Vec<peerix_node::PeerId>,
 }
 
 #[derive(Args, Debug)]
@@ -434,10 +445,23 @@ impl ServeArgs {
                     .map_err(|e| format!("--trusted-public-key {t:?}: {e}"))
             })
             .collect::<Result<_, _>>()?;
+        // One given explicitly is used offline too: it was asked for.
+        let upstream = match &self.trust.upstream_cache {
+            Some(url) => (!url.is_empty()).then(|| url.clone()),
+            None => (!self.offline).then(|| crate::fetch::NIXOS_CACHE_URL.to_owned()),
+        };
+        if self.trust.no_verify && self.trust.trusted_peers.is_empty() {
+            tracing::warn!("--no-verify without --trusted-peer lets no unverified path through");
+        }
+        let unchecked_peers = match self.trust.no_verify {
+            true => self.trust.trusted_peers.iter().copied().collect(),
+            false => Default::default(),
+        };
         Ok(crate::fetch::Trust {
             keys,
-            upstream: (!self.offline).then(|| self.trust.upstream_cache.clone()),
-            anything: self.trust.no_verify,
+            upstream: upstream.as_deref().map(crate::fetch::Upstream::new),
+            unchecked_peers,
+            own_key_name: None,
         })
     }
 

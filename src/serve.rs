@@ -60,7 +60,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         announce_provided_at_start: false,
         ..args.node_config(&state_dir)?
     };
-    let trust = args.trust()?;
+    let trust = Trust {
+        own_key_name: signer.as_ref().map(|k| k.name().to_owned()),
+        ..args.trust()?
+    };
     let blobs_dir = state_dir.join("added");
     let signer = signer.map(CachingSigner::new);
     let store = Arc::new(LocalStore::new(

@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use peerix::wire::{
-    decode_nar_answer, decode_narinfo_answer, decode_narinfo_request, encode_nar_answer,
-    encode_narinfo_answer, frame_len, IndexUpdate, NarRequest,
+    decode_nar_answer, decode_narinfo_request, encode_nar_answer, frame_len, IndexUpdate,
+    NarRequest, NarinfoAnswer,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -18,8 +18,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(answer) = decode_nar_answer(data) {
         assert_eq!(encode_nar_answer(answer), data);
     }
-    if let Ok(answer) = decode_narinfo_answer(data) {
-        assert_eq!(encode_narinfo_answer(answer.as_deref()), data);
+    if let Ok(answer) = NarinfoAnswer::decode(data) {
+        assert_eq!(answer.encode(), data);
     }
     let _ = decode_narinfo_request(data);
     if let Some(header) = data.first_chunk::<4>() {

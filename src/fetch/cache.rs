@@ -14,11 +14,13 @@ use peerix_http::{
 use peerix_node::{NodeHandle, PeerId};
 use tokio::sync::mpsc;
 
+use super::lookup::first_answer;
 use super::nar_cache::{Filling, NarCache};
 use super::nar_log::NarLog;
 use super::peer::{self as fetch, FetchError, NarOutcome, NarProgress};
+use super::scores::{Answer, Scores};
 use super::stream_pool::StreamPool;
-use super::trust::{upstream_agrees, Trust, Verdict};
+use super::trust::{Refused, Trust, Verified};
 use crate::discovery::Holders;
 use crate::filter::PathFilter;
 use crate::publish::RemoteNar;
@@ -38,6 +40,9 @@ const STRIPED_RTT: Duration = Duration::from_millis(2);
 const STRIPES: usize = 6;
 /// Chunks buffered between a peer and the HTTP response.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// NARs whose CID came from a peer remembered with that peer, and CIDs a fetch failed with,
+/// at most.
+const CID_SOURCES: usize = 1 << 14;
 
 pub struct P2pCache {
     local: Arc<LocalStore>,
@@ -53,12 +58,16 @@ pub struct Remote {
     /// across restarts: Nix caches narinfos and may ask for the NAR long after. Holders are
     /// looked up again then.
     nars: NarLog,
-    /// Peers that sent wrong data: never asked again.
-    liars: Mutex<HashSet<PeerId>>,
+    /// How holders answered: liars are never asked again, silent ones only once they answer.
+    scores: Scores,
+    /// Which peer named the CID of a NAR, to be penalised if fetching by it fails.
+    cid_sources: Mutex<HashMap<NarHash, PeerId>>,
+    /// CIDs a fetch of a NAR failed with: never used for it again, whoever names them.
+    failed_cids: Mutex<HashSet<(NarHash, Cid)>>,
     /// Narinfos that passed the trust check lately, so that a fleet asking for the same paths
     /// does not make every request a round trip and a signature check. Served only while some
     /// peer still announces the path.
-    trusted_narinfos: Mutex<HashMap<StoreHash, (Instant, NarInfo)>>,
+    trusted_narinfos: Mutex<HashMap<StoreHash, (Instant, Verified)>>,
     /// NARs fetched before, served again without asking (`--cache-size`).
     pub nar_cache: Option<NarCache>,
     narinfo_streams: StreamPool,
@@ -80,7 +89,9 @@ impl Remote {
             filter,
             nars,
             nar_cache,
-            liars: Mutex::new(HashSet::new()),
+            scores: Scores::default(),
+            cid_sources: Mutex::new(HashMap::new()),
+            failed_cids: Mutex::new(HashSet::new()),
             trusted_narinfos: Mutex::new(HashMap::new()),
             narinfo_streams: StreamPool::default(),
         }
@@ -88,18 +99,16 @@ impl Remote {
 
     fn penalise(&self, peer: PeerId, error: &FetchError) {
         tracing::warn!(%peer, %error, "peer sent wrong data: no longer asked");
-        if let Ok(mut liars) = self.liars.lock() {
-            liars.insert(peer);
-        }
+        self.scores.record(peer, Answer::Lied);
     }
 
     fn honest(&self, peers: Vec<PeerId>) -> Vec<PeerId> {
-        let liars = self.liars.lock().map(|l| l.clone()).unwrap_or_default();
-        peers.into_iter().filter(|p| !liars.contains(p)).collect()
+        self.scores.honest(peers)
     }
 
-    /// The first trusted narinfo for `hash` among the peers that hold it.
-    async fn narinfo(&self, hash: StoreHash) -> Option<NarInfo> {
+    /// The first trusted narinfo for `hash` among the peers that hold it, asked hedged in the
+    /// order their answers so far earned them.
+    async fn narinfo(self: &Arc<Self>, hash: StoreHash) -> Option<Verified> {
         let holders = self.honest(self.holders.holders_of(&hash));
         if holders.is_empty() {
             return None;
@@ -107,70 +116,147 @@ impl Remote {
         if let Some(narinfo) = self.recently_trusted(hash) {
             return Some(narinfo);
         }
-        for peer in holders.iter().copied() {
-            let (narinfo, cid) =
-                match fetch::narinfo(&self.node, &self.narinfo_streams, peer, hash).await {
-                    Ok(answer) => answer,
-                    Err(e @ (FetchError::Lied { .. } | FetchError::Malformed(_))) => {
-                        self.penalise(peer, &e);
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::debug!(%peer, %hash, error = %e, "no narinfo from peer");
-                        continue;
-                    }
-                };
-            if !self.filter.allows(narinfo.store_path.basename()) {
-                return None;
-            }
-            if !self.trusted(&narinfo).await {
-                tracing::warn!(%peer, path = %narinfo.store_path, "untrusted narinfo refused");
-                continue;
-            }
-            let published = cid.is_some();
-            if !self.remember(&narinfo, cid).await {
-                return None;
-            }
-            // Until the holder has published the NAR's CID, ask again: the next answer may
-            // carry it, and with it the way to fetch from every holder at once.
-            if let Some(mut trusted) = self.trusted_narinfos.lock().ok().filter(|_| published) {
-                if trusted.len() >= TRUSTED_NARINFOS {
-                    trusted.clear();
-                }
-                trusted.insert(hash, (Instant::now(), narinfo.clone()));
-            }
-            return Some(narinfo);
+        let plan = self.scores.plan(holders);
+        // Silent holders get a request in the background: an answer makes them holders again.
+        for peer in plan.probe {
+            drop(self.ask(peer, hash));
         }
-        None
+        let ask = |peer| self.ask(peer, hash);
+        let (peer, verified, cid) = first_answer(plan.ask, plan.last_resort, ask).await?;
+        let published = cid.is_some();
+        if !self.remember(verified.narinfo(), peer, cid).await {
+            return None;
+        }
+        // Until the holder has published the NAR's CID, ask again: the next answer may
+        // carry it, and with it the way to fetch from every holder at once.
+        if let Some(mut trusted) = self.trusted_narinfos.lock().ok().filter(|_| published) {
+            if trusted.len() >= TRUSTED_NARINFOS {
+                trusted.clear();
+            }
+            trusted.insert(hash, (Instant::now(), verified.clone()));
+        }
+        Some(verified)
     }
 
-    fn recently_trusted(&self, hash: StoreHash) -> Option<NarInfo> {
+    /// Asks `peer` for `hash`'s narinfo in a task of its own, which scores the answer.
+    fn ask(
+        self: &Arc<Self>,
+        peer: PeerId,
+        hash: StoreHash,
+    ) -> tokio::task::JoinHandle<Option<(PeerId, Verified, Option<Cid>)>> {
+        self.scores.asking(peer);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let (verified, cid) = this.ask_one(peer, hash).await?;
+            Some((peer, verified, cid))
+        })
+    }
+
+    async fn ask_one(&self, peer: PeerId, hash: StoreHash) -> Option<(Verified, Option<Cid>)> {
+        let answer = fetch::narinfo(&self.node, &self.narinfo_streams, peer, hash).await;
+        let (narinfo, cid) = match answer {
+            Ok(answer) => answer,
+            Err(FetchError::NotFound) => {
+                self.scores.record(peer, Answer::Good);
+                return None;
+            }
+            Err(e @ (FetchError::Lied { .. } | FetchError::Malformed(_))) => {
+                self.penalise(peer, &e);
+                return None;
+            }
+            Err(e @ FetchError::Unreachable(_)) => {
+                tracing::debug!(%peer, %hash, error = %e, "no narinfo from peer: backing off");
+                self.scores.record(peer, Answer::TimedOut);
+                return None;
+            }
+        };
+        let verified = match self.trust.verify(peer, narinfo).await {
+            Ok(verified) => verified,
+            Err(Refused::NotNow(e)) => {
+                tracing::debug!(%peer, %hash, error = %e, "narinfo not verified now");
+                self.scores.record(peer, Answer::Good);
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, %hash, error = %e, "untrusted narinfo refused");
+                self.scores.record(peer, Answer::Untrusted);
+                return None;
+            }
+        };
+        // Checked after trust: a name only a liar gives must not hide the path honest holders
+        // have; a trusted path under a filtered name is one this node's policy keeps out.
+        if !self.filter.allows(verified.narinfo().store_path.basename()) {
+            tracing::debug!(%peer, path = %verified.narinfo().store_path, "filtered name skipped");
+            self.scores.record(peer, Answer::Untrusted);
+            return None;
+        }
+        self.scores.record(peer, Answer::Good);
+        Some((verified, cid))
+    }
+
+    fn recently_trusted(&self, hash: StoreHash) -> Option<Verified> {
         let trusted = self.trusted_narinfos.lock().ok()?;
         let (when, narinfo) = trusted.get(&hash)?;
         (when.elapsed() < TRUSTED_NARINFO_TTL).then(|| narinfo.clone())
     }
 
-    async fn trusted(&self, narinfo: &NarInfo) -> bool {
-        match self.trust.judge(narinfo) {
-            Verdict::Trusted => true,
-            Verdict::Refused => false,
-            Verdict::AskUpstream(url) => {
-                let narinfo = narinfo.clone();
-                tokio::task::spawn_blocking(move || upstream_agrees(&url, &narinfo))
-                    .await
-                    .unwrap_or(false)
+    /// Records the NAR a narinfo names, durably: without it, its URL would be a 404 later.
+    async fn remember(&self, narinfo: &NarInfo, source: PeerId, cid: Option<Cid>) -> bool {
+        let failed = |cid: &Cid| {
+            self.failed_cids
+                .lock()
+                .is_ok_and(|f| f.contains(&(narinfo.nar_hash, *cid)))
+        };
+        if cid.as_ref().is_some_and(failed) {
+            tracing::debug!(peer = %source, nar = %narinfo.nar_hash, "a peer names a CID that failed");
+            self.scores.record(source, Answer::Untrusted);
+        }
+        let cid = cid.filter(|c| !failed(c));
+        if cid.is_some() {
+            if let Ok(mut sources) = self.cid_sources.lock() {
+                if sources.len() >= CID_SOURCES {
+                    sources.clear();
+                }
+                sources.insert(narinfo.nar_hash, source);
             }
         }
-    }
-
-    /// Records the NAR a narinfo names, durably: without it, its URL would be a 404 later.
-    async fn remember(&self, narinfo: &NarInfo, cid: Option<Cid>) -> bool {
         let nar = RemoteNar {
             size: narinfo.nar_size,
             path: narinfo.store_path.hash(),
             cid,
         };
         self.nars.record(narinfo.nar_hash, nar).await
+    }
+
+    /// Forgets `cid` for the NAR after a fetch by it failed, for good, and penalises the peer
+    /// that named it (as a liar if the bytes were wrong): it would make every retry of the NAR
+    /// fail the same way.
+    async fn forget_cid(&self, nar_hash: NarHash, cid: Cid, outcome: &NarOutcome) {
+        if let Ok(mut failed) = self.failed_cids.lock() {
+            if failed.len() >= CID_SOURCES {
+                failed.clear();
+            }
+            failed.insert((nar_hash, cid));
+        }
+        let source = self
+            .cid_sources
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(&nar_hash));
+        if let Some(peer) = source {
+            let answer = match outcome {
+                NarOutcome::Wrong(_) => Answer::Lied,
+                _ => Answer::Untrusted,
+            };
+            tracing::warn!(%peer, nar = %nar_hash, %cid, %outcome, "fetch by the CID a peer named failed");
+            self.scores.record(peer, answer);
+        }
+        if let Some(nar) = self.nars.get(&nar_hash).filter(|n| n.cid == Some(cid)) {
+            let nar = RemoteNar { cid: None, ..nar };
+            if !self.nars.record(nar_hash, nar).await {
+                tracing::warn!(nar = %nar_hash, "cannot forget a failed CID");
+            }
+        }
     }
 
     /// The round trip to `peer` over a direct connection, as last measured (zero if unknown).
@@ -212,15 +298,20 @@ impl BinaryCache for P2pCache {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
-        let Some(mut narinfo) = remote.narinfo(hash).await else {
+        let Some(verified) = remote.narinfo(hash).await else {
             return Ok(None);
         };
+        let whole = matches!(verified, Verified::Whole(_));
+        let (Verified::Whole(mut narinfo) | Verified::Unchecked(mut narinfo)) = verified;
         // Served as this node serves its own: uncompressed, under a URL naming the content.
         narinfo.url = format!("nar/{}.nar", narinfo.nar_hash.to_base32());
         narinfo.compression = "none".to_owned();
         narinfo.file_hash = Some(narinfo.nar_hash);
         narinfo.file_size = Some(narinfo.nar_size);
-        self.local.add_own_signature(&mut narinfo);
+        // Only over what was verified whole: never over a field a peer alone vouched for.
+        if whole {
+            self.local.add_own_signature(&mut narinfo);
+        }
         Ok(Some(narinfo))
     }
 
@@ -337,9 +428,19 @@ impl PeersNar {
             .filter(|_| peers.len() > 1 && self.size >= MULTI_SOURCE_MIN)
         {
             match fetch::nar_by_cid(&remote.node, cid, peers, &mut progress, output).await {
-                NarOutcome::Complete | NarOutcome::Abandoned => return None,
-                outcome if progress.handed_on => return Some(outcome.to_string()),
+                NarOutcome::Complete => return None,
+                // The reader may have left because the bytes were wrong (Nix stops at the
+                // first that is not a NAR): a CID that gave no verified NAR is not used again.
+                outcome @ NarOutcome::Abandoned => {
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    return None;
+                }
+                outcome if progress.handed_on => {
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    return Some(outcome.to_string());
+                }
                 outcome => {
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
                     tracing::debug!(%cid, reason = %outcome, "Bitswap fetch failed: streaming instead");
                     progress = NarProgress::new(self.nar_hash, self.size, start, end);
                 }

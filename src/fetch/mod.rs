@@ -1,16 +1,20 @@
 //! The path Nix's requests take when this machine lacks a path: the holders are asked for its
-//! narinfo, which must pass the trust checks, and its NAR is streamed from them through a
+//! narinfo (hedged, the best-scored first), which must pass the trust checks, and its NAR is streamed from them through a
 //! verifier (one holder, several streams from a far one, or Bitswap from all of them), kept in
 //! the NAR cache when there is one.
 
 mod cache;
+mod lookup;
 mod nar_cache;
 mod nar_log;
 mod peer;
+mod scores;
 mod stream_pool;
 mod trust;
+mod upstream;
 
 pub use cache::{P2pCache, Remote};
 pub use nar_cache::NarCache;
 pub use nar_log::NarLog;
 pub use trust::{Trust, NIXOS_CACHE_KEY, NIXOS_CACHE_URL};
+pub use upstream::Upstream;

@@ -16,8 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::stream_pool::StreamPool;
 use crate::wire::frames::{expect_frame, write_frame};
 use crate::wire::{
-    decode_nar_answer, decode_narinfo_answer, encode_hash, NarRequest, CID_FIELD, NARINFO_PROTOCOL,
-    NAR_PROTOCOL,
+    decode_nar_answer, encode_hash, NarRequest, NarinfoAnswer, NARINFO_PROTOCOL, NAR_PROTOCOL,
 };
 
 /// A narinfo answer must come this fast; a slow peer costs Nix's time.
@@ -72,9 +71,10 @@ pub async fn narinfo(
     let frame = tokio::time::timeout(NARINFO_TIMEOUT, asked)
         .await
         .map_err(|_| FetchError::Unreachable("timed out".to_owned()))??;
-    let text = decode_narinfo_answer(&frame)
-        .map_err(|e| FetchError::Malformed(e.to_string()))?
-        .ok_or(FetchError::NotFound)?;
+    let answer = NarinfoAnswer::decode(&frame).map_err(|e| FetchError::Malformed(e.to_string()))?;
+    let NarinfoAnswer::Found { text, cid } = answer else {
+        return Err(FetchError::NotFound);
+    };
     let narinfo = NarInfo::parse(&text).map_err(|e| FetchError::Malformed(e.to_string()))?;
     if narinfo.store_path.hash() != hash {
         return Err(FetchError::Lied {
@@ -82,11 +82,6 @@ pub async fn narinfo(
             expected: hash.to_string(),
         });
     }
-    let prefix = format!("{CID_FIELD}: ");
-    let cid = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|c| Cid::try_from(c).ok());
     Ok((narinfo, cid))
 }
 

@@ -1,8 +1,16 @@
-//! Whether a narinfo from a peer may reach Nix: it must carry a signature by a trusted key, or
-//! name the same NAR as the upstream cache does for that path.
+//! Whether a narinfo from a peer may reach Nix, and with which fields: only those something
+//! verified. A trusted signature vouches for StorePath, NarHash, NarSize and References (and a
+//! CA field that reproduces the store path); the upstream cache, when it names the same NAR,
+//! vouches for its own narinfo, which is passed on instead, with its signatures. Under
+//! `--no-verify`, peers named with `--trusted-peer` pass unchecked, and never under Peerix's key.
+
+use std::collections::HashSet;
 
 use peerix_http::NarInfo;
+use peerix_node::PeerId;
 
+use super::upstream::{Upstream, UpstreamError};
+use crate::nix::ca;
 use crate::nix::signing::{fingerprint, PublicKey};
 
 /// The key of cache.nixos.org, trusted unless `--trusted-public-key` says otherwise.
@@ -12,70 +20,111 @@ pub const NIXOS_CACHE_URL: &str = "https://cache.nixos.org";
 pub struct Trust {
     pub keys: Vec<PublicKey>,
     /// Asked for the narinfo of paths no trusted key signed.
-    pub upstream: Option<String>,
-    /// Accept every narinfo (`--no-verify`): NarHash is still checked while streaming.
-    pub anything: bool,
+    pub upstream: Option<Upstream>,
+    /// Peers whose narinfos pass without either (`--no-verify` with `--trusted-peer`): their
+    /// NarHash is still checked while streaming.
+    pub unchecked_peers: HashSet<PeerId>,
+    /// The name of Peerix's own key: a peer's signature under it is dropped, so that it can
+    /// neither stand in for nor suppress Peerix's own.
+    pub own_key_name: Option<String>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Trusted,
-    /// No trusted signature: acceptable only if upstream names the same NAR.
-    AskUpstream(String),
-    Refused,
+/// A narinfo that may reach Nix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// Every field was verified: Peerix may add its own signature.
+    Whole(NarInfo),
+    /// From a peer trusted unchecked: passed on as it came, never signed by Peerix.
+    Unchecked(NarInfo),
+}
+
+impl Verified {
+    pub fn narinfo(&self) -> &NarInfo {
+        match self {
+            Self::Whole(n) | Self::Unchecked(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("no trusted signature, and no upstream cache vouches for it")]
+    Unvouched,
+    #[error("the upstream cache names another NAR for this path")]
+    UpstreamDiffers,
+    #[error("not verified now: {0}")]
+    NotNow(#[from] UpstreamError),
 }
 
 impl Trust {
-    pub fn judge(&self, narinfo: &NarInfo) -> Verdict {
-        if self.anything || self.signed(narinfo) {
-            return Verdict::Trusted;
+    /// What of `narinfo`, sent by `peer`, may reach Nix.
+    pub async fn verify(&self, peer: PeerId, mut narinfo: NarInfo) -> Result<Verified, Refused> {
+        self.drop_own_signatures(&mut narinfo);
+        if let Some(signed) = self.signed_fields(&narinfo) {
+            return Ok(Verified::Whole(signed));
         }
-        match &self.upstream {
-            Some(url) => Verdict::AskUpstream(format!(
-                "{}/{}.narinfo",
-                url.trim_end_matches('/'),
-                narinfo.store_path.hash()
-            )),
-            None => Verdict::Refused,
+        if self.unchecked_peers.contains(&peer) {
+            return Ok(Verified::Unchecked(narinfo));
+        }
+        let upstream = self.upstream.as_ref().ok_or(Refused::Unvouched)?;
+        let Some(mut theirs) = upstream.narinfo(narinfo.store_path.hash()).await? else {
+            return Err(Refused::Unvouched);
+        };
+        if theirs.store_path != narinfo.store_path
+            || theirs.nar_hash != narinfo.nar_hash
+            || theirs.nar_size != narinfo.nar_size
+        {
+            return Err(Refused::UpstreamDiffers);
+        }
+        self.drop_own_signatures(&mut theirs);
+        Ok(Verified::Whole(theirs))
+    }
+
+    fn drop_own_signatures(&self, narinfo: &mut NarInfo) {
+        if let Some(name) = &self.own_key_name {
+            narinfo
+                .sigs
+                .retain(|sig| sig.split_once(':').is_none_or(|(n, _)| n != name));
         }
     }
 
-    fn signed(&self, narinfo: &NarInfo) -> bool {
+    /// The fields a trusted signature on `narinfo` covers, with only the signatures that
+    /// verified, if any did.
+    fn signed_fields(&self, narinfo: &NarInfo) -> Option<NarInfo> {
         let fp = fingerprint(
             &narinfo.store_path,
             &narinfo.nar_hash,
             narinfo.nar_size,
             &narinfo.references,
         );
-        narinfo
+        let sigs: Vec<String> = narinfo
             .sigs
             .iter()
-            .any(|sig| self.keys.iter().any(|key| key.verify(&fp, sig)))
+            .filter(|sig| self.keys.iter().any(|key| key.verify(&fp, sig)))
+            .cloned()
+            .collect();
+        if sigs.is_empty() {
+            return None;
+        }
+        let ca = narinfo
+            .ca
+            .clone()
+            .filter(|ca| ca::reproduces(ca, &narinfo.store_path, &narinfo.references));
+        Some(NarInfo {
+            store_path: narinfo.store_path.clone(),
+            url: narinfo.url.clone(),
+            compression: narinfo.compression.clone(),
+            file_hash: None,
+            file_size: None,
+            nar_hash: narinfo.nar_hash,
+            nar_size: narinfo.nar_size,
+            references: narinfo.references.clone(),
+            deriver: None,
+            system: None,
+            sigs,
+            ca,
+        })
     }
-}
-
-/// Asks the upstream cache whether it knows `narinfo`'s path with the same NAR (blocking).
-pub fn upstream_agrees(url: &str, narinfo: &NarInfo) -> bool {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .build()
-        .into();
-    let Ok(mut response) = agent.get(url).call() else {
-        return false;
-    };
-    let Ok(text) = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_string()
-    else {
-        return false;
-    };
-    NarInfo::parse(&text).is_ok_and(|upstream| {
-        upstream.store_path == narinfo.store_path
-            && upstream.nar_hash == narinfo.nar_hash
-            && upstream.nar_size == narinfo.nar_size
-    })
 }
 
 #[cfg(test)]
@@ -95,52 +144,66 @@ mod tests {
             nar_hash: NarHash([3; 32]),
             nar_size: 120,
             references: vec![],
-            deriver: None,
-            system: None,
+            deriver: Some(StorePathName::parse("8rjj86a15146cq1d3fmbmhdcd6lkb5ln-x.drv").unwrap()),
+            system: Some("x86_64-linux".to_owned()),
             sigs: vec![],
-            ca: None,
+            ca: Some(
+                "fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s".to_owned(),
+            ),
         }
     }
 
-    #[test]
-    fn only_trusted_signatures_count() {
-        let ours = SecretKey::generate("ours-1").unwrap();
-        let stranger = SecretKey::generate("stranger-1").unwrap();
-        let trust = Trust {
-            keys: vec![ours.public()],
+    fn trusting(keys: Vec<PublicKey>) -> Trust {
+        Trust {
+            keys,
             upstream: None,
-            anything: false,
-        };
-        let mut info = narinfo();
-        assert_eq!(trust.judge(&info), Verdict::Refused);
-        let fp = fingerprint(&info.store_path, &info.nar_hash, info.nar_size, &[]);
-        info.sigs.push(stranger.sign(&fp));
-        assert_eq!(trust.judge(&info), Verdict::Refused);
-        info.sigs.push(ours.sign(&fp));
-        assert_eq!(trust.judge(&info), Verdict::Trusted);
-        // A signature over other content does not carry over.
-        info.nar_size += 1;
-        assert_eq!(trust.judge(&info), Verdict::Refused);
+            unchecked_peers: HashSet::new(),
+            own_key_name: Some("ours-1".to_owned()),
+        }
     }
 
-    #[test]
-    fn unsigned_paths_go_upstream_or_nowhere() {
-        let upstream = Trust {
-            keys: vec![],
-            upstream: Some("http://127.0.0.1:1/".to_owned()),
-            anything: false,
+    #[tokio::test]
+    async fn only_trusted_signatures_count_and_only_for_what_they_cover() {
+        let ours = SecretKey::generate("ours-1").unwrap();
+        let upstream = SecretKey::generate("upstream-1").unwrap();
+        let stranger = SecretKey::generate("stranger-1").unwrap();
+        let trust = trusting(vec![upstream.public(), ours.public()]);
+        let peer = PeerId::random();
+        let mut info = narinfo();
+        assert!(trust.verify(peer, info.clone()).await.is_err());
+        let fp = fingerprint(&info.store_path, &info.nar_hash, info.nar_size, &[]);
+        info.sigs.push(stranger.sign(&fp));
+        assert!(trust.verify(peer, info.clone()).await.is_err());
+        // A signature under Peerix's own key name counts for nothing, even a real one.
+        info.sigs.push(ours.sign(&fp));
+        assert!(trust.verify(peer, info.clone()).await.is_err());
+        info.sigs.push(upstream.sign(&fp));
+        let Ok(Verified::Whole(passed)) = trust.verify(peer, info.clone()).await else {
+            panic!("a trusted signature was refused");
         };
+        assert_eq!(passed.sigs, vec![upstream.sign(&fp)]);
+        // Deriver and System are not signed; this CA does not make this path.
         assert_eq!(
-            upstream.judge(&narinfo()),
-            Verdict::AskUpstream(
-                "http://127.0.0.1:1/7rjj86a15146cq1d3fmbmhdcd6lkb5ln.narinfo".to_owned()
-            )
+            (passed.deriver, passed.system, passed.ca),
+            (None, None, None)
         );
-        let open = Trust {
-            keys: vec![],
-            upstream: None,
-            anything: true,
-        };
-        assert_eq!(open.judge(&narinfo()), Verdict::Trusted);
+        // A signature over other content does not carry over.
+        info.nar_size += 1;
+        assert!(trust.verify(peer, info).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn unchecked_peers_pass_only_when_named() {
+        let (named, other) = (PeerId::random(), PeerId::random());
+        let mut trust = trusting(vec![]);
+        trust.unchecked_peers.insert(named);
+        assert!(matches!(
+            trust.verify(named, narinfo()).await,
+            Ok(Verified::Unchecked(_))
+        ));
+        assert!(matches!(
+            trust.verify(other, narinfo()).await,
+            Err(Refused::Unvouched)
+        ));
     }
 }

@@ -18,8 +18,8 @@ use super::IndexDb;
 use crate::store::LocalStore;
 use crate::wire::frames::{expect_frame, read_frame, write_frame};
 use crate::wire::{
-    decode_narinfo_request, encode_nar_answer, encode_narinfo_answer, NarRequest, CID_FIELD,
-    NARINFO_PROTOCOL, NAR_PROTOCOL,
+    decode_narinfo_request, encode_nar_answer, NarRequest, NarinfoAnswer, NARINFO_PROTOCOL,
+    NAR_PROTOCOL,
 };
 
 /// A request must arrive this soon after the stream opens.
@@ -97,7 +97,7 @@ async fn answer_narinfo(
             tracing::debug!(%peer, "too many narinfo requests at once: closing a stream");
             break;
         };
-        let answer = encode_narinfo_answer(narinfo_answer(hash, &store, &index).as_deref());
+        let answer = narinfo_answer(hash, &store, &index).encode();
         let written = tokio::time::timeout(WRITE_DEADLINE, write_frame(&mut stream, &answer));
         if !matches!(written.await, Ok(Ok(()))) {
             return;
@@ -109,21 +109,22 @@ async fn answer_narinfo(
 }
 
 /// This node's narinfo for `hash` if it shares the path, with the CID its NAR is published under.
-fn narinfo_answer(hash: StoreHash, store: &LocalStore, index: &IndexDb) -> Option<String> {
+fn narinfo_answer(hash: StoreHash, store: &LocalStore, index: &IndexDb) -> NarinfoAnswer {
     let narinfo = match store.shared_narinfo(hash) {
-        Ok(found) => found.map(|n| n.render()),
+        Ok(found) => found,
         Err(e) => {
             tracing::warn!(%hash, error = %e, "cannot answer a narinfo request");
             None
         }
     };
+    let Some(narinfo) = narinfo else {
+        return NarinfoAnswer::NotFound;
+    };
     // Once published, the NAR's CID lets the asker fetch it from every holder over Bitswap.
-    narinfo.map(|mut text| {
-        if let Ok(Some((cid, _))) = index.get(hash) {
-            text.push_str(&format!("{CID_FIELD}: {cid}\n"));
-        }
-        text
-    })
+    NarinfoAnswer::Found {
+        text: narinfo.render(),
+        cid: index.get(hash).ok().flatten().map(|(cid, _)| cid),
+    }
 }
 
 async fn answer_nar(

@@ -5,13 +5,15 @@
 //! - `/peerix/index/1.0.0`: the opener announces which store paths it holds: frames of
 //!   [`IndexUpdate`]s, the first listing everything, later ones the changes.
 //! - `/peerix/narinfo/1.0.0`: one frame with a store hash (32 ASCII characters); the answer is
-//!   one frame: [`NOT_FOUND`], or [`FOUND`] followed by the narinfo text.
+//!   one frame, a [`NarinfoAnswer`]: [`NOT_FOUND`]; [`FOUND`] followed by the narinfo text; or
+//!   [`FOUND_WITH_CID`], a u16 length, the binary CID the NAR is published under, then the text.
 //! - `/peerix/nar/1.0.0`: one frame with a [`NarRequest`]; the answer is one frame, [`NOT_FOUND`]
 //!   or [`FOUND`] followed by the u64 length of what follows, then the NAR bytes themselves,
 //!   unframed.
 
 pub mod frames;
 
+use cid::Cid;
 use peerix_http::{NarHash, StoreHash};
 use thiserror::Error;
 
@@ -32,11 +34,10 @@ pub const MAX_FRAME: usize = 1 << 20;
 /// Store hashes per index frame.
 pub const HASHES_PER_FRAME: usize = (MAX_FRAME - 1) / HASH_LEN;
 
-/// A narinfo line naming the CID of the NAR (Nix ignores fields it does not know).
-pub const CID_FIELD: &str = "CID";
-
 pub const NOT_FOUND: u8 = 0;
 pub const FOUND: u8 = 1;
+/// A narinfo answer that also names the CID of the NAR. (Kind 2 is kept for "busy".)
+pub const FOUND_WITH_CID: u8 = 3;
 
 const HASH_LEN: usize = 32;
 const ADD: u8 = 1;
@@ -60,6 +61,8 @@ pub enum WireError {
     BadNarRequest(usize),
     #[error("answer of {0} bytes is malformed")]
     BadAnswer(usize),
+    #[error("bad CID: {0}")]
+    BadCid(String),
 }
 
 /// A change to the set of paths a peer holds.
@@ -127,26 +130,76 @@ pub fn decode_narinfo_request(frame: &[u8]) -> Result<StoreHash, WireError> {
     decode_hash(frame)
 }
 
-pub fn encode_narinfo_answer(narinfo: Option<&str>) -> Vec<u8> {
-    match narinfo {
-        None => vec![NOT_FOUND],
-        Some(text) => {
-            let mut out = Vec::with_capacity(1 + text.len());
-            out.push(FOUND);
-            out.extend_from_slice(text.as_bytes());
-            out
+/// A peer's answer to a narinfo request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NarinfoAnswer {
+    NotFound,
+    /// The narinfo text, and the CID its NAR is published under once it is.
+    Found {
+        text: String,
+        cid: Option<Cid>,
+    },
+}
+
+impl NarinfoAnswer {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::NotFound => vec![NOT_FOUND],
+            Self::Found { text, cid: None } => {
+                let mut out = Vec::with_capacity(1 + text.len());
+                out.push(FOUND);
+                out.extend_from_slice(text.as_bytes());
+                out
+            }
+            Self::Found {
+                text,
+                cid: Some(cid),
+            } => {
+                let cid = cid.to_bytes();
+                let mut out = Vec::with_capacity(3 + cid.len() + text.len());
+                out.push(FOUND_WITH_CID);
+                // A CID is a few dozen bytes; a u16 always holds its length.
+                out.extend_from_slice(&(cid.len() as u16).to_be_bytes());
+                out.extend_from_slice(&cid);
+                out.extend_from_slice(text.as_bytes());
+                out
+            }
+        }
+    }
+
+    pub fn decode(frame: &[u8]) -> Result<Self, WireError> {
+        let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| WireError::NotText);
+        match frame.split_first() {
+            Some((&NOT_FOUND, [])) => Ok(Self::NotFound),
+            Some((&FOUND, body)) => Ok(Self::Found {
+                text: text(body)?,
+                cid: None,
+            }),
+            Some((&FOUND_WITH_CID, body)) => {
+                let bad = || WireError::BadAnswer(frame.len());
+                let (len, rest) = body.split_first_chunk::<2>().ok_or_else(bad)?;
+                let len = usize::from(u16::from_be_bytes(*len));
+                if rest.len() < len {
+                    return Err(bad());
+                }
+                let (cid, body) = rest.split_at(len);
+                Ok(Self::Found {
+                    text: text(body)?,
+                    cid: Some(decode_cid(cid)?),
+                })
+            }
+            _ => Err(WireError::BadAnswer(frame.len())),
         }
     }
 }
 
-pub fn decode_narinfo_answer(frame: &[u8]) -> Result<Option<String>, WireError> {
-    match frame.split_first() {
-        Some((&NOT_FOUND, [])) => Ok(None),
-        Some((&FOUND, text)) => String::from_utf8(text.to_vec())
-            .map(Some)
-            .map_err(|_| WireError::NotText),
-        _ => Err(WireError::BadAnswer(frame.len())),
+/// A binary CID, exactly: no bytes after it, and in the one encoding it re-encodes to.
+fn decode_cid(bytes: &[u8]) -> Result<Cid, WireError> {
+    let cid = Cid::try_from(bytes).map_err(|e| WireError::BadCid(e.to_string()))?;
+    if cid.to_bytes() != bytes {
+        return Err(WireError::BadCid("not in canonical form".to_owned()));
     }
+    Ok(cid)
 }
 
 /// Bytes `start..end` of the NAR whose hash is `nar_hash`.
@@ -231,6 +284,12 @@ pub fn frame_len(header: [u8; 4]) -> Result<usize, WireError> {
 mod tests {
     use super::*;
 
+    fn cid() -> Cid {
+        "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+            .parse()
+            .unwrap()
+    }
+
     fn hash(c: char) -> StoreHash {
         StoreHash::parse(&c.to_string().repeat(32)).unwrap()
     }
@@ -261,9 +320,22 @@ mod tests {
         let mut bad = vec![1];
         bad.extend_from_slice(&[b'e'; 32]); // 'e' is not a nixbase32 digit
         assert_eq!(IndexUpdate::decode(&bad), Err(WireError::BadHash));
-        assert!(decode_narinfo_answer(&[]).is_err());
-        assert!(decode_narinfo_answer(&[0, 1]).is_err());
-        assert!(decode_narinfo_answer(&[1, 0xff]).is_err());
+        assert!(NarinfoAnswer::decode(&[]).is_err());
+        assert!(NarinfoAnswer::decode(&[0, 1]).is_err());
+        assert!(NarinfoAnswer::decode(&[1, 0xff]).is_err());
+        assert!(NarinfoAnswer::decode(&[2]).is_err());
+        assert!(NarinfoAnswer::decode(&[3, 0]).is_err());
+        assert!(NarinfoAnswer::decode(&[3, 0, 9, 1, 2]).is_err());
+        // A CID followed by a stray byte inside its announced length.
+        let mut cid = cid().to_bytes();
+        cid.push(0);
+        let mut frame = vec![3];
+        frame.extend_from_slice(&(cid.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&cid);
+        assert!(matches!(
+            NarinfoAnswer::decode(&frame),
+            Err(WireError::BadCid(_))
+        ));
         assert!(NarRequest::decode(&[0; 47]).is_err());
         let mut backwards = vec![0; 32];
         backwards.extend_from_slice(&9u64.to_be_bytes());
@@ -287,11 +359,20 @@ mod tests {
             Ok(Some(42))
         );
         assert_eq!(decode_nar_answer(&encode_nar_answer(None)), Ok(None));
-        let text = "StorePath: x\n";
-        assert_eq!(
-            decode_narinfo_answer(&encode_narinfo_answer(Some(text))),
-            Ok(Some(text.to_owned()))
-        );
+        for answer in [
+            NarinfoAnswer::NotFound,
+            NarinfoAnswer::Found {
+                text: "StorePath: x\n".to_owned(),
+                cid: None,
+            },
+            NarinfoAnswer::Found {
+                text: "StorePath: x\n".to_owned(),
+                cid: Some(cid()),
+            },
+        ] {
+            assert_eq!(NarinfoAnswer::decode(&answer.encode()), Ok(answer));
+        }
+        assert_eq!(NarinfoAnswer::NotFound.encode(), [NOT_FOUND]);
         assert_eq!(
             decode_narinfo_request(&encode_hash(&hash('a'))),
             Ok(hash('a'))

@@ -1,0 +1,235 @@
+//! How holders have answered narinfo requests, so that lookups ask the ones that answer well
+//! first: a holder that lied is not asked again, one that answered something untrusted is asked
+//! after the others, one with a request long unanswered only when all others failed, and one
+//! that timed out not at all until a background probe (spaced out exponentially) gets an answer
+//! from it again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use peerix_node::PeerId;
+
+/// Peers remembered at most; past that, the one seen least lately is forgotten.
+const PEERS: usize = 4096;
+/// A holder with a request unanswered for this long is asked only when every other one failed.
+const SLOW: Duration = Duration::from_millis(250);
+/// The first pause before a silent holder is probed, doubled on every probe it misses.
+const FIRST_PROBE: Duration = Duration::from_secs(1);
+const LAST_PROBE: Duration = Duration::from_secs(300);
+
+/// How a holder answered one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// An answer that passed the trust checks, or a plain "not found".
+    Good,
+    /// A narinfo that no signature or upstream vouched for (or under a filtered name).
+    Untrusted,
+    /// Wrong data: another path than asked for, a malformed answer, or a wrong NAR.
+    Lied,
+    /// No answer within the deadline.
+    TimedOut,
+}
+
+#[derive(Default)]
+pub struct Scores {
+    peers: Mutex<HashMap<PeerId, Score>>,
+}
+
+#[derive(Clone, Copy)]
+struct Score {
+    seen: Instant,
+    liar: bool,
+    untrusted: u32,
+    /// Since when a request has gone unanswered.
+    waiting_since: Option<Instant>,
+    silence: Option<Silence>,
+}
+
+/// A holder that timed out: probes it missed, and when the next is due.
+#[derive(Clone, Copy)]
+struct Silence {
+    missed: u32,
+    probe_at: Instant,
+}
+
+/// The holders of a path in the order to ask them, the slow ones to ask when they all failed,
+/// and the silent ones due for a probe.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub ask: Vec<PeerId>,
+    pub last_resort: Vec<PeerId>,
+    pub probe: Vec<PeerId>,
+}
+
+impl Score {
+    fn new(now: Instant) -> Self {
+        Self {
+            seen: now,
+            liar: false,
+            untrusted: 0,
+            waiting_since: None,
+            silence: None,
+        }
+    }
+}
+
+impl Scores {
+    /// `peers` without those that lied.
+    pub fn honest(&self, mut peers: Vec<PeerId>) -> Vec<PeerId> {
+        if let Ok(scores) = self.peers.lock() {
+            peers.retain(|p| !scores.get(p).is_some_and(|s| s.liar));
+        }
+        peers
+    }
+
+    /// Orders `holders` for a lookup; a probe is taken by this caller alone (the next one is
+    /// scheduled at once).
+    pub fn plan(&self, holders: Vec<PeerId>) -> Plan {
+        let Ok(mut scores) = self.peers.lock() else {
+            return Plan {
+                ask: holders,
+                ..Plan::default()
+            };
+        };
+        let now = Instant::now();
+        let mut plan = Plan::default();
+        let mut ranked = Vec::with_capacity(holders.len());
+        for peer in holders {
+            let score = entry(&mut scores, peer, now);
+            if score.liar {
+                continue;
+            }
+            if let Some(silence) = &mut score.silence {
+                if silence.probe_at <= now {
+                    silence.probe_at = now + probe_pause(silence.missed + 1);
+                    plan.probe.push(peer);
+                }
+                continue;
+            }
+            if score.waiting_since.is_some_and(|t| now - t >= SLOW) {
+                plan.last_resort.push(peer);
+                continue;
+            }
+            ranked.push((score.untrusted, peer));
+        }
+        // Equally good holders take turns, so that each is tried first now and then.
+        if !ranked.is_empty() {
+            let mut seed = [0u8; 2];
+            let turn = getrandom::getrandom(&mut seed).map_or(0, |()| u16::from_be_bytes(seed));
+            let by = usize::from(turn) % ranked.len();
+            ranked.rotate_left(by);
+        }
+        ranked.sort_by_key(|(rank, _)| *rank);
+        plan.ask = ranked.into_iter().map(|(_, peer)| peer).collect();
+        plan
+    }
+
+    /// Notes that `peer` is being asked, until it answers.
+    pub fn asking(&self, peer: PeerId) {
+        if let Ok(mut scores) = self.peers.lock() {
+            let now = Instant::now();
+            entry(&mut scores, peer, now)
+                .waiting_since
+                .get_or_insert(now);
+        }
+    }
+
+    pub fn record(&self, peer: PeerId, answer: Answer) {
+        let Ok(mut scores) = self.peers.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let score = entry(&mut scores, peer, now);
+        match answer {
+            Answer::TimedOut => {
+                let missed = score.silence.map_or(0, |s| s.missed + 1);
+                score.silence = Some(Silence {
+                    missed,
+                    probe_at: now + probe_pause(missed),
+                });
+                return;
+            }
+            Answer::Lied => score.liar = true,
+            Answer::Untrusted => score.untrusted = score.untrusted.saturating_add(1),
+            Answer::Good => {}
+        }
+        score.waiting_since = None;
+        if score.silence.take().is_some() {
+            tracing::info!(%peer, "a silent holder answers again");
+        }
+    }
+}
+
+fn probe_pause(missed: u32) -> Duration {
+    FIRST_PROBE
+        .saturating_mul(1 << missed.min(16))
+        .min(LAST_PROBE)
+}
+
+/// `peer`'s score, made when new; a full map forgets the peer seen least lately first.
+fn entry(scores: &mut HashMap<PeerId, Score>, peer: PeerId, now: Instant) -> &mut Score {
+    if scores.len() >= PEERS && !scores.contains_key(&peer) {
+        let oldest = scores.iter().min_by_key(|(_, s)| s.seen).map(|(p, _)| *p);
+        if let Some(oldest) = oldest {
+            scores.remove(&oldest);
+        }
+    }
+    let score = scores.entry(peer).or_insert_with(|| Score::new(now));
+    score.seen = now;
+    score
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liars_go_silent_ones_wait_for_a_probe_and_untrusted_ones_come_last() {
+        let scores = Scores::default();
+        let (good, untrusted, liar, silent) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
+        let all = vec![untrusted, liar, silent, good];
+        let mut first = scores.plan(all.clone()).ask;
+        first.sort();
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(first, sorted);
+        scores.record(untrusted, Answer::Untrusted);
+        scores.record(liar, Answer::Lied);
+        scores.record(silent, Answer::TimedOut);
+        scores.record(good, Answer::Good);
+        assert_eq!(scores.plan(all.clone()).ask, vec![good, untrusted]);
+        assert_eq!(scores.honest(all.clone()), vec![untrusted, silent, good]);
+        // Once the probe is due, one lookup takes it; an answer restores the holder.
+        if let Ok(mut map) = scores.peers.lock() {
+            if let Some(s) = map.get_mut(&silent).and_then(|s| s.silence.as_mut()) {
+                s.probe_at = Instant::now();
+            }
+        }
+        assert_eq!(scores.plan(all.clone()).probe, vec![silent]);
+        assert!(scores.plan(all.clone()).probe.is_empty());
+        scores.record(silent, Answer::Good);
+        scores.record(good, Answer::Good);
+        scores.record(untrusted, Answer::Good);
+        let ask = scores.plan(all).ask;
+        assert_eq!(ask.len(), 3);
+        assert_eq!(ask[2], untrusted);
+    }
+
+    #[test]
+    fn probes_back_off_exponentially_and_the_map_is_bounded() {
+        assert_eq!(probe_pause(0), FIRST_PROBE);
+        assert_eq!(probe_pause(3), FIRST_PROBE * 8);
+        assert_eq!(probe_pause(40), LAST_PROBE);
+        let scores = Scores::default();
+        for _ in 0..PEERS + 10 {
+            scores.record(PeerId::random(), Answer::Lied);
+        }
+        assert_eq!(scores.peers.lock().unwrap().len(), PEERS);
+    }
+}

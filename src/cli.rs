@@ -38,9 +38,11 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct IpfsArgs {
-    /// The running `peerix serve` (its RPC answers loopback clients only).
+    /// The running `peerix serve` (its RPC answers loopback clients only); also accepted after
+    /// the command, as kubo's global options are.
     #[arg(
         long,
+        global = true,
         env = "PEERIX_API",
         default_value = "http://127.0.0.1:12304",
         value_name = "URL"
@@ -160,6 +162,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
 
     #[command(flatten)]
     pub node: NodeArgs,
@@ -327,6 +332,34 @@ pub struct FilterArgs {
     /// Share every store path, sensitive ones included.
     #[arg(long, env = "PEERIX_NO_FILTER", value_parser = BoolishValueParser::new())]
     pub no_filter: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HttpArgs {
+    /// A `Host` name (or IP address) besides loopback under which the RPC and /status answer
+    /// browsers, e.g. a name in /etc/hosts for this machine (repeatable).
+    #[arg(
+        long = "allowed-host",
+        visible_alias = "allowed-hosts",
+        env = "PEERIX_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Largest request body `/api/v0/add` takes (suffixes k, M, G or KiB, MiB, GiB); larger
+    /// uploads get 413.
+    #[arg(long, env = "PEERIX_MAX_ADD_SIZE", value_parser = parse_amount, default_value = "4GiB", value_name = "SIZE")]
+    pub max_add_size: u64,
+
+    /// Seconds an HTTP connection has to send a complete request head (idle keep-alive
+    /// connections are closed after as long).
+    #[arg(long, env = "PEERIX_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECONDS")]
+    pub header_timeout: u64,
+
+    /// HTTP connections open at once; further ones wait in the kernel's listen backlog.
+    #[arg(long, env = "PEERIX_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub max_connections: u64,
 }
 
 #[derive(Args, Debug)]

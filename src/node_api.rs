@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,10 +32,41 @@ const KUBO_CHUNK: usize = 256 << 10;
 /// The RPC over `node` and/or `kubo`; content added through it is kept in `blobs` (one file
 /// each), which the embedded node then publishes without a further copy.
 pub struct NodeApi {
-    pub node: Option<NodeHandle>,
-    pub hole_punches: Arc<HolePunchLog>,
-    pub kubo: Option<KuboRpc>,
-    pub blobs: PathBuf,
+    node: Option<NodeHandle>,
+    hole_punches: Arc<HolePunchLog>,
+    kubo: Option<KuboRpc>,
+    blobs: PathBuf,
+    /// Whether the last `peerix/announce` paused the node's announcements (it alone does).
+    announcements_paused: AtomicBool,
+}
+
+/// A file being uploaded: removed when dropped before [`PartialFile::keep`], so a failed,
+/// refused or aborted upload (the request's future dropped mid-way) leaves nothing behind.
+struct PartialFile {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl PartialFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn keep(mut self) -> PathBuf {
+        self.kept = true;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a partial upload");
+        }
+    }
 }
 
 /// A file name no other upload in this process or an earlier one takes.
@@ -98,6 +129,21 @@ fn byte_stream(chunks: mpsc::Receiver<std::io::Result<Vec<u8>>>) -> ByteStream {
 }
 
 impl NodeApi {
+    pub fn new(
+        node: Option<NodeHandle>,
+        hole_punches: Arc<HolePunchLog>,
+        kubo: Option<KuboRpc>,
+        blobs: PathBuf,
+    ) -> Self {
+        Self {
+            node,
+            hole_punches,
+            kubo,
+            blobs,
+            announcements_paused: AtomicBool::new(false),
+        }
+    }
+
     /// Runs a (blocking) call on the kubo client, if there is one.
     async fn kubo<T: Send + 'static>(
         &self,
@@ -139,19 +185,20 @@ impl NodeApi {
         byte_stream(received)
     }
 
-    async fn save_upload(&self, mut content: ByteStream) -> Result<PathBuf, ApiError> {
+    async fn save_upload(&self, mut content: ByteStream) -> Result<PartialFile, ApiError> {
         tokio::fs::create_dir_all(&self.blobs)
             .await
             .map_err(failed)?;
         let path = self.blobs.join(unique_name());
         let mut file = tokio::fs::File::create(&path).await.map_err(failed)?;
+        let partial = PartialFile { path, kept: false };
         while let Some(chunk) = content.next().await {
             file.write_all(&chunk.map_err(failed)?)
                 .await
                 .map_err(failed)?;
         }
         file.sync_all().await.map_err(failed)?;
-        Ok(path)
+        Ok(partial)
     }
 
     /// Adds the file at `path` to kubo; returns the CID and size kubo reports.
@@ -251,7 +298,9 @@ impl IpfsApi for NodeApi {
         let node = self.node.as_ref().ok_or_else(|| {
             ApiError::Failed("announcements belong to the embedded node, which is off".to_owned())
         })?;
-        node.pause_announcements(paused).await.map_err(failed)
+        node.pause_announcements(paused).await.map_err(failed)?;
+        self.announcements_paused.store(paused, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn status(&self) -> Result<serde_json::Value, ApiError> {
@@ -260,7 +309,8 @@ impl IpfsApi for NodeApi {
             None => serde_json::Value::Null,
         };
         let kubo = self.kubo.as_ref().map(KuboRpc::base);
-        Ok(json!({ "node": node, "ipfs_api": kubo }))
+        let paused = self.announcements_paused.load(Ordering::Relaxed);
+        Ok(json!({ "node": node, "ipfs_api": kubo, "announcements_paused": paused }))
     }
 
     async fn block(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
@@ -281,13 +331,14 @@ impl IpfsApi for NodeApi {
     }
 
     async fn add(&self, content: ByteStream) -> Result<(String, u64), ApiError> {
-        let path = self.save_upload(content).await?;
+        let upload = self.save_upload(content).await?;
         let Some(node) = &self.node else {
-            let added = self.kubo_add(&path).await.ok_or_else(no_backend);
-            let _ = tokio::fs::remove_file(&path).await;
-            return added?;
+            // kubo keeps its own copy; the upload goes when `upload` is dropped.
+            return self.kubo_add(upload.path()).await.ok_or_else(no_backend)?;
         };
-        let parsed = node.add_file(&path).await.map_err(failed)?;
+        // The node publishes the file where it is, so it is kept once the node has it.
+        let parsed = node.add_file(upload.path()).await.map_err(failed)?;
+        let path = upload.keep();
         let (cid, size) = (parsed.to_string(), dag_size(node, parsed).await?);
         if let Some(kubo_cid) = self.kubo_add(&path).await {
             match kubo_cid {

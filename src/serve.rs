@@ -1,10 +1,9 @@
 //! `peerix serve`: the binary-cache front over the local store.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerix_http::Metrics;
+use peerix_http::{BrowserGuard, Metrics, ServerLimits};
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
@@ -65,6 +64,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         ..args.trust()?
     };
     let blobs_dir = state_dir.join("added");
+    let guard = BrowserGuard::new(&args.http.allowed_hosts);
+    let limits = ServerLimits {
+        header_timeout: Duration::from_secs(args.http.header_timeout),
+        max_connections: usize::try_from(args.http.max_connections).unwrap_or(usize::MAX),
+    };
     let signer = signer.map(CachingSigner::new);
     let store = Arc::new(LocalStore::new(
         &args.store_root,
@@ -100,13 +104,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                     .map_err(|e| format!("cannot open the index: {e}"))?;
                 let db = Arc::new(db);
                 let holders = Arc::new(Holders::default());
-                status = Some(status_router(StatusSources {
+                status = Some(StatusSources {
                     progress: progress.clone(),
                     db: db.clone(),
                     holders: holders.clone(),
                     node: node.clone(),
                     hole_punches: hole_punches.clone().unwrap_or_default(),
-                }));
+                });
                 let scanner = Scanner {
                     store: store.clone(),
                     content: content.clone(),
@@ -137,7 +141,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             Arc::new(Metrics::default()),
         );
         if let Some(status) = status {
-            front = front.merge(status);
+            front = front.merge(status_router(status, &guard));
         }
         if let Some(node) = &node {
             let network_id = args.node.network_id.clone();
@@ -147,13 +151,17 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 tokio::spawn(follow_bootstrap_url(node.clone(), url, network_id));
             }
         }
-        let api = NodeApi {
+        let api = NodeApi::new(
             node,
-            hole_punches: hole_punches.unwrap_or_default(),
-            kubo: args.node.ipfs_api.as_deref().map(KuboRpc::new),
-            blobs: blobs_dir,
-        };
-        let app = front.merge(peerix_http::ipfs_api_router(api));
+            hole_punches.unwrap_or_default(),
+            args.node.ipfs_api.as_deref().map(KuboRpc::new),
+            blobs_dir,
+        );
+        let app = front.merge(peerix_http::ipfs_api_router(
+            api,
+            args.http.max_add_size,
+            &guard,
+        ));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -161,11 +169,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             "peerix: serving the Nix store at http://{}",
             listener.local_addr().unwrap_or(addr)
         );
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| format!("server failed: {e}"))
+        peerix_http::serve(listener, app, limits, shutdown_signal()).await;
+        Ok(())
     })
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use peerix_http::BrowserGuard;
 use peerix_node::{Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -28,9 +29,11 @@ pub struct StatusSources {
     pub hole_punches: Arc<HolePunchLog>,
 }
 
-pub fn status_router(sources: StatusSources) -> Router {
+/// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.
+pub fn status_router(sources: StatusSources, guard: &BrowserGuard) -> Router {
     Router::new()
         .route("/status", get(status))
+        .layer(guard.clone())
         .with_state(sources)
 }
 

@@ -221,3 +221,34 @@ fn a_kubo_rpc_is_the_fallback_and_can_replace_the_node() {
         b"added through B"
     );
 }
+
+#[test]
+fn the_api_option_is_accepted_after_the_command() {
+    let store = ChrootStore::empty();
+    let a = Peerix::serve(store.root(), &[]);
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("after");
+    std::fs::write(&file, b"--api after the command, as kubo takes it").unwrap();
+    let expected = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["cid", "--cid-version", "1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    // The server is on a random port: only the option given after the command reaches it.
+    let added = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["ipfs", "add", "--api", &a.url()])
+        .arg(&file)
+        .env_remove("PEERIX_API")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(ok_stdout(added)).unwrap(),
+        String::from_utf8(expected.stdout).unwrap()
+    );
+    let id = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["ipfs", "id", "--api", &a.url()])
+        .output()
+        .unwrap();
+    let id: Value = serde_json::from_slice(&ok_stdout(id)).unwrap();
+    assert_eq!(id["peer_id"].as_str(), Some(peer_id(&a).as_str()));
+}

@@ -7,6 +7,7 @@
 mod cache;
 mod encoding;
 mod error;
+mod guard;
 mod ipfs_api;
 mod metrics;
 pub mod nar_hash;
@@ -14,13 +15,16 @@ pub mod narinfo;
 pub mod nixbase32;
 mod range;
 mod router;
+mod server;
 pub mod store_path;
 
 pub use cache::{BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarSource};
+pub use guard::{BrowserGuard, Guarded, Refusal};
 pub use ipfs_api::{ipfs_api_router, ApiError, IpfsApi, NodeIdentity};
 pub use metrics::Metrics;
 pub use nar_hash::NarHash;
 pub use narinfo::NarInfo;
 pub use range::ByteRange;
 pub use router::router;
+pub use server::{serve, ServerLimits};
 pub use store_path::{StoreHash, StorePathName};

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::multipart::MultipartRejection;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{Multipart, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
@@ -52,21 +53,52 @@ fn check_add_options(params: &[(String, String)]) -> Result<(), ApiError> {
 /// kubo's `add`: multipart form data, one part a file (kubo-rpc-client names them `file`,
 /// `file-1`...); answers one `{"Name", "Hash", "Size"}` line a file. Without `cid-version` the
 /// file is still CIDv1, as from a kubo whose `Import.CidVersion` is 1; other layouts, directories
-/// and UnixFS metadata (mode, mtime) are refused.
+/// and UnixFS metadata (mode, mtime) are refused. A body over `max_size` bytes is refused (413):
+/// at once when its `Content-Length` says so, else when the limit is reached.
 pub(super) async fn add<A: IpfsApi>(
     State(api): State<Arc<A>>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     form: Result<Multipart, MultipartRejection>,
+    max_size: u64,
 ) -> Result<Response, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_size) {
+        return Err(too_large(max_size));
+    }
     let mut form = form.map_err(|e| ApiError::BadArgument(e.body_text()))?;
-    let added = add_files(&*api, query.as_deref().unwrap_or_default(), &mut form).await;
+    let added = add_files(&*api, query.as_deref().unwrap_or_default(), &mut form)
+        .await
+        .map_err(|e| match e {
+            ApiError::TooLarge(_) => too_large(max_size),
+            other => other,
+        });
     if added.is_err() {
         // A client still sending its upload would see the connection closed, not the error.
+        // The body limit bounds what is read here.
         while let Ok(Some(mut field)) = form.next_field().await {
             while let Ok(Some(_)) = field.chunk().await {}
         }
     }
     Ok(ndjson(added?))
+}
+
+fn too_large(max_size: u64) -> ApiError {
+    ApiError::TooLarge(format!(
+        "request body larger than {max_size} bytes (peerix serve --max-add-size)"
+    ))
+}
+
+/// A multipart failure as the client's mistake, or the body limit reached.
+fn form_error(e: &MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge(e.body_text())
+    } else {
+        ApiError::BadArgument(e.body_text())
+    }
 }
 
 /// Publishes every file part of `form`; returns one `add` answer line each.
@@ -76,9 +108,8 @@ async fn add_files<A: IpfsApi>(
     form: &mut Multipart,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     check_add_options(&url_params(query))?;
-    let bad = |e: axum::extract::multipart::MultipartError| ApiError::BadArgument(e.body_text());
     let mut added = Vec::new();
-    while let Some(field) = form.next_field().await.map_err(bad)? {
+    while let Some(field) = form.next_field().await.map_err(|e| form_error(&e))? {
         // kubo takes any other part as a regular file, whatever its type.
         let content_type = field.content_type().unwrap_or_default();
         if content_type == "application/x-directory"
@@ -114,7 +145,8 @@ async fn add_files<A: IpfsApi>(
     Ok(added)
 }
 
-/// Publishes one multipart part; returns what [`IpfsApi::add`] does.
+/// Publishes one multipart part; returns what [`IpfsApi::add`] does, or why the part could not be
+/// read (the limit reached, a truncated form).
 async fn add_part<A: IpfsApi>(
     api: &A,
     field: axum::extract::multipart::Field<'_>,
@@ -124,21 +156,27 @@ async fn add_part<A: IpfsApi>(
     let feed = async move {
         let mut field = field;
         loop {
-            let next = match field.chunk().await {
-                Ok(Some(chunk)) => Ok(chunk),
-                Ok(None) => return,
-                Err(e) => Err(std::io::Error::other(e.body_text())),
+            let (next, failure) = match field.chunk().await {
+                Ok(Some(chunk)) => (Ok(chunk), None),
+                Ok(None) => return None,
+                Err(e) => (
+                    Err(std::io::Error::other(e.body_text())),
+                    Some(form_error(&e)),
+                ),
             };
-            if chunks.send(next).await.is_err() {
-                return;
+            if chunks.send(next).await.is_err() || failure.is_some() {
+                return failure;
             }
         }
     };
     let content = futures_util::stream::unfold(received, |mut received| async move {
         received.recv().await.map(|chunk| (chunk, received))
     });
-    let ((), added) = tokio::join!(feed, api.add(Box::pin(content)));
-    added
+    let (failure, added) = tokio::join!(feed, api.add(Box::pin(content)));
+    match failure {
+        Some(failure) => Err(failure),
+        None => added,
+    }
 }
 
 #[cfg(test)]

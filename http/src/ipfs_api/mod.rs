@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::ByteStream;
+use crate::{BrowserGuard, ByteStream};
 
 mod add;
 mod args;
@@ -28,6 +28,9 @@ pub enum ApiError {
     BadArgument(String),
     #[error("{0}")]
     Failed(String),
+    /// An upload beyond the server's limit (413).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl IntoResponse for ApiError {
@@ -36,6 +39,7 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             ApiError::BadArgument(_) => (StatusCode::BAD_REQUEST, 1),
             ApiError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, 0),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 1),
         };
         let body = json!({"Message": self.to_string(), "Code": code, "Type": "error"});
         (status, Json(body)).into_response()
@@ -100,9 +104,10 @@ pub trait IpfsApi: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(String, u64), ApiError>> + Send;
 }
 
-/// The RPC routes over `api`; they answer loopback clients only (the server must be run with
-/// connection info, see `into_make_service_with_connect_info`).
-pub fn ipfs_api_router<A: IpfsApi>(api: A) -> Router {
+/// The RPC routes over `api`. They answer loopback clients only (the server must give requests
+/// their `ConnectInfo<SocketAddr>`, as [`crate::serve`] does) and only what `guard` lets through;
+/// an `add` request body may take `max_add_size` bytes; the other routes read no body.
+pub fn ipfs_api_router<A: IpfsApi>(api: A, max_add_size: u64, guard: &BrowserGuard) -> Router {
     let api = Arc::new(api);
     Router::new()
         .route("/api/v0/id", post(id::<A>))
@@ -114,12 +119,17 @@ pub fn ipfs_api_router<A: IpfsApi>(api: A) -> Router {
         .route("/api/v0/peerix/announce", post(announce::<A>))
         .route("/api/v0/routing/findprovs", post(find_providers::<A>))
         .route("/api/v0/routing/provide", post(provide::<A>))
-        // Uploads go to the node's storage; the default 2 MiB body limit would refuse most files.
         .route(
             "/api/v0/add",
-            post(add::add::<A>).layer(DefaultBodyLimit::disable()),
+            post(move |state, query, headers, form| {
+                add::add::<A>(state, query, headers, form, max_add_size)
+            })
+            .layer(DefaultBodyLimit::max(
+                usize::try_from(max_add_size).unwrap_or(usize::MAX),
+            )),
         )
         .layer(middleware::from_fn(loopback_only))
+        .layer(guard.clone())
         .with_state(api)
 }
 

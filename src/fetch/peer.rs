@@ -19,8 +19,11 @@ use crate::wire::{
     decode_nar_answer, encode_hash, NarRequest, NarinfoAnswer, NARINFO_PROTOCOL, NAR_PROTOCOL,
 };
 
-/// A narinfo answer must come this fast; a slow peer costs Nix's time.
-const NARINFO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A narinfo answer must come this fast; a slow peer costs Nix's time. A busy holder queues a
+/// request for up to 2 s (`publish/answer.rs`), so this leaves it a second to answer.
+const NARINFO_TIMEOUT: Duration = Duration::from_secs(3);
+/// The head of a NAR answer: a busy holder queues a NAR request for up to 5 s.
+const NAR_HEAD_TIMEOUT: Duration = Duration::from_secs(6);
 /// A NAR stream that stalls this long is given up.
 const NAR_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNK: usize = 1024 * 1024;
@@ -243,7 +246,7 @@ async fn open_nar(
     write_frame(&mut stream, &request.encode())
         .await
         .map_err(interrupted)?;
-    let head = match tokio::time::timeout(NARINFO_TIMEOUT, expect_frame(&mut stream)).await {
+    let head = match tokio::time::timeout(NAR_HEAD_TIMEOUT, expect_frame(&mut stream)).await {
         Ok(Ok(head)) => head,
         Ok(Err(e)) => return Err(interrupted(e)),
         Err(_) => return Err(interrupted(io::ErrorKind::TimedOut.into())),

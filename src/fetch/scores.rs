@@ -13,7 +13,9 @@ use peerix_node::PeerId;
 /// Peers remembered at most; past that, the one seen least lately is forgotten.
 const PEERS: usize = 4096;
 /// A holder with a request unanswered for this long is asked only when every other one failed.
-const SLOW: Duration = Duration::from_millis(250);
+/// Five hedges: a frozen holder is passed by within the first burst of lookups, while one that is
+/// merely far (every request slower than this) is still asked whenever no nearer one answers.
+const SLOW: Duration = Duration::from_millis(20);
 /// The first pause before a silent holder is probed, doubled on every probe it misses.
 const FIRST_PROBE: Duration = Duration::from_secs(1);
 const LAST_PROBE: Duration = Duration::from_secs(300);

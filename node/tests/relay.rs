@@ -72,17 +72,22 @@ async fn status_when(
 
 /// `node` with a live reservation at the relay; returns its relayed address.
 async fn reserved(node: &NodeHandle) -> Multiaddr {
-    let status = status_when(node, "relay reservation", |s| !s.relayed_addrs.is_empty()).await;
+    // The reservation, its external address and its listen address are reported by separate
+    // swarm events: wait until all three are there.
+    let circuit_listener = |s: &NodeStatus| {
+        s.listen_addrs
+            .iter()
+            .any(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+    };
+    let status = status_when(node, "relay reservation", |s| {
+        s.relayed_addrs
+            .first()
+            .is_some_and(|addr| s.external_addrs.contains(addr))
+            && circuit_listener(s)
+    })
+    .await;
     let addr = status.relayed_addrs[0].clone();
     assert!(addr.iter().any(|p| p == Protocol::P2pCircuit), "{addr}");
-    assert!(status.external_addrs.contains(&addr), "{status:?}");
-    assert!(
-        status
-            .listen_addrs
-            .iter()
-            .any(|a| a.iter().any(|p| p == Protocol::P2pCircuit)),
-        "{status:?}"
-    );
     addr
 }
 

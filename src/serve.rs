@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerix_http::{BrowserGuard, Metrics, ServerLimits};
+use peerix_http::{BrowserGuard, Metrics};
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
@@ -65,10 +65,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     };
     let blobs_dir = state_dir.join("added");
     let guard = BrowserGuard::new(&args.http.allowed_hosts);
-    let limits = ServerLimits {
-        header_timeout: Duration::from_secs(args.http.header_timeout),
-        max_connections: usize::try_from(args.http.max_connections).unwrap_or(usize::MAX),
-    };
+    let limits = args.http.server_limits();
     let signer = signer.map(CachingSigner::new);
     let store = Arc::new(LocalStore::new(
         &args.store_root,

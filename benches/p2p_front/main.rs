@@ -197,6 +197,24 @@ impl Keys {
     }
 }
 
+/// A node serving the fixture store and signing with A's key, listening on loopback TCP.
+fn spawn_signing_holder(
+    name: &'static str,
+    fixture: &Fixture,
+    keys: &Keys,
+) -> BenchResult<ServerProcess> {
+    spawn_peerix(
+        name,
+        &fixture.store_root,
+        &[
+            OsStr::new("--listen-addrs"),
+            OsStr::new(LOOPBACK_TCP),
+            OsStr::new("--private-key"),
+            keys.secret.as_os_str(),
+        ],
+    )
+}
+
 /// A on the fixture and B on an empty store, connected over loopback; both killed on drop.
 struct Nodes {
     a: ServerProcess,
@@ -210,16 +228,7 @@ struct Nodes {
 
 impl Nodes {
     fn start(runtime: &Runtime, fixture: &Fixture, keys: &Keys) -> BenchResult<Self> {
-        let mut a = spawn_peerix(
-            "peerix A",
-            &fixture.store_root,
-            &[
-                OsStr::new("--listen-addrs"),
-                OsStr::new(LOOPBACK_TCP),
-                OsStr::new("--private-key"),
-                keys.secret.as_os_str(),
-            ],
-        )?;
+        let mut a = spawn_signing_holder("peerix A", fixture, keys)?;
         let a_started = Instant::now();
         a.wait_until_serving(runtime, &fixture.big_hash)?;
         let a_p2p = loopback_p2p_addr(&a, ADDR_TIMEOUT)?;

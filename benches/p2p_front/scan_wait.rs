@@ -22,16 +22,9 @@ pub(crate) fn wait_until_scanned(
 ) -> BenchResult<Option<serde_json::Value>> {
     let deadline = Instant::now() + SCAN_TIMEOUT;
     loop {
-        let answer = runtime.block_on(async {
-            HttpConnection::connect(node.addr)
-                .await?
-                .get_text("/status")
-                .await
-        })?;
-        if answer.status == 404 {
+        let Some(status) = get_status(runtime, node)? else {
             return Ok(None);
-        }
-        let status: serde_json::Value = serde_json::from_str(&answer.body)?;
+        };
         let scan = &status["scan"];
         let number = |field: &str| scan[field].as_u64().unwrap_or(0);
         // Before the scan starts it is not running either, and has no paths to go.
@@ -49,4 +42,21 @@ pub(crate) fn wait_until_scanned(
         // Fine-grained: the time to the end of the scan is a measurement (multi_source.rs).
         std::thread::sleep(SCAN_POLL);
     }
+}
+
+/// `GET /status` of `node`, parsed; `None` when the node has no such route.
+pub(crate) fn get_status(
+    runtime: &Runtime,
+    node: &ServerProcess,
+) -> BenchResult<Option<serde_json::Value>> {
+    let answer = runtime.block_on(async {
+        HttpConnection::connect(node.addr)
+            .await?
+            .get_text("/status")
+            .await
+    })?;
+    if answer.status == 404 {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_str(&answer.body)?))
 }

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 use crate::fixture::Fixture;
-use crate::http_client::HttpConnection;
 use crate::load::{each_once, NarinfoMeasurement, Targets};
 use crate::peer_addr::loopback_p2p_addr;
-use crate::scan_wait::wait_until_scanned;
+use crate::scan_wait::{get_status, wait_until_scanned};
 use crate::servers::{spawn_peerix, ServerProcess};
-use crate::{BenchResult, Keys, ADDR_TIMEOUT, COLD_CONNECTIONS, LOOPBACK_TCP};
+use crate::{
+    spawn_signing_holder, BenchResult, Keys, ADDR_TIMEOUT, COLD_CONNECTIONS, LOOPBACK_TCP,
+};
 
 /// Paths asked for in one pass: enough for a p99, few enough that a serial lookup behind silent
 /// holders (seconds per request) still ends in a reasonable time.
@@ -101,16 +102,7 @@ fn measure(
     let mut nodes = Vec::new();
     let mut addrs = Vec::new();
     for _ in 0..=holders.silent() {
-        let mut holder = spawn_peerix(
-            "peerix holder",
-            &fixture.store_root,
-            &[
-                OsStr::new("--listen-addrs"),
-                OsStr::new(LOOPBACK_TCP),
-                OsStr::new("--private-key"),
-                keys.secret.as_os_str(),
-            ],
-        )?;
+        let mut holder = spawn_signing_holder("peerix holder", fixture, keys)?;
         holder.wait_until_serving(runtime, &fixture.big_hash)?;
         addrs.push(loopback_p2p_addr(&holder, ADDR_TIMEOUT)?);
         nodes.push(holder);
@@ -146,13 +138,7 @@ fn measure(
 fn wait_for_holders(runtime: &Runtime, b: &ServerProcess, count: usize) -> BenchResult<()> {
     let deadline = Instant::now() + HOLDERS_TIMEOUT;
     loop {
-        let answer = runtime.block_on(async {
-            HttpConnection::connect(b.addr)
-                .await?
-                .get_text("/status")
-                .await
-        })?;
-        let status: serde_json::Value = serde_json::from_str(&answer.body)?;
+        let status = get_status(runtime, b)?.ok_or("B has no GET /status")?;
         let holders = status["peers"]["holders"].as_u64().unwrap_or(0);
         if holders >= count as u64 {
             return Ok(());

@@ -104,7 +104,17 @@ pub async fn nar_by_cid(
     output: &mpsc::Sender<io::Result<Bytes>>,
 ) -> NarOutcome {
     let mut chunks = node.cat_from(cid, peers);
-    while let Some(chunk) = chunks.recv().await {
+    loop {
+        // A reader who left (Nix stops at the first bytes that are not a NAR) ends the fetch at
+        // once, not when the next block arrives: the caller then stops trusting this CID before
+        // Nix's retry asks again.
+        let chunk = tokio::select! {
+            chunk = chunks.recv() => chunk,
+            () = output.closed() => return NarOutcome::Abandoned,
+        };
+        let Some(chunk) = chunk else {
+            break;
+        };
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(e) => return NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())),

@@ -10,15 +10,17 @@
 //! The load generator is part of this benchmark (`load.rs`, `http_client.rs`): 32 keep-alive
 //! connections on a 2-thread tokio runtime, speaking a minimal hand-written HTTP/1.1 client,
 //! latencies in an HdrHistogram. Each narinfo measurement is 0.5 s of warm-up and 3 s measured.
-//! The servers alternate (ABA, BAB, ABA) over 3 rounds and the best round of each is compared;
-//! nothing is asserted, it is not a test.
+//! The servers alternate (ABA, BAB, ABA) over 3 rounds; the best round of each is compared, and
+//! every round is listed below the table. Nothing is asserted, it is not a test.
 //!
 //! The baseline is harmonia 3.2, built from its source outside this repository; its binary is
-//! taken only from the `HARMONIA_BIN` environment variable (never built or fetched here). Without
-//! it Peerix is measured alone. Run:
+//! taken only from the `HARMONIA_BIN` environment variable (never built or fetched here). An
+//! earlier build of Peerix given as `PEERIX_BASELINE_BIN` is the baseline instead, to compare two
+//! versions in one run. Without either, Peerix is measured alone. Run:
 //!
 //! ```text
 //! HARMONIA_BIN=/path/to/harmonia-cache cargo bench --bench http_front
+//! PEERIX_BASELINE_BIN=/path/to/older/peerix cargo bench --bench http_front
 //! ```
 //!
 //! The fixture (a chroot Nix store `local?root=DIR` made with the installed `nix-store`) is built
@@ -61,7 +63,14 @@ const MEASURED: Duration = Duration::from_secs(3);
 const NAR_FETCHES: u32 = 4;
 
 fn main() -> BenchResult<()> {
-    let harmonia = std::env::var_os("HARMONIA_BIN").map(PathBuf::from);
+    let baseline = match (
+        std::env::var_os("PEERIX_BASELINE_BIN"),
+        std::env::var_os("HARMONIA_BIN"),
+    ) {
+        (Some(bin), _) => Some(ServerKind::PeerixBaseline(PathBuf::from(bin))),
+        (None, Some(bin)) => Some(ServerKind::Harmonia(PathBuf::from(bin))),
+        (None, None) => None,
+    };
     let load_at_start = load_average();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(LOAD_THREADS)
@@ -70,10 +79,9 @@ fn main() -> BenchResult<()> {
 
     eprintln!("http_front: building the fixture store ...");
     let fixture = Fixture::build()?;
-    let servers: Vec<ServerKind> = match &harmonia {
-        Some(bin) => vec![ServerKind::Peerix, ServerKind::Harmonia(bin.clone())],
-        None => vec![ServerKind::Peerix],
-    };
+    let servers: Vec<ServerKind> = std::iter::once(ServerKind::Peerix)
+        .chain(baseline)
+        .collect();
 
     let mut results: Vec<ServerResults> = servers.iter().map(|_| Default::default()).collect();
     for round in 0..ROUNDS {
@@ -94,7 +102,8 @@ fn main() -> BenchResult<()> {
     }
 
     let report = render_report(
-        &environment_facts(&fixture, harmonia.as_deref(), &load_at_start),
+        &environment_facts(&fixture, servers.get(1), &load_at_start),
+        servers.get(1).map_or("baseline", ServerKind::name),
         &results,
     );
     println!("{report}");

@@ -1,10 +1,10 @@
 //! The report: facts about the environment and the markdown table of both servers' results.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use crate::bench_env::machine_line;
 use crate::fixture::{Fixture, KEY_NAME};
+use crate::servers::ServerKind;
 use crate::session::{NarinfoScenario, ServerResults};
 use crate::{
     BIG_NAR_BYTES, CONNECTIONS, LOAD_THREADS, MEASURED, NAR_FETCHES, ROUNDS, SMALL_PATHS, WARM_UP,
@@ -12,15 +12,20 @@ use crate::{
 
 pub(crate) fn environment_facts(
     fixture: &Fixture,
-    harmonia: Option<&Path>,
+    baseline: Option<&ServerKind>,
     load_at_start: &str,
 ) -> String {
-    let baseline = match harmonia {
-        Some(bin) => format!(
+    let baseline = match baseline {
+        Some(ServerKind::Harmonia(bin)) => format!(
             "harmonia 3.2 at `{}` (HARMONIA_BIN; workers = 2, compression off)",
             bin.display()
         ),
-        None => "baseline: HARMONIA_BIN not set".to_owned(),
+        Some(ServerKind::PeerixBaseline(bin)) => {
+            format!("Peerix baseline: `{}` (PEERIX_BASELINE_BIN)", bin.display())
+        }
+        Some(ServerKind::Peerix) | None => {
+            "baseline: neither PEERIX_BASELINE_BIN nor HARMONIA_BIN set".to_owned()
+        }
     };
     let mut facts = String::new();
     facts.push_str(&machine_line(load_at_start));
@@ -33,7 +38,8 @@ pub(crate) fn environment_facts(
     );
     let _ = writeln!(
         facts,
-        "- {ROUNDS} rounds, servers alternating (ABA/BAB), best round of each shown"
+        "- {ROUNDS} rounds, servers alternating (ABA/BAB), best round of each in the table, \
+         every round below it"
     );
     let _ = writeln!(
         facts,
@@ -74,7 +80,7 @@ impl Row {
     }
 }
 
-pub(crate) fn render_report(facts: &str, results: &[ServerResults]) -> String {
+pub(crate) fn render_report(facts: &str, baseline_name: &str, results: &[ServerResults]) -> String {
     let empty = ServerResults::default();
     let peerix = &results[0];
     let baseline = results.get(1).unwrap_or(&empty);
@@ -116,9 +122,12 @@ pub(crate) fn render_report(facts: &str, results: &[ServerResults]) -> String {
         |v| format!("{v:.1}"),
     ));
 
-    let mut report = String::from("# HTTP front: Peerix vs harmonia\n\n");
+    let mut report = format!("# HTTP front: Peerix vs {baseline_name}\n\n");
     report.push_str(facts);
-    report.push_str("\n| scenario | Peerix | harmonia | ratio (Peerix/harmonia) |\n");
+    let _ = writeln!(
+        report,
+        "\n| scenario | Peerix | {baseline_name} | ratio (Peerix/{baseline_name}) |"
+    );
     report.push_str("| --- | ---: | ---: | ---: |\n");
     for row in &rows {
         let _ = writeln!(
@@ -134,8 +143,44 @@ pub(crate) fn render_report(facts: &str, results: &[ServerResults]) -> String {
         "\nRatio > 1 is better for req/s and MB/s, worse for latency and RSS. \
          MB = 1e6 bytes.\n",
     );
-    report.push_str(&problems(&[("Peerix", peerix), ("harmonia", baseline)]));
+    report.push_str(&every_round(baseline_name, both));
+    report.push_str(&problems(&[("Peerix", peerix), (baseline_name, baseline)]));
     report
+}
+
+/// Each scenario's figure in every round, in the order run, for both servers.
+fn every_round(baseline_name: &str, both: [&ServerResults; 2]) -> String {
+    let list = |values: Vec<String>| {
+        if values.is_empty() {
+            "—".to_owned()
+        } else {
+            values.join(" / ")
+        }
+    };
+    let mut text = format!("\n| every round | Peerix | {baseline_name} |\n| --- | ---: | ---: |\n");
+    for scenario in NarinfoScenario::ALL {
+        let rounds = both.map(|r| &r.narinfo_rounds[scenario as usize]);
+        let rate = rounds.map(|r| {
+            list(
+                r.iter()
+                    .map(|m| format!("{:.0}", m.requests_per_s))
+                    .collect(),
+            )
+        });
+        let p99 = rounds.map(|r| list(r.iter().map(|m| format!("{:.2}", m.p99_ms)).collect()));
+        let label = scenario.label();
+        let _ = writeln!(text, "| {label} (req/s) | {} | {} |", rate[0], rate[1]);
+        let _ = writeln!(text, "| {label} p99 (ms) | {} | {} |", p99[0], p99[1]);
+    }
+    let nar = both.map(|r| list(r.nar_rounds.iter().map(|v| format!("{v:.0}")).collect()));
+    let _ = writeln!(
+        text,
+        "| NAR {} MiB (MB/s) | {} | {} |",
+        BIG_NAR_BYTES >> 20,
+        nar[0],
+        nar[1]
+    );
+    text
 }
 
 fn problems(servers: &[(&str, &ServerResults)]) -> String {

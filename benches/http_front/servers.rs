@@ -21,6 +21,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) enum ServerKind {
     Peerix,
+    /// An earlier build of Peerix at this path (from `PEERIX_BASELINE_BIN`).
+    PeerixBaseline(PathBuf),
     /// harmonia-cache at this path (from `HARMONIA_BIN`).
     Harmonia(PathBuf),
 }
@@ -29,6 +31,7 @@ impl ServerKind {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Peerix => "Peerix",
+            Self::PeerixBaseline(_) => "Peerix baseline",
             Self::Harmonia(_) => "harmonia",
         }
     }
@@ -43,7 +46,8 @@ impl ServerKind {
     ) -> BenchResult<ServerProcess> {
         let key = signed.then_some(fixture.secret_key.as_path());
         let mut server = match self {
-            Self::Peerix => start_peerix(fixture, key)?,
+            Self::Peerix => start_peerix(&crate::bench_env::peerix_bin(), fixture, key)?,
+            Self::PeerixBaseline(bin) => start_peerix(bin, fixture, key)?,
             Self::Harmonia(bin) => start_harmonia(bin, fixture, key)?,
         };
         server.wait_until_serving(runtime, &fixture.big_hash)?;
@@ -118,23 +122,35 @@ impl ServerProcess {
     }
 }
 
-fn start_peerix(fixture: &Fixture, key: Option<&Path>) -> BenchResult<ServerProcess> {
+fn start_peerix(bin: &Path, fixture: &Fixture, key: Option<&Path>) -> BenchResult<ServerProcess> {
     let mut extra: Vec<&OsStr> = Vec::new();
     if let Some(key) = key {
         extra.extend([OsStr::new("--private-key"), key.as_os_str()]);
     }
-    spawn_peerix("peerix", &fixture.store_root, &extra)
+    spawn_peerix_binary(bin, "peerix", &fixture.store_root, &extra)
 }
 
 /// `peerix serve --offline --port 0` on `store_root`, in a fresh state directory, with `extra`
-/// flags after the common ones; returns once it has reported its HTTP address.
+/// flags after the common ones; returns once it has reported its HTTP address (the p2p
+/// benchmarks').
+#[allow(dead_code)]
 pub(crate) fn spawn_peerix(
     name: &'static str,
     store_root: &Path,
     extra: &[&OsStr],
 ) -> BenchResult<ServerProcess> {
+    spawn_peerix_binary(&crate::bench_env::peerix_bin(), name, store_root, extra)
+}
+
+/// [`spawn_peerix`] with the `peerix` binary at `bin`.
+fn spawn_peerix_binary(
+    bin: &Path,
+    name: &'static str,
+    store_root: &Path,
+    extra: &[&OsStr],
+) -> BenchResult<ServerProcess> {
     let scratch = tempfile::Builder::new().prefix("peerix-state-").tempdir()?;
-    let mut command = Command::new(crate::bench_env::peerix_bin());
+    let mut command = Command::new(bin);
     command
         .arg("serve")
         // Contact nothing: the benchmark measures the HTTP front on loopback only.

@@ -46,6 +46,9 @@ pub(crate) struct ServerResults {
     /// Best (highest req/s) measurement, indexed like `NarinfoScenario::ALL`.
     pub(crate) narinfo: [Option<NarinfoMeasurement>; 3],
     pub(crate) nar_mb_per_s: Option<f64>,
+    /// Every round's measurements, in order, indexed like `NarinfoScenario::ALL`.
+    pub(crate) narinfo_rounds: [Vec<NarinfoMeasurement>; 3],
+    pub(crate) nar_rounds: Vec<f64>,
     /// Peak RSS (VmHWM, KiB) after the narinfo scenarios, highest over the rounds.
     pub(crate) rss_before_nar_kib: Option<u64>,
     /// Peak RSS (VmHWM, KiB) after the NAR scenario, highest over the rounds.
@@ -62,6 +65,7 @@ impl ServerResults {
     fn record_narinfo(&mut self, scenario: NarinfoScenario, measurement: NarinfoMeasurement) {
         self.errors += measurement.errors;
         self.wrong_status += measurement.wrong_status;
+        self.narinfo_rounds[scenario as usize].push(measurement);
         let best = &mut self.narinfo[scenario as usize];
         if best.is_none_or(|b| measurement.requests_per_s > b.requests_per_s) {
             *best = Some(measurement);
@@ -69,6 +73,7 @@ impl ServerResults {
     }
 
     fn record_nar(&mut self, mb_per_s: f64) {
+        self.nar_rounds.push(mb_per_s);
         self.nar_mb_per_s = Some(self.nar_mb_per_s.map_or(mb_per_s, |b| b.max(mb_per_s)));
     }
 

@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{read_message, write_message};
 use super::{Message, Presence, WantEntry, WantType, PROTOCOL};
-use crate::app_streams::{InboundReceiver, StreamOpener};
+use crate::app_streams::{InboundReceiver, InboundStream, StreamOpener};
 use crate::blocks::BlockSource;
+use crate::config::BitswapDeadlines;
 
 /// Blocks packed into one reply at most; kubo and Helia cap whole messages at 4 MiB.
 const REPLY_BYTES: usize = 1 << 20;
@@ -29,10 +30,6 @@ const BLOCK_KIB: u32 = 256;
 const WANT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A peer that takes longer to accept one message is dropped, freeing its share of the budget.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// An inbound stream silent this long is closed (a peer opens a new one to say more); a
-/// message once begun (4 MiB at most) must have arrived within [`MESSAGE_DEADLINE`].
-const IDLE_DEADLINE: Duration = Duration::from_secs(300);
-const MESSAGE_DEADLINE: Duration = Duration::from_secs(60);
 /// Wants sent together in one message at most.
 const WANTS_PER_MESSAGE: usize = 256;
 /// Blocks remembered as received, so that a duplicate is not taken for a wrong block.
@@ -61,6 +58,7 @@ pub struct Bitswap {
     last_delivery: Mutex<HashMap<PeerId, Instant>>,
     /// The blocks received last, oldest first.
     recent: Mutex<VecDeque<Cid>>,
+    deadlines: BitswapDeadlines,
 }
 
 /// A message for a peer, holding its share of the send budget until it is written.
@@ -90,11 +88,13 @@ fn coalesce_wants(message: &mut Message, queue: &mut mpsc::Receiver<Outgoing>) -
 }
 
 impl Bitswap {
-    /// Starts answering the inbound Bitswap streams that arrive on `incoming`.
+    /// Starts answering the inbound Bitswap streams that arrive on `incoming`, within
+    /// `deadlines`.
     pub(crate) fn start(
         streams: StreamOpener,
         blocks: Arc<dyn BlockSource>,
         mut incoming: InboundReceiver,
+        deadlines: BitswapDeadlines,
     ) -> Arc<Self> {
         let this = Arc::new(Self {
             streams,
@@ -105,6 +105,7 @@ impl Bitswap {
             send_budget: Arc::new(Semaphore::new(SEND_BUDGET_KIB)),
             last_delivery: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
+            deadlines,
         });
         let engine = this.clone();
         tokio::spawn(async move {
@@ -118,11 +119,15 @@ impl Bitswap {
         this
     }
 
-    async fn serve(self: Arc<Self>, peer: PeerId, stream: libp2p::Stream) {
+    async fn serve(self: Arc<Self>, peer: PeerId, stream: InboundStream) {
+        let BitswapDeadlines {
+            idle: idle_deadline,
+            message: message_deadline,
+        } = self.deadlines;
         let mut stream = BufReader::new(stream);
         loop {
             // Waiting for a message to begin may take long; the message itself may not.
-            match tokio::time::timeout(IDLE_DEADLINE, stream.fill_buf()).await {
+            match tokio::time::timeout(idle_deadline, stream.fill_buf()).await {
                 Ok(Ok([])) => return,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
@@ -134,7 +139,7 @@ impl Bitswap {
                     return;
                 }
             }
-            let Ok(read) = tokio::time::timeout(MESSAGE_DEADLINE, read_message(&mut stream)).await
+            let Ok(read) = tokio::time::timeout(message_deadline, read_message(&mut stream)).await
             else {
                 tracing::debug!(%peer, "bitswap message too slow: closing the stream");
                 return;

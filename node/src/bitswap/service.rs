@@ -1,13 +1,14 @@
 //! The Bitswap engine on libp2p streams: answers peers' wantlists from a [`BlockSource`] and
 //! fetches blocks for this node, one peer at a time per block, moving on when a peer lacks it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
 use futures_util::io::BufReader;
 use futures_util::AsyncBufReadExt;
+use hashlink::LruCache;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -30,6 +31,12 @@ const BLOCK_KIB: u32 = 256;
 const WANT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A peer that takes longer to accept one message is dropped, freeing its share of the budget.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Peers remembered per map, the least recently used forgotten first: peer ids cost nothing,
+/// so a flood of them must not grow the maps. Each is well above the connections a node keeps
+/// (256 by default). A banned peer forgotten may be asked again, and is banned again if it lies.
+const BANNED_PEERS: usize = 4096;
+const OUTBOXES: usize = 1024;
+const DELIVERING_PEERS: usize = 1024;
 /// Wants sent together in one message at most.
 const WANTS_PER_MESSAGE: usize = 256;
 /// Blocks remembered as received, so that a duplicate is not taken for a wrong block.
@@ -51,11 +58,12 @@ pub struct Bitswap {
     streams: StreamOpener,
     blocks: Arc<dyn BlockSource>,
     wants: Mutex<HashMap<Cid, Vec<Waiter>>>,
-    outboxes: Mutex<HashMap<PeerId, mpsc::Sender<Outgoing>>>,
-    banned: Mutex<HashSet<PeerId>>,
+    /// Each peer's outbound stream; one dropped from here ends once its queue is written.
+    outboxes: Mutex<LruCache<PeerId, mpsc::Sender<Outgoing>>>,
+    banned: Mutex<LruCache<PeerId, ()>>,
     send_budget: Arc<Semaphore>,
     /// When each peer last delivered a wanted block.
-    last_delivery: Mutex<HashMap<PeerId, Instant>>,
+    last_delivery: Mutex<LruCache<PeerId, Instant>>,
     /// The blocks received last, oldest first.
     recent: Mutex<VecDeque<Cid>>,
     deadlines: BitswapDeadlines,
@@ -100,10 +108,10 @@ impl Bitswap {
             streams,
             blocks,
             wants: Mutex::new(HashMap::new()),
-            outboxes: Mutex::new(HashMap::new()),
-            banned: Mutex::new(HashSet::new()),
+            outboxes: Mutex::new(LruCache::new(OUTBOXES)),
+            banned: Mutex::new(LruCache::new(BANNED_PEERS)),
             send_budget: Arc::new(Semaphore::new(SEND_BUDGET_KIB)),
-            last_delivery: Mutex::new(HashMap::new()),
+            last_delivery: Mutex::new(LruCache::new(DELIVERING_PEERS)),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
             deadlines,
         });
@@ -297,10 +305,12 @@ impl Bitswap {
         budget: Option<OwnedSemaphorePermit>,
     ) {
         let outbox = self.outboxes.lock().ok().map(|mut outboxes| {
-            outboxes
-                .entry(peer)
-                .or_insert_with(|| self.open_outbox(peer))
-                .clone()
+            if let Some(outbox) = outboxes.get(&peer) {
+                return outbox.clone();
+            }
+            let outbox = self.open_outbox(peer);
+            outboxes.insert(peer, outbox.clone());
+            outbox
         });
         if let Some(outbox) = outbox {
             let outgoing = Outgoing {
@@ -372,7 +382,7 @@ impl Bitswap {
     fn penalise(&self, peer: PeerId, reason: &str) {
         tracing::warn!(%peer, reason, "peer misbehaved: no longer asked for blocks");
         if let Ok(mut banned) = self.banned.lock() {
-            banned.insert(peer);
+            banned.insert(peer, ());
         }
         self.forget_peer(peer);
     }
@@ -380,7 +390,7 @@ impl Bitswap {
     fn is_banned(&self, peer: &PeerId) -> bool {
         self.banned
             .lock()
-            .map(|b| b.contains(peer))
+            .map(|b| b.contains_key(peer))
             .unwrap_or(false)
     }
 
@@ -399,7 +409,7 @@ impl Bitswap {
                 .last_delivery
                 .lock()
                 .ok()
-                .and_then(|d| d.get(&peer).copied())
+                .and_then(|d| d.peek(&peer).copied())
                 .is_some_and(|at| at.elapsed() < WANT_TIMEOUT);
             if answer.is_ok() || !busy || Instant::now() >= give_up {
                 return answer;
@@ -477,3 +487,6 @@ impl Bitswap {
         None
     }
 }
+
+#[cfg(test)]
+mod tests;

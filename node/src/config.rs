@@ -54,6 +54,53 @@ pub struct NodeConfig {
     /// that must first withdraw what it no longer offers sets this to false and calls
     /// `NodeHandle::announce_provided` once it has.
     pub announce_provided_at_start: bool,
+    /// Inbound streams of Bitswap and the application protocols a peer, and all peers, may
+    /// hold open at once; a stream past a cap is reset.
+    pub inbound_streams: InboundStreamLimits,
+    /// How long an inbound Bitswap stream may stay silent, or take over one message.
+    pub bitswap_deadlines: BitswapDeadlines,
+}
+
+/// Live inbound streams of the node's own protocols, counted from negotiation until the service
+/// that took one drops it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InboundStreamLimits {
+    pub per_peer: usize,
+    /// All peers together: peer ids cost nothing, so a per-peer cap alone bounds nothing.
+    pub total: usize,
+}
+
+/// Far above an honest peer's need: Nix asks 25 narinfos at once per holder, and kubo opens a
+/// Bitswap stream per message; yet a few hundred idle tasks and buffers per peer at most.
+const INBOUND_STREAMS_PER_PEER: usize = 256;
+/// Some sixteen peers each at their cap, or all 256 connections' peers busy at once.
+const INBOUND_STREAMS: usize = 4096;
+
+impl Default for InboundStreamLimits {
+    fn default() -> Self {
+        Self {
+            per_peer: INBOUND_STREAMS_PER_PEER,
+            total: INBOUND_STREAMS,
+        }
+    }
+}
+
+/// Deadlines of inbound Bitswap streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BitswapDeadlines {
+    /// A stream silent this long is closed (a peer opens a new one to say more).
+    pub idle: Duration,
+    /// A message once begun (4 MiB at most) must have arrived within this.
+    pub message: Duration,
+}
+
+impl Default for BitswapDeadlines {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(300),
+            message: Duration::from_secs(60),
+        }
+    }
 }
 
 /// What a relay service grants to the peers using it; the defaults are rust-libp2p's, small
@@ -113,6 +160,8 @@ impl NodeConfig {
             announce_rate: None,
             app_protocols: Vec::new(),
             announce_provided_at_start: true,
+            inbound_streams: InboundStreamLimits::default(),
+            bitswap_deadlines: BitswapDeadlines::default(),
         }
     }
 }

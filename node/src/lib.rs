@@ -39,8 +39,11 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{kad, tcp};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use app_streams::InboundStream;
 pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
-pub use config::{NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS};
+pub use config::{
+    BitswapDeadlines, InboundStreamLimits, NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS,
+};
 pub use error::NodeError;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
@@ -66,12 +69,14 @@ const PEER_EVENTS: usize = 256;
 /// Peers from the peer book dialled at start, most recently seen first.
 const REDIALLED_PEERS: usize = 16;
 
-/// Inbound streams of one application protocol, none lost.
+/// Inbound streams of one application protocol, none lost below the caps of
+/// [`NodeConfig::inbound_streams`].
 pub struct Incoming(InboundReceiver);
 
 impl Incoming {
-    /// The next stream and the peer that opened it; `None` once the node stopped.
-    pub async fn next(&mut self) -> Option<(PeerId, Stream)> {
+    /// The next stream and the peer that opened it; `None` once the node stopped. The stream
+    /// holds its slot in the caps until it is dropped.
+    pub async fn next(&mut self) -> Option<(PeerId, InboundStream)> {
         self.0.recv().await
     }
 }
@@ -336,8 +341,11 @@ pub async fn start_with(
     let bitswap_protocol = StreamProtocol::new(bitswap::PROTOCOL);
     let mut protocols = vec![bitswap_protocol.clone()];
     protocols.extend(config.app_protocols.iter().cloned());
-    let (app_streams, mut receivers, streams) =
-        AppStreams::new(protocols, config.allow_relayed_transfers);
+    let (app_streams, mut receivers, streams) = AppStreams::new(
+        protocols,
+        config.allow_relayed_transfers,
+        config.inbound_streams,
+    );
     let bitswap_streams = receivers
         .remove(&bitswap_protocol)
         .ok_or_else(|| NodeError::Transport("no Bitswap receiver".to_owned()))?;
@@ -395,7 +403,12 @@ pub async fn start_with(
 
     let peer_id = *swarm.local_peer_id();
     let blocks = Arc::new(LocalBlocks::new(storage.clone(), content));
-    let bitswap = Bitswap::start(streams.clone(), blocks.clone(), bitswap_streams);
+    let bitswap = Bitswap::start(
+        streams.clone(),
+        blocks.clone(),
+        bitswap_streams,
+        config.bitswap_deadlines,
+    );
     let (commands, receiver) = mpsc::channel(64);
     let (peer_events, _) = broadcast::channel(PEER_EVENTS);
     let settings = Settings {

@@ -120,7 +120,7 @@ enum Violation {
 /// filled ends with it. Returns the violation that ended it, if one did.
 async fn receive(
     peer: PeerId,
-    stream: peerix_node::Stream,
+    stream: peerix_node::InboundStream,
     holders: &Holders,
 ) -> Option<Violation> {
     let ticket = holders.start(peer)?;
@@ -135,7 +135,7 @@ async fn receive(
 
 async fn receive_updates(
     peer: PeerId,
-    stream: peerix_node::Stream,
+    stream: peerix_node::InboundStream,
     holders: &Holders,
     ticket: StreamTicket,
 ) -> Result<(), Violation> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{AsyncWriteExt, StreamExt};
 use peerix_http::{BinaryCache, StoreHash};
-use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
+use peerix_node::{InboundStream, NodeHandle, PeerId, StreamProtocol};
 
 use super::admission::Admission;
 use super::IndexDb;
@@ -73,7 +73,7 @@ pub fn run(node: &NodeHandle, store: Arc<LocalStore>, index: Arc<IndexDb>) -> Re
 
 async fn answer_narinfo(
     peer: PeerId,
-    mut stream: Stream,
+    mut stream: InboundStream,
     store: Arc<LocalStore>,
     index: Arc<IndexDb>,
     turns: Arc<Admission>,
@@ -129,7 +129,7 @@ fn narinfo_answer(hash: StoreHash, store: &LocalStore, index: &IndexDb) -> Narin
 
 async fn answer_nar(
     peer: PeerId,
-    mut stream: Stream,
+    mut stream: InboundStream,
     store: Arc<LocalStore>,
     turns: Arc<Admission>,
 ) {

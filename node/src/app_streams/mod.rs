@@ -1,11 +1,12 @@
 //! Streams of the protocols this node runs itself (Bitswap, and the application's), in both
 //! directions, on connections this behaviour chooses.
 //!
-//! Inbound streams are handed over without loss. kubo answers every Bitswap message on a new
-//! stream, and a busy peer opens many request streams at once; a generic acceptor that drops
-//! streams it cannot pass on at once (as libp2p-stream's does) loses them. Each negotiated stream
-//! is forwarded on an unbounded channel per protocol (receivers hand streams to tasks as soon as
-//! they arrive, so the queues stay short).
+//! Inbound streams are handed over without loss up to their caps. kubo answers every Bitswap
+//! message on a new stream, and a busy peer opens many request streams at once; a generic
+//! acceptor that drops streams it cannot pass on at once (as libp2p-stream's does) loses them.
+//! Each negotiated stream takes a slot ([`slots`]) and is forwarded with it on a channel per
+//! protocol; the slots bound the channels, and a stream past a peer's or the global cap is
+//! reset at once (the peer sees "busy"; it is no penalty).
 //!
 //! Outbound streams are opened through a [`StreamOpener`]. libp2p-stream's `Control` opens them
 //! on a random connection to the peer, which may be relayed; here the most recently established
@@ -15,10 +16,13 @@
 //! short-lived, meant for meeting peers and hole punching.
 
 mod handler;
+mod inbound;
+mod slots;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use libp2p::core::transport::PortUse;
@@ -33,10 +37,14 @@ use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::InboundStreamLimits;
 use crate::connections::is_relayed;
 use handler::{Handler, Open, Reply};
+pub use inbound::InboundStream;
+use inbound::LiveConnections;
+use slots::Slots;
 
-pub type InboundReceiver = mpsc::UnboundedReceiver<(PeerId, Stream)>;
+pub type InboundReceiver = mpsc::UnboundedReceiver<(PeerId, InboundStream)>;
 
 /// Stream requests queued for the swarm task before openers wait.
 const REQUESTS: usize = 64;
@@ -102,7 +110,9 @@ enum Route {
 
 pub struct AppStreams {
     protocols: Vec<StreamProtocol>,
-    senders: HashMap<StreamProtocol, mpsc::UnboundedSender<(PeerId, Stream)>>,
+    senders: HashMap<StreamProtocol, mpsc::UnboundedSender<(PeerId, InboundStream)>>,
+    slots: Arc<Slots>,
+    live: LiveConnections,
     allow_relayed: bool,
     requests: mpsc::Receiver<Request>,
     /// Each peer's connections, oldest first, and whether each is relayed.
@@ -112,11 +122,13 @@ pub struct AppStreams {
 }
 
 impl AppStreams {
-    /// Runs `protocols` (relayed connections too if `allow_relayed`); returns a receiver of
-    /// inbound streams for each protocol and the opener of outbound ones.
+    /// Runs `protocols` (relayed connections too if `allow_relayed`), with `limits` on live
+    /// inbound streams; returns a receiver of inbound streams for each protocol and the opener
+    /// of outbound ones.
     pub fn new(
         protocols: Vec<StreamProtocol>,
         allow_relayed: bool,
+        limits: InboundStreamLimits,
     ) -> (Self, HashMap<StreamProtocol, InboundReceiver>, StreamOpener) {
         let mut senders = HashMap::new();
         let mut receivers = HashMap::new();
@@ -129,6 +141,8 @@ impl AppStreams {
         let this = Self {
             protocols,
             senders,
+            slots: Slots::new(limits),
+            live: LiveConnections::default(),
             allow_relayed,
             requests,
             connections: HashMap::new(),
@@ -267,6 +281,7 @@ impl NetworkBehaviour for AppStreams {
                 connection_id,
                 ..
             }) => {
+                self.live.closed(connection_id);
                 if let Some(connections) = self.connections.get_mut(&peer_id) {
                     connections.retain(|(id, _)| *id != connection_id);
                     if connections.is_empty() {
@@ -292,11 +307,16 @@ impl NetworkBehaviour for AppStreams {
     fn on_connection_handler_event(
         &mut self,
         peer: PeerId,
-        _: ConnectionId,
+        connection: ConnectionId,
         (protocol, stream): THandlerOutEvent<Self>,
     ) {
-        // A receiver is gone only when its service stopped: the stream is then dropped.
+        // Dropping a stream resets it: past a cap at once, and when its service stopped.
+        let Some(slot) = self.slots.take(peer) else {
+            tracing::debug!(%peer, %protocol, "too many inbound streams: resetting one");
+            return;
+        };
         if let Some(sender) = self.senders.get(&protocol) {
+            let stream = self.live.hand_out(connection, stream, slot);
             let _ = sender.send((peer, stream));
         }
     }

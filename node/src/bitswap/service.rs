@@ -1,20 +1,22 @@
 //! The Bitswap engine on libp2p streams: answers peers' wantlists from a [`BlockSource`] and
 //! fetches blocks for this node, one peer at a time per block, moving on when a peer lacks it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
 use futures_util::io::BufReader;
 use futures_util::AsyncBufReadExt;
+use hashlink::LruCache;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{read_message, write_message};
 use super::{Message, Presence, WantEntry, WantType, PROTOCOL};
-use crate::app_streams::{InboundReceiver, StreamOpener};
+use crate::app_streams::{InboundReceiver, InboundStream, StreamOpener};
 use crate::blocks::BlockSource;
+use crate::config::BitswapDeadlines;
 
 /// Blocks packed into one reply at most; kubo and Helia cap whole messages at 4 MiB.
 const REPLY_BYTES: usize = 1 << 20;
@@ -29,10 +31,12 @@ const BLOCK_KIB: u32 = 256;
 const WANT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A peer that takes longer to accept one message is dropped, freeing its share of the budget.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// An inbound stream silent this long is closed (a peer opens a new one to say more); a
-/// message once begun (4 MiB at most) must have arrived within [`MESSAGE_DEADLINE`].
-const IDLE_DEADLINE: Duration = Duration::from_secs(300);
-const MESSAGE_DEADLINE: Duration = Duration::from_secs(60);
+/// Peers remembered per map, the least recently used forgotten first: peer ids cost nothing,
+/// so a flood of them must not grow the maps. Each is well above the connections a node keeps
+/// (256 by default). A banned peer forgotten may be asked again, and is banned again if it lies.
+const BANNED_PEERS: usize = 4096;
+const OUTBOXES: usize = 1024;
+const DELIVERING_PEERS: usize = 1024;
 /// Wants sent together in one message at most.
 const WANTS_PER_MESSAGE: usize = 256;
 /// Blocks remembered as received, so that a duplicate is not taken for a wrong block.
@@ -54,13 +58,15 @@ pub struct Bitswap {
     streams: StreamOpener,
     blocks: Arc<dyn BlockSource>,
     wants: Mutex<HashMap<Cid, Vec<Waiter>>>,
-    outboxes: Mutex<HashMap<PeerId, mpsc::Sender<Outgoing>>>,
-    banned: Mutex<HashSet<PeerId>>,
+    /// Each peer's outbound stream; one dropped from here ends once its queue is written.
+    outboxes: Mutex<LruCache<PeerId, mpsc::Sender<Outgoing>>>,
+    banned: Mutex<LruCache<PeerId, ()>>,
     send_budget: Arc<Semaphore>,
     /// When each peer last delivered a wanted block.
-    last_delivery: Mutex<HashMap<PeerId, Instant>>,
+    last_delivery: Mutex<LruCache<PeerId, Instant>>,
     /// The blocks received last, oldest first.
     recent: Mutex<VecDeque<Cid>>,
+    deadlines: BitswapDeadlines,
 }
 
 /// A message for a peer, holding its share of the send budget until it is written.
@@ -90,21 +96,24 @@ fn coalesce_wants(message: &mut Message, queue: &mut mpsc::Receiver<Outgoing>) -
 }
 
 impl Bitswap {
-    /// Starts answering the inbound Bitswap streams that arrive on `incoming`.
+    /// Starts answering the inbound Bitswap streams that arrive on `incoming`, within
+    /// `deadlines`.
     pub(crate) fn start(
         streams: StreamOpener,
         blocks: Arc<dyn BlockSource>,
         mut incoming: InboundReceiver,
+        deadlines: BitswapDeadlines,
     ) -> Arc<Self> {
         let this = Arc::new(Self {
             streams,
             blocks,
             wants: Mutex::new(HashMap::new()),
-            outboxes: Mutex::new(HashMap::new()),
-            banned: Mutex::new(HashSet::new()),
+            outboxes: Mutex::new(LruCache::new(OUTBOXES)),
+            banned: Mutex::new(LruCache::new(BANNED_PEERS)),
             send_budget: Arc::new(Semaphore::new(SEND_BUDGET_KIB)),
-            last_delivery: Mutex::new(HashMap::new()),
+            last_delivery: Mutex::new(LruCache::new(DELIVERING_PEERS)),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
+            deadlines,
         });
         let engine = this.clone();
         tokio::spawn(async move {
@@ -118,11 +127,15 @@ impl Bitswap {
         this
     }
 
-    async fn serve(self: Arc<Self>, peer: PeerId, stream: libp2p::Stream) {
+    async fn serve(self: Arc<Self>, peer: PeerId, stream: InboundStream) {
+        let BitswapDeadlines {
+            idle: idle_deadline,
+            message: message_deadline,
+        } = self.deadlines;
         let mut stream = BufReader::new(stream);
         loop {
             // Waiting for a message to begin may take long; the message itself may not.
-            match tokio::time::timeout(IDLE_DEADLINE, stream.fill_buf()).await {
+            match tokio::time::timeout(idle_deadline, stream.fill_buf()).await {
                 Ok(Ok([])) => return,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
@@ -134,7 +147,7 @@ impl Bitswap {
                     return;
                 }
             }
-            let Ok(read) = tokio::time::timeout(MESSAGE_DEADLINE, read_message(&mut stream)).await
+            let Ok(read) = tokio::time::timeout(message_deadline, read_message(&mut stream)).await
             else {
                 tracing::debug!(%peer, "bitswap message too slow: closing the stream");
                 return;
@@ -292,10 +305,12 @@ impl Bitswap {
         budget: Option<OwnedSemaphorePermit>,
     ) {
         let outbox = self.outboxes.lock().ok().map(|mut outboxes| {
-            outboxes
-                .entry(peer)
-                .or_insert_with(|| self.open_outbox(peer))
-                .clone()
+            if let Some(outbox) = outboxes.get(&peer) {
+                return outbox.clone();
+            }
+            let outbox = self.open_outbox(peer);
+            outboxes.insert(peer, outbox.clone());
+            outbox
         });
         if let Some(outbox) = outbox {
             let outgoing = Outgoing {
@@ -367,7 +382,7 @@ impl Bitswap {
     fn penalise(&self, peer: PeerId, reason: &str) {
         tracing::warn!(%peer, reason, "peer misbehaved: no longer asked for blocks");
         if let Ok(mut banned) = self.banned.lock() {
-            banned.insert(peer);
+            banned.insert(peer, ());
         }
         self.forget_peer(peer);
     }
@@ -375,7 +390,7 @@ impl Bitswap {
     fn is_banned(&self, peer: &PeerId) -> bool {
         self.banned
             .lock()
-            .map(|b| b.contains(peer))
+            .map(|b| b.contains_key(peer))
             .unwrap_or(false)
     }
 
@@ -394,7 +409,7 @@ impl Bitswap {
                 .last_delivery
                 .lock()
                 .ok()
-                .and_then(|d| d.get(&peer).copied())
+                .and_then(|d| d.peek(&peer).copied())
                 .is_some_and(|at| at.elapsed() < WANT_TIMEOUT);
             if answer.is_ok() || !busy || Instant::now() >= give_up {
                 return answer;
@@ -472,3 +487,6 @@ impl Bitswap {
         None
     }
 }
+
+#[cfg(test)]
+mod tests;

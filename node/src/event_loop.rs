@@ -211,6 +211,15 @@ impl EventLoop {
                 }
             }
             Command::Provide(key, reply) => {
+                // Paused announcements wait for a resume that may never come: the key is
+                // recorded and queued, so whoever asked is answered now.
+                let reply = match reply {
+                    Some(reply) if self.paused => {
+                        let _ = reply.send(Ok(()));
+                        None
+                    }
+                    reply => reply,
+                };
                 self.announce_queue.push_back((key, reply));
                 self.start_announcements();
             }

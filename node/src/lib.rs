@@ -116,8 +116,8 @@ impl NodeHandle {
     }
 
     /// Publishes `path` as a UnixFS file (CIDv1, raw leaves) without copying it, and announces
-    /// its root in the DHT (one key per file, never per block). The file must stay in place for
-    /// its blocks to be served.
+    /// its root in the DHT (one key per file, never per block; while announcements are paused,
+    /// queues it and returns). The file must stay in place for its blocks to be served.
     pub async fn add_file(&self, path: &Path) -> Result<Cid, NodeError> {
         let (blocks, path) = (self.blocks.clone(), path.to_owned());
         let cid = blocking(move || blocks.add_file(&path, CidVersion::V1)).await?;

@@ -92,13 +92,18 @@ async fn announcements_are_paced_and_can_be_paused() {
                 .unwrap(),
         );
     }
+    // Adding a file waits for its announcement, except while they are paused.
+    let file = dir.path().join("added-while-paused");
+    std::fs::write(&file, vec![9u8; 1000]).unwrap();
+    let added = tokio::time::timeout(Duration::from_secs(5), publisher.add_file(&file)).await;
+    cids.push(added.expect("add waits for paused announcements").unwrap());
     tokio::time::sleep(Duration::from_millis(600)).await;
     for cid in &cids {
         let found = hub.find_providers(cid).await.unwrap();
         assert!(found.is_empty(), "announced while paused");
     }
 
-    // At 4 per second, eight announcements take about two seconds once resumed.
+    // At 4 per second, nine announcements take about two seconds once resumed.
     publisher.pause_announcements(false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let early = count_found(&hub, &cids, publisher.peer_id()).await;

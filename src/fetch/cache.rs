@@ -122,7 +122,8 @@ impl Remote {
             drop(self.ask(peer, hash));
         }
         let ask = |peer| self.ask(peer, hash);
-        let (peer, verified, cid) = first_answer(plan.ask, plan.last_resort, ask).await?;
+        let (peer, verified, cid) =
+            first_answer(plan.ask, plan.at_once, plan.last_resort, ask).await?;
         let published = cid.is_some();
         if !self.remember(verified.narinfo(), peer, cid).await {
             return None;

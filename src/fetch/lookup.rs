@@ -1,5 +1,5 @@
-//! A narinfo lookup among a path's holders, hedged: the first is asked at once, the next when
-//! it fails or after [`HEDGE`] without an answer, and so on; the first usable answer wins. A
+//! A narinfo lookup among a path's holders, hedged: the first few are asked at once, the next when
+//! one fails or after [`HEDGE`] without an answer, and so on; the first usable answer wins. A
 //! silent or lying holder thus costs a few milliseconds, not its timeout.
 
 use std::time::Duration;
@@ -10,20 +10,22 @@ use tokio::task::JoinHandle;
 
 /// How long one holder has to answer before the next is asked too: a narinfo round trip
 /// between nearby peers takes about a millisecond.
-const HEDGE: Duration = Duration::from_millis(4);
+pub(super) const HEDGE: Duration = Duration::from_millis(4);
 
-/// The first `Some` that `ask` gives for one of `holders`, asked in their order, or else for
-/// one of `last_resort`, all asked at once when every holder failed. The asks are tasks, so
+/// The first `Some` that `ask` gives for one of `holders`, asked in their order (the first
+/// `at_once` together), or else for one of `last_resort`, all asked at once when every holder
+/// failed. The asks are tasks, so
 /// that those still running when an answer wins finish on their own (and their holders'
 /// scores learn how they ended).
 pub async fn first_answer<T: Send + 'static>(
     holders: Vec<PeerId>,
+    at_once: usize,
     last_resort: Vec<PeerId>,
     ask: impl Fn(PeerId) -> JoinHandle<Option<T>>,
 ) -> Option<T> {
     let mut waiting = holders.into_iter();
     let mut last_resort = Some(last_resort);
-    let mut asked = FuturesUnordered::new();
+    let mut asked: FuturesUnordered<_> = waiting.by_ref().take(at_once).map(&ask).collect();
     loop {
         if asked.is_empty() {
             match waiting.next() {
@@ -65,7 +67,7 @@ mod tests {
         let honest = peers[3];
         let asked = Arc::new(AtomicUsize::new(0));
         let started = std::time::Instant::now();
-        let found = first_answer(peers.clone(), vec![], |peer| {
+        let found = first_answer(peers.clone(), 1, vec![], |peer| {
             asked.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 if peer == honest {
@@ -83,9 +85,19 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(asked.load(Ordering::Relaxed), 4);
 
+        // Asked together, the honest holder answers the first round.
+        let asked = Arc::new(AtomicUsize::new(0));
+        let found = first_answer(peers[1..].to_vec(), 3, vec![], |peer| {
+            asked.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move { (peer == honest).then_some(peer) })
+        })
+        .await;
+        assert_eq!(found, Some(honest));
+        assert_eq!(asked.load(Ordering::Relaxed), 3);
+
         // Holders that fail at once are replaced at once; none left is a miss.
         let asked = Arc::new(AtomicUsize::new(0));
-        let none = first_answer(peers[..2].to_vec(), peers[2..].to_vec(), |_| {
+        let none = first_answer(peers[..2].to_vec(), 1, peers[2..].to_vec(), |_| {
             asked.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async { None::<PeerId> })
         })
@@ -94,7 +106,7 @@ mod tests {
         assert_eq!(asked.load(Ordering::Relaxed), 4);
         // The last resort answers when the others failed.
         let last = peers[3];
-        let found = first_answer(peers[..1].to_vec(), vec![last], |peer| {
+        let found = first_answer(peers[..1].to_vec(), 1, vec![last], |peer| {
             tokio::spawn(async move { (peer == last).then_some(peer) })
         })
         .await;

@@ -2,7 +2,7 @@
 //! first: a holder that lied is not asked again, one that answered something untrusted is asked
 //! after the others, one with a request long unanswered only when all others failed, and one
 //! that timed out not at all until a background probe (spaced out exponentially) gets an answer
-//! from it again.
+//! from it again. Holders that never answered yet are asked a few at once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 
 use peerix_node::PeerId;
 
+use super::lookup::HEDGE;
+
 /// Peers remembered at most; past that, the one seen least lately is forgotten.
 const PEERS: usize = 4096;
 /// A holder with a request unanswered for this long is asked only when every other one failed.
 /// Five hedges: a frozen holder is passed by within the first burst of lookups, while one that is
 /// merely far (every request slower than this) is still asked whenever no nearer one answers.
 const SLOW: Duration = Duration::from_millis(20);
+/// Holders never heard from that one lookup asks together.
+const UNPROVEN_AT_ONCE: usize = 3;
 /// The first pause before a silent holder is probed, doubled on every probe it misses.
 const FIRST_PROBE: Duration = Duration::from_secs(1);
 const LAST_PROBE: Duration = Duration::from_secs(300);
@@ -41,6 +45,8 @@ pub struct Scores {
 #[derive(Clone, Copy)]
 struct Score {
     seen: Instant,
+    /// Has given a good answer: known to be alive and honest.
+    proven: bool,
     liar: bool,
     untrusted: u32,
     /// Since when a request has gone unanswered.
@@ -55,11 +61,12 @@ struct Silence {
     probe_at: Instant,
 }
 
-/// The holders of a path in the order to ask them, the slow ones to ask when they all failed,
-/// and the silent ones due for a probe.
+/// The holders of a path in the order to ask them (the first `at_once` together), the slow ones
+/// to ask when they all failed, and the silent ones due for a probe.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub ask: Vec<PeerId>,
+    pub at_once: usize,
     pub last_resort: Vec<PeerId>,
     pub probe: Vec<PeerId>,
 }
@@ -68,6 +75,7 @@ impl Score {
     fn new(now: Instant) -> Self {
         Self {
             seen: now,
+            proven: false,
             liar: false,
             untrusted: 0,
             waiting_since: None,
@@ -109,11 +117,14 @@ impl Scores {
                 }
                 continue;
             }
-            if score.waiting_since.is_some_and(|t| now - t >= SLOW) {
+            let waited = score.waiting_since.map(|t| now - t);
+            if waited.is_some_and(|w| w >= SLOW) {
                 plan.last_resort.push(peer);
                 continue;
             }
-            ranked.push((score.untrusted, peer));
+            // A holder that let another lookup wait past a hedge is likely slow: others first.
+            let busy = waited.is_some_and(|w| w >= HEDGE);
+            ranked.push(((score.untrusted, busy, !score.proven), peer));
         }
         // Equally good holders take turns, so that each is tried first now and then.
         if !ranked.is_empty() {
@@ -123,6 +134,10 @@ impl Scores {
             ranked.rotate_left(by);
         }
         ranked.sort_by_key(|(rank, _)| *rank);
+        // Holders never heard from may all be asleep: a few are asked at once, so that a lookup
+        // among new holders costs at most one hedge. Proven ones are asked one by one.
+        let unproven = ranked.iter().take_while(|((_, _, unproven), _)| *unproven);
+        plan.at_once = unproven.count().clamp(1, UNPROVEN_AT_ONCE);
         plan.ask = ranked.into_iter().map(|(_, peer)| peer).collect();
         plan
     }
@@ -154,7 +169,7 @@ impl Scores {
             }
             Answer::Lied => score.liar = true,
             Answer::Untrusted => score.untrusted = score.untrusted.saturating_add(1),
-            Answer::Good => {}
+            Answer::Good => score.proven = true,
         }
         score.waiting_since = None;
         if score.silence.take().is_some() {
@@ -221,6 +236,29 @@ mod tests {
         let ask = scores.plan(all).ask;
         assert_eq!(ask.len(), 3);
         assert_eq!(ask[2], untrusted);
+    }
+
+    #[test]
+    fn new_holders_are_asked_together_and_busy_ones_after_free_ones() {
+        let scores = Scores::default();
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        assert_eq!(scores.plan(peers.clone()).at_once, UNPROVEN_AT_ONCE);
+        assert_eq!(scores.plan(peers[..2].to_vec()).at_once, 2);
+        // A proven holder comes first, alone.
+        scores.record(peers[2], Answer::Good);
+        let plan = scores.plan(peers.clone());
+        assert_eq!((plan.ask[0], plan.at_once), (peers[2], 1));
+        // Once its request has waited past a hedge, the others go before it.
+        scores.asking(peers[2]);
+        if let Ok(mut map) = scores.peers.lock() {
+            if let Some(score) = map.get_mut(&peers[2]) {
+                score.waiting_since = Some(Instant::now() - HEDGE);
+            }
+        }
+        let plan = scores.plan(peers.clone());
+        assert_eq!(plan.ask.len(), 4);
+        assert_eq!(plan.ask[3], peers[2]);
+        assert_eq!(plan.at_once, UNPROVEN_AT_ONCE);
     }
 
     #[test]

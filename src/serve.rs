@@ -1,9 +1,11 @@
 //! `peerix serve`: the binary-cache front over the local store.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerix_http::{BrowserGuard, Metrics};
+use axum::Router;
+use peerix_http::{BrowserGuard, Metrics, ServerLimits};
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
@@ -78,6 +80,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
+    // Nix's requests get threads of their own: however much work peers make for the node
+    // (negotiating and answering their streams), it never queues ahead of them.
+    let front_runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("peerix-front")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the HTTP front's runtime: {e}"))?;
+    let front_threads = front_runtime.handle().clone();
     runtime.block_on(async move {
         // One reader of the store for the node and the scan, so they share NAR layouts.
         let content = Arc::new(StoreContent::new(store.clone()));
@@ -159,16 +169,23 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             args.http.max_add_size,
             &guard,
         ));
-        let listener = TcpListener::bind(addr)
+        front_threads
+            .spawn(serve_front(addr, app, limits))
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        eprintln!(
-            "peerix: serving the Nix store at http://{}",
-            listener.local_addr().unwrap_or(addr)
-        );
-        peerix_http::serve(listener, app, limits, shutdown_signal()).await;
-        Ok(())
+            .map_err(|e| format!("the HTTP front failed: {e}"))?
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
     })
+}
+
+/// Serves `app` on `addr` until a shutdown signal; runs on the front's own runtime.
+async fn serve_front(addr: SocketAddr, app: Router, limits: ServerLimits) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    eprintln!(
+        "peerix: serving the Nix store at http://{}",
+        listener.local_addr().unwrap_or(addr)
+    );
+    peerix_http::serve(listener, app, limits, shutdown_signal()).await;
+    Ok(())
 }
 
 /// Joins the node to the store: announces this store's paths to peers, answers their requests,

@@ -1,10 +1,13 @@
 //! Shared test harness: real Nix commands, fixture stores, a running `peerix`, curl as the client.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod bare_peer;
+pub mod front_latency;
+pub mod nar_flood;
+pub mod proc_stats;
 pub mod synthetic_store;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -319,12 +322,7 @@ impl Peerix {
 
     /// Peak resident memory of the server process so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc status")
+        proc_stats::status_field(self.pid(), "VmHWM:")
     }
 
     /// The `URL:` of the narinfo this server gives for `store_path` (relative, `nar/...`).
@@ -341,28 +339,14 @@ impl Peerix {
 
     /// One GET over a fresh connection with a minimal HTTP/1.1 client: (status, body).
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a complete response");
-        let head = String::from_utf8_lossy(&raw[..split]);
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status");
-        (status, raw[split + 4..].to_vec())
+        front_latency::get(self.port, path)
+    }
+
+    /// `GET /status`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/status");
+        assert_eq!(code, 200, "GET /status");
+        serde_json::from_slice(&body).unwrap()
     }
 }
 
@@ -443,5 +427,14 @@ pub fn eventually(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) 
     while !ready() {
         assert!(started.elapsed() < limit, "{what}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`eventually`] for async tests: polls without holding up the runtime's workers.
+pub async fn eventually_async(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,0 +1,113 @@
+//! A bare libp2p peer (TCP, noise, yamux, raw streams) that speaks to a node only what a test
+//! writes by hand: a hostile peer flooding a protocol, or one that opens streams and never reads.
+//! Included by `tests/common` and `benches/nar_flood`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol};
+
+/// How long the peer waits for its connection to the node.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longer than any test: the node, not the peer, decides when the connection ends.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A bare libp2p peer of its own new identity, connected to one node; dropping it closes the
+/// connection.
+pub struct BarePeer {
+    control: libp2p_stream::Control,
+    node: PeerId,
+    connected: Arc<AtomicBool>,
+    swarm: tokio::task::AbortHandle,
+}
+
+impl Drop for BarePeer {
+    fn drop(&mut self) {
+        self.swarm.abort();
+    }
+}
+
+impl BarePeer {
+    /// Dials `addr` (which must end in `/p2p/<node>`) and drives the swarm from a task of the
+    /// current runtime.
+    pub async fn connect(addr: &Multiaddr) -> Self {
+        let Some(Protocol::P2p(node)) = addr.iter().last() else {
+            panic!("{addr} names no peer");
+        };
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build();
+        swarm.dial(addr.clone()).unwrap();
+        let deadline = tokio::time::sleep(DIAL_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::ConnectionEstablished { .. } => break,
+                    SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial: {error}"),
+                    _ => {}
+                },
+                () = &mut deadline => panic!("no connection to {addr}"),
+            }
+        }
+        let connected = Arc::new(AtomicBool::new(true));
+        let control = swarm.behaviour().new_control();
+        let flag = connected.clone();
+        let swarm = tokio::spawn(async move {
+            loop {
+                if let SwarmEvent::ConnectionClosed {
+                    num_established: 0, ..
+                } = swarm.select_next_some().await
+                {
+                    flag.store(false, Ordering::SeqCst);
+                }
+            }
+        });
+        Self {
+            control,
+            node,
+            connected,
+            swarm: swarm.abort_handle(),
+        }
+    }
+
+    /// Opens a stream of `protocol` to the node; panics if the node refuses it.
+    pub async fn open(&mut self, protocol: &'static str) -> Stream {
+        self.try_open(protocol)
+            .await
+            .unwrap_or_else(|e| panic!("open {protocol}: {e}"))
+    }
+
+    /// Opens a stream of `protocol` to the node, or says why it could not.
+    pub async fn try_open(
+        &mut self,
+        protocol: &'static str,
+    ) -> Result<Stream, libp2p_stream::OpenStreamError> {
+        self.control
+            .open_stream(self.node, StreamProtocol::new(protocol))
+            .await
+    }
+
+    /// Whether the connection to the node is still open (false once the node cut it).
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// The flag behind [`BarePeer::connected`], to watch after the peer moved elsewhere.
+    pub fn connection_flag(&self) -> Arc<AtomicBool> {
+        self.connected.clone()
+    }
+}

@@ -14,18 +14,6 @@ use serde_json::Value;
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
-/// Adds a file named `name` holding `content` to `store`; returns its store path.
-fn add_file(store: &ChrootStore, scratch: &Path, name: &str, content: &[u8]) -> String {
-    let file = scratch.join(name);
-    std::fs::write(&file, content).unwrap();
-    let out = common::run(
-        common::nix("nix-store", store.root())
-            .args(["--store", &store.url(), "--add"])
-            .arg(&file),
-    );
-    common::stdout_text(&out)
-}
-
 /// `/nar/<narhash>.nar` of a path, from the store's own database.
 fn nar_route(store: &ChrootStore, path: &str) -> String {
     let out = common::run(common::nix("nix-store", store.root()).args([
@@ -113,13 +101,13 @@ fn secret_looking_names_in_any_case_never_leave() {
     ]
     .iter()
     .enumerate()
-    .map(|(i, name)| add_file(&a_store, scratch.path(), name, &content(i as u8, 100)))
+    .map(|(i, name)| a_store.add_file(scratch.path(), name, &content(i as u8, 100)))
     .collect();
     // Libraries named after the words are ordinary packages: shared.
     let shared: Vec<String> = ["libsecret-0.21.4", "gnome-keyring-46.1"]
         .iter()
         .enumerate()
-        .map(|(i, name)| add_file(&a_store, scratch.path(), name, &content(100 + i as u8, 100)))
+        .map(|(i, name)| a_store.add_file(scratch.path(), name, &content(100 + i as u8, 100)))
         .collect();
     let all: Vec<&str> = secrets.iter().chain(&shared).map(String::as_str).collect();
     a_store.sign(&key.secret, &all);
@@ -187,14 +175,9 @@ fn collected_and_newly_filtered_paths_are_withdrawn_everywhere() {
     let key = NixKey::generate("upstream-test-1");
     let a_store = ChrootStore::empty();
     // Over one 256 KiB chunk: its root is an inner node the node keeps, served until withdrawn.
-    let report = add_file(
-        &a_store,
-        scratch.path(),
-        "quarterly-report",
-        &content(1, 1 << 20),
-    );
-    let collected = add_file(&a_store, scratch.path(), "scratch-data", &content(2, 100));
-    let kept = add_file(&a_store, scratch.path(), "kept-data", &content(3, 100));
+    let report = a_store.add_file(scratch.path(), "quarterly-report", &content(1, 1 << 20));
+    let collected = a_store.add_file(scratch.path(), "scratch-data", &content(2, 100));
+    let kept = a_store.add_file(scratch.path(), "kept-data", &content(3, 100));
     a_store.sign(&key.secret, &[&report, &collected, &kept]);
     let report_cid = nar_cid(&a_store, &report, scratch.path());
 

@@ -7,32 +7,17 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{hash_part, ChrootStore, NixKey, Peerix};
+use common::{eventually, hash_part, ChrootStore, NixKey, Peerix};
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
-fn add_file(store: &ChrootStore, scratch: &Path, name: &str, len: usize, seed: u64) -> String {
-    let file = scratch.join(name);
-    let content: Vec<u8> = (0..len as u64)
+/// `len` bytes that differ with `seed`.
+fn blob(len: usize, seed: u64) -> Vec<u8> {
+    (0..len as u64)
         .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) >> 5) as u8)
-        .collect();
-    std::fs::write(&file, content).unwrap();
-    let out = common::run(
-        common::nix("nix-store", store.root())
-            .args(["--store", &store.url(), "--add"])
-            .arg(&file),
-    );
-    common::stdout_text(&out)
-}
-
-fn eventually(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < limit, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .collect()
 }
 
 fn wait_for_narinfo(node: &Peerix, path: &str) {
@@ -99,8 +84,8 @@ fn concurrent_aborted_and_damaged_cache_fills_never_give_a_wrong_body() {
     let scratch = tempfile::tempdir().unwrap();
     let key = NixKey::generate("upstream-test-1");
     let a_store = ChrootStore::empty();
-    let first = add_file(&a_store, scratch.path(), "cached-blob", 24 << 20, 1);
-    let second = add_file(&a_store, scratch.path(), "killed-blob", 8 << 20, 2);
+    let first = a_store.add_file(scratch.path(), "cached-blob", &blob(24 << 20, 1));
+    let second = a_store.add_file(scratch.path(), "killed-blob", &blob(8 << 20, 2));
     a_store.sign(&key.secret, &[&first, &second]);
     let a = Peerix::serve(
         a_store.root(),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{nix_copy_from, ChrootStore, Fixture, NixKey, Peerix};
+use common::{nix_copy_from, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
 use sha2::{Digest, Sha256};
 
 /// Paths Nix copies for the fixture's top-level path: its whole closure, sensitive path aside.
@@ -22,12 +22,7 @@ fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
 /// byte for byte.
 fn copy_closure_trusting(peerix: &Peerix, a: &ChrootStore, key: &str, paths: &[&str]) {
     let b = ChrootStore::empty();
-    let out = nix_copy_from(&peerix.url(), &b, key, paths);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nix_copy_ok(&peerix.url(), &b, key, paths);
     assert_same_bytes(a, &b, &closure(Fixture::get()));
 }
 
@@ -79,12 +74,7 @@ fn nix_secret_key_file_variable_enables_signing() {
     let peerix = Peerix::serve_with_env(a.root(), &[], &[("NIX_SECRET_KEY_FILE", &own.secret)]);
     let b = ChrootStore::empty();
 
-    let out = nix_copy_from(&peerix.url(), &b, &own.public, &[&f.lib]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nix_copy_ok(&peerix.url(), &b, &own.public, &[&f.lib]);
 }
 
 #[test]

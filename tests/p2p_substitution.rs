@@ -7,7 +7,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually, hash_part, nix_copy_from, ChrootStore, Fixture, NixKey, Peerix};
+use common::{
+    eventually, hash_part, nix_copy_from, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -83,12 +85,7 @@ fn nix_copies_a_closure_that_only_a_peer_holds() {
     wait_for_narinfo(&c, &f.big);
 
     let dest = ChrootStore::empty();
-    let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.top, &f.big]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.top, &f.big]);
     assert_same_bytes(&a_store, &dest, &[&f.top, &f.app, &f.lib, &f.big]);
 
     // The sensitive path is never offered to peers; absent paths are a 404 at once.
@@ -434,12 +431,7 @@ fn a_large_nar_comes_from_every_holder_at_once() {
     std::thread::sleep(Duration::from_secs(1));
 
     let dest = ChrootStore::empty();
-    let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.big]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.big]);
     assert_same_bytes(&stores[0], &dest, &[&f.big]);
     // Each holder sent a good share of the 100 MiB.
     for holder in &holders {

@@ -10,7 +10,7 @@ mod raw_peer;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{hash_part, nix_copy_from, ChrootStore, Fixture, NixKey, Peerix};
+use common::{hash_part, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
 use peerix::wire::NarinfoAnswer;
 use peerix_http::{NarInfo, StoreHash};
 use raw_peer::RawPeer;
@@ -129,12 +129,7 @@ fn a_peer_cannot_remove_references_and_no_verify_needs_a_named_peer() {
     assert!(passed.sigs.iter().any(|s| s.starts_with("peerix-test-1:")));
 
     let dest = ChrootStore::empty();
-    let out = nix_copy_from(&b.url(), &dest, &peerix_key.public, &[&f.app]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nix_copy_ok(&b.url(), &dest, &peerix_key.public, &[&f.app]);
     assert_eq!(
         dest.path_info(&f.app)["references"],
         upstream_store.path_info(&f.app)["references"],

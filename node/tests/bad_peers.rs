@@ -1,11 +1,16 @@
 //! Peers that lie: one answers wants with wrong blocks, one with garbage, one with an oversized
 //! message. Each is cut off and the file still arrives, whole and verified, from an honest peer.
 
+#[path = "common/stream_swarm.rs"]
+mod stream_swarm;
+
+use stream_swarm::stream_swarm;
+
 use std::time::{Duration, Instant};
 
 use futures_util::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::multiaddr::Protocol;
-use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol};
+use libp2p::{Multiaddr, StreamProtocol};
 use peerix_node::bitswap::{Message, PROTOCOL};
 use peerix_node::{start, NodeConfig, NodeHandle};
 use tempfile::TempDir;
@@ -19,18 +24,7 @@ enum Lie {
 
 /// A bare libp2p peer that speaks just enough Bitswap to lie; returns its address.
 async fn liar(lie: Lie) -> Multiaddr {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let mut swarm = stream_swarm(Duration::from_secs(60));
     swarm
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .unwrap();

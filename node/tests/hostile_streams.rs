@@ -3,11 +3,16 @@
 //! its deadlines, resets what is past its caps at once, still answers an honest peer, and gives
 //! every slot back when a stream goes.
 
+#[path = "common/stream_swarm.rs"]
+mod stream_swarm;
+
+use stream_swarm::stream_swarm;
+
 use std::time::{Duration, Instant};
 
 use futures_util::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use peerix_node::bitswap::PROTOCOL;
 use peerix_node::{start, BitswapDeadlines, InboundStreamLimits, NodeConfig, NodeHandle, Protocol};
 use tempfile::TempDir;
@@ -44,18 +49,7 @@ struct RawPeer {
 
 impl RawPeer {
     async fn connect(node: PeerId, addr: Multiaddr) -> Self {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = stream_swarm(Duration::from_secs(60));
         let (id, control) = (*swarm.local_peer_id(), swarm.behaviour().new_control());
         let (dials, mut to_dial) = mpsc::unbounded_channel::<Multiaddr>();
         let (connections, connected) = mpsc::unbounded_channel();

@@ -2,6 +2,11 @@
 //! writes by hand: a hostile peer flooding a protocol, or one that opens streams and never reads.
 //! Included by `tests/common` and `benches/nar_flood`.
 
+#[path = "../../node/tests/common/stream_swarm.rs"]
+mod stream_swarm;
+
+use stream_swarm::stream_swarm;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +14,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 
 /// How long the peer waits for its connection to the node.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,18 +43,7 @@ impl BarePeer {
         let Some(Protocol::P2p(node)) = addr.iter().last() else {
             panic!("{addr} names no peer");
         };
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
-            .build();
+        let mut swarm = stream_swarm(IDLE_CONNECTION_TIMEOUT);
         swarm.dial(addr.clone()).unwrap();
         let deadline = tokio::time::sleep(DIAL_TIMEOUT);
         tokio::pin!(deadline);

@@ -113,6 +113,17 @@ pub struct ChrootStore {
 }
 
 impl ChrootStore {
+    /// Adds a file named `name` holding `content` (written in `scratch`) to the store; returns
+    /// its store path.
+    pub fn add_file(&self, scratch: &Path, name: &str, content: &[u8]) -> String {
+        let file = scratch.join(name);
+        std::fs::write(&file, content).unwrap();
+        let out = run(nix("nix-store", self.root())
+            .args(["--store", &self.url(), "--add"])
+            .arg(&file));
+        stdout_text(&out)
+    }
+
     pub fn empty() -> Self {
         Self {
             dir: TempDir::new().unwrap(),
@@ -419,6 +430,16 @@ pub fn nix_copy_from(cache: &str, dest: &ChrootStore, trusted_key: &str, paths: 
         .args(paths)
         .output()
         .unwrap()
+}
+
+/// [`nix_copy_from`], which must succeed.
+pub fn nix_copy_ok(cache: &str, dest: &ChrootStore, trusted_key: &str, paths: &[&str]) {
+    let out = nix_copy_from(cache, dest, trusted_key, paths);
+    assert!(
+        out.status.success(),
+        "nix copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Polls `ready` every 100 ms until it holds; fails with `what` after `limit`.

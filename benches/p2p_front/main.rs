@@ -147,6 +147,18 @@ struct FrontResults {
     signature_missing: bool,
     /// Anything else that went wrong, one line each.
     failures: Vec<String>,
+    /// Every round's figures, in the order run.
+    rounds: Vec<RoundFigures>,
+}
+
+/// One round of one front, as the report lists them all.
+#[derive(Clone, Copy)]
+struct RoundFigures {
+    cold_p99_ms: f64,
+    hits_per_s: f64,
+    hits_p99_ms: f64,
+    misses_p99_ms: f64,
+    nar_mb_per_s: Option<f64>,
 }
 
 impl FrontResults {
@@ -312,8 +324,15 @@ impl Bench<'_> {
         results.miss_200s += misses.wrong_status;
         FrontResults::record_narinfo(&mut results.misses, misses);
         results.rss_before_nar_kib = results.rss_before_nar_kib.max(server.peak_rss_kib());
-        self.nar(server, results);
+        let nar_mb_per_s = self.nar(server, results);
         results.rss_after_nar_kib = results.rss_after_nar_kib.max(server.peak_rss_kib());
+        results.rounds.push(RoundFigures {
+            cold_p99_ms: cold.p99_ms,
+            hits_per_s: hits.requests_per_s,
+            hits_p99_ms: hits.p99_ms,
+            misses_p99_ms: misses.p99_ms,
+            nar_mb_per_s,
+        });
     }
 
     fn narinfo(
@@ -341,7 +360,8 @@ impl Bench<'_> {
         (measurement, answered)
     }
 
-    fn nar(&self, server: &ServerProcess, results: &mut FrontResults) {
+    /// The NAR's rate, also kept in `results` if it is the best.
+    fn nar(&self, server: &ServerProcess, results: &mut FrontResults) -> Option<f64> {
         let started = Instant::now();
         let measured = self.runtime.block_on(async {
             let target = nar_target(server.addr, &self.fixture.big_hash).await?;
@@ -354,6 +374,7 @@ impl Bench<'_> {
                 eprintln!("  NAR: {mb_per_s:.0} MB/s");
                 results.nar_mb_per_s =
                     Some(results.nar_mb_per_s.map_or(mb_per_s, |b| b.max(mb_per_s)));
+                Some(mb_per_s)
             }
             Err(e) => {
                 eprintln!("  NAR: error after {:?}: {e}", started.elapsed());
@@ -361,6 +382,7 @@ impl Bench<'_> {
                 results
                     .failures
                     .push(format!("NAR failed after {:.1?}: {e}", started.elapsed()));
+                None
             }
         }
     }

@@ -7,8 +7,8 @@ use crate::bench_env::machine_line;
 use crate::fixture::Fixture;
 use crate::load::NarinfoMeasurement;
 use crate::{
-    Front, FrontResults, BIG_NAR_BYTES, COLD_CONNECTIONS, CONNECTIONS, KEY_NAME, LOAD_THREADS,
-    LOOPBACK_TCP, MEASURED, NAR_FETCHES, ROUNDS, SMALL_PATHS, TARGET_HIT_P99_MS,
+    Front, FrontResults, RoundFigures, BIG_NAR_BYTES, COLD_CONNECTIONS, CONNECTIONS, KEY_NAME,
+    LOAD_THREADS, LOOPBACK_TCP, MEASURED, NAR_FETCHES, ROUNDS, SMALL_PATHS, TARGET_HIT_P99_MS,
     TARGET_MISS_P99_MS, TARGET_NAR_MB_PER_S, WARM_UP,
 };
 
@@ -41,7 +41,7 @@ pub(crate) fn environment_facts(
     let _ = writeln!(
         facts,
         "- {ROUNDS} rounds, fresh A and B each round, fronts alternating (AB/BA), best round of \
-         each shown"
+         each in the table, every round below it"
     );
     let _ = writeln!(
         facts,
@@ -209,8 +209,40 @@ pub(crate) fn render_report(facts: &str, results: &[FrontResults; 2]) -> String 
          RSS is each serving process's VmHWM, highest over the rounds; A's also covers serving \
          B over libp2p in the same round.\n",
     );
+    report.push_str(&every_round(results));
     report.push_str(&problems(results));
     report
+}
+
+/// A row of the every-round table: its label, the figure, and its decimals.
+type Figure = (&'static str, fn(&RoundFigures) -> Option<f64>, usize);
+
+/// Each scenario's figure in every round, in the order run, for both fronts.
+fn every_round(results: &[FrontResults; 2]) -> String {
+    let figures: [Figure; 5] = [
+        ("narinfo cold hits p99 (ms)", |r| Some(r.cold_p99_ms), 2),
+        ("narinfo warm hits (req/s)", |r| Some(r.hits_per_s), 0),
+        ("narinfo warm hits p99 (ms)", |r| Some(r.hits_p99_ms), 2),
+        ("narinfo misses p99 (ms)", |r| Some(r.misses_p99_ms), 2),
+        ("NAR (MB/s)", |r| r.nar_mb_per_s, 0),
+    ];
+    let mut text = format!(
+        "\n| every round | {} | {} |\n| --- | ---: | ---: |\n",
+        Front::Baseline.name(),
+        Front::ThroughB.name()
+    );
+    for (label, figure, decimals) in figures {
+        let cells = results.each_ref().map(|r| {
+            let values: Vec<String> = r
+                .rounds
+                .iter()
+                .map(|round| figure(round).map_or("—".to_owned(), |v| format!("{v:.decimals$}")))
+                .collect();
+            values.join(" / ")
+        });
+        let _ = writeln!(text, "| {label} | {} | {} |", cells[0], cells[1]);
+    }
+    text
 }
 
 fn problems(results: &[FrontResults; 2]) -> String {

@@ -8,8 +8,11 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use peerix_node::Multiaddr;
 
+mod config_error;
 mod http;
 mod reachability;
+
+pub use config_error::ConfigError;
 
 pub use http::HttpArgs;
 pub use reachability::ReachabilityArgs;
@@ -347,7 +350,7 @@ pub struct KeygenArgs {
 }
 
 impl ServeArgs {
-    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         if let Ok(addr) = self.listen.parse::<SocketAddr>() {
             return Ok(addr);
         }
@@ -355,36 +358,29 @@ impl ServeArgs {
             .listen
             .trim_matches(|c| c == '[' || c == ']')
             .parse::<IpAddr>()
-            .map_err(|_| {
-                format!(
-                    "--listen {:?} is neither an IP address nor IP:port",
-                    self.listen
-                )
-            })?;
+            .map_err(|_| ConfigError::ListenAddress(self.listen.clone()))?;
         Ok(SocketAddr::new(ip, self.port))
     }
 
     /// Creates and returns the state directory (see `--state-dir`).
-    pub fn state_dir(&self) -> Result<PathBuf, String> {
-        let create = |dir: PathBuf| std::fs::create_dir_all(&dir).map(|()| dir);
+    pub fn state_dir(&self) -> Result<PathBuf, ConfigError> {
+        let create = |dir: PathBuf| match std::fs::create_dir_all(&dir) {
+            Ok(()) => Ok(dir),
+            Err(source) => Err(ConfigError::StateDir { dir, source }),
+        };
         let explicit = self
             .state_dir
             .clone()
             .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from));
         if let Some(dir) = explicit {
-            let shown = dir.display().to_string();
-            return create(dir).map_err(|e| format!("cannot create state dir {shown}: {e}"));
+            return create(dir);
         }
         create(PathBuf::from("/var/lib/peerix")).or_else(|_| {
             let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"));
             let base = std::env::var_os("XDG_STATE_HOME")
                 .map(PathBuf::from)
                 .or(home);
-            let dir = base
-                .ok_or("no writable state dir: pass --state-dir")?
-                .join("peerix");
-            let shown = dir.display().to_string();
-            create(dir).map_err(|e| format!("cannot create state dir {shown}: {e}"))
+            create(base.ok_or(ConfigError::NoStateDir)?.join("peerix"))
         })
     }
 
@@ -392,7 +388,7 @@ impl ServeArgs {
     pub fn node_config(
         &self,
         state_dir: &std::path::Path,
-    ) -> Result<peerix_node::NodeConfig, String> {
+    ) -> Result<peerix_node::NodeConfig, ConfigError> {
         let port = if self.port == 0 {
             0
         } else {
@@ -404,7 +400,12 @@ impl ServeArgs {
                 format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
             ]
             .iter()
-            .map(|a| a.parse().map_err(|e| format!("{a}: {e}")))
+            .map(|a| {
+                a.parse().map_err(|source| ConfigError::ListenMultiaddr {
+                    text: a.clone(),
+                    source,
+                })
+            })
             .collect::<Result<_, _>>()?
         } else {
             self.node.listen_addrs.clone()
@@ -439,7 +440,7 @@ impl ServeArgs {
     }
 
     /// Which peers' paths may reach Nix.
-    pub fn trust(&self) -> Result<crate::fetch::Trust, String> {
+    pub fn trust(&self) -> Result<crate::fetch::Trust, ConfigError> {
         let texts = if self.trust.trusted_public_keys.is_empty() {
             vec![crate::fetch::NIXOS_CACHE_KEY.to_owned()]
         } else {
@@ -448,8 +449,12 @@ impl ServeArgs {
         let keys = texts
             .iter()
             .map(|t| {
-                crate::nix::signing::PublicKey::parse(t.trim())
-                    .map_err(|e| format!("--trusted-public-key {t:?}: {e}"))
+                crate::nix::signing::PublicKey::parse(t.trim()).map_err(|source| {
+                    ConfigError::TrustedKey {
+                        text: t.clone(),
+                        source,
+                    }
+                })
             })
             .collect::<Result<_, _>>()?;
         // One given explicitly is used offline too: it was asked for.

@@ -3,6 +3,7 @@
 
 pub mod cid;
 pub mod cli;
+pub mod daemon;
 pub mod discovery;
 pub mod fetch;
 pub mod filter;
@@ -12,7 +13,6 @@ pub mod kubo_rpc;
 pub mod nix;
 pub mod node_api;
 pub mod publish;
-pub mod serve;
 pub mod status;
 pub mod store;
 pub mod wire;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use peerix::cli::{Cli, Command};
-use peerix::{cid, ipfs_cli, keygen, serve};
+use peerix::{cid, daemon, ipfs_cli, keygen};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(verbose: u8) {
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(*args),
+        Command::Serve(args) => daemon::run(*args).map_err(|e| e.to_string()),
         Command::Keygen(args) => keygen::run(&args),
         Command::Cid(args) => cid::run(&args),
         Command::Ipfs(args) => ipfs_cli::run(&args),

@@ -8,7 +8,7 @@ use clap::builder::BoolishValueParser;
 use clap::Args;
 use peerix_node::{Multiaddr, NodeConfig, RelayLimits};
 
-use super::parse_amount;
+use super::{parse_amount, ConfigError};
 
 #[derive(Args, Debug)]
 pub struct ReachabilityArgs {
@@ -86,7 +86,7 @@ pub struct ReachabilityArgs {
 impl ReachabilityArgs {
     /// Sets the reachability part of `config`, whose listen addresses give the port that a bare
     /// `--announce-addr` host stands for.
-    pub fn apply(&self, config: &mut NodeConfig) -> Result<(), String> {
+    pub fn apply(&self, config: &mut NodeConfig) -> Result<(), ConfigError> {
         let ports = listen_ports(&config.listen_addrs);
         config.announce_addrs = self
             .announce_addrs
@@ -132,17 +132,19 @@ fn listen_ports(listen: &[Multiaddr]) -> (Option<u16>, Option<u16>) {
 fn announce_addrs(
     text: &str,
     (tcp, quic): (Option<u16>, Option<u16>),
-) -> Result<Vec<Multiaddr>, String> {
+) -> Result<Vec<Multiaddr>, ConfigError> {
+    let parse = |addr: &str| {
+        addr.parse()
+            .map_err(|source| ConfigError::AnnounceMultiaddr {
+                text: text.to_owned(),
+                source,
+            })
+    };
     if text.starts_with('/') {
-        let addr = text
-            .parse()
-            .map_err(|e| format!("--announce-addr {text:?}: {e}"))?;
-        return Ok(vec![addr]);
+        return Ok(vec![parse(text)?]);
     }
     if tcp.is_none() && quic.is_none() {
-        return Err(format!(
-            "--announce-addr {text:?}: no fixed listen port to pair it with; give a multiaddr"
-        ));
+        return Err(ConfigError::AnnounceWithoutPort(text.to_owned()));
     }
     let host = match text
         .trim_matches(|c| c == '[' || c == ']')
@@ -151,21 +153,11 @@ fn announce_addrs(
         Ok(IpAddr::V4(ip)) => format!("/ip4/{ip}"),
         Ok(IpAddr::V6(ip)) => format!("/ip6/{ip}"),
         Err(_) if is_host_name(text) => format!("/dns/{text}"),
-        Err(_) => {
-            return Err(format!(
-                "--announce-addr {text:?} is neither a multiaddr, an IP address nor a host name"
-            ))
-        }
+        Err(_) => return Err(ConfigError::AnnounceNotAnAddress(text.to_owned())),
     };
     let tcp = tcp.map(|port| format!("{host}/tcp/{port}"));
     let quic = quic.map(|port| format!("{host}/udp/{port}/quic-v1"));
-    tcp.iter()
-        .chain(quic.iter())
-        .map(|a| {
-            a.parse()
-                .map_err(|e| format!("--announce-addr {text:?}: {e}"))
-        })
-        .collect()
+    tcp.iter().chain(quic.iter()).map(|a| parse(a)).collect()
 }
 
 fn is_host_name(text: &str) -> bool {

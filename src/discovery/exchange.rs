@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::io::BufReader;
 use futures_util::AsyncBufReadExt;
-use peerix_node::{NodeHandle, PeerEvent, PeerId, StreamProtocol};
+use peerix_node::{NodeError, NodeHandle, PeerEvent, PeerId, StreamProtocol};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -38,9 +38,9 @@ pub fn run(
     node: NodeHandle,
     shared: Arc<SharedPaths>,
     holders: Arc<Holders>,
-) -> Result<(), String> {
+) -> Result<(), NodeError> {
     let protocol = StreamProtocol::new(INDEX_PROTOCOL);
-    let mut incoming = node.accept(protocol.clone()).map_err(|e| e.to_string())?;
+    let mut incoming = node.accept(protocol.clone())?;
     let (receiving, for_receivers) = (holders.clone(), node.clone());
     tokio::spawn(async move {
         while let Some((peer, stream)) = incoming.next().await {

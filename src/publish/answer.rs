@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{AsyncWriteExt, StreamExt};
 use peerix_http::{BinaryCache, StoreHash};
-use peerix_node::{InboundStream, NodeHandle, PeerId, StreamProtocol};
+use peerix_node::{InboundStream, NodeError, NodeHandle, PeerId, StreamProtocol};
 
 use super::admission::Admission;
 use super::IndexDb;
@@ -41,13 +41,13 @@ const NARS: usize = 64;
 const NARINFO_TURN_WAIT: Duration = Duration::from_secs(2);
 const NAR_TURN_WAIT: Duration = Duration::from_secs(5);
 
-pub fn run(node: &NodeHandle, store: Arc<LocalStore>, index: Arc<IndexDb>) -> Result<(), String> {
-    let mut narinfos = node
-        .accept(StreamProtocol::new(NARINFO_PROTOCOL))
-        .map_err(|e| e.to_string())?;
-    let mut nars = node
-        .accept(StreamProtocol::new(NAR_PROTOCOL))
-        .map_err(|e| e.to_string())?;
+pub fn run(
+    node: &NodeHandle,
+    store: Arc<LocalStore>,
+    index: Arc<IndexDb>,
+) -> Result<(), NodeError> {
+    let mut narinfos = node.accept(StreamProtocol::new(NARINFO_PROTOCOL))?;
+    let mut nars = node.accept(StreamProtocol::new(NAR_PROTOCOL))?;
     let for_narinfos = store.clone();
     let narinfo_turns = Admission::new(NARINFOS_PER_PEER, NARINFOS, NARINFO_TURN_WAIT);
     tokio::spawn(async move {

@@ -10,5 +10,5 @@ mod scan;
 
 pub use answer::run as answer_requests;
 pub use content::StoreContent;
-pub use db::{IndexDb, RemoteNar};
+pub use db::{IndexDb, IndexError, RemoteNar};
 pub use scan::{ScanProgress, Scanner};

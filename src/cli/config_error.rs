@@ -1,0 +1,37 @@
+//! What can be wrong with `peerix serve`'s flags beyond what clap checks.
+
+use std::io;
+use std::path::PathBuf;
+
+use peerix_node::Multiaddr;
+use thiserror::Error;
+
+use crate::nix::signing::KeyError;
+
+type MultiaddrError = <Multiaddr as std::str::FromStr>::Err;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("--listen {0:?} is neither an IP address nor IP:port")]
+    ListenAddress(String),
+    #[error("listen address {text}: {source}")]
+    ListenMultiaddr {
+        text: String,
+        source: MultiaddrError,
+    },
+    #[error("cannot create state dir {dir}: {source}")]
+    StateDir { dir: PathBuf, source: io::Error },
+    #[error("no writable state dir: pass --state-dir")]
+    NoStateDir,
+    #[error("--announce-addr {text:?}: {source}")]
+    AnnounceMultiaddr {
+        text: String,
+        source: MultiaddrError,
+    },
+    #[error("--announce-addr {0:?}: no fixed listen port to pair it with; give a multiaddr")]
+    AnnounceWithoutPort(String),
+    #[error("--announce-addr {0:?} is neither a multiaddr, an IP address nor a host name")]
+    AnnounceNotAnAddress(String),
+    #[error("--trusted-public-key {text:?}: {source}")]
+    TrustedKey { text: String, source: KeyError },
+}

@@ -1,0 +1,89 @@
+//! The HTTP front: Nix's binary cache, `/status`, `/bootstrap` and the kubo-style RPC on one
+//! listener, served until a shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use peerix_http::{Metrics, ServerLimits};
+use peerix_node::NodeHandle;
+use tokio::net::TcpListener;
+
+use super::{Peering, Settings, StartError};
+use crate::discovery::{bootstrap_router, discover_network, follow_bootstrap_url};
+use crate::fetch::P2pCache;
+use crate::kubo_rpc::KuboRpc;
+use crate::node_api::NodeApi;
+use crate::status::{status_router, HolePunchLog};
+
+pub struct Front(Router);
+
+impl Front {
+    /// The routes, over the local store and (with a node) its peers. Starts the node's
+    /// network discovery too, which `/bootstrap` answers for.
+    pub fn assemble(
+        settings: &Settings,
+        node: Option<NodeHandle>,
+        peering: Option<Peering>,
+        hole_punches: Arc<HolePunchLog>,
+    ) -> Self {
+        let (remote, status) = match peering {
+            Some(peering) => (Some(peering.remote), Some(peering.status)),
+            None => (None, None),
+        };
+        let mut routes = peerix_http::router(
+            P2pCache::new(settings.store.clone(), remote),
+            Arc::new(Metrics::default()),
+        );
+        if let Some(status) = status {
+            routes = routes.merge(status_router(status, &settings.guard));
+        }
+        if let Some(node) = &node {
+            let network_id = settings.network_id.clone();
+            routes = routes.merge(bootstrap_router(node.clone(), network_id.clone()));
+            tokio::spawn(discover_network(node.clone(), network_id.clone()));
+            if let Some(url) = settings.bootstrap_url.clone() {
+                tokio::spawn(follow_bootstrap_url(node.clone(), url, network_id));
+            }
+        }
+        let api = NodeApi::new(
+            node,
+            hole_punches,
+            settings.ipfs_api.as_deref().map(KuboRpc::new),
+            settings.state_dir.join("added"),
+        );
+        Self(routes.merge(peerix_http::ipfs_api_router(
+            api,
+            settings.max_add_size,
+            &settings.guard,
+        )))
+    }
+
+    /// Serves on `addr` until a shutdown signal.
+    pub async fn serve(self, addr: SocketAddr, limits: ServerLimits) -> Result<(), StartError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        eprintln!(
+            "peerix: serving the Nix store at http://{}",
+            listener.local_addr().unwrap_or(addr)
+        );
+        peerix_http::serve(listener, self.0, limits, shutdown_signal()).await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,89 @@
+//! The daemon `peerix serve` runs, assembled from named parts: its settings, the embedded node,
+//! the peering (publication, discovery, answers to peers, substitution from them) and the HTTP
+//! front. Each part is started by one function here or in a submodule; nothing else starts
+//! tasks of its own.
+
+mod error;
+mod front;
+mod peering;
+mod settings;
+
+use std::sync::Arc;
+
+use peerix_node::NodeHandle;
+use tokio::runtime::{Builder, Runtime};
+
+use crate::cli::ServeArgs;
+use crate::publish::StoreContent;
+use crate::status::HolePunchLog;
+pub use error::StartError;
+use front::Front;
+use peering::Peering;
+use settings::Settings;
+
+/// Runs `peerix serve` until a shutdown signal.
+pub fn run(args: ServeArgs) -> Result<(), StartError> {
+    let (settings, trust) = Settings::from_args(args)?;
+    let runtimes = Runtimes::start()?;
+    let front_threads = runtimes.front.handle().clone();
+    runtimes.peers.block_on(async move {
+        // One reader of the store for the node and the scan, so they share NAR layouts.
+        let content = Arc::new(StoreContent::new(settings.store.clone()));
+        let node = start_node(&settings, content.clone()).await?;
+        let hole_punches = node.as_ref().map(HolePunchLog::watch).unwrap_or_default();
+        let peering = match &node {
+            Some(node) => Some(Peering::start(
+                node,
+                &settings,
+                trust,
+                content,
+                &hole_punches,
+            )?),
+            None => None,
+        };
+        let front = Front::assemble(&settings, node, peering, hole_punches);
+        front_threads
+            .spawn(front.serve(settings.http_addr, settings.server_limits))
+            .await
+            .map_err(StartError::FrontStopped)?
+    })
+}
+
+/// The node and everything peers cause run on one runtime; Nix's requests on another, so that
+/// however much work peers make (negotiating and answering their streams), it never queues
+/// ahead of them.
+struct Runtimes {
+    peers: Runtime,
+    front: Runtime,
+}
+
+impl Runtimes {
+    fn start() -> Result<Self, StartError> {
+        let peers = Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let front = Builder::new_multi_thread()
+            .thread_name("peerix-front")
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        Ok(Self { peers, front })
+    }
+}
+
+/// The embedded node, unless `--no-embedded-node`.
+async fn start_node(
+    settings: &Settings,
+    content: Arc<StoreContent>,
+) -> Result<Option<NodeHandle>, StartError> {
+    let Some(config) = settings.node.clone() else {
+        return Ok(None);
+    };
+    let node = peerix_node::start_with(config, content)
+        .await
+        .map_err(StartError::Node)?;
+    let status = node.status().await.map_err(StartError::Node)?;
+    tracing::info!(peer_id = %status.peer_id, listen = ?status.listen_addrs, "node started");
+    Ok(Some(node))
+}

@@ -1,0 +1,72 @@
+//! Everything between this node and its peers: the publication scan and the store watcher, the
+//! index protocol, answers to peers' requests, and the substitution that asks them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerix_node::NodeHandle;
+
+use super::{Settings, StartError};
+use crate::discovery::{run_index, Holders};
+use crate::fetch::{NarCache, NarLog, Remote, Trust};
+use crate::publish::{answer_requests, IndexDb, ScanProgress, Scanner, StoreContent};
+use crate::status::{HolePunchLog, StatusSources};
+use crate::store::{watch_store, SharedPaths};
+
+/// How often the store database is checked for added or removed paths (a cheap query).
+const STORE_POLL: Duration = Duration::from_secs(2);
+
+pub struct Peering {
+    /// What the front asks for paths this store lacks.
+    pub remote: Arc<Remote>,
+    /// What `/status` reports.
+    pub status: StatusSources,
+}
+
+impl Peering {
+    pub fn start(
+        node: &NodeHandle,
+        settings: &Settings,
+        trust: Trust,
+        content: Arc<StoreContent>,
+        hole_punches: &Arc<HolePunchLog>,
+    ) -> Result<Self, StartError> {
+        let store = &settings.store;
+        let db = Arc::new(IndexDb::open(&settings.state_dir.join("index.redb"))?);
+        let shared = Arc::new(SharedPaths::default());
+        let holders = Arc::new(Holders::default());
+        let progress = Arc::new(ScanProgress::default());
+        let scanner = Scanner {
+            store: store.clone(),
+            content,
+            node: node.clone(),
+            db: db.clone(),
+            progress: progress.clone(),
+        };
+        tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
+        tokio::spawn(watch_store(store.clone(), shared.clone(), STORE_POLL));
+        run_index(node.clone(), shared, holders.clone()).map_err(StartError::Node)?;
+        answer_requests(node, store.clone(), db.clone()).map_err(StartError::Node)?;
+        let nar_cache = (settings.cache_size > 0)
+            .then(|| NarCache::open(&settings.state_dir.join("nar-cache"), settings.cache_size))
+            .transpose()
+            .map_err(StartError::NarCache)?;
+        let nars = NarLog::start(db.clone()).map_err(StartError::NarLog)?;
+        let remote = Arc::new(Remote::new(
+            node.clone(),
+            holders.clone(),
+            trust,
+            settings.filter.clone(),
+            nars,
+            nar_cache,
+        ));
+        let status = StatusSources {
+            progress,
+            db,
+            holders,
+            node: node.clone(),
+            hole_punches: hole_punches.clone(),
+        };
+        Ok(Self { remote, status })
+    }
+}

@@ -1,0 +1,108 @@
+//! What `peerix serve`'s flags amount to, checked before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerix_http::{BrowserGuard, ServerLimits};
+use peerix_node::NodeConfig;
+
+use super::StartError;
+use crate::cli::ServeArgs;
+use crate::fetch::Trust;
+use crate::filter::PathFilter;
+use crate::nix::signing::SecretKey;
+use crate::store::{CachingSigner, LocalStore};
+
+pub struct Settings {
+    pub http_addr: SocketAddr,
+    pub server_limits: ServerLimits,
+    pub guard: BrowserGuard,
+    pub max_add_size: u64,
+    pub state_dir: PathBuf,
+    pub store: Arc<LocalStore>,
+    pub filter: PathFilter,
+    /// The embedded node's configuration; `None` with `--no-embedded-node`.
+    pub node: Option<NodeConfig>,
+    pub network_id: String,
+    pub bootstrap_url: Option<String>,
+    pub ipfs_api: Option<String>,
+    /// Bytes of NARs fetched from peers kept on disk; 0 keeps none.
+    pub cache_size: u64,
+    /// Between full publication scans; `None` scans only at start and on changes.
+    pub scan_interval: Option<Duration>,
+}
+
+impl Settings {
+    /// The settings, and which peers' paths may reach Nix (for the peering alone: it keeps the
+    /// upstream cache's answers).
+    pub fn from_args(args: ServeArgs) -> Result<(Self, Trust), StartError> {
+        let http_addr = args.listen_addr()?;
+        let signer = load_signer(&args)?;
+        let filter = PathFilter::new(
+            !args.filter.no_filter,
+            !args.filter.no_default_filters,
+            &args.filter.patterns,
+        )?;
+        let state_dir = args.state_dir()?;
+        tracing::info!(
+            %http_addr,
+            store_root = %args.store_root.display(),
+            state_dir = %state_dir.display(),
+            signing = signer.as_ref().map(|k| k.name()),
+            filter_patterns = filter.pattern_count(),
+            offline = args.offline,
+            "starting"
+        );
+        let node = match args.node.no_embedded_node {
+            true => None,
+            false => Some(NodeConfig {
+                app_protocols: crate::wire::protocols(),
+                // The scan first withdraws paths collected or filtered since the last run.
+                announce_provided_at_start: false,
+                ..args.node_config(&state_dir)?
+            }),
+        };
+        let trust = Trust {
+            own_key_name: signer.as_ref().map(|k| k.name().to_owned()),
+            ..args.trust()?
+        };
+        let store = Arc::new(LocalStore::new(
+            &args.store_root,
+            filter.clone(),
+            signer.map(CachingSigner::new),
+            args.priority,
+        ));
+        let settings = Self {
+            http_addr,
+            server_limits: args.http.server_limits(),
+            guard: BrowserGuard::new(&args.http.allowed_hosts),
+            max_add_size: args.http.max_add_size,
+            state_dir,
+            store,
+            filter,
+            node,
+            network_id: args.node.network_id,
+            bootstrap_url: args.node.bootstrap_url,
+            ipfs_api: args.node.ipfs_api,
+            cache_size: args.cache_size,
+            scan_interval: (args.scan_interval > 0)
+                .then(|| Duration::from_secs(args.scan_interval)),
+        };
+        Ok((settings, trust))
+    }
+}
+
+fn load_signer(args: &ServeArgs) -> Result<Option<SecretKey>, StartError> {
+    let Some(path) = args.private_key_file() else {
+        return Ok(None);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(source) => return Err(StartError::ReadSecretKey { path, source }),
+    };
+    SecretKey::parse(&text)
+        .map(Some)
+        .map_err(|source| StartError::SecretKey { path, source })
+}

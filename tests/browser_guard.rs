@@ -9,9 +9,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::control::{added_files, announcements_paused, peer_count};
 use common::{curl, hash_part, ChrootStore, Fixture, Peerix};
 use serde_json::Value;
 
@@ -25,44 +25,6 @@ const HOSTILE: &[&str] = &[
     "Host: evil.example",
     "Host: evil.example:12304",
 ];
-
-fn ipfs(node: &Peerix, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
-        .args(["ipfs", "--api", &node.url()])
-        .args(args)
-        .output()
-        .expect("peerix runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn announcements_paused(node: &Peerix) -> bool {
-    let status: Value = serde_json::from_slice(&ipfs(node, &["status"])).unwrap();
-    status["announcements_paused"]
-        .as_bool()
-        .unwrap_or_else(|| panic!("no announcements_paused in {status}"))
-}
-
-fn peer_count(node: &Peerix) -> usize {
-    String::from_utf8(ipfs(node, &["peers"]))
-        .unwrap()
-        .lines()
-        .count()
-}
-
-/// Files in the state dir's `added` directory (where uploads go), none when it does not exist.
-fn added_files(state: &Path) -> Vec<String> {
-    match std::fs::read_dir(state.join("added")) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
 
 /// Every RPC route, with the arguments that would make each one act, and `/status`:
 /// (method and URL path, extra curl arguments).

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod bare_peer;
+pub mod control;
 pub mod front_latency;
 pub mod nar_flood;
 pub mod proc_stats;

@@ -1,0 +1,50 @@
+//! What a node's control routes changed, read through `peerix ipfs` as a user would: whether
+//! announcements run, whom it is connected to, what uploads it stored.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::Peerix;
+
+/// `peerix ipfs --api <node> ARGS`, which must succeed; its output.
+pub fn ipfs(node: &Peerix, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["ipfs", "--api", &node.url()])
+        .args(args)
+        .output()
+        .expect("peerix runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Whether the node's DHT announcements are paused.
+pub fn announcements_paused(node: &Peerix) -> bool {
+    let status: Value = serde_json::from_slice(&ipfs(node, &["status"])).unwrap();
+    status["announcements_paused"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no announcements_paused in {status}"))
+}
+
+/// How many peers the node is connected to.
+pub fn peer_count(node: &Peerix) -> usize {
+    String::from_utf8(ipfs(node, &["peers"]))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Files in the state dir's `added` directory (where uploads go), none when it does not exist.
+pub fn added_files(state: &Path) -> Vec<String> {
+    match std::fs::read_dir(state.join("added")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}

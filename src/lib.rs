@@ -15,4 +15,5 @@ pub mod publish;
 pub mod serve;
 pub mod status;
 pub mod store;
+pub mod tracker;
 pub mod wire;

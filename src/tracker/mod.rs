@@ -1,0 +1,4 @@
+//! `peerix tracker`: a directory of peers and the store paths they share, written to only with
+//! writes signed by the peers themselves.
+
+pub mod store;

@@ -274,3 +274,77 @@ fn everything_survives_reopening_the_database() {
     assert!(!store.remember_nonce(peer, &[4; 16], NOW).unwrap());
     assert_eq!(store.reputation(peer).unwrap().bytes_shared, 10);
 }
+
+/// Figures for the targets at its scale: a full announce of 10,000 hashes ≤ 100 ms and
+/// `find` p99 ≤ 2 ms with 1,000 peers × 10,000 paths drawn from 50,000. Slow (it writes ten
+/// million holdings), hence ignored: `cargo test -p peerix --lib scale_figures -- --ignored
+/// --nocapture`; `PEERIX_TRACKER_SCALE_PEERS` sets the number of peers.
+#[test]
+#[ignore]
+fn scale_figures() {
+    use std::time::{Duration, Instant};
+    const PATHS: u32 = 50_000;
+    const PER_PEER: usize = 10_000;
+    let peers: u32 = std::env::var("PEERIX_TRACKER_SCALE_PEERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    // xorshift: reproducible draws without a dependency.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let mut pool: Vec<u32> = (0..PATHS).collect();
+    let mut announces = Vec::new();
+    let started = Instant::now();
+    for n in 0..peers {
+        // A partial Fisher-Yates shuffle draws 10,000 distinct paths.
+        for i in 0..PER_PEER {
+            let j = i + (random() as usize) % (pool.len() - i);
+            pool.swap(i, j);
+        }
+        let set: Vec<StoreHash> = pool[..PER_PEER].iter().map(|&i| hash(i)).collect();
+        let peer = PeerId::random();
+        store.announce(peer, &[addr(n as u16)], NOW).unwrap();
+        let t = Instant::now();
+        store.replace_packages(peer, &set).unwrap();
+        announces.push(t.elapsed());
+    }
+    let filled = started.elapsed();
+    let mut finds = Vec::new();
+    let mut holders = 0;
+    for _ in 0..10_000 {
+        let wanted = hash((random() % u64::from(PATHS)) as u32);
+        let t = Instant::now();
+        holders += store.find(&wanted).unwrap().len();
+        finds.push(t.elapsed());
+    }
+    let quantile = |times: &mut Vec<Duration>, q: f64| {
+        times.sort();
+        times[((times.len() - 1) as f64 * q) as usize]
+    };
+    let size = std::fs::metadata(dir.path().join("tracker.redb"))
+        .unwrap()
+        .len();
+    println!(
+        "{peers} peers x {PER_PEER} paths of {PATHS}: filled in {filled:.1?}, database {} MiB",
+        size >> 20
+    );
+    println!(
+        "full announce of {PER_PEER} new paths: p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        quantile(&mut announces, 0.5),
+        quantile(&mut announces, 0.99),
+        quantile(&mut announces, 1.0)
+    );
+    println!(
+        "find ({:.0} holders on average): p50 {:.2?}, p99 {:.2?}",
+        holders as f64 / finds.len() as f64,
+        quantile(&mut finds, 0.5),
+        quantile(&mut finds, 0.99)
+    );
+}

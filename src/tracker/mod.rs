@@ -1,4 +1,5 @@
 //! `peerix tracker`: a directory of peers and the store paths they share, written to only with
 //! writes signed by the peers themselves.
 
+mod holder_index;
 pub mod store;

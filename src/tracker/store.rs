@@ -5,9 +5,13 @@
 //!
 //! Callers pass only peers whose writes were verified ([`crate::wire::tracker`]): the store
 //! trusts the peer id it is given, and lets each peer change its own rows only.
+//!
+//! Holdings are stored per peer; [`HolderIndex`], in memory, answers who holds a path. Writers
+//! take turns so the index changes in the order the transactions committed.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use cid::Cid;
 use peerix_http::StoreHash;
@@ -15,17 +19,16 @@ use peerix_node::{Multiaddr, PeerId};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use thiserror::Error;
 
+use super::holder_index::HolderIndex;
 use crate::wire::tracker::NONCE_LEN;
 
 /// Peer id -> last heartbeat (unix seconds), number of store paths shared, addresses (each a u16
 /// length and a binary multiaddr).
 const PEERS: TableDefinition<&[u8], (u64, u64, &[u8])> = TableDefinition::new("peers");
-/// Store hash (32 ASCII bytes) and peer id -> the CID the peer publishes that NAR under (empty:
-/// none said). The store hash comes first so `find` is one range.
-const HOLDERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("holders");
-/// Length of the peer id (one byte), peer id, store hash -> nothing: a peer's holdings, so its
-/// expiry or a delta does not scan every path. The length keeps one id from prefixing another.
-const HOLDINGS: TableDefinition<&[u8], ()> = TableDefinition::new("holdings");
+/// Length of the peer id (one byte), peer id, store hash (32 ASCII bytes) -> the CID the peer
+/// publishes that NAR under (empty: none said). A peer's rows are contiguous, so its full
+/// announce, delta or expiry touches few pages. The length keeps one id from prefixing another.
+const HOLDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("holdings");
 /// Timestamp of the write (big-endian), peer id, nonce -> nothing. A replay carries the same
 /// signed timestamp, so one lookup finds it; ordering by time makes forgetting old ones a range.
 const NONCES: TableDefinition<&[u8], ()> = TableDefinition::new("nonces");
@@ -120,6 +123,14 @@ impl Reputation {
 pub struct TrackerStore {
     db: Database,
     limits: Limits,
+    index: RwLock<HolderIndex>,
+    writer: Mutex<()>,
+}
+
+/// A change to one peer's holdings, applied to the index once committed.
+enum Change {
+    Added(StoreHash),
+    Removed(StoreHash),
 }
 
 impl TrackerStore {
@@ -127,12 +138,33 @@ impl TrackerStore {
         let db = Database::create(path).map_err(db_error)?;
         let txn = db.begin_write().map_err(db_error)?;
         txn.open_table(PEERS).map_err(db_error)?;
-        txn.open_table(HOLDERS).map_err(db_error)?;
         txn.open_table(HOLDINGS).map_err(db_error)?;
         txn.open_table(NONCES).map_err(db_error)?;
         txn.open_table(REPUTATION).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
-        Ok(Self { db, limits })
+        let index = RwLock::new(load_index(&db)?);
+        Ok(Self {
+            db,
+            limits,
+            index,
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// Held while a write transaction runs and its changes reach the index.
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        // The guarded state is the database's, which a panicked writer left uncommitted.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update_index(&self, peer: PeerId, changes: Vec<Change>) {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        for change in changes {
+            match change {
+                Change::Added(hash) => index.add(peer, hash),
+                Change::Removed(hash) => index.remove(peer, &hash),
+            }
+        }
     }
 
     /// Records a heartbeat of `peer`, reachable at `addrs`; a new peer beyond the bound is
@@ -162,20 +194,26 @@ impl TrackerStore {
     pub fn replace_packages(&self, peer: PeerId, hashes: &[StoreHash]) -> Result<(), StoreError> {
         let wanted: BTreeSet<StoreHash> = hashes.iter().copied().collect();
         self.check_package_bound(wanted.len() as u64)?;
+        let _writer = self.writer();
         let txn = self.db.begin_write().map_err(db_error)?;
+        let mut changes = Vec::new();
         {
             let mut tables = Tables::open(&txn)?;
             tables.require_peer(peer)?;
             let held = tables.holdings_of(peer)?;
             for hash in held.difference(&wanted) {
                 tables.remove_holding(peer, hash)?;
+                changes.push(Change::Removed(*hash));
             }
             for hash in wanted.difference(&held) {
                 tables.add_holding(peer, hash)?;
+                changes.push(Change::Added(*hash));
             }
             tables.set_package_count(peer, wanted.len() as u64)?;
         }
-        txn.commit().map_err(db_error)
+        txn.commit().map_err(db_error)?;
+        self.update_index(peer, changes);
+        Ok(())
     }
 
     /// Removes `removed`, then adds `added`, to what `peer` shares. Refused whole if the result
@@ -186,38 +224,44 @@ impl TrackerStore {
         added: &[StoreHash],
         removed: &[StoreHash],
     ) -> Result<(), StoreError> {
+        let _writer = self.writer();
         let txn = self.db.begin_write().map_err(db_error)?;
+        let mut changes = Vec::new();
         {
             let mut tables = Tables::open(&txn)?;
             let mut count = tables.require_peer(peer)?.packages;
             for hash in removed {
                 if tables.remove_holding(peer, hash)? {
                     count = count.saturating_sub(1);
+                    changes.push(Change::Removed(*hash));
                 }
             }
             for hash in added {
                 if tables.add_holding(peer, hash)? {
                     count += 1;
+                    changes.push(Change::Added(*hash));
                 }
             }
             // Dropping the transaction uncommitted leaves everything as it was.
             self.check_package_bound(count)?;
             tables.set_package_count(peer, count)?;
         }
-        txn.commit().map_err(db_error)
+        txn.commit().map_err(db_error)?;
+        self.update_index(peer, changes);
+        Ok(())
     }
 
     /// Records the CID `peer` publishes the NAR of `hash` under: only a path it shares, and only
     /// its own mapping.
     pub fn set_cid(&self, peer: PeerId, hash: StoreHash, cid: Cid) -> Result<(), StoreError> {
-        let key = holder_key(&hash, peer);
+        let key = holdings_key(peer, &hash);
         let txn = self.db.begin_write().map_err(db_error)?;
         {
-            let mut holders = txn.open_table(HOLDERS).map_err(db_error)?;
-            if holders.get(key.as_slice()).map_err(db_error)?.is_none() {
+            let mut holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
+            if holdings.get(key.as_slice()).map_err(db_error)?.is_none() {
                 return Err(StoreError::NotHolder { peer, hash });
             }
-            holders
+            holdings
                 .insert(key.as_slice(), cid.to_bytes().as_slice())
                 .map_err(db_error)?;
         }
@@ -226,26 +270,30 @@ impl TrackerStore {
 
     /// Who shares `hash`, with their last heartbeat and CID.
     pub fn find(&self, hash: &StoreHash) -> Result<Vec<Holder>, StoreError> {
+        let holders = self
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .holders(hash);
         let txn = self.db.begin_read().map_err(db_error)?;
-        let holders = txn.open_table(HOLDERS).map_err(db_error)?;
         let peers = txn.open_table(PEERS).map_err(db_error)?;
-        let prefix = hash.as_str().as_bytes();
-        let mut found = Vec::new();
-        for entry in holders.range(prefix..).map_err(db_error)? {
-            let (key, cid) = entry.map_err(db_error)?;
-            let Some(peer_bytes) = key.value().strip_prefix(prefix) else {
-                break;
+        let holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
+        let mut found = Vec::with_capacity(holders.len());
+        for peer in holders {
+            // A holder expired since the index was read is left out.
+            let Some(record) = peers.get(peer.to_bytes().as_slice()).map_err(db_error)? else {
+                continue;
             };
-            let peer =
-                PeerId::from_bytes(peer_bytes).map_err(|_| StoreError::Corrupt("holders"))?;
+            let Some(cid) = holdings
+                .get(holdings_key(peer, hash).as_slice())
+                .map_err(db_error)?
+            else {
+                continue;
+            };
             let cid = cid.value();
             let cid = (!cid.is_empty())
-                .then(|| Cid::try_from(cid).map_err(|_| StoreError::Corrupt("holders")))
+                .then(|| Cid::try_from(cid).map_err(|_| StoreError::Corrupt("holdings")))
                 .transpose()?;
-            let record = peers
-                .get(peer_bytes)
-                .map_err(db_error)?
-                .ok_or(StoreError::Corrupt("holders"))?;
             let (last_seen, _, addrs) = record.value();
             found.push(Holder {
                 peer,
@@ -283,7 +331,9 @@ impl TrackerStore {
             .filter(|p| now.saturating_sub(p.last_seen) >= ttl)
             .map(|p| p.peer)
             .collect();
+        let _writer = self.writer();
         let txn = self.db.begin_write().map_err(db_error)?;
+        let mut gone = Vec::new();
         {
             let mut tables = Tables::open(&txn)?;
             for &peer in &silent {
@@ -296,13 +346,15 @@ impl TrackerStore {
                     Some(entry) if now.saturating_sub(entry.value().0) >= ttl => {}
                     _ => continue,
                 }
-                for hash in tables.holdings_of(peer)? {
-                    tables.remove_holding(peer, &hash)?;
+                let held = tables.holdings_of(peer)?;
+                for hash in &held {
+                    tables.remove_holding(peer, hash)?;
                 }
                 tables
                     .peers
                     .remove(peer.to_bytes().as_slice())
                     .map_err(db_error)?;
+                gone.push((peer, held));
             }
             let oldest = now.saturating_sub(self.limits.max_skew).to_be_bytes();
             let mut nonces = txn.open_table(NONCES).map_err(db_error)?;
@@ -311,7 +363,14 @@ impl TrackerStore {
                 .map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
-        Ok(silent)
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        for (peer, held) in &gone {
+            for hash in held {
+                index.remove(*peer, hash);
+            }
+            index.forget(*peer);
+        }
+        Ok(gone.into_iter().map(|(peer, _)| peer).collect())
     }
 
     /// Records that `peer` wrote with `nonce` at `timestamp` (the write's own, signed). False
@@ -435,15 +494,13 @@ fn reputation_of(
 /// The tables a change of holdings touches, open in one write transaction.
 struct Tables<'t> {
     peers: redb::Table<'t, &'static [u8], (u64, u64, &'static [u8])>,
-    holders: redb::Table<'t, &'static [u8], &'static [u8]>,
-    holdings: redb::Table<'t, &'static [u8], ()>,
+    holdings: redb::Table<'t, &'static [u8], &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
     fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Self {
             peers: txn.open_table(PEERS).map_err(db_error)?,
-            holders: txn.open_table(HOLDERS).map_err(db_error)?,
             holdings: txn.open_table(HOLDINGS).map_err(db_error)?,
         })
     }
@@ -497,44 +554,55 @@ impl<'t> Tables<'t> {
         Ok(held)
     }
 
-    /// True when the peer did not share `hash` before.
+    /// True when the peer did not share `hash` before (a path it shares keeps its CID).
     fn add_holding(&mut self, peer: PeerId, hash: &StoreHash) -> Result<bool, StoreError> {
         let key = holdings_key(peer, hash);
-        let new = self
+        if self
             .holdings
-            .insert(key.as_slice(), ())
+            .get(key.as_slice())
             .map_err(db_error)?
-            .is_none();
-        if new {
-            let empty: &[u8] = &[];
-            self.holders
-                .insert(holder_key(hash, peer).as_slice(), empty)
-                .map_err(db_error)?;
+            .is_some()
+        {
+            return Ok(false);
         }
-        Ok(new)
+        let no_cid: &[u8] = &[];
+        self.holdings
+            .insert(key.as_slice(), no_cid)
+            .map_err(db_error)?;
+        Ok(true)
     }
 
     /// True when the peer shared `hash`; its CID mapping goes with it.
     fn remove_holding(&mut self, peer: PeerId, hash: &StoreHash) -> Result<bool, StoreError> {
         let key = holdings_key(peer, hash);
-        let held = self
+        Ok(self
             .holdings
             .remove(key.as_slice())
             .map_err(db_error)?
-            .is_some();
-        if held {
-            self.holders
-                .remove(holder_key(hash, peer).as_slice())
-                .map_err(db_error)?;
-        }
-        Ok(held)
+            .is_some())
     }
 }
 
-fn holder_key(hash: &StoreHash, peer: PeerId) -> Vec<u8> {
-    let mut key = hash.as_str().as_bytes().to_vec();
-    key.extend_from_slice(&peer.to_bytes());
-    key
+/// The index of every peer's holdings, from the durable record.
+fn load_index(db: &Database) -> Result<HolderIndex, StoreError> {
+    let corrupt = || StoreError::Corrupt("holdings");
+    let txn = db.begin_read().map_err(db_error)?;
+    let holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
+    let mut index = HolderIndex::default();
+    for entry in holdings.iter().map_err(db_error)? {
+        let (key, _) = entry.map_err(db_error)?;
+        let (&len, rest) = key.value().split_first().ok_or_else(corrupt)?;
+        let (peer, hash) = rest
+            .split_at_checked(usize::from(len))
+            .ok_or_else(corrupt)?;
+        let peer = PeerId::from_bytes(peer).map_err(|_| corrupt())?;
+        let hash = std::str::from_utf8(hash)
+            .ok()
+            .and_then(|h| StoreHash::parse(h).ok())
+            .ok_or_else(corrupt)?;
+        index.add(peer, hash);
+    }
+    Ok(index)
 }
 
 fn holdings_prefix(peer: PeerId) -> Vec<u8> {

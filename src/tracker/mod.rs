@@ -2,4 +2,5 @@
 //! writes signed by the peers themselves.
 
 mod holder_index;
+mod reputation;
 pub mod store;

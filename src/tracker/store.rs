@@ -20,6 +20,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use thiserror::Error;
 
 use super::holder_index::HolderIndex;
+pub use super::reputation::Reputation;
+use super::reputation::REPUTATION;
 use crate::wire::tracker::NONCE_LEN;
 
 /// Peer id -> last heartbeat (unix seconds), number of store paths shared, addresses (each a u16
@@ -32,8 +34,6 @@ const HOLDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("holdings")
 /// Timestamp of the write (big-endian), peer id, nonce -> nothing. A replay carries the same
 /// signed timestamp, so one lookup finds it; ordering by time makes forgetting old ones a range.
 const NONCES: TableDefinition<&[u8], ()> = TableDefinition::new("nonces");
-/// Peer id -> bytes shared, bytes received, successful transfers, failed transfers.
-const REPUTATION: TableDefinition<&[u8], (u64, u64, u64, u64)> = TableDefinition::new("reputation");
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -57,7 +57,7 @@ pub enum StoreError {
     Corrupt(&'static str),
 }
 
-fn db_error(e: impl Into<redb::Error>) -> StoreError {
+pub(super) fn db_error(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Database(e.into())
 }
 
@@ -104,25 +104,9 @@ pub struct Holder {
     pub cid: Option<Cid>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Reputation {
-    pub bytes_shared: u64,
-    pub bytes_received: u64,
-    pub successful: u64,
-    pub failed: u64,
-}
-
-impl Reputation {
-    /// Grows with the share of transfers that succeeded and, slowly, with the bytes shared.
-    pub fn score(&self) -> f64 {
-        let (ok, failed) = (self.successful as f64, self.failed as f64);
-        ok / (ok + failed + 1.0) * (self.bytes_shared as f64 + 1.0).ln()
-    }
-}
-
 pub struct TrackerStore {
-    db: Database,
-    limits: Limits,
+    pub(super) db: Database,
+    pub(super) limits: Limits,
     index: RwLock<HolderIndex>,
     writer: Mutex<()>,
 }
@@ -399,95 +383,12 @@ impl TrackerStore {
         Ok(true)
     }
 
-    /// Credits a transfer both sides agreed on: `sender` shared `bytes` to `receiver`.
-    pub fn record_transfer(
-        &self,
-        sender: PeerId,
-        receiver: PeerId,
-        bytes: u64,
-    ) -> Result<(), StoreError> {
-        self.update_reputations(&[
-            (sender, &|r: &mut Reputation| {
-                r.bytes_shared = r.bytes_shared.saturating_add(bytes);
-                r.successful = r.successful.saturating_add(1);
-            }),
-            (receiver, &|r: &mut Reputation| {
-                r.bytes_received = r.bytes_received.saturating_add(bytes);
-            }),
-        ])
-    }
-
-    /// Counts a transfer `sender` was to make that failed or was disputed.
-    pub fn record_failure(&self, sender: PeerId) -> Result<(), StoreError> {
-        self.update_reputations(&[(sender, &|r: &mut Reputation| {
-            r.failed = r.failed.saturating_add(1);
-        })])
-    }
-
-    pub fn reputation(&self, peer: PeerId) -> Result<Reputation, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(REPUTATION).map_err(db_error)?;
-        Ok(table
-            .get(peer.to_bytes().as_slice())
-            .map_err(db_error)?
-            .map(|e| reputation_of(e.value()))
-            .unwrap_or_default())
-    }
-
-    fn update_reputations(
-        &self,
-        updates: &[(PeerId, &dyn Fn(&mut Reputation))],
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut table = txn.open_table(REPUTATION).map_err(db_error)?;
-            for (peer, update) in updates {
-                let key = peer.to_bytes();
-                let current = table
-                    .get(key.as_slice())
-                    .map_err(db_error)?
-                    .map(|e| e.value());
-                if current.is_none()
-                    && table.len().map_err(db_error)? >= self.limits.max_reputations
-                {
-                    return Err(StoreError::TooManyReputations(self.limits.max_reputations));
-                }
-                let mut reputation = current.map(reputation_of).unwrap_or_default();
-                update(&mut reputation);
-                let Reputation {
-                    bytes_shared,
-                    bytes_received,
-                    successful,
-                    failed,
-                } = reputation;
-                table
-                    .insert(
-                        key.as_slice(),
-                        (bytes_shared, bytes_received, successful, failed),
-                    )
-                    .map_err(db_error)?;
-            }
-        }
-        txn.commit().map_err(db_error)
-    }
-
     fn check_package_bound(&self, len: u64) -> Result<(), StoreError> {
         let max = self.limits.max_packages_per_peer;
         match len > max {
             true => Err(StoreError::TooManyPackages { len, max }),
             false => Ok(()),
         }
-    }
-}
-
-fn reputation_of(
-    (bytes_shared, bytes_received, successful, failed): (u64, u64, u64, u64),
-) -> Reputation {
-    Reputation {
-        bytes_shared,
-        bytes_received,
-        successful,
-        failed,
     }
 }
 

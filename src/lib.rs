@@ -15,4 +15,5 @@ pub mod node_api;
 pub mod publish;
 pub mod status;
 pub mod store;
+pub mod tracker;
 pub mod wire;

@@ -12,6 +12,7 @@
 //!   unframed.
 
 pub mod frames;
+pub mod tracker;
 
 use cid::Cid;
 use peerix_http::{NarHash, StoreHash};

@@ -4,3 +4,4 @@
 mod holder_index;
 mod reputation;
 pub mod store;
+mod tables;

@@ -1,5 +1,5 @@
 //! Waiting for a node's publication scan: measuring while it runs would charge its hashing to
-//! whatever is measured.
+//! whatever is measured. Shared with p2p_scale, which waits with a longer timeout of its own.
 
 use std::time::{Duration, Instant};
 
@@ -25,13 +25,7 @@ pub(crate) fn wait_until_scanned(
         let Some(status) = get_status(runtime, node)? else {
             return Ok(None);
         };
-        let scan = &status["scan"];
-        let number = |field: &str| scan[field].as_u64().unwrap_or(0);
-        // Before the scan starts it is not running either, and has no paths to go.
-        let finished = scan["running"] == false
-            && number("paths_total") > 0
-            && number("paths_done") + number("paths_failed") >= number("paths_total");
-        if finished {
+        if scan_finished(&status) {
             return Ok(Some(status));
         }
         if Instant::now() >= deadline {
@@ -42,6 +36,16 @@ pub(crate) fn wait_until_scanned(
         // Fine-grained: the time to the end of the scan is a measurement (multi_source.rs).
         std::thread::sleep(SCAN_POLL);
     }
+}
+
+/// Whether `GET /status` says the publication scan has gone over the whole store.
+pub(crate) fn scan_finished(status: &serde_json::Value) -> bool {
+    let scan = &status["scan"];
+    let number = |field: &str| scan[field].as_u64().unwrap_or(0);
+    // Before the scan starts it is not running either, and has no paths to go.
+    scan["running"] == false
+        && number("paths_total") > 0
+        && number("paths_done") + number("paths_failed") >= number("paths_total")
 }
 
 /// `GET /status` of `node`, parsed; `None` when the node has no such route.

@@ -43,6 +43,9 @@ mod load;
 #[path = "../p2p_front/peer_addr.rs"]
 mod peer_addr;
 #[allow(dead_code)]
+#[path = "../p2p_front/scan_wait.rs"]
+mod scan_wait;
+#[allow(dead_code)]
 #[path = "../http_front/servers.rs"]
 mod servers;
 
@@ -64,6 +67,7 @@ use http_client::HttpConnection;
 use load::{each_once, narinfo_load, NarinfoMeasurement, Targets};
 use peer_addr::loopback_p2p_addr;
 use report::render_report;
+use scan_wait::{get_status, scan_finished};
 use servers::{spawn_peerix, ServerProcess};
 use synthetic_store::SyntheticStore;
 pub(crate) use synthetic_store::{nar_of_file, FILE_CONTENTS};
@@ -149,23 +153,9 @@ fn wait_until_indexed(
 ) -> BenchResult<serde_json::Value> {
     let deadline = Instant::now() + SCAN_TIMEOUT;
     loop {
-        let answer = runtime.block_on(async {
-            HttpConnection::connect(node.addr)
-                .await?
-                .get_text("/status")
-                .await
-        })?;
-        if answer.status != 200 {
-            return Err(format!("GET /status: HTTP {}: {}", answer.status, answer.body).into());
-        }
-        let status: serde_json::Value = serde_json::from_str(&answer.body)?;
-        let scan = &status["scan"];
-        let number = |field: &str| scan[field].as_u64().unwrap_or(0);
-        let finished = scan["running"] == false
-            && number("paths_total") > 0
-            && number("paths_done") + number("paths_failed") >= number("paths_total");
+        let status = get_status(runtime, node)?.ok_or("GET /status: HTTP 404")?;
         let indexed = status["indexed_paths"].as_u64() == Some(paths as u64);
-        if finished && indexed {
+        if scan_finished(&status) && indexed {
             return Ok(status);
         }
         if Instant::now() >= deadline {

@@ -32,16 +32,7 @@ fn node_installed() -> bool {
 }
 
 fn peerix(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
-        .args(args)
-        .output()
-        .expect("peerix runs");
-    assert!(
-        out.status.success(),
-        "peerix {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    common::run(Command::new(env!("CARGO_BIN_EXE_peerix")).args(args)).stdout
 }
 
 fn ipfs_id(node: &Peerix) -> Value {

@@ -6,21 +6,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::Peerix;
+use super::{run, Peerix};
 
 /// `peerix ipfs --api <node> ARGS`, which must succeed; its output.
 pub fn ipfs(node: &Peerix, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerix"))
-        .args(["ipfs", "--api", &node.url()])
-        .args(args)
-        .output()
-        .expect("peerix runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let mut command = Command::new(env!("CARGO_BIN_EXE_peerix"));
+    command.args(["ipfs", "--api", &node.url()]).args(args);
+    run(&mut command).stdout
 }
 
 /// Whether the node's DHT announcements are paused.

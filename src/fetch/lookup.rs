@@ -14,9 +14,8 @@ pub(super) const HEDGE: Duration = Duration::from_millis(4);
 
 /// The first `Some` that `ask` gives for one of `holders`, asked in their order (the first
 /// `at_once` together), or else for one of `last_resort`, all asked at once when every holder
-/// failed. The asks are tasks, so
-/// that those still running when an answer wins finish on their own (and their holders'
-/// scores learn how they ended).
+/// failed. The asks are tasks, so that those still running when an answer wins finish on their
+/// own (and their holders' scores learn how they ended).
 pub async fn first_answer<T: Send + 'static>(
     holders: Vec<PeerId>,
     at_once: usize,

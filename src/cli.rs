@@ -161,9 +161,15 @@ pub struct ServeArgs {
     )]
     pub scan_interval: u64,
 
-    /// `ipfs`: the embedded node also on the public IPFS DHT; `libp2p`: only Peerix's own DHT.
+    /// How peers are found: `ipfs` (Peerix's own DHT, mDNS and the public IPFS DHT), `libp2p`
+    /// (no public DHT), `wan` (the tracker only), `hybrid` (libp2p and the tracker).
     #[arg(long, env = "PEERIX_MODE", value_enum, default_value = "ipfs")]
     pub mode: Mode,
+
+    /// The tracker (http://HOST:12305) this node announces itself and its paths to and asks
+    /// who holds a path; needed by `wan` and `hybrid`, used in `ipfs` and `libp2p` when given.
+    #[arg(long, env = "PEERIX_TRACKER_URL", value_name = "URL")]
+    pub tracker_url: Option<String>,
 
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -185,6 +191,22 @@ pub enum Mode {
     Ipfs,
     /// The same without the public IPFS DHT.
     Libp2p,
+    /// Peers found through the tracker alone (no DHT rendezvous, no mDNS); NAT traversal as in
+    /// the other modes.
+    Wan,
+    /// `libp2p` and the tracker together.
+    Hybrid,
+}
+
+impl Mode {
+    /// Whether nodes find each other on their own (DHT rendezvous, mDNS).
+    pub fn finds_peers_itself(self) -> bool {
+        self != Self::Wan
+    }
+
+    pub fn needs_tracker(self) -> bool {
+        matches!(self, Self::Wan | Self::Hybrid)
+    }
 }
 
 #[derive(Args, Debug)]

@@ -14,6 +14,7 @@ use peerix_node::{Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::discovery::tracker::Directory;
 use crate::discovery::Holders;
 use crate::publish::{IndexDb, ScanProgress};
 
@@ -27,6 +28,7 @@ pub struct StatusSources {
     pub holders: Arc<Holders>,
     pub node: NodeHandle,
     pub hole_punches: Arc<HolePunchLog>,
+    pub tracker: Option<Arc<Directory>>,
 }
 
 /// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.
@@ -56,6 +58,7 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
             "paths": remote_paths,
         },
         "node": node,
+        "tracker": sources.tracker.as_ref().map(|t| t.status()),
     }))
 }
 

@@ -85,6 +85,7 @@ impl Incoming {
 #[derive(Clone)]
 pub struct NodeHandle {
     peer_id: PeerId,
+    identity: Arc<libp2p::identity::Keypair>,
     streams: StreamOpener,
     incoming: Arc<std::sync::Mutex<HashMap<StreamProtocol, InboundReceiver>>>,
     peer_events: broadcast::Sender<PeerEvent>,
@@ -97,6 +98,18 @@ pub struct NodeHandle {
 impl NodeHandle {
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The node's public key in libp2p's protobuf encoding: what its peer id is made of.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.identity.public().encode_protobuf()
+    }
+
+    /// Signs `message` with the node's identity, so that others can tell it wrote it.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, NodeError> {
+        self.identity
+            .sign(message)
+            .map_err(|e| NodeError::Identity(e.to_string()))
     }
 
     async fn ask<T>(
@@ -353,6 +366,7 @@ pub async fn start_with(
     let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
     let traffic = Traffic::new(config.bandwidth_limit);
     let mut relay_client = None;
+    let identity = Arc::new(keypair.clone());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| {
@@ -428,6 +442,7 @@ pub async fn start_with(
     tokio::spawn(event_loop.run());
     Ok(NodeHandle {
         peer_id,
+        identity,
         streams,
         incoming: Arc::new(std::sync::Mutex::new(receivers)),
         peer_events,

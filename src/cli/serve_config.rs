@@ -85,7 +85,7 @@ impl ServeArgs {
             identity_file,
             bootstrap_peers,
             network_id: self.node.network_id.clone(),
-            mdns: !self.offline,
+            mdns: !self.offline && self.mode.finds_peers_itself(),
             public_dht: !self.offline && self.mode == Mode::Ipfs,
             redial_known_peers: !self.offline,
             bandwidth_limit: self.node.bandwidth_limit,
@@ -94,6 +94,23 @@ impl ServeArgs {
         };
         self.node.reachability.apply(&mut config)?;
         Ok(config)
+    }
+
+    /// The tracker to use, if any: given explicitly, it is used with `--offline` too.
+    pub fn tracker_url(&self) -> Result<Option<String>, ConfigError> {
+        match &self.tracker_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(Some(url.clone()))
+            }
+            Some(url) => Err(ConfigError::TrackerUrl(url.clone())),
+            None if self.mode.needs_tracker() => Err(ConfigError::TrackerNeeded(
+                match self.mode {
+                    Mode::Wan => "wan",
+                    _ => "hybrid",
+                },
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Which peers' paths may reach Nix.

@@ -41,7 +41,9 @@ impl Front {
         if let Some(node) = &node {
             let network_id = settings.network_id.clone();
             routes = routes.merge(bootstrap_router(node.clone(), network_id.clone()));
-            tokio::spawn(discover_network(node.clone(), network_id.clone()));
+            if settings.rendezvous {
+                tokio::spawn(discover_network(node.clone(), network_id.clone()));
+            }
             if let Some(url) = settings.bootstrap_url.clone() {
                 tokio::spawn(follow_bootstrap_url(node.clone(), url, network_id));
             }

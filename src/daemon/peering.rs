@@ -7,6 +7,7 @@ use std::time::Duration;
 use peerix_node::NodeHandle;
 
 use super::{Settings, StartError};
+use crate::discovery::tracker::{keep_in_step, Directory, TrackerClient};
 use crate::discovery::{run_index, Holders};
 use crate::fetch::{NarCache, NarLog, Remote, Trust};
 use crate::publish::{answer_requests, IndexDb, ScanProgress, Scanner, StoreContent};
@@ -15,6 +16,8 @@ use crate::store::{watch_store, SharedPaths};
 
 /// How often the store database is checked for added or removed paths (a cheap query).
 const STORE_POLL: Duration = Duration::from_secs(2);
+/// The longest a request to the tracker may take.
+const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
 
 pub struct Peering {
     /// What the front asks for paths this store lacks.
@@ -44,6 +47,13 @@ impl Peering {
             progress: progress.clone(),
         };
         tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
+        let directory = settings.tracker_url.as_deref().map(|url| {
+            let client = TrackerClient::new(url, node.clone(), TRACKER_DEADLINE);
+            let directory = Arc::new(Directory::new(client, holders.clone(), node.clone()));
+            let port = settings.http_addr.port();
+            tokio::spawn(keep_in_step(directory.clone(), shared.subscribe(), port));
+            directory
+        });
         tokio::spawn(watch_store(store.clone(), shared.clone(), STORE_POLL));
         run_index(node.clone(), shared, holders.clone()).map_err(StartError::Node)?;
         answer_requests(node, store.clone(), db.clone()).map_err(StartError::Node)?;
@@ -59,6 +69,7 @@ impl Peering {
             settings.filter.clone(),
             nars,
             nar_cache,
+            directory.clone(),
         ));
         let status = StatusSources {
             progress,
@@ -66,6 +77,7 @@ impl Peering {
             holders,
             node: node.clone(),
             hole_punches: hole_punches.clone(),
+            tracker: directory,
         };
         Ok(Self { remote, status })
     }

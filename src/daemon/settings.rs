@@ -26,6 +26,9 @@ pub struct Settings {
     /// The embedded node's configuration; `None` with `--no-embedded-node`.
     pub node: Option<NodeConfig>,
     pub network_id: String,
+    /// Whether the node finds peers itself (DHT rendezvous), not only through the tracker.
+    pub rendezvous: bool,
+    pub tracker_url: Option<String>,
     pub bootstrap_url: Option<String>,
     pub ipfs_api: Option<String>,
     /// Bytes of NARs fetched from peers kept on disk; 0 keeps none.
@@ -46,6 +49,7 @@ impl Settings {
             &args.filter.patterns,
         )?;
         let state_dir = args.state_dir()?;
+        let tracker_url = args.tracker_url()?;
         tracing::info!(
             %http_addr,
             store_root = %args.store_root.display(),
@@ -84,6 +88,8 @@ impl Settings {
             filter,
             node,
             network_id: args.node.network_id,
+            rendezvous: args.mode.finds_peers_itself(),
+            tracker_url,
             bootstrap_url: args.node.bootstrap_url,
             ipfs_api: args.node.ipfs_api,
             cache_size: args.cache_size,

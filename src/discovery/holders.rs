@@ -1,5 +1,6 @@
-//! Who holds what: for each connected peer, the store paths it announced over its index stream.
-//! A narinfo request is answered from this, in memory, without asking anyone.
+//! Who holds what: for each connected peer, the store paths it announced over its index stream,
+//! and the holders a directory (the tracker) named for single paths lately. A narinfo request is
+//! answered from this, in memory, without asking anyone.
 //!
 //! Bounded whatever peers send: a set belongs to the index stream that filled it (a newer
 //! stream of the same peer replaces it; the older one ending late removes nothing), holds at
@@ -11,9 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use hashlink::LruCache;
 use peerix_http::StoreHash;
 use peerix_node::PeerId;
 use thiserror::Error;
@@ -30,6 +32,13 @@ pub const MAX_PEERS: usize = 1024;
 const PENALTY: Duration = Duration::from_secs(600);
 /// Penalised peers remembered at most (the oldest penalty goes first).
 const MAX_PENALISED: usize = 4096;
+/// How long the holders a directory named for a path are kept: long enough for the NAR
+/// requests that follow its narinfo; the directory is asked again afterwards.
+const FOUND_FOR: Duration = Duration::from_secs(600);
+/// Paths whose directory-named holders are kept at most (the least recent go first).
+const MAX_FOUND: usize = 16_384;
+/// Holders kept per path.
+const MAX_FOUND_HOLDERS: usize = 16;
 
 /// Why an index update was not taken.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -85,10 +94,21 @@ impl Sets {
     }
 }
 
-#[derive(Default)]
 pub struct Holders {
     sets: RwLock<Sets>,
     keys: RandomState,
+    /// Path -> when a directory named its holders, and them.
+    found: Mutex<LruCache<StoreHash, (Instant, Vec<PeerId>)>>,
+}
+
+impl Default for Holders {
+    fn default() -> Self {
+        Self {
+            sets: RwLock::default(),
+            keys: RandomState::default(),
+            found: Mutex::new(LruCache::new(MAX_FOUND)),
+        }
+    }
 }
 
 impl Holders {
@@ -225,10 +245,11 @@ impl Holders {
             .unwrap_or_default()
     }
 
-    /// The peers that announced `hash`.
+    /// The peers that announced `hash`, then those a directory named for it lately.
     pub fn holders_of(&self, hash: &StoreHash) -> Vec<PeerId> {
         let fingerprint = self.fingerprint(hash);
-        self.sets
+        let mut holders: Vec<PeerId> = self
+            .sets
             .read()
             .map(|sets| {
                 sets.by_peer
@@ -237,7 +258,32 @@ impl Holders {
                     .map(|(peer, _)| *peer)
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(mut found) = self.found.lock() {
+            match found.get(hash) {
+                Some((when, _)) if when.elapsed() >= FOUND_FOR => {
+                    found.remove(hash);
+                }
+                Some((_, peers)) => {
+                    let new: Vec<PeerId> = peers
+                        .iter()
+                        .filter(|p| !holders.contains(p))
+                        .copied()
+                        .collect();
+                    holders.extend(new);
+                }
+                None => {}
+            }
+        }
+        holders
+    }
+
+    /// Records the holders a directory named for `hash` (and this node could reach).
+    pub fn learn(&self, hash: StoreHash, mut peers: Vec<PeerId>) {
+        peers.truncate(MAX_FOUND_HOLDERS);
+        if let Ok(mut found) = self.found.lock() {
+            found.insert(hash, (Instant::now(), peers));
+        }
     }
 }
 
@@ -275,6 +321,22 @@ mod tests {
         holders.start(a).unwrap();
         assert!(holders.holders_of(&hash('b')).is_empty());
         assert_eq!(holders.summary(), (0, 0));
+    }
+
+    #[test]
+    fn adds_the_holders_a_directory_named() {
+        let holders = Holders::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let ta = holders.start(a).unwrap();
+        holders
+            .apply(a, ta, IndexUpdate::Add(vec![hash('a')]))
+            .unwrap();
+        holders.learn(hash('a'), vec![b, a]);
+        holders.learn(hash('b'), vec![b]);
+        assert_eq!(holders.holders_of(&hash('a')), vec![a, b]);
+        assert_eq!(holders.holders_of(&hash('b')), vec![b]);
+        holders.learn(hash('b'), Vec::new());
+        assert!(holders.holders_of(&hash('b')).is_empty());
     }
 
     #[test]

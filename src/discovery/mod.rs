@@ -1,12 +1,13 @@
 //! Who holds which store path, learnt from every source: the index protocol between connected
 //! Peerix nodes ([`exchange`]), the DHT rendezvous that connects nodes of one network
-//! ([`rendezvous`]), and `--bootstrap-url` ([`bootstrap`]). Each feeds one [`Holders`]; nothing
-//! downstream knows which source a holder came from.
+//! ([`rendezvous`]), `--bootstrap-url` ([`bootstrap`]) and the tracker ([`tracker`]). Each feeds
+//! one [`Holders`]; nothing downstream knows which source a holder came from.
 
 mod bootstrap;
 mod exchange;
 mod holders;
 mod rendezvous;
+pub mod tracker;
 
 pub use bootstrap::{
     follow as follow_bootstrap_url, parse_answer as parse_bootstrap_answer,

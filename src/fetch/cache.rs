@@ -21,6 +21,7 @@ use super::peer::{self as fetch, FetchError, NarOutcome, NarProgress};
 use super::scores::{Answer, Scores};
 use super::stream_pool::StreamPool;
 use super::trust::{Refused, Trust, Verified};
+use crate::discovery::tracker::Directory;
 use crate::discovery::Holders;
 use crate::filter::PathFilter;
 use crate::publish::RemoteNar;
@@ -52,6 +53,8 @@ pub struct P2pCache {
 pub struct Remote {
     pub node: NodeHandle,
     pub holders: Arc<Holders>,
+    /// Asked who holds a path no known holder has (`--tracker-url`).
+    directory: Option<Arc<Directory>>,
     pub trust: Trust,
     pub filter: PathFilter,
     /// NAR hash -> its size and the path it belongs to, filled by narinfo answers and kept
@@ -81,10 +84,12 @@ impl Remote {
         filter: PathFilter,
         nars: NarLog,
         nar_cache: Option<NarCache>,
+        directory: Option<Arc<Directory>>,
     ) -> Self {
         Self {
             node,
             holders,
+            directory,
             trust,
             filter,
             nars,
@@ -109,7 +114,10 @@ impl Remote {
     /// The first trusted narinfo for `hash` among the peers that hold it, asked hedged in the
     /// order their answers so far earned them.
     async fn narinfo(self: &Arc<Self>, hash: StoreHash) -> Option<Verified> {
-        let holders = self.honest(self.holders.holders_of(&hash));
+        let mut holders = self.honest(self.holders.holders_of(&hash));
+        if let Some(directory) = self.directory.as_ref().filter(|_| holders.is_empty()) {
+            holders = self.honest(directory.find(hash).await);
+        }
         if holders.is_empty() {
             return None;
         }

@@ -281,9 +281,25 @@ impl SignedWrite {
         now: u64,
         nonce: [u8; NONCE_LEN],
     ) -> Result<Self, EnvelopeError> {
+        let key = protobuf_key(&keypair.verifying_key());
+        let sign = |message: &[u8]| keypair.sign(message).to_bytes().to_vec();
+        Self::sign_with(&key, sign, route, payload, now, nonce)
+    }
+
+    /// Signs with a key held elsewhere (a node's identity): `key` is the public key in libp2p's
+    /// protobuf encoding, `sign` makes an ed25519 signature of the bytes it is given.
+    pub fn sign_with(
+        key: &[u8],
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+        route: &str,
+        payload: WritePayload,
+        now: u64,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Self, EnvelopeError> {
         payload.check_bounds()?;
-        let key = keypair.verifying_key();
-        let signature = keypair.sign(&signed_bytes(&key, route, now, &nonce, &payload));
+        let key = parse_key(key)?;
+        let signature = sign(&signed_bytes(&key, route, now, &nonce, &payload));
+        let signature = Signature::from_slice(&signature).map_err(|_| malformed("signature"))?;
         Ok(Self {
             peer: peer_id(&key)?,
             key,

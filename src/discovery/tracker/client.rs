@@ -1,0 +1,179 @@
+//! HTTP to the tracker: signed writes and bounded reads, each on a blocking thread of a small
+//! pool and under one deadline, so that a tracker that accepts and never answers costs a
+//! request its deadline and nothing more.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use peerix_http::StoreHash;
+use peerix_node::NodeHandle;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::wire::tracker::{
+    parse_answer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, SignedWrite, WritePayload,
+    MAX_ANSWER, NONCE_LEN,
+};
+
+/// Requests to the tracker at once; more wait for a turn (within their deadline).
+const AT_ONCE: usize = 4;
+
+#[derive(Debug, Error)]
+pub enum TrackerError {
+    #[error("the tracker did not answer within {0:?}")]
+    TooSlow(Duration),
+    #[error("cannot reach the tracker: {0}")]
+    Unreachable(String),
+    /// The tracker does not know this node (it expired, or the tracker lost its state).
+    #[error("the tracker does not know this node")]
+    UnknownPeer,
+    #[error("the tracker refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("the tracker's answer: {0}")]
+    BadAnswer(#[from] EnvelopeError),
+    #[error("cannot sign: {0}")]
+    Sign(String),
+}
+
+#[derive(Clone)]
+pub struct TrackerClient {
+    url: Arc<str>,
+    agent: ureq::Agent,
+    node: NodeHandle,
+    threads: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+impl TrackerClient {
+    /// A client of the tracker at `url`, signing with `node`'s identity.
+    pub fn new(url: &str, node: NodeHandle, deadline: Duration) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(deadline))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            url: url.trim_end_matches('/').into(),
+            agent,
+            node,
+            threads: Arc::new(Semaphore::new(AT_ONCE)),
+            deadline,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Signs `payload` with this node's key and posts it to its route.
+    pub async fn write(&self, payload: WritePayload) -> Result<serde_json::Value, TrackerError> {
+        let route = payload.route();
+        let mut nonce = [0; NONCE_LEN];
+        getrandom::getrandom(&mut nonce).map_err(|e| TrackerError::Sign(e.to_string()))?;
+        let mut failure = None;
+        let key = self.node.public_key();
+        let sign = |message: &[u8]| {
+            self.node.sign(message).unwrap_or_else(|e| {
+                failure = Some(e.to_string());
+                Vec::new()
+            })
+        };
+        let signed = SignedWrite::sign_with(&key, sign, route, payload, unix_now(), nonce);
+        if let Some(e) = failure {
+            return Err(TrackerError::Sign(e));
+        }
+        let body = signed?.to_json();
+        self.request(route.to_owned(), Some(body)).await
+    }
+
+    pub async fn find(&self, hash: StoreHash) -> Result<FindAnswer, TrackerError> {
+        self.request(format!("/find/{hash}"), None).await
+    }
+
+    pub async fn peers(&self) -> Result<PeersAnswer, TrackerError> {
+        self.request("/peers".to_owned(), None).await
+    }
+
+    /// The network's holdings, whole or as the changes since `since` (epoch, version).
+    pub async fn membership(
+        &self,
+        since: Option<(u64, u64)>,
+    ) -> Result<MembershipAnswer, TrackerError> {
+        let query = since
+            .map(|(epoch, version)| format!("?since={epoch}.{version}"))
+            .unwrap_or_default();
+        self.request(format!("/membership{query}"), None).await
+    }
+
+    async fn request<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, TrackerError> {
+        let (threads, agent) = (self.threads.clone(), self.agent.clone());
+        let url = format!("{}{path}", self.url);
+        let asked = async move {
+            let permit = threads
+                .acquire_owned()
+                .await
+                .map_err(|e| TrackerError::Unreachable(e.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                exchange(&agent, &url, body)
+            })
+            .await
+            .map_err(|e| TrackerError::Unreachable(e.to_string()))?
+        };
+        tokio::time::timeout(self.deadline, asked)
+            .await
+            .map_err(|_| TrackerError::TooSlow(self.deadline))?
+    }
+}
+
+/// One request (blocking), its answer parsed as `T`.
+fn exchange<T: DeserializeOwned>(
+    agent: &ureq::Agent,
+    url: &str,
+    body: Option<Vec<u8>>,
+) -> Result<T, TrackerError> {
+    let write = body.is_some();
+    let sent = match body {
+        Some(body) => agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(&body[..]),
+        None => agent.get(url).call(),
+    };
+    let mut response = sent.map_err(|e| TrackerError::Unreachable(e.to_string()))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER as u64)
+        .read_to_vec()
+        .map_err(|e| TrackerError::Unreachable(e.to_string()))?;
+    match status {
+        200 => Ok(parse_answer(&text)?),
+        // A write's 404: it must announce first.
+        404 if write => Err(TrackerError::UnknownPeer),
+        _ => Err(TrackerError::Refused {
+            status,
+            message: error_message(&text),
+        }),
+    }
+}
+
+/// The tracker's `{"error": ...}`, or the start of whatever it sent.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+}
+
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,173 @@
+//! The tracker as a source of holders: for a path the network's membership set says someone
+//! holds, ask the tracker who, connect to them, and hand them to [`Holders`] like any other
+//! holder. A path outside the set costs no request at all.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use peerix_http::StoreHash;
+use peerix_node::{Multiaddr, NodeHandle, PeerId, Protocol};
+use serde_json::{json, Value};
+
+use super::client::{TrackerClient, TrackerError};
+use super::membership::Membership;
+use crate::discovery::Holders;
+use crate::wire::tracker::Provider;
+
+/// Providers of one path connected to at most.
+const PROVIDERS: usize = 8;
+/// Peers listed by the tracker kept connected to, besides those a lookup needs.
+const MET_PEERS: usize = 16;
+/// Addresses of one provider tried at most.
+const ADDRS_PER_PROVIDER: usize = 8;
+/// How long connecting to a provider may take, all its addresses together.
+const DIAL_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Whether the tracker answers, told once in the log each time it changes.
+#[derive(Default)]
+pub struct TrackerHealth {
+    reachable: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl TrackerHealth {
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
+    }
+
+    pub fn succeeded(&self, url: &str) {
+        if !self.reachable.swap(true, Ordering::AcqRel) {
+            tracing::info!(tracker = url, "tracker reachable");
+        }
+    }
+
+    pub fn failed(&self, url: &str, error: &TrackerError) {
+        if self.reachable.swap(false, Ordering::AcqRel) {
+            tracing::warn!(tracker = url, %error, "tracker unreachable: serving what is known, retrying");
+        }
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error.to_string());
+        }
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+pub struct Directory {
+    pub(super) client: TrackerClient,
+    pub(super) membership: Membership,
+    pub(super) health: TrackerHealth,
+    holders: Arc<Holders>,
+    node: NodeHandle,
+}
+
+impl Directory {
+    pub fn new(client: TrackerClient, holders: Arc<Holders>, node: NodeHandle) -> Self {
+        Self {
+            client,
+            membership: Membership::default(),
+            health: TrackerHealth::default(),
+            holders,
+            node,
+        }
+    }
+
+    /// The holders of `hash` the tracker names that this node is connected to now (they are
+    /// recorded in [`Holders`] too); none at once for a path the network does not hold, or
+    /// while the tracker does not answer.
+    pub async fn find(&self, hash: StoreHash) -> Vec<PeerId> {
+        if !self.membership.probably_held(&hash) || !self.health.is_reachable() {
+            return Vec::new();
+        }
+        let answer = match self.client.find(hash).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.health.failed(self.client.url(), &e);
+                return Vec::new();
+            }
+        };
+        let reached = self.connect(&answer.providers, PROVIDERS).await;
+        self.holders.learn(hash, reached.clone());
+        reached
+    }
+
+    /// Connects to some of the peers the tracker lists (the best first), so that the index
+    /// protocol tells what they hold before Nix asks: their paths are then hits from memory.
+    pub(super) async fn meet_peers(&self) -> Result<(), TrackerError> {
+        let answer = self.client.peers().await?;
+        self.connect(&answer.peers, MET_PEERS).await;
+        Ok(())
+    }
+
+    /// Connects to at most `max` of `providers` (this node left out), at once; returns those
+    /// connected now, whether they were already or not.
+    async fn connect(&self, providers: &[Provider], max: usize) -> Vec<PeerId> {
+        let me = self.node.peer_id();
+        let providers: Vec<(PeerId, Vec<Multiaddr>)> = providers
+            .iter()
+            .filter_map(provider_addrs)
+            .filter(|(peer, _)| *peer != me)
+            .take(max)
+            .collect();
+        let connected: HashSet<PeerId> = match self.node.status().await {
+            Ok(status) => status.peers.iter().map(|p| p.peer_id).collect(),
+            Err(_) => return Vec::new(),
+        };
+        let reached = join_all(providers.into_iter().map(|(peer, addrs)| {
+            let connected = connected.contains(&peer);
+            async move {
+                let reached = connected
+                    || tokio::time::timeout(DIAL_DEADLINE, self.dial(peer, addrs))
+                        .await
+                        .unwrap_or(false);
+                reached.then_some(peer)
+            }
+        }))
+        .await;
+        reached.into_iter().flatten().collect()
+    }
+
+    /// Tries `addrs` in turn until one reaches `peer` itself.
+    async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> bool {
+        for addr in addrs {
+            match self.node.dial(addr.clone()).await {
+                Ok(found) if found == peer => return true,
+                Ok(found) => tracing::debug!(%addr, %found, expected = %peer, "another peer at a tracker's address"),
+                Err(e) => tracing::debug!(%addr, error = %e, "tracker's address unreachable"),
+            }
+        }
+        false
+    }
+
+    pub(super) fn node(&self) -> &NodeHandle {
+        &self.node
+    }
+
+    /// What `/status` says of the tracker.
+    pub fn status(&self) -> Value {
+        json!({
+            "url": self.client.url(),
+            "reachable": self.health.is_reachable(),
+            "last_error": self.health.last_error(),
+            "network_paths": self.membership.len(),
+        })
+    }
+}
+
+/// A provider's peer id and the addresses that name it, each ending in `/p2p/<its id>`.
+fn provider_addrs(provider: &Provider) -> Option<(PeerId, Vec<Multiaddr>)> {
+    let peer: PeerId = provider.libp2p_peer_id.parse().ok()?;
+    let addrs = provider
+        .multiaddrs
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .filter(|a| matches!(a.iter().last(), Some(Protocol::P2p(id)) if id == peer))
+        .take(ADDRS_PER_PROVIDER)
+        .collect();
+    Some((peer, addrs))
+}

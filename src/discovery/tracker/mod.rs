@@ -1,0 +1,12 @@
+//! The tracker (`--tracker-url`) as a discovery source: this node tells it what it shares and
+//! where it is, follows the network's membership set, and asks it who holds a path only when
+//! that set says someone does.
+
+mod client;
+mod directory;
+mod membership;
+mod sync;
+
+pub use client::{TrackerClient, TrackerError};
+pub use directory::Directory;
+pub use sync::{run as keep_in_step, HEARTBEAT};

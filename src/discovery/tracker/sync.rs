@@ -1,0 +1,222 @@
+//! Keeping the tracker and this node in step: heartbeats with the node's addresses, the shared
+//! store paths (a full set once, then what changed), and the network's membership set in the
+//! other direction. A failure is retried with backoff; nothing here ever holds a request of Nix.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerix_http::StoreHash;
+use peerix_node::Multiaddr;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use super::client::TrackerError;
+use super::directory::Directory;
+use crate::wire::tracker::{WritePayload, MAX_ADDRS, MAX_HASHES};
+
+/// Between heartbeats; the tracker forgets a peer silent for twice as long.
+pub const HEARTBEAT: Duration = Duration::from_secs(60);
+/// Between polls of the membership set: how stale "nobody holds it" may be.
+const MEMBERSHIP_POLL: Duration = Duration::from_secs(5);
+/// Changes to the shared set are sent at most this often.
+const DELTA_PAUSE: Duration = Duration::from_secs(1);
+/// Between looks at the tracker's peer list for peers to connect to.
+const MEET_PEERS: Duration = Duration::from_secs(30);
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_LAST: Duration = Duration::from_secs(30);
+
+/// Runs both directions until the node stops.
+pub async fn run(
+    directory: Arc<Directory>,
+    shared: watch::Receiver<Arc<HashSet<StoreHash>>>,
+    http_port: u16,
+) {
+    let restarted = Arc::new(Notify::new());
+    tokio::join!(
+        follow_membership(&directory, &restarted),
+        announce(&directory, shared, http_port, &restarted),
+        meet_peers(&directory),
+    );
+}
+
+/// Doubles the pause after each failure, back to the first after a success.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let pause = self.0;
+        self.0 = (self.0 * 2).min(RETRY_LAST);
+        pause
+    }
+
+    fn reset(&mut self) {
+        self.0 = RETRY_FIRST;
+    }
+}
+
+async fn follow_membership(directory: &Directory, restarted: &Notify) {
+    let mut backoff = Backoff(RETRY_FIRST);
+    loop {
+        let since = directory.membership.version();
+        let pause = match directory.client.membership(since).await {
+            Ok(answer) => {
+                directory.health.succeeded(directory.client.url());
+                if directory.membership.apply(&answer) {
+                    tracing::info!("the tracker restarted: announcing again");
+                    restarted.notify_one();
+                }
+                backoff.reset();
+                MEMBERSHIP_POLL
+            }
+            Err(e) => {
+                directory.health.failed(directory.client.url(), &e);
+                backoff.next()
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn meet_peers(directory: &Directory) {
+    let mut backoff = Backoff(RETRY_FIRST);
+    loop {
+        let pause = match directory.meet_peers().await {
+            Ok(()) => {
+                backoff.reset();
+                MEET_PEERS
+            }
+            Err(e) => {
+                directory.health.failed(directory.client.url(), &e);
+                backoff.next()
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn announce(
+    directory: &Directory,
+    mut shared: watch::Receiver<Arc<HashSet<StoreHash>>>,
+    http_port: u16,
+    restarted: &Notify,
+) {
+    // Until the store was read, the empty set only means "not known yet".
+    let mut store_read = false;
+    // What the tracker holds of this node's set; `None`: unknown, send it whole.
+    let mut told: Option<Arc<HashSet<StoreHash>>> = None;
+    let mut next_heartbeat = Instant::now();
+    let mut backoff = Backoff(RETRY_FIRST);
+    loop {
+        let step = async {
+            if Instant::now() >= next_heartbeat {
+                heartbeat(directory, http_port).await?;
+                next_heartbeat = Instant::now() + HEARTBEAT;
+            }
+            if store_read {
+                let current = shared.borrow().clone();
+                send_packages(directory, told.as_deref(), &current).await?;
+                told = Some(current);
+            }
+            Ok::<(), TrackerError>(())
+        };
+        let pause = match step.await {
+            Ok(()) => {
+                backoff.reset();
+                None
+            }
+            Err(TrackerError::UnknownPeer) => {
+                told = None;
+                next_heartbeat = Instant::now();
+                Some(RETRY_FIRST)
+            }
+            Err(e) => {
+                directory.health.failed(directory.client.url(), &e);
+                Some(backoff.next())
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next_heartbeat) => {}
+            changed = shared.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                store_read = true;
+                tokio::time::sleep(DELTA_PAUSE).await;
+            }
+            () = restarted.notified() => told = None,
+        }
+    }
+}
+
+async fn heartbeat(directory: &Directory, http_port: u16) -> Result<(), TrackerError> {
+    let addrs = own_addrs(directory).await;
+    directory
+        .client
+        .write(WritePayload::Announce {
+            port: http_port,
+            addrs,
+        })
+        .await?;
+    directory.health.succeeded(directory.client.url());
+    Ok(())
+}
+
+/// The addresses others may reach this node at: confirmed external ones first.
+async fn own_addrs(directory: &Directory) -> Vec<Multiaddr> {
+    let Ok(status) = directory.node().status().await else {
+        return Vec::new();
+    };
+    let mut addrs: Vec<Multiaddr> = Vec::new();
+    for addr in status.external_addrs.into_iter().chain(status.listen_addrs) {
+        if !addrs.contains(&addr) && addrs.len() < MAX_ADDRS {
+            addrs.push(addr);
+        }
+    }
+    addrs
+}
+
+/// Tells the tracker `current`: whole when it knows nothing of this node, else what changed.
+async fn send_packages(
+    directory: &Directory,
+    told: Option<&HashSet<StoreHash>>,
+    current: &HashSet<StoreHash>,
+) -> Result<(), TrackerError> {
+    let client = &directory.client;
+    let Some(told) = told else {
+        let mut hashes: Vec<StoreHash> = current.iter().copied().collect();
+        if hashes.len() > MAX_HASHES {
+            tracing::warn!(
+                shared = hashes.len(),
+                "the tracker takes {MAX_HASHES} paths per peer: the rest are found over libp2p only"
+            );
+            hashes.sort_unstable();
+            hashes.truncate(MAX_HASHES);
+        }
+        client
+            .write(WritePayload::PackagesBatch { hashes })
+            .await?;
+        return Ok(());
+    };
+    let added: Vec<StoreHash> = current.difference(told).copied().collect();
+    let removed: Vec<StoreHash> = told.difference(current).copied().collect();
+    for removed in removed.chunks(MAX_HASHES) {
+        let payload = WritePayload::PackagesDelta {
+            added: Vec::new(),
+            removed: removed.to_vec(),
+        };
+        client.write(payload).await?;
+    }
+    for added in added.chunks(MAX_HASHES) {
+        let payload = WritePayload::PackagesDelta {
+            added: added.to_vec(),
+            removed: Vec::new(),
+        };
+        client.write(payload).await?;
+    }
+    Ok(())
+}

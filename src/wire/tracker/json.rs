@@ -57,6 +57,7 @@ pub(super) enum RawPayload {
     TransferInit {
         sender: String,
         receiver: String,
+        hash: String,
     },
     Report {
         transfer_id: u64,
@@ -84,9 +85,14 @@ impl From<&WritePayload> for RawPayload {
                 hash: hash.to_string(),
                 cid: cid.to_string(),
             },
-            WritePayload::TransferInit { sender, receiver } => Self::TransferInit {
+            WritePayload::TransferInit {
+                sender,
+                receiver,
+                hash,
+            } => Self::TransferInit {
                 sender: sender.to_string(),
                 receiver: receiver.to_string(),
+                hash: hash.to_string(),
             },
             WritePayload::Report {
                 transfer_id,
@@ -156,9 +162,14 @@ impl TryFrom<RawPayload> for WritePayload {
                     cid: Cid::try_from(cid.as_str()).map_err(|_| malformed("bad CID"))?,
                 }
             }
-            RawPayload::TransferInit { sender, receiver } => Self::TransferInit {
+            RawPayload::TransferInit {
+                sender,
+                receiver,
+                hash,
+            } => Self::TransferInit {
                 sender: parse_bounded(&sender, "peer id", MAX_ID_LEN)?,
                 receiver: parse_bounded(&receiver, "peer id", MAX_ID_LEN)?,
+                hash: parse_hash(&hash)?,
             },
             RawPayload::Report {
                 transfer_id,

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 mod json;
+mod reads;
+
+pub use reads::*;
 
 use json::{hex, parse_nonce, RawPayload, RawWrite};
 
@@ -105,9 +108,12 @@ pub enum WritePayload {
         hash: StoreHash,
         cid: Cid,
     },
+    /// A transfer of the NAR of `hash` about to start; either side may say so, and both learn
+    /// the same id.
     TransferInit {
         sender: PeerId,
         receiver: PeerId,
+        hash: StoreHash,
     },
     Report {
         transfer_id: u64,
@@ -160,10 +166,15 @@ impl WritePayload {
                 out.extend_from_slice(hash.as_str().as_bytes());
                 put_bytes(out, &cid.to_bytes());
             }
-            Self::TransferInit { sender, receiver } => {
+            Self::TransferInit {
+                sender,
+                receiver,
+                hash,
+            } => {
                 out.push(5);
                 put_bytes(out, &sender.to_bytes());
                 put_bytes(out, &receiver.to_bytes());
+                out.extend_from_slice(hash.as_str().as_bytes());
             }
             Self::Report {
                 transfer_id,

@@ -33,6 +33,7 @@ fn payloads() -> Vec<WritePayload> {
         WritePayload::TransferInit {
             sender: peer_id(&key(1).verifying_key()).unwrap(),
             receiver: peer_id(&key(2).verifying_key()).unwrap(),
+            hash: hash('b'),
         },
         WritePayload::Report {
             transfer_id: 7,
@@ -133,6 +134,7 @@ fn any_changed_field_fails() {
         (payloads()[1].clone(), vec!["hashes", "signature"]),
         (payloads()[2].clone(), vec!["added", "removed"]),
         (payloads()[3].clone(), vec!["hash", "cid"]),
+        (payloads()[4].clone(), vec!["hash"]),
         (payloads()[5].clone(), vec!["transfer_id", "bytes"]),
     ];
     for (payload, fields) in cases {
@@ -300,4 +302,23 @@ fn oversized_and_malformed_writes_fail_cleanly() {
         SignedWrite::parse(&serde_json::to_vec(&extra).unwrap()),
         Err(EnvelopeError::Malformed(_))
     ));
+}
+
+#[test]
+fn answers_parse_within_their_bound() {
+    let find = FindAnswer {
+        hash: hash('a').to_string(),
+        providers: vec![],
+    };
+    let body = serde_json::to_vec(&find).unwrap();
+    assert_eq!(parse_answer::<FindAnswer>(&body), Ok(find));
+    assert!(matches!(
+        parse_answer::<MembershipAnswer>(b"{\"epoch\": 1}"),
+        Err(ReadError::Malformed(_))
+    ));
+    let huge = vec![b' '; MAX_READ_BODY + 1];
+    assert_eq!(
+        parse_answer::<StatusAnswer>(&huge),
+        Err(ReadError::TooLarge(MAX_READ_BODY + 1))
+    );
 }

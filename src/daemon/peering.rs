@@ -51,7 +51,12 @@ impl Peering {
             let client = TrackerClient::new(url, node.clone(), TRACKER_DEADLINE);
             let directory = Arc::new(Directory::new(client, holders.clone(), node.clone()));
             let port = settings.http_addr.port();
-            tokio::spawn(keep_in_step(directory.clone(), shared.subscribe(), port));
+            tokio::spawn(keep_in_step(
+                directory.clone(),
+                shared.subscribe(),
+                db.clone(),
+                port,
+            ));
             directory
         });
         tokio::spawn(watch_store(store.clone(), shared.clone(), STORE_POLL));

@@ -100,6 +100,20 @@ impl IndexDb {
         Ok(hashes)
     }
 
+    /// Every shared path with the CID its NAR is published under.
+    pub fn cids(&self) -> Result<Vec<(StoreHash, Cid)>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(PATHS).map_err(db_error)?;
+        let mut cids = Vec::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (key, value) = entry.map_err(db_error)?;
+            if let Ok(hash) = StoreHash::parse(key.value()) {
+                cids.push((hash, decode_cid(value.value())?.0));
+            }
+        }
+        Ok(cids)
+    }
+
     /// Records what narinfo answers said of peers' NARs (`size` bytes, path `hash`), in one
     /// transaction; NARs already known as they are cost a read, not a write.
     pub fn remember_remote_nars(&self, nars: &[(NarHash, RemoteNar)]) -> Result<(), IndexError> {
@@ -155,13 +169,22 @@ impl IndexDb {
 }
 
 fn decode(value: &[u8]) -> Result<(Cid, String), IndexError> {
-    let corrupt = || IndexError("corrupt entry".to_owned());
+    let (cid, text) = decode_cid(value)?;
+    let text = String::from_utf8(text.to_vec()).map_err(|_| corrupt())?;
+    Ok((cid, text))
+}
+
+fn corrupt() -> IndexError {
+    IndexError("corrupt entry".to_owned())
+}
+
+/// An entry's CID, and the narinfo text after it.
+fn decode_cid(value: &[u8]) -> Result<(Cid, &[u8]), IndexError> {
     let (len, rest) = value.split_first_chunk::<2>().ok_or_else(corrupt)?;
     let (cid, text) = rest
         .split_at_checked(usize::from(u16::from_le_bytes(*len)))
         .ok_or_else(corrupt)?;
     let cid = Cid::try_from(cid).map_err(|_| corrupt())?;
-    let text = String::from_utf8(text.to_vec()).map_err(|_| corrupt())?;
     Ok((cid, text))
 }
 

@@ -12,8 +12,8 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 use crate::wire::tracker::{
-    parse_answer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, SignedWrite, WritePayload,
-    MAX_ANSWER, NONCE_LEN,
+    parse_answer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, ReadError,
+    SignedWrite, WritePayload, MAX_READ_BODY, NONCE_LEN,
 };
 
 /// Requests to the tracker at once; more wait for a turn (within their deadline).
@@ -30,8 +30,10 @@ pub enum TrackerError {
     UnknownPeer,
     #[error("the tracker refused the request ({status}): {message}")]
     Refused { status: u16, message: String },
-    #[error("the tracker's answer: {0}")]
-    BadAnswer(#[from] EnvelopeError),
+    #[error(transparent)]
+    BadAnswer(#[from] ReadError),
+    #[error("cannot make the write: {0}")]
+    Write(#[from] EnvelopeError),
     #[error("cannot sign: {0}")]
     Sign(String),
 }
@@ -150,7 +152,7 @@ fn exchange<T: DeserializeOwned>(
     let text = response
         .body_mut()
         .with_config()
-        .limit(MAX_ANSWER as u64)
+        .limit(MAX_READ_BODY as u64)
         .read_to_vec()
         .map_err(|e| TrackerError::Unreachable(e.to_string()))?;
     match status {

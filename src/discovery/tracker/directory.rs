@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use super::client::{TrackerClient, TrackerError};
 use super::membership::Membership;
 use crate::discovery::Holders;
-use crate::wire::tracker::Provider;
 
 /// Providers of one path connected to at most.
 const PROVIDERS: usize = 8;
@@ -91,7 +90,11 @@ impl Directory {
                 return Vec::new();
             }
         };
-        let reached = self.connect(&answer.providers, PROVIDERS).await;
+        let providers = answer
+            .providers
+            .iter()
+            .map(|p| (p.libp2p_peer_id.as_str(), p.multiaddrs.as_slice()));
+        let reached = self.connect(providers, PROVIDERS).await;
         self.holders.learn(hash, reached.clone());
         reached
     }
@@ -100,17 +103,24 @@ impl Directory {
     /// protocol tells what they hold before Nix asks: their paths are then hits from memory.
     pub(super) async fn meet_peers(&self) -> Result<(), TrackerError> {
         let answer = self.client.peers().await?;
-        self.connect(&answer.peers, MET_PEERS).await;
+        let peers = answer
+            .peers
+            .iter()
+            .map(|p| (p.libp2p_peer_id.as_str(), p.multiaddrs.as_slice()));
+        self.connect(peers, MET_PEERS).await;
         Ok(())
     }
 
     /// Connects to at most `max` of `providers` (this node left out), at once; returns those
     /// connected now, whether they were already or not.
-    async fn connect(&self, providers: &[Provider], max: usize) -> Vec<PeerId> {
+    async fn connect<'a>(
+        &self,
+        providers: impl Iterator<Item = (&'a str, &'a [String])>,
+        max: usize,
+    ) -> Vec<PeerId> {
         let me = self.node.peer_id();
         let providers: Vec<(PeerId, Vec<Multiaddr>)> = providers
-            .iter()
-            .filter_map(provider_addrs)
+            .filter_map(|(peer, addrs)| provider_addrs(peer, addrs))
             .filter(|(peer, _)| *peer != me)
             .take(max)
             .collect();
@@ -159,11 +169,10 @@ impl Directory {
     }
 }
 
-/// A provider's peer id and the addresses that name it, each ending in `/p2p/<its id>`.
-fn provider_addrs(provider: &Provider) -> Option<(PeerId, Vec<Multiaddr>)> {
-    let peer: PeerId = provider.libp2p_peer_id.parse().ok()?;
-    let addrs = provider
-        .multiaddrs
+/// A provider's peer id and those of its addresses that name it, each ending in `/p2p/<its id>`.
+fn provider_addrs(peer: &str, addrs: &[String]) -> Option<(PeerId, Vec<Multiaddr>)> {
+    let peer: PeerId = peer.parse().ok()?;
+    let addrs = addrs
         .iter()
         .filter_map(|a| a.parse::<Multiaddr>().ok())
         .filter(|a| matches!(a.iter().last(), Some(Protocol::P2p(id)) if id == peer))

@@ -1,11 +1,12 @@
 //! Keeping the tracker and this node in step: heartbeats with the node's addresses, the shared
-//! store paths (a full set once, then what changed), and the network's membership set in the
-//! other direction. A failure is retried with backoff; nothing here ever holds a request of Nix.
+//! store paths (a full set once, then what changed) and the CIDs their NARs are published
+//! under, and the network's membership set in the other direction. A failure is retried with backoff; nothing here ever holds a request of Nix.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cid::Cid;
 use peerix_http::StoreHash;
 use peerix_node::Multiaddr;
 use tokio::sync::{watch, Notify};
@@ -13,7 +14,8 @@ use tokio::time::Instant;
 
 use super::client::TrackerError;
 use super::directory::Directory;
-use crate::wire::tracker::{WritePayload, MAX_ADDRS, MAX_HASHES};
+use crate::publish::IndexDb;
+use crate::wire::tracker::{WritePayload, MAX_ADDRS, MAX_CIDS, MAX_HASHES};
 
 /// Between heartbeats; the tracker forgets a peer silent for twice as long.
 pub const HEARTBEAT: Duration = Duration::from_secs(60);
@@ -30,12 +32,13 @@ const RETRY_LAST: Duration = Duration::from_secs(30);
 pub async fn run(
     directory: Arc<Directory>,
     shared: watch::Receiver<Arc<HashSet<StoreHash>>>,
+    index: Arc<IndexDb>,
     http_port: u16,
 ) {
     let restarted = Arc::new(Notify::new());
     tokio::join!(
         follow_membership(&directory, &restarted),
-        announce(&directory, shared, http_port, &restarted),
+        announce(&directory, shared, &index, http_port, &restarted),
         meet_peers(&directory),
     );
 }
@@ -98,6 +101,7 @@ async fn meet_peers(directory: &Directory) {
 async fn announce(
     directory: &Directory,
     mut shared: watch::Receiver<Arc<HashSet<StoreHash>>>,
+    index: &Arc<IndexDb>,
     http_port: u16,
     restarted: &Notify,
 ) {
@@ -105,6 +109,8 @@ async fn announce(
     let mut store_read = false;
     // What the tracker holds of this node's set; `None`: unknown, send it whole.
     let mut told: Option<Arc<HashSet<StoreHash>>> = None;
+    // The CIDs the tracker holds of this node's paths.
+    let mut registered: HashMap<StoreHash, Cid> = HashMap::new();
     let mut next_heartbeat = Instant::now();
     let mut backoff = Backoff(RETRY_FIRST);
     loop {
@@ -115,8 +121,12 @@ async fn announce(
             }
             if store_read {
                 let current = shared.borrow().clone();
+                if told.is_none() {
+                    registered.clear();
+                }
                 send_packages(directory, told.as_deref(), &current).await?;
-                told = Some(current);
+                told = Some(current.clone());
+                send_cids(directory, index, &current, &mut registered).await?;
             }
             Ok::<(), TrackerError>(())
         };
@@ -217,6 +227,40 @@ async fn send_packages(
             removed: Vec::new(),
         };
         client.write(payload).await?;
+    }
+    Ok(())
+}
+
+/// Registers the CIDs of shared paths the tracker does not have yet, in batches.
+async fn send_cids(
+    directory: &Directory,
+    index: &Arc<IndexDb>,
+    shared: &HashSet<StoreHash>,
+    registered: &mut HashMap<StoreHash, Cid>,
+) -> Result<(), TrackerError> {
+    let reading = index.clone();
+    let published = match tokio::task::spawn_blocking(move || reading.cids()).await {
+        Ok(Ok(published)) => published,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the CIDs to register");
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the CIDs to register");
+            return Ok(());
+        }
+    };
+    registered.retain(|hash, _| shared.contains(hash));
+    let new: Vec<(StoreHash, Cid)> = published
+        .into_iter()
+        .filter(|(hash, cid)| shared.contains(hash) && registered.get(hash) != Some(cid))
+        .collect();
+    for mappings in new.chunks(MAX_CIDS) {
+        let payload = WritePayload::CidBatch {
+            mappings: mappings.to_vec(),
+        };
+        directory.client.write(payload).await?;
+        registered.extend(mappings.iter().copied());
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use peerix_http::StoreHash;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    malformed, EnvelopeError, Role, WritePayload, MAX_ADDRS, MAX_ADDR_LEN, MAX_ID_LEN, NONCE_LEN,
+    malformed, EnvelopeError, Role, WritePayload, MAX_ADDRS, MAX_CIDS, MAX_ADDR_LEN, MAX_ID_LEN, NONCE_LEN,
 };
 
 pub(super) fn hex(bytes: &[u8]) -> String {
@@ -37,6 +37,13 @@ pub(super) struct RawWrite {
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CidMapping {
+    hash: String,
+    cid: String,
+}
+
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub(super) enum RawPayload {
     Announce {
@@ -53,6 +60,9 @@ pub(super) enum RawPayload {
     Cid {
         hash: String,
         cid: String,
+    },
+    CidBatch {
+        mappings: Vec<CidMapping>,
     },
     TransferInit {
         sender: String,
@@ -85,6 +95,15 @@ impl From<&WritePayload> for RawPayload {
                 hash: hash.to_string(),
                 cid: cid.to_string(),
             },
+            WritePayload::CidBatch { mappings } => Self::CidBatch {
+                mappings: mappings
+                    .iter()
+                    .map(|(hash, cid)| CidMapping {
+                        hash: hash.to_string(),
+                        cid: cid.to_string(),
+                    })
+                    .collect(),
+            },
             WritePayload::TransferInit {
                 sender,
                 receiver,
@@ -113,6 +132,13 @@ fn parse_hashes(texts: &[String]) -> Result<Vec<StoreHash>, EnvelopeError> {
 
 fn parse_hash(text: &str) -> Result<StoreHash, EnvelopeError> {
     StoreHash::parse(text).map_err(|_| malformed("bad store hash"))
+}
+
+fn parse_cid(text: &str) -> Result<Cid, EnvelopeError> {
+    if text.len() > MAX_ID_LEN {
+        return Err(malformed(format!("CID longer than {MAX_ID_LEN} characters")));
+    }
+    Cid::try_from(text).map_err(|_| malformed("bad CID"))
 }
 
 fn parse_bounded<T: std::str::FromStr>(
@@ -151,15 +177,19 @@ impl TryFrom<RawPayload> for WritePayload {
                 added: parse_hashes(&added)?,
                 removed: parse_hashes(&removed)?,
             },
-            RawPayload::Cid { hash, cid } => {
-                if cid.len() > MAX_ID_LEN {
-                    return Err(malformed(format!(
-                        "CID longer than {MAX_ID_LEN} characters"
-                    )));
+            RawPayload::Cid { hash, cid } => Self::Cid {
+                hash: parse_hash(&hash)?,
+                cid: parse_cid(&cid)?,
+            },
+            RawPayload::CidBatch { mappings } => {
+                if mappings.len() > MAX_CIDS {
+                    return Err(too_many("CID mappings", mappings.len(), MAX_CIDS));
                 }
-                Self::Cid {
-                    hash: parse_hash(&hash)?,
-                    cid: Cid::try_from(cid.as_str()).map_err(|_| malformed("bad CID"))?,
+                Self::CidBatch {
+                    mappings: mappings
+                        .iter()
+                        .map(|m| Ok((parse_hash(&m.hash)?, parse_cid(&m.cid)?)))
+                        .collect::<Result<_, EnvelopeError>>()?,
                 }
             }
             RawPayload::TransferInit {

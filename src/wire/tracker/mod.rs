@@ -32,6 +32,8 @@ pub const MAX_HASHES: usize = 100_000;
 /// Addresses per announce, and characters per address.
 pub const MAX_ADDRS: usize = 16;
 pub const MAX_ADDR_LEN: usize = 256;
+/// CID mappings per batch: some 100 bytes of JSON each.
+pub const MAX_CIDS: usize = 10_000;
 /// Characters of a CID or peer id in a payload.
 pub const MAX_ID_LEN: usize = 128;
 pub const NONCE_LEN: usize = 16;
@@ -110,6 +112,10 @@ pub enum WritePayload {
     },
     /// A transfer of the NAR of `hash` about to start; either side may say so, and both learn
     /// the same id.
+    /// Several CIDs at once (a node's whole set at start, then what it published since).
+    CidBatch {
+        mappings: Vec<(StoreHash, Cid)>,
+    },
     TransferInit {
         sender: PeerId,
         receiver: PeerId,
@@ -130,6 +136,7 @@ impl WritePayload {
             Self::PackagesBatch { .. } => "/packages/batch",
             Self::PackagesDelta { .. } => "/packages/delta",
             Self::Cid { .. } => "/cid",
+            Self::CidBatch { .. } => "/cid/batch",
             Self::TransferInit { .. } => "/transfer/init",
             Self::Report { .. } => "/report",
         }
@@ -165,6 +172,14 @@ impl WritePayload {
                 out.push(4);
                 out.extend_from_slice(hash.as_str().as_bytes());
                 put_bytes(out, &cid.to_bytes());
+            }
+            Self::CidBatch { mappings } => {
+                out.push(7);
+                put_len(out, mappings.len());
+                for (hash, cid) in mappings {
+                    out.extend_from_slice(hash.as_str().as_bytes());
+                    put_bytes(out, &cid.to_bytes());
+                }
             }
             Self::TransferInit {
                 sender,
@@ -205,6 +220,7 @@ impl WritePayload {
                 added.len().saturating_add(removed.len()),
                 MAX_HASHES,
             ),
+            Self::CidBatch { mappings } => bound("CID mappings", mappings.len(), MAX_CIDS),
             Self::Cid { .. } | Self::TransferInit { .. } | Self::Report { .. } => Ok(()),
         }
     }

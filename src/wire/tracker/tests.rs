@@ -40,6 +40,14 @@ fn payloads() -> Vec<WritePayload> {
             role: Role::Receiver,
             bytes: 1 << 20,
         },
+        WritePayload::CidBatch {
+            mappings: vec![(
+                hash('b'),
+                "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+                    .parse()
+                    .unwrap(),
+            )],
+        },
     ]
 }
 
@@ -155,6 +163,13 @@ fn any_changed_field_fails() {
             );
         }
     }
+    // A mapping of a batch changed to another path.
+    let batch = payloads()[6].clone();
+    let route = batch.route();
+    let mut value: serde_json::Value = serde_json::from_slice(&signed(batch)).unwrap();
+    value["payload"]["mappings"][0]["hash"] = hash('c').to_string().into();
+    let changed = serde_json::to_vec(&value).unwrap();
+    assert_eq!(verify(&changed, route), Err(EnvelopeError::BadSignature));
     // The same write sent to another route (another kind's, or a variant spelling).
     let body = signed(payloads()[3].clone());
     assert!(matches!(
@@ -236,6 +251,14 @@ fn oversized_and_malformed_writes_fail_cleanly() {
         ..SignedWrite::sign(&key(1), "/x", payloads()[1].clone(), NOW, [0; 16]).unwrap()
     };
     assert!(full.to_json().len() <= MAX_BODY);
+    let cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    let cids = SignedWrite {
+        payload: WritePayload::CidBatch {
+            mappings: vec![(hash('a'), cid.parse().unwrap()); MAX_CIDS],
+        },
+        ..SignedWrite::sign(&key(1), "/x", payloads()[1].clone(), NOW, [0; 16]).unwrap()
+    };
+    assert!(cids.to_json().len() <= MAX_BODY);
     let over = SignedWrite {
         payload: WritePayload::PackagesDelta {
             added: many[..MAX_HASHES / 2 + 1].to_vec(),

@@ -1,0 +1,172 @@
+//! `--mode wan` and `--mode hybrid`: nodes that know only a tracker's URL (no bootstrap peers, no
+//! mDNS, no DHT rendezvous) find each other through it and substitute with real Nix; a tracker
+//! that goes away costs nothing of what they knew, and they come back to it when it returns.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::tracker::Tracker;
+use common::{eventually, hash_part, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// A node on `store` in `mode` that knows only the tracker at `tracker` and trusts only `key`.
+fn node(store: &ChrootStore, mode: &str, tracker: &str, key: &str, extra: &[&str]) -> Peerix {
+    let mut args = vec![
+        "--mode",
+        mode,
+        "--tracker-url",
+        tracker,
+        "--listen-addrs",
+        LOOPBACK,
+        "--trusted-public-key",
+        key,
+    ];
+    args.extend(extra);
+    Peerix::serve(store.root(), &args)
+}
+
+fn signed_store(upstream: &NixKey, paths: &[&str]) -> ChrootStore {
+    let store = ChrootStore::with_paths(paths);
+    store.sign(&upstream.secret, paths);
+    store
+}
+
+fn wait_for_narinfo(node: &Peerix, path: &str, limit: Duration) {
+    let narinfo = format!("/{}.narinfo", hash_part(path));
+    eventually(limit, &format!("{path} never became available"), || {
+        node.get(&narinfo).0 == 200
+    });
+}
+
+fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
+    for path in paths {
+        let (left, right) = (Sha256::digest(a.dump(path)), Sha256::digest(b.dump(path)));
+        assert_eq!(left, right, "{path} differs");
+    }
+}
+
+/// The tracker part of the node's `/status`.
+fn tracker_reachable(node: &Peerix) -> bool {
+    node.status()["tracker"]["reachable"] == true
+}
+
+#[test]
+fn wan_nodes_substitute_through_the_tracker_alone() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let db = TempDir::new().unwrap();
+    let tracker = Tracker::start(db.path(), &[]);
+    let a_store = signed_store(&upstream, &[&f.top, &f.big]);
+    let a = node(&a_store, "wan", &tracker.url(), &upstream.public, &[]);
+    let b_store = ChrootStore::empty();
+    let b = node(&b_store, "wan", &tracker.url(), &upstream.public, &[]);
+
+    wait_for_narinfo(&b, &f.top, Duration::from_secs(30));
+    let dest = ChrootStore::empty();
+    nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.top, &f.big]);
+    assert_same_bytes(&a_store, &dest, &[&f.top, &f.app, &f.lib, &f.big]);
+    assert!(tracker_reachable(&b));
+
+    // The tracker knows A's paths and the CIDs A publishes them under, signed by A.
+    let found = tracker.get_json(&format!("/find/{}", hash_part(&f.top)));
+    let providers = found["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 1, "{found}");
+    let a_id = a.status()["node"]["peer_id"].as_str().unwrap().to_owned();
+    assert_eq!(providers[0]["libp2p_peer_id"], a_id.as_str());
+    assert_eq!(providers[0]["port"], a.port);
+    eventually(Duration::from_secs(20), "A's CIDs never registered", || {
+        tracker.get(&format!("/cid/{}", hash_part(&f.big))).0 == 200
+    });
+
+    // A path nobody holds is a miss at once, without asking the tracker.
+    let absent = "/0000000000000000000000000000000a.narinfo";
+    let started = Instant::now();
+    assert_eq!(b.get(absent).0, 404);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_tracker_that_goes_away_costs_nothing_known_and_is_rejoined() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let db = TempDir::new().unwrap();
+    let mut tracker = Tracker::start(db.path(), &[]);
+    let a_store = signed_store(&upstream, &[&f.lib]);
+    let a = node(&a_store, "wan", &tracker.url(), &upstream.public, &[]);
+    let b_store = ChrootStore::empty();
+    let b = node(&b_store, "wan", &tracker.url(), &upstream.public, &[]);
+    wait_for_narinfo(&b, &f.lib, Duration::from_secs(30));
+
+    let port = tracker.port;
+    tracker.kill();
+    eventually(Duration::from_secs(30), "B never noticed", || {
+        !tracker_reachable(&b)
+    });
+    // What B knew is still served, and a miss is still a miss at once.
+    let dest = ChrootStore::empty();
+    nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.lib]);
+    assert_same_bytes(&a_store, &dest, &[&f.lib]);
+    let started = Instant::now();
+    assert_eq!(b.get("/0000000000000000000000000000000a.narinfo").0, 404);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // A tracker that lost everything comes back on the same port: both nodes return to it,
+    // and A announces its paths again.
+    let fresh = TempDir::new().unwrap();
+    let tracker = Tracker::start_on(fresh.path(), port, &[]);
+    eventually(Duration::from_secs(60), "B never rejoined", || {
+        tracker_reachable(&b)
+    });
+    eventually(Duration::from_secs(60), "A never announced again", || {
+        let found = tracker.get_json(&format!("/find/{}", hash_part(&f.lib)));
+        found["providers"].as_array().is_some_and(|p| p.len() == 1)
+    });
+    drop(a);
+}
+
+#[test]
+fn hybrid_nodes_use_holders_from_the_tracker_and_from_libp2p() {
+    let f = Fixture::get();
+    let upstream = NixKey::generate("upstream-test-1");
+    let db = TempDir::new().unwrap();
+    let tracker = Tracker::start(db.path(), &[]);
+    // T is known only to the tracker; L only to B's libp2p bootstrap list.
+    let t_store = signed_store(&upstream, &[&f.lib]);
+    let t = node(&t_store, "wan", &tracker.url(), &upstream.public, &[]);
+    let l_store = signed_store(&upstream, &[&f.big]);
+    let l = Peerix::serve(
+        l_store.root(),
+        &[
+            "--mode",
+            "libp2p",
+            "--listen-addrs",
+            LOOPBACK,
+            "--trusted-public-key",
+            &upstream.public,
+        ],
+    );
+    let l_addr = l.p2p_addr();
+    let b_store = ChrootStore::empty();
+    let b = node(
+        &b_store,
+        "hybrid",
+        &tracker.url(),
+        &upstream.public,
+        &["--bootstrap-peers", &l_addr],
+    );
+    wait_for_narinfo(&b, &f.lib, Duration::from_secs(30));
+    wait_for_narinfo(&b, &f.big, Duration::from_secs(30));
+    let dest = ChrootStore::empty();
+    nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.lib, &f.big]);
+    assert_same_bytes(&t_store, &dest, &[&f.lib]);
+    assert_same_bytes(&l_store, &dest, &[&f.big]);
+    // The tracker never heard of L.
+    let l_id = l_addr.rsplit("/p2p/").next().unwrap();
+    let peers = tracker.get_json("/peers").to_string();
+    assert!(!peers.contains(l_id), "{peers}");
+    drop(t);
+}

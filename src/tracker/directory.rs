@@ -102,9 +102,7 @@ impl Directory {
     }
 
     fn score(&self, peer: PeerId) -> f64 {
-        self.reputations
-            .get(&peer)
-            .map_or(0.0, Reputation::score)
+        self.reputations.get(&peer).map_or(0.0, Reputation::score)
     }
 
     pub(super) fn add_holding(&mut self, peer: PeerId, hash: StoreHash) {

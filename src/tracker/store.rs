@@ -20,8 +20,8 @@ use peerix_node::{Multiaddr, PeerId};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use thiserror::Error;
 
-pub use super::directory::{Holder, LivePeer};
 use super::directory::Directory;
+pub use super::directory::{Holder, LivePeer};
 use super::membership::MembershipLog;
 pub use super::reputation::Reputation;
 use super::reputation::REPUTATION;
@@ -135,6 +135,10 @@ impl TrackerStore {
 
     pub(super) fn directory_mut(&self) -> RwLockWriteGuard<'_, Directory> {
         self.directory.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_live(&self, peer: PeerId) -> bool {
+        self.directory().live.contains_key(&peer)
     }
 
     fn require_live(&self, peer: PeerId) -> Result<LivePeer, StoreError> {
@@ -335,7 +339,10 @@ impl TrackerStore {
 
     /// The first CID mapping of `hash`, any peer's.
     pub fn cid(&self, hash: &StoreHash) -> Result<Option<Cid>, StoreError> {
-        Ok(self.cids_from(hash.as_str().as_bytes(), 1, true)?.pop().map(|(_, c)| c))
+        Ok(self
+            .cids_from(hash.as_str().as_bytes(), 1, true)?
+            .pop()
+            .map(|(_, c)| c))
     }
 
     /// One CID per store hash, in hash order, from the first hash after `after`.

@@ -64,12 +64,10 @@ fn announce_records_and_refreshes_a_peer_within_the_bound() {
     store.announce(b, seen(&[]), NOW).unwrap();
     store.replace_packages(a, &hashes(0..3)).unwrap();
     // A heartbeat updates addresses and time and keeps the package count.
-    store.announce(a, seen(&[addr(2), addr(3)]), NOW + 60).unwrap();
-    let record = store
-        .peers()
-        .into_iter()
-        .find(|p| p.peer == a)
+    store
+        .announce(a, seen(&[addr(2), addr(3)]), NOW + 60)
         .unwrap();
+    let record = store.peers().into_iter().find(|p| p.peer == a).unwrap();
     assert_eq!(
         (record.peer, record.addrs, record.last_seen, record.packages),
         (a, vec![addr(2), addr(3)], NOW + 60, 3)

@@ -93,9 +93,10 @@ mod tests {
         assert_eq!(buckets.take(1, t), Err(1));
         buckets.take(2, t).unwrap();
         buckets.take(1, t + Duration::from_millis(500)).unwrap();
-        // A third key in a map of two: the full bucket of key 2... is not full, so all start
-        // over, and key 1 gets its burst back.
+        // A third key in a map of two: key 2's bucket refilled, so it makes room; key 1's
+        // (empty) stays, still refusing.
         buckets.take(3, t + Duration::from_millis(500)).unwrap();
-        assert_eq!(buckets.buckets.lock().unwrap().len(), 1);
+        assert_eq!(buckets.buckets.lock().unwrap().len(), 2);
+        assert_eq!(buckets.take(1, t + Duration::from_millis(500)), Err(1));
     }
 }

@@ -11,11 +11,13 @@ mod config_error;
 mod http;
 mod reachability;
 mod serve_config;
+mod tracker;
 
 pub use config_error::ConfigError;
 
 pub use http::HttpArgs;
 pub use reachability::ReachabilityArgs;
+pub use tracker::TrackerArgs;
 
 /// Peer-to-peer binary cache for Nix.
 #[derive(Parser, Debug)]
@@ -39,6 +41,8 @@ pub enum Command {
     Cid(CidArgs),
     /// Talk to the embedded IPFS node of a running `peerix serve`.
     Ipfs(IpfsArgs),
+    /// Run a tracker: a directory of peers and the store paths they share, for `--mode wan`.
+    Tracker(TrackerArgs),
 }
 
 #[derive(Args, Debug)]

@@ -20,25 +20,47 @@ pub(super) struct HolderIndex {
 }
 
 impl HolderIndex {
-    pub(super) fn add(&mut self, peer: PeerId, hash: StoreHash) {
+    /// True when nobody held `hash` before: it joins the network's membership set.
+    pub(super) fn add(&mut self, peer: PeerId, hash: StoreHash) -> bool {
         let slot = self.slot(peer);
         let holders = self.holders.entry(hash).or_default();
+        let new = holders.is_empty();
         if let Err(at) = holders.binary_search(&slot) {
             holders.insert(at, slot);
         }
+        new
     }
 
-    pub(super) fn remove(&mut self, peer: PeerId, hash: &StoreHash) {
+    /// True when `peer` was the last holder of `hash`: it leaves the membership set.
+    pub(super) fn remove(&mut self, peer: PeerId, hash: &StoreHash) -> bool {
         let (Some(&slot), Some(holders)) = (self.slots.get(&peer), self.holders.get_mut(hash))
         else {
-            return;
+            return false;
         };
         if let Ok(at) = holders.binary_search(&slot) {
             holders.remove(at);
         }
         if holders.is_empty() {
             self.holders.remove(hash);
+            return true;
         }
+        false
+    }
+
+    pub(super) fn holds(&self, peer: PeerId, hash: &StoreHash) -> bool {
+        match (self.slots.get(&peer), self.holders.get(hash)) {
+            (Some(slot), Some(holders)) => holders.binary_search(slot).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Store hashes at least one peer holds.
+    pub(super) fn distinct(&self) -> usize {
+        self.holders.len()
+    }
+
+    pub(super) fn hashes(&self) -> impl Iterator<Item = &StoreHash> {
+        self.holders.keys()
     }
 
     /// Forgets a peer whose holdings were all removed, so its number can serve another.
@@ -48,16 +70,12 @@ impl HolderIndex {
         }
     }
 
-    pub(super) fn holders(&self, hash: &StoreHash) -> Vec<PeerId> {
+    pub(super) fn holders<'a>(&'a self, hash: &StoreHash) -> impl Iterator<Item = PeerId> + 'a {
         self.holders
             .get(hash)
-            .map(|slots| {
-                slots
-                    .iter()
-                    .filter_map(|&s| self.peers.get(s as usize).copied())
-                    .collect()
-            })
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .filter_map(|&s| self.peers.get(s as usize).copied())
     }
 
     fn slot(&mut self, peer: PeerId) -> u32 {

@@ -1,7 +1,17 @@
 //! `peerix tracker`: a directory of peers and the store paths they share, written to only with
 //! writes signed by the peers themselves.
 
+mod dial_addrs;
+mod directory;
+mod errors;
 mod holder_index;
+pub mod limits;
+mod membership;
+mod read_routes;
 mod reputation;
+pub mod server;
 pub mod store;
 mod tables;
+pub mod transfers;
+pub mod trusted_proxy;
+mod write_routes;

@@ -2,7 +2,7 @@
 //! succeeded and failed, per peer. Only transfers both sides reported alike reach it.
 
 use peerix_node::PeerId;
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::store::{db_error, StoreError, TrackerStore};
 
@@ -55,17 +55,17 @@ impl TrackerStore {
         })])
     }
 
-    pub fn reputation(&self, peer: PeerId) -> Result<Reputation, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(REPUTATION).map_err(db_error)?;
-        Ok(table
-            .get(peer.to_bytes().as_slice())
-            .map_err(db_error)?
-            .map(|e| reputation_of(e.value()))
-            .unwrap_or_default())
+    pub fn reputation(&self, peer: PeerId) -> Reputation {
+        self.directory()
+            .reputations
+            .get(&peer)
+            .copied()
+            .unwrap_or_default()
     }
 
     fn update_reputations(&self, updates: &[(PeerId, &Update)]) -> Result<(), StoreError> {
+        let _writer = self.writer();
+        let mut changed = Vec::new();
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut table = txn.open_table(REPUTATION).map_err(db_error)?;
@@ -82,6 +82,7 @@ impl TrackerStore {
                 }
                 let mut reputation = current.map(reputation_of).unwrap_or_default();
                 update(&mut reputation);
+                changed.push((*peer, reputation));
                 let Reputation {
                     bytes_shared,
                     bytes_received,
@@ -96,11 +97,16 @@ impl TrackerStore {
                     .map_err(db_error)?;
             }
         }
-        txn.commit().map_err(db_error)
+        txn.commit().map_err(db_error)?;
+        let mut directory = self.directory_mut();
+        for (peer, reputation) in changed {
+            directory.set_reputation(peer, reputation);
+        }
+        Ok(())
     }
 }
 
-fn reputation_of(
+pub(super) fn reputation_of(
     (bytes_shared, bytes_received, successful, failed): (u64, u64, u64, u64),
 ) -> Reputation {
     Reputation {

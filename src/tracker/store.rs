@@ -6,12 +6,13 @@
 //! Callers pass only peers whose writes were verified ([`crate::wire::tracker`]): the store
 //! trusts the peer id it is given, and lets each peer change its own rows only.
 //!
-//! Holdings are stored per peer; [`HolderIndex`], in memory, answers who holds a path. Writers
-//! take turns so the index changes in the order the transactions committed.
+//! Holdings are stored as one row per peer; the [`Directory`], in memory, answers every read
+//! but the CID routes. Writers take turns so it changes in the order the transactions
+//! committed.
 
-use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use cid::Cid;
 use peerix_http::StoreHash;
@@ -19,13 +20,16 @@ use peerix_node::{Multiaddr, PeerId};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use thiserror::Error;
 
-use super::holder_index::HolderIndex;
+use super::directory::Directory;
+pub use super::directory::{Holder, LivePeer};
+use super::membership::MembershipLog;
 pub use super::reputation::Reputation;
 use super::reputation::REPUTATION;
 use super::tables::{
-    decode_addrs, encode_addrs, holdings_key, load_index, Tables, HOLDINGS, NONCES, PEERS,
+    cid_key, decode_hash, decode_hashes, encode_addrs, encode_hashes, load_directory,
+    sorted_difference, CIDS, HOLDINGS, NONCES, PEERS,
 };
-use crate::wire::tracker::NONCE_LEN;
+use crate::wire::tracker::{MembershipAnswer, NONCE_LEN};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -64,6 +68,8 @@ pub struct Limits {
     /// The timestamp skew writes are accepted with: older nonces can be forgotten, since their
     /// writes would be refused as stale anyway.
     pub max_skew: u64,
+    /// Changes of the membership set remembered for deltas.
+    pub membership_log: usize,
 }
 
 impl Default for Limits {
@@ -74,122 +80,113 @@ impl Default for Limits {
             max_nonces: 1_000_000,
             max_reputations: 100_000,
             max_skew: 30,
+            membership_log: super::membership::DEFAULT_LOG_LEN,
         }
     }
 }
 
-/// A peer as its last heartbeat described it.
+/// What a heartbeat says of its peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerRecord {
-    pub peer: PeerId,
+pub struct Announce {
+    /// Where the announce came from.
+    pub ip: IpAddr,
+    pub port: u16,
     pub addrs: Vec<Multiaddr>,
-    pub last_seen: u64,
-    pub packages: u64,
-}
-
-/// A peer that shares a store path, and the CID it said the NAR is published under.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holder {
-    pub peer: PeerId,
-    pub addrs: Vec<Multiaddr>,
-    pub last_seen: u64,
-    pub cid: Option<Cid>,
 }
 
 pub struct TrackerStore {
     pub(super) db: Database,
     pub(super) limits: Limits,
-    index: RwLock<HolderIndex>,
+    directory: RwLock<Directory>,
     writer: Mutex<()>,
 }
 
-/// A change to one peer's holdings, applied to the index once committed.
-enum Change {
-    Added(StoreHash),
-    Removed(StoreHash),
-}
-
 impl TrackerStore {
-    pub fn open(path: &Path, limits: Limits) -> Result<Self, StoreError> {
+    /// Opens (or creates) the database at `path`; `epoch` names this start in membership
+    /// answers.
+    pub fn open(path: &Path, limits: Limits, epoch: u64) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(db_error)?;
         let txn = db.begin_write().map_err(db_error)?;
         txn.open_table(PEERS).map_err(db_error)?;
         txn.open_table(HOLDINGS).map_err(db_error)?;
+        txn.open_table(CIDS).map_err(db_error)?;
         txn.open_table(NONCES).map_err(db_error)?;
         txn.open_table(REPUTATION).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
-        let index = RwLock::new(load_index(&db)?);
+        let mut directory = Directory::new(MembershipLog::new(epoch, limits.membership_log));
+        load_directory(&db, &mut directory)?;
         Ok(Self {
             db,
             limits,
-            index,
+            directory: RwLock::new(directory),
             writer: Mutex::new(()),
         })
     }
 
-    /// Held while a write transaction runs and its changes reach the index.
-    fn writer(&self) -> MutexGuard<'_, ()> {
+    /// Held while a write transaction runs and its changes reach the directory.
+    pub(super) fn writer(&self) -> MutexGuard<'_, ()> {
         // The guarded state is the database's, which a panicked writer left uncommitted.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn update_index(&self, peer: PeerId, changes: Vec<Change>) {
-        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        for change in changes {
-            match change {
-                Change::Added(hash) => index.add(peer, hash),
-                Change::Removed(hash) => index.remove(peer, &hash),
-            }
-        }
+    pub(super) fn directory(&self) -> RwLockReadGuard<'_, Directory> {
+        self.directory.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a heartbeat of `peer`, reachable at `addrs`; a new peer beyond the bound is
-    /// refused.
-    pub fn announce(&self, peer: PeerId, addrs: &[Multiaddr], now: u64) -> Result<(), StoreError> {
+    pub(super) fn directory_mut(&self) -> RwLockWriteGuard<'_, Directory> {
+        self.directory.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_live(&self, peer: PeerId) -> bool {
+        self.directory().live.contains_key(&peer)
+    }
+
+    fn require_live(&self, peer: PeerId) -> Result<LivePeer, StoreError> {
+        self.directory()
+            .live
+            .get(&peer)
+            .cloned()
+            .ok_or(StoreError::UnknownPeer(peer))
+    }
+
+    /// Records a heartbeat of `peer`; a new peer beyond the bound is refused.
+    pub fn announce(&self, peer: PeerId, announce: Announce, now: u64) -> Result<(), StoreError> {
         let key = peer.to_bytes();
-        let addrs = encode_addrs(addrs)?;
+        let addrs = encode_addrs(&announce.addrs)?;
+        let ip = announce.ip.to_string();
+        let _writer = self.writer();
+        let known = self.directory().live.contains_key(&peer);
+        if !known && self.directory().live.len() as u64 >= self.limits.max_peers {
+            return Err(StoreError::TooManyPeers(self.limits.max_peers));
+        }
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut peers = txn.open_table(PEERS).map_err(db_error)?;
-            let packages = match peers.get(key.as_slice()).map_err(db_error)? {
-                Some(entry) => entry.value().1,
-                None if peers.len().map_err(db_error)? >= self.limits.max_peers => {
-                    return Err(StoreError::TooManyPeers(self.limits.max_peers));
-                }
-                None => 0,
-            };
             peers
-                .insert(key.as_slice(), (now, packages, addrs.as_slice()))
+                .insert(
+                    key.as_slice(),
+                    (now, announce.port, ip.as_str(), addrs.as_slice()),
+                )
                 .map_err(db_error)?;
         }
-        txn.commit().map_err(db_error)
+        txn.commit().map_err(db_error)?;
+        self.directory_mut().upsert_peer(LivePeer::new(
+            peer,
+            announce.ip,
+            announce.port,
+            now,
+            announce.addrs,
+        ));
+        Ok(())
     }
 
-    /// Makes `hashes` the whole set `peer` shares. Paths it keeps keep their CIDs and cost no
-    /// write, so a repeated full announce is cheap.
+    /// Makes `hashes` the whole set `peer` shares. Paths it keeps keep their CIDs.
     pub fn replace_packages(&self, peer: PeerId, hashes: &[StoreHash]) -> Result<(), StoreError> {
-        let wanted: BTreeSet<StoreHash> = hashes.iter().copied().collect();
+        let mut wanted = hashes.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
         self.check_package_bound(wanted.len() as u64)?;
-        let _writer = self.writer();
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let mut changes = Vec::new();
-        {
-            let mut tables = Tables::open(&txn)?;
-            tables.require_peer(peer)?;
-            let held = tables.holdings_of(peer)?;
-            for hash in held.difference(&wanted) {
-                tables.remove_holding(peer, hash)?;
-                changes.push(Change::Removed(*hash));
-            }
-            for hash in wanted.difference(&held) {
-                tables.add_holding(peer, hash)?;
-                changes.push(Change::Added(*hash));
-            }
-            tables.set_package_count(peer, wanted.len() as u64)?;
-        }
-        txn.commit().map_err(db_error)?;
-        self.update_index(peer, changes);
-        Ok(())
+        self.rewrite_holdings(peer, |_| Ok(wanted))
     }
 
     /// Removes `removed`, then adds `added`, to what `peer` shares. Refused whole if the result
@@ -200,137 +197,228 @@ impl TrackerStore {
         added: &[StoreHash],
         removed: &[StoreHash],
     ) -> Result<(), StoreError> {
+        self.rewrite_holdings(peer, |held| {
+            let mut removed = removed.to_vec();
+            removed.sort_unstable();
+            let mut next: Vec<StoreHash> = held
+                .iter()
+                .filter(|h| removed.binary_search(h).is_err())
+                .copied()
+                .collect();
+            next.extend_from_slice(added);
+            next.sort_unstable();
+            next.dedup();
+            self.check_package_bound(next.len() as u64)?;
+            Ok(next)
+        })
+    }
+
+    /// Replaces the holdings row of `peer` by what `next` makes of the current one (both
+    /// sorted, without duplicates); the CID mappings of paths it no longer shares go.
+    fn rewrite_holdings(
+        &self,
+        peer: PeerId,
+        next: impl FnOnce(&[StoreHash]) -> Result<Vec<StoreHash>, StoreError>,
+    ) -> Result<(), StoreError> {
         let _writer = self.writer();
+        let live = self.require_live(peer)?;
+        let key = peer.to_bytes();
         let txn = self.db.begin_write().map_err(db_error)?;
-        let mut changes = Vec::new();
-        {
-            let mut tables = Tables::open(&txn)?;
-            let mut count = tables.require_peer(peer)?.packages;
-            for hash in removed {
-                if tables.remove_holding(peer, hash)? {
-                    count = count.saturating_sub(1);
-                    changes.push(Change::Removed(*hash));
+        let (added, removed, count, cid_mappings) = {
+            let mut holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
+            let held = match holdings.get(key.as_slice()).map_err(db_error)? {
+                Some(row) => decode_hashes(row.value())?,
+                None => Vec::new(),
+            };
+            let next = next(&held)?;
+            let (added, removed) = sorted_difference(&held, &next);
+            if added.is_empty() && removed.is_empty() {
+                return Ok(());
+            }
+            holdings
+                .insert(key.as_slice(), encode_hashes(&next).as_slice())
+                .map_err(db_error)?;
+            let mut cid_mappings = live.cid_mappings;
+            if cid_mappings > 0 {
+                let mut cids = txn.open_table(CIDS).map_err(db_error)?;
+                for hash in &removed {
+                    if cids
+                        .remove(cid_key(hash, peer).as_slice())
+                        .map_err(db_error)?
+                        .is_some()
+                    {
+                        cid_mappings -= 1;
+                    }
                 }
             }
-            for hash in added {
-                if tables.add_holding(peer, hash)? {
-                    count += 1;
-                    changes.push(Change::Added(*hash));
-                }
-            }
-            // Dropping the transaction uncommitted leaves everything as it was.
-            self.check_package_bound(count)?;
-            tables.set_package_count(peer, count)?;
-        }
+            (added, removed, next.len() as u64, cid_mappings)
+        };
         txn.commit().map_err(db_error)?;
-        self.update_index(peer, changes);
+        let mut directory = self.directory_mut();
+        for hash in &removed {
+            directory.remove_holding(peer, hash);
+        }
+        for hash in added {
+            directory.add_holding(peer, hash);
+        }
+        directory.set_counts(peer, count, cid_mappings);
         Ok(())
     }
 
     /// Records the CID `peer` publishes the NAR of `hash` under: only a path it shares, and only
     /// its own mapping.
     pub fn set_cid(&self, peer: PeerId, hash: StoreHash, cid: Cid) -> Result<(), StoreError> {
-        let key = holdings_key(peer, &hash);
+        let _writer = self.writer();
+        let live = self.require_live(peer)?;
+        if !self.directory().index.holds(peer, &hash) {
+            return Err(StoreError::NotHolder { peer, hash });
+        }
         let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
-            if holdings.get(key.as_slice()).map_err(db_error)?.is_none() {
-                return Err(StoreError::NotHolder { peer, hash });
-            }
-            holdings
-                .insert(key.as_slice(), cid.to_bytes().as_slice())
+        let new = {
+            let mut cids = txn.open_table(CIDS).map_err(db_error)?;
+            let previous = cids
+                .insert(cid_key(&hash, peer).as_slice(), cid.to_bytes().as_slice())
                 .map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)
+            previous.is_none()
+        };
+        txn.commit().map_err(db_error)?;
+        let mut directory = self.directory_mut();
+        directory.add_cid(peer, hash, cid);
+        directory.set_counts(peer, live.packages, live.cid_mappings + u64::from(new));
+        Ok(())
     }
 
-    /// Who shares `hash`, with their last heartbeat and CID.
-    pub fn find(&self, hash: &StoreHash) -> Result<Vec<Holder>, StoreError> {
-        let holders = self
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .holders(hash);
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let peers = txn.open_table(PEERS).map_err(db_error)?;
-        let holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
-        let mut found = Vec::with_capacity(holders.len());
-        for peer in holders {
-            // A holder expired since the index was read is left out.
-            let Some(record) = peers.get(peer.to_bytes().as_slice()).map_err(db_error)? else {
-                continue;
-            };
-            let Some(cid) = holdings
-                .get(holdings_key(peer, hash).as_slice())
-                .map_err(db_error)?
-            else {
-                continue;
-            };
-            let cid = cid.value();
-            let cid = (!cid.is_empty())
-                .then(|| Cid::try_from(cid).map_err(|_| StoreError::Corrupt("holdings")))
-                .transpose()?;
-            let (last_seen, _, addrs) = record.value();
-            found.push(Holder {
-                peer,
-                addrs: decode_addrs(addrs)?,
-                last_seen,
-                cid,
-            });
-        }
-        Ok(found)
+    /// Who shares `hash`, best first, at most `max`. Touches no database.
+    pub fn find(&self, hash: &StoreHash, max: usize) -> Vec<Holder> {
+        self.directory().find(hash, max)
     }
 
-    pub fn peers(&self) -> Result<Vec<PeerRecord>, StoreError> {
+    /// Live peers, best score first.
+    pub fn peers(&self) -> Vec<LivePeer> {
+        self.directory().peers()
+    }
+
+    /// Peers, holdings, distinct store paths held, CID mappings.
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        let directory = self.directory();
+        let (packages, cids) = directory.live.values().fold((0, 0), |(p, c), peer| {
+            (p + peer.packages, c + peer.cid_mappings)
+        });
+        (
+            directory.live.len() as u64,
+            packages,
+            directory.index.distinct() as u64,
+            cids,
+        )
+    }
+
+    /// The membership set whole, or what changed since `since` (epoch, version) when the log
+    /// still knows.
+    pub fn membership(&self, since: Option<(u64, u64)>) -> MembershipAnswer {
+        let directory = self.directory();
+        let log = &directory.membership;
+        let strings = |hashes: Vec<StoreHash>| hashes.iter().map(|h| h.to_string()).collect();
+        let (epoch, version) = (log.epoch(), log.version());
+        match since.and_then(|(e, v)| log.since(e, v)) {
+            Some(delta) => MembershipAnswer {
+                epoch,
+                version,
+                full: false,
+                added: strings(delta.added),
+                removed: strings(delta.removed),
+            },
+            None => MembershipAnswer {
+                epoch,
+                version,
+                full: true,
+                added: directory.index.hashes().map(|h| h.to_string()).collect(),
+                removed: Vec::new(),
+            },
+        }
+    }
+
+    /// The first CID mapping of `hash`, any peer's.
+    pub fn cid(&self, hash: &StoreHash) -> Result<Option<Cid>, StoreError> {
+        Ok(self
+            .cids_from(hash.as_str().as_bytes(), 1, true)?
+            .pop()
+            .map(|(_, c)| c))
+    }
+
+    /// One CID per store hash, in hash order, from the first hash after `after`.
+    pub fn cids_after(
+        &self,
+        after: Option<&StoreHash>,
+        limit: usize,
+    ) -> Result<Vec<(StoreHash, Cid)>, StoreError> {
+        // The byte after a hash's last character sorts after every key of that hash.
+        let start = after.map_or(Vec::new(), |h| {
+            let mut key = h.as_str().as_bytes().to_vec();
+            key.push(0xff);
+            key
+        });
+        self.cids_from(&start, limit, false)
+    }
+
+    fn cids_from(
+        &self,
+        start: &[u8],
+        limit: usize,
+        only_start: bool,
+    ) -> Result<Vec<(StoreHash, Cid)>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let peers = txn.open_table(PEERS).map_err(db_error)?;
-        let mut all = Vec::new();
-        for entry in peers.iter().map_err(db_error)? {
+        let cids = txn.open_table(CIDS).map_err(db_error)?;
+        let mut out: Vec<(StoreHash, Cid)> = Vec::new();
+        for entry in cids.range(start..).map_err(db_error)? {
             let (key, value) = entry.map_err(db_error)?;
-            let (last_seen, packages, addrs) = value.value();
-            all.push(PeerRecord {
-                peer: PeerId::from_bytes(key.value()).map_err(|_| StoreError::Corrupt("peers"))?,
-                addrs: decode_addrs(addrs)?,
-                last_seen,
-                packages,
-            });
+            let key = key.value();
+            if only_start && !key.starts_with(start) {
+                break;
+            }
+            let hash = decode_hash(key.get(..32).ok_or(StoreError::Corrupt("cids"))?)?;
+            if out.last().is_some_and(|(h, _)| *h == hash) {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            let cid = Cid::try_from(value.value()).map_err(|_| StoreError::Corrupt("cids"))?;
+            out.push((hash, cid));
         }
-        Ok(all)
+        Ok(out)
     }
 
     /// Removes the peers silent for `ttl` seconds or more, with everything they shared, and the
     /// nonces too old to matter. Returns the peers removed.
     pub fn expire(&self, now: u64, ttl: u64) -> Result<Vec<PeerId>, StoreError> {
-        let silent: Vec<PeerId> = self
-            .peers()?
-            .into_iter()
-            .filter(|p| now.saturating_sub(p.last_seen) >= ttl)
-            .map(|p| p.peer)
-            .collect();
         let _writer = self.writer();
+        let silent: Vec<LivePeer> = self
+            .directory()
+            .live
+            .values()
+            .filter(|p| now.saturating_sub(p.last_seen) >= ttl)
+            .cloned()
+            .collect();
         let txn = self.db.begin_write().map_err(db_error)?;
         let mut gone = Vec::new();
         {
-            let mut tables = Tables::open(&txn)?;
-            for &peer in &silent {
-                // A heartbeat may have come between the read above and this transaction.
-                match tables
-                    .peers
-                    .get(peer.to_bytes().as_slice())
-                    .map_err(db_error)?
-                {
-                    Some(entry) if now.saturating_sub(entry.value().0) >= ttl => {}
-                    _ => continue,
+            let mut peers = txn.open_table(PEERS).map_err(db_error)?;
+            let mut holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
+            let mut cids = txn.open_table(CIDS).map_err(db_error)?;
+            for live in silent {
+                let key = live.peer.to_bytes();
+                let held = match holdings.remove(key.as_slice()).map_err(db_error)? {
+                    Some(row) => decode_hashes(row.value())?,
+                    None => Vec::new(),
+                };
+                if live.cid_mappings > 0 {
+                    for hash in &held {
+                        cids.remove(cid_key(hash, live.peer).as_slice())
+                            .map_err(db_error)?;
+                    }
                 }
-                let held = tables.holdings_of(peer)?;
-                for hash in &held {
-                    tables.remove_holding(peer, hash)?;
-                }
-                tables
-                    .peers
-                    .remove(peer.to_bytes().as_slice())
-                    .map_err(db_error)?;
-                gone.push((peer, held));
+                peers.remove(key.as_slice()).map_err(db_error)?;
+                gone.push((live.peer, held));
             }
             let oldest = now.saturating_sub(self.limits.max_skew).to_be_bytes();
             let mut nonces = txn.open_table(NONCES).map_err(db_error)?;
@@ -339,12 +427,12 @@ impl TrackerStore {
                 .map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
-        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut directory = self.directory_mut();
         for (peer, held) in &gone {
             for hash in held {
-                index.remove(*peer, hash);
+                directory.remove_holding(*peer, hash);
             }
-            index.forget(*peer);
+            directory.remove_peer(*peer);
         }
         Ok(gone.into_iter().map(|(peer, _)| peer).collect())
     }
@@ -384,7 +472,6 @@ impl TrackerStore {
     }
 }
 
-/// The tables a change of holdings touches, open in one write transaction.
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;

@@ -1,10 +1,12 @@
+use std::collections::BTreeSet;
+
 use super::*;
 
 const NOW: u64 = 1_800_000_000;
 const TTL: u64 = 120;
 
 fn store(dir: &tempfile::TempDir) -> TrackerStore {
-    TrackerStore::open(&dir.path().join("tracker.redb"), Limits::default()).unwrap()
+    TrackerStore::open(&dir.path().join("tracker.redb"), Limits::default(), 1).unwrap()
 }
 
 fn hash(n: u32) -> StoreHash {
@@ -27,6 +29,14 @@ fn addr(port: u16) -> Multiaddr {
     format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
 }
 
+fn seen(addrs: &[Multiaddr]) -> Announce {
+    Announce {
+        ip: "127.0.0.1".parse().unwrap(),
+        port: 12304,
+        addrs: addrs.to_vec(),
+    }
+}
+
 fn cid() -> Cid {
     "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
         .parse()
@@ -35,10 +45,9 @@ fn cid() -> Cid {
 
 fn holder_peers(store: &TrackerStore, hash: &StoreHash) -> BTreeSet<PeerId> {
     store
-        .find(hash)
-        .unwrap()
+        .find(hash, 50)
         .into_iter()
-        .map(|h| h.peer)
+        .map(|h| h.peer.peer)
         .collect()
 }
 
@@ -49,33 +58,25 @@ fn announce_records_and_refreshes_a_peer_within_the_bound() {
         max_peers: 2,
         ..Limits::default()
     };
-    let store = TrackerStore::open(&dir.path().join("t.redb"), limits).unwrap();
+    let store = TrackerStore::open(&dir.path().join("t.redb"), limits, 1).unwrap();
     let (a, b) = (PeerId::random(), PeerId::random());
-    store.announce(a, &[addr(1)], NOW).unwrap();
-    store.announce(b, &[], NOW).unwrap();
+    store.announce(a, seen(&[addr(1)]), NOW).unwrap();
+    store.announce(b, seen(&[]), NOW).unwrap();
     store.replace_packages(a, &hashes(0..3)).unwrap();
     // A heartbeat updates addresses and time and keeps the package count.
-    store.announce(a, &[addr(2), addr(3)], NOW + 60).unwrap();
-    let record = store
-        .peers()
-        .unwrap()
-        .into_iter()
-        .find(|p| p.peer == a)
+    store
+        .announce(a, seen(&[addr(2), addr(3)]), NOW + 60)
         .unwrap();
+    let record = store.peers().into_iter().find(|p| p.peer == a).unwrap();
     assert_eq!(
-        record,
-        PeerRecord {
-            peer: a,
-            addrs: vec![addr(2), addr(3)],
-            last_seen: NOW + 60,
-            packages: 3,
-        }
+        (record.peer, record.addrs, record.last_seen, record.packages),
+        (a, vec![addr(2), addr(3)], NOW + 60, 3)
     );
     assert!(matches!(
-        store.announce(PeerId::random(), &[], NOW),
+        store.announce(PeerId::random(), seen(&[]), NOW),
         Err(StoreError::TooManyPeers(2))
     ));
-    assert_eq!(store.peers().unwrap().len(), 2);
+    assert_eq!(store.peers().len(), 2);
 }
 
 #[test]
@@ -87,32 +88,29 @@ fn packages_are_replaced_and_changed_by_deltas() {
         store.replace_packages(peer, &hashes(0..2)),
         Err(StoreError::UnknownPeer(_))
     ));
-    store.announce(peer, &[addr(1)], NOW).unwrap();
+    store.announce(peer, seen(&[addr(1)]), NOW).unwrap();
     store.replace_packages(peer, &hashes(0..10)).unwrap();
     store.set_cid(peer, hash(5), cid()).unwrap();
     store.replace_packages(peer, &hashes(5..15)).unwrap();
-    assert!(store.find(&hash(4)).unwrap().is_empty());
-    let kept = store.find(&hash(5)).unwrap();
+    assert!(store.find(&hash(4), 50).is_empty());
+    let kept = store.find(&hash(5), 50);
     assert_eq!(
-        kept,
-        vec![Holder {
-            peer,
-            addrs: vec![addr(1)],
-            last_seen: NOW,
-            cid: Some(cid()),
-        }],
+        kept.iter()
+            .map(|h| (h.peer.peer, h.peer.addrs.clone(), h.peer.last_seen, h.cid))
+            .collect::<Vec<_>>(),
+        vec![(peer, vec![addr(1)], NOW, Some(cid()))],
         "a path kept across a full announce keeps its CID"
     );
     store
         .apply_delta(peer, &hashes(15..17), &[hash(5), hash(99)])
         .unwrap();
-    assert!(store.find(&hash(5)).unwrap().is_empty());
+    assert!(store.find(&hash(5), 50).is_empty());
     assert_eq!(holder_peers(&store, &hash(16)), [peer].into());
-    let count = store.peers().unwrap()[0].packages;
+    let count = store.peers()[0].packages;
     assert_eq!(count, 11, "10 - 1 removed (99 was never shared) + 2 added");
     // Added again, a path removed earlier comes back without its old CID.
     store.apply_delta(peer, &[hash(5)], &[]).unwrap();
-    assert_eq!(store.find(&hash(5)).unwrap()[0].cid, None);
+    assert_eq!(store.find(&hash(5), 50)[0].cid, None);
 }
 
 #[test]
@@ -122,9 +120,9 @@ fn package_bounds_refuse_the_whole_write() {
         max_packages_per_peer: 10,
         ..Limits::default()
     };
-    let store = TrackerStore::open(&dir.path().join("t.redb"), limits).unwrap();
+    let store = TrackerStore::open(&dir.path().join("t.redb"), limits, 1).unwrap();
     let peer = PeerId::random();
-    store.announce(peer, &[], NOW).unwrap();
+    store.announce(peer, seen(&[]), NOW).unwrap();
     assert!(matches!(
         store.replace_packages(peer, &hashes(0..11)),
         Err(StoreError::TooManyPackages { len: 11, max: 10 })
@@ -139,11 +137,11 @@ fn package_bounds_refuse_the_whole_write() {
     ));
     // Nothing of the refused delta happened: hash 0 is still shared, 10 is not.
     assert_eq!(holder_peers(&store, &hash(0)), [peer].into());
-    assert!(store.find(&hash(10)).unwrap().is_empty());
+    assert!(store.find(&hash(10), 50).is_empty());
     store
         .apply_delta(peer, &hashes(10..11), &[hash(0)])
         .unwrap();
-    assert_eq!(store.peers().unwrap()[0].packages, 10);
+    assert_eq!(store.peers()[0].packages, 10);
 }
 
 #[test]
@@ -151,8 +149,8 @@ fn a_peer_cannot_touch_another_peer_s_packages_or_cids() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
     let (honest, other) = (PeerId::random(), PeerId::random());
-    store.announce(honest, &[], NOW).unwrap();
-    store.announce(other, &[], NOW).unwrap();
+    store.announce(honest, seen(&[]), NOW).unwrap();
+    store.announce(other, seen(&[]), NOW).unwrap();
     store.replace_packages(honest, &hashes(0..5)).unwrap();
     store.set_cid(honest, hash(1), cid()).unwrap();
     store.replace_packages(other, &hashes(3..4)).unwrap();
@@ -168,8 +166,8 @@ fn a_peer_cannot_touch_another_peer_s_packages_or_cids() {
     for n in 0..5 {
         assert!(holder_peers(&store, &hash(n)).contains(&honest), "{n}");
     }
-    let holders = store.find(&hash(1)).unwrap();
-    let cid_of = |peer| holders.iter().find(|h| h.peer == peer).unwrap().cid;
+    let holders = store.find(&hash(1), 50);
+    let cid_of = |peer| holders.iter().find(|h| h.peer.peer == peer).unwrap().cid;
     assert_eq!(cid_of(honest), Some(cid()));
     assert_eq!(cid_of(other), Some(Cid::default()));
 }
@@ -179,27 +177,27 @@ fn expiry_removes_exactly_the_silent_peers_holdings() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
     let (silent, alive) = (PeerId::random(), PeerId::random());
-    store.announce(silent, &[], NOW).unwrap();
-    store.announce(alive, &[], NOW).unwrap();
+    store.announce(silent, seen(&[]), NOW).unwrap();
+    store.announce(alive, seen(&[]), NOW).unwrap();
     store.replace_packages(silent, &hashes(0..10)).unwrap();
     store.replace_packages(alive, &hashes(5..15)).unwrap();
     store.set_cid(silent, hash(7), cid()).unwrap();
     store.set_cid(alive, hash(7), Cid::default()).unwrap();
-    store.announce(alive, &[], NOW + 100).unwrap();
+    store.announce(alive, seen(&[]), NOW + 100).unwrap();
     assert!(store.expire(NOW + TTL - 1, TTL).unwrap().is_empty());
     assert_eq!(store.expire(NOW + TTL, TTL).unwrap(), vec![silent]);
-    let peers: Vec<_> = store.peers().unwrap().into_iter().map(|p| p.peer).collect();
+    let peers: Vec<_> = store.peers().into_iter().map(|p| p.peer).collect();
     assert_eq!(peers, vec![alive]);
     for n in 0..5 {
-        assert!(store.find(&hash(n)).unwrap().is_empty(), "{n}");
+        assert!(store.find(&hash(n), 50).is_empty(), "{n}");
     }
     for n in 5..15 {
         assert_eq!(holder_peers(&store, &hash(n)), [alive].into(), "{n}");
     }
-    let holders = store.find(&hash(7)).unwrap();
+    let holders = store.find(&hash(7), 50);
     assert_eq!(holders[0].cid, Some(Cid::default()));
     // The expired peer comes back with nothing until it announces its paths again.
-    store.announce(silent, &[], NOW + 200).unwrap();
+    store.announce(silent, seen(&[]), NOW + 200).unwrap();
     assert_eq!(holder_peers(&store, &hash(0)), BTreeSet::new());
 }
 
@@ -210,7 +208,7 @@ fn a_nonce_is_refused_the_second_time_and_forgotten_when_stale() {
         max_nonces: 3,
         ..Limits::default()
     };
-    let store = TrackerStore::open(&dir.path().join("t.redb"), limits).unwrap();
+    let store = TrackerStore::open(&dir.path().join("t.redb"), limits, 1).unwrap();
     let (a, b) = (PeerId::random(), PeerId::random());
     assert!(store.remember_nonce(a, &[1; 16], NOW).unwrap());
     assert!(!store.remember_nonce(a, &[1; 16], NOW).unwrap());
@@ -237,7 +235,7 @@ fn reputation_counts_both_sides_and_orders_by_success() {
     store.record_transfer(bad, receiver, 1500).unwrap();
     store.record_failure(bad).unwrap();
     store.record_failure(bad).unwrap();
-    let good_reputation = store.reputation(good).unwrap();
+    let good_reputation = store.reputation(good);
     assert_eq!(
         good_reputation,
         Reputation {
@@ -247,9 +245,9 @@ fn reputation_counts_both_sides_and_orders_by_success() {
             failed: 0,
         }
     );
-    assert_eq!(store.reputation(receiver).unwrap().bytes_received, 3000);
-    assert!(good_reputation.score() > store.reputation(bad).unwrap().score());
-    assert_eq!(store.reputation(PeerId::random()).unwrap().score(), 0.0);
+    assert_eq!(store.reputation(receiver).bytes_received, 3000);
+    assert!(good_reputation.score() > store.reputation(bad).score());
+    assert_eq!(store.reputation(PeerId::random()).score(), 0.0);
 }
 
 #[test]
@@ -258,7 +256,7 @@ fn everything_survives_reopening_the_database() {
     let peer = PeerId::random();
     {
         let store = store(&dir);
-        store.announce(peer, &[addr(7)], NOW).unwrap();
+        store.announce(peer, seen(&[addr(7)]), NOW).unwrap();
         store.replace_packages(peer, &hashes(0..100)).unwrap();
         store.apply_delta(peer, &[hash(100)], &[hash(0)]).unwrap();
         store.set_cid(peer, hash(50), cid()).unwrap();
@@ -266,13 +264,13 @@ fn everything_survives_reopening_the_database() {
         store.record_transfer(peer, PeerId::random(), 10).unwrap();
     }
     let store = store(&dir);
-    assert_eq!(store.peers().unwrap()[0].addrs, vec![addr(7)]);
-    assert_eq!(store.peers().unwrap()[0].packages, 100);
-    assert!(store.find(&hash(0)).unwrap().is_empty());
+    assert_eq!(store.peers()[0].addrs, vec![addr(7)]);
+    assert_eq!(store.peers()[0].packages, 100);
+    assert!(store.find(&hash(0), 50).is_empty());
     assert_eq!(holder_peers(&store, &hash(100)), [peer].into());
-    assert_eq!(store.find(&hash(50)).unwrap()[0].cid, Some(cid()));
+    assert_eq!(store.find(&hash(50), 50)[0].cid, Some(cid()));
     assert!(!store.remember_nonce(peer, &[4; 16], NOW).unwrap());
-    assert_eq!(store.reputation(peer).unwrap().bytes_shared, 10);
+    assert_eq!(store.reputation(peer).bytes_shared, 10);
 }
 
 /// Figures for the targets at its scale: a full announce of 10,000 hashes ≤ 100 ms and
@@ -310,7 +308,7 @@ fn scale_figures() {
         }
         let set: Vec<StoreHash> = pool[..PER_PEER].iter().map(|&i| hash(i)).collect();
         let peer = PeerId::random();
-        store.announce(peer, &[addr(n as u16)], NOW).unwrap();
+        store.announce(peer, seen(&[addr(n as u16)]), NOW).unwrap();
         let t = Instant::now();
         store.replace_packages(peer, &set).unwrap();
         announces.push(t.elapsed());
@@ -321,7 +319,7 @@ fn scale_figures() {
     for _ in 0..10_000 {
         let wanted = hash((random() % u64::from(PATHS)) as u32);
         let t = Instant::now();
-        holders += store.find(&wanted).unwrap().len();
+        holders += store.find(&wanted, 50).len();
         finds.push(t.elapsed());
     }
     let quantile = |times: &mut Vec<Duration>, q: f64| {

@@ -1,159 +1,118 @@
-//! The tracker's redb tables and their keys: the layout under [`super::store::TrackerStore`].
+//! The tracker's redb tables and their encodings: the layout under
+//! [`super::store::TrackerStore`].
 
-use std::collections::BTreeSet;
+use std::net::IpAddr;
 
+use cid::Cid;
 use peerix_http::StoreHash;
 use peerix_node::{Multiaddr, PeerId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::holder_index::HolderIndex;
-use super::store::{db_error, PeerRecord, StoreError};
+use super::directory::{Directory, LivePeer};
+use super::reputation::{reputation_of, REPUTATION};
+use super::store::{db_error, StoreError};
 
-/// Peer id -> last heartbeat (unix seconds), number of store paths shared, addresses (each a u16
-/// length and a binary multiaddr).
-pub(super) const PEERS: TableDefinition<&[u8], (u64, u64, &[u8])> = TableDefinition::new("peers");
-/// Length of the peer id (one byte), peer id, store hash (32 ASCII bytes) -> the CID the peer
-/// publishes that NAR under (empty: none said). A peer's rows are contiguous, so its full
-/// announce, delta or expiry touches few pages. The length keeps one id from prefixing another.
+const HASH_LEN: usize = 32;
+
+/// Peer id -> last heartbeat (unix seconds), port of its front, IP its announce came from
+/// (text), addresses (each a u16 length and a binary multiaddr).
+pub(super) const PEERS: TableDefinition<&[u8], (u64, u16, &str, &[u8])> =
+    TableDefinition::new("peers");
+/// Peer id -> every store hash it shares, sorted, concatenated (32 ASCII bytes each). One row
+/// per peer: a full announce of 10,000 paths writes one value, not 10,000 keys.
 pub(super) const HOLDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("holdings");
+/// Store hash (32 ASCII bytes), peer id -> the binary CID that peer publishes the NAR under.
+/// Keyed by hash first, so `/cid/{hash}` and `/cids` are ranges.
+pub(super) const CIDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cids");
 /// Timestamp of the write (big-endian), peer id, nonce -> nothing. A replay carries the same
 /// signed timestamp, so one lookup finds it; ordering by time makes forgetting old ones a range.
 pub(super) const NONCES: TableDefinition<&[u8], ()> = TableDefinition::new("nonces");
 
-/// The tables a write changes, open in its transaction.
-pub(super) struct Tables<'t> {
-    pub(super) peers: redb::Table<'t, &'static [u8], (u64, u64, &'static [u8])>,
-    pub(super) holdings: redb::Table<'t, &'static [u8], &'static [u8]>,
+pub(super) fn cid_key(hash: &StoreHash, peer: PeerId) -> Vec<u8> {
+    let mut key = hash.as_str().as_bytes().to_vec();
+    key.extend_from_slice(&peer.to_bytes());
+    key
 }
 
-impl<'t> Tables<'t> {
-    pub(super) fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
-        Ok(Self {
-            peers: txn.open_table(PEERS).map_err(db_error)?,
-            holdings: txn.open_table(HOLDINGS).map_err(db_error)?,
-        })
+pub(super) fn encode_hashes(hashes: &[StoreHash]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hashes.len() * HASH_LEN);
+    for hash in hashes {
+        out.extend_from_slice(hash.as_str().as_bytes());
     }
-
-    /// The peer's record; packages belong to announced peers only, so expiry finds them all.
-    pub(super) fn require_peer(&self, peer: PeerId) -> Result<PeerRecord, StoreError> {
-        let entry = self
-            .peers
-            .get(peer.to_bytes().as_slice())
-            .map_err(db_error)?
-            .ok_or(StoreError::UnknownPeer(peer))?;
-        let (last_seen, packages, addrs) = entry.value();
-        Ok(PeerRecord {
-            peer,
-            addrs: decode_addrs(addrs)?,
-            last_seen,
-            packages,
-        })
-    }
-
-    pub(super) fn set_package_count(&mut self, peer: PeerId, count: u64) -> Result<(), StoreError> {
-        let key = peer.to_bytes();
-        let entry = self
-            .peers
-            .get(key.as_slice())
-            .map_err(db_error)?
-            .ok_or(StoreError::UnknownPeer(peer))?;
-        let (last_seen, _, addrs) = entry.value();
-        let addrs = addrs.to_vec();
-        drop(entry);
-        self.peers
-            .insert(key.as_slice(), (last_seen, count, addrs.as_slice()))
-            .map_err(db_error)?;
-        Ok(())
-    }
-
-    pub(super) fn holdings_of(&self, peer: PeerId) -> Result<BTreeSet<StoreHash>, StoreError> {
-        let prefix = holdings_prefix(peer);
-        let mut held = BTreeSet::new();
-        for entry in self.holdings.range(prefix.as_slice()..).map_err(db_error)? {
-            let (key, _) = entry.map_err(db_error)?;
-            let Some(hash) = key.value().strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            let hash = std::str::from_utf8(hash)
-                .ok()
-                .and_then(|h| StoreHash::parse(h).ok())
-                .ok_or(StoreError::Corrupt("holdings"))?;
-            held.insert(hash);
-        }
-        Ok(held)
-    }
-
-    /// True when the peer did not share `hash` before (a path it shares keeps its CID).
-    pub(super) fn add_holding(
-        &mut self,
-        peer: PeerId,
-        hash: &StoreHash,
-    ) -> Result<bool, StoreError> {
-        let key = holdings_key(peer, hash);
-        if self
-            .holdings
-            .get(key.as_slice())
-            .map_err(db_error)?
-            .is_some()
-        {
-            return Ok(false);
-        }
-        let no_cid: &[u8] = &[];
-        self.holdings
-            .insert(key.as_slice(), no_cid)
-            .map_err(db_error)?;
-        Ok(true)
-    }
-
-    /// True when the peer shared `hash`; its CID mapping goes with it.
-    pub(super) fn remove_holding(
-        &mut self,
-        peer: PeerId,
-        hash: &StoreHash,
-    ) -> Result<bool, StoreError> {
-        let key = holdings_key(peer, hash);
-        Ok(self
-            .holdings
-            .remove(key.as_slice())
-            .map_err(db_error)?
-            .is_some())
-    }
+    out
 }
 
-/// The index of every peer's holdings, from the durable record.
-pub(super) fn load_index(db: &Database) -> Result<HolderIndex, StoreError> {
-    let corrupt = || StoreError::Corrupt("holdings");
+pub(super) fn decode_hashes(bytes: &[u8]) -> Result<Vec<StoreHash>, StoreError> {
+    if bytes.len() % HASH_LEN != 0 {
+        return Err(StoreError::Corrupt("holdings"));
+    }
+    bytes.chunks_exact(HASH_LEN).map(decode_hash).collect()
+}
+
+pub(super) fn decode_hash(bytes: &[u8]) -> Result<StoreHash, StoreError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|h| StoreHash::parse(h).ok())
+        .ok_or(StoreError::Corrupt("store hash"))
+}
+
+/// The directory of everything the database holds: peers, holdings, a few CIDs per path and
+/// reputations.
+pub(super) fn load_directory(db: &Database, directory: &mut Directory) -> Result<(), StoreError> {
     let txn = db.begin_read().map_err(db_error)?;
-    let holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
-    let mut index = HolderIndex::default();
-    for entry in holdings.iter().map_err(db_error)? {
-        let (key, _) = entry.map_err(db_error)?;
-        let (&len, rest) = key.value().split_first().ok_or_else(corrupt)?;
-        let (peer, hash) = rest
-            .split_at_checked(usize::from(len))
-            .ok_or_else(corrupt)?;
-        let peer = PeerId::from_bytes(peer).map_err(|_| corrupt())?;
-        let hash = std::str::from_utf8(hash)
-            .ok()
-            .and_then(|h| StoreHash::parse(h).ok())
-            .ok_or_else(corrupt)?;
-        index.add(peer, hash);
+    let reputations = txn.open_table(REPUTATION).map_err(db_error)?;
+    for entry in reputations.iter().map_err(db_error)? {
+        let (key, value) = entry.map_err(db_error)?;
+        let peer = decode_peer(key.value(), "reputation")?;
+        directory.set_reputation(peer, reputation_of(value.value()));
     }
-    Ok(index)
+    let peers = txn.open_table(PEERS).map_err(db_error)?;
+    for entry in peers.iter().map_err(db_error)? {
+        let (key, value) = entry.map_err(db_error)?;
+        let peer = decode_peer(key.value(), "peers")?;
+        let (last_seen, port, ip, addrs) = value.value();
+        let ip: IpAddr = ip.parse().map_err(|_| StoreError::Corrupt("peers"))?;
+        directory.upsert_peer(LivePeer::new(
+            peer,
+            ip,
+            port,
+            last_seen,
+            decode_addrs(addrs)?,
+        ));
+    }
+    let holdings = txn.open_table(HOLDINGS).map_err(db_error)?;
+    for entry in holdings.iter().map_err(db_error)? {
+        let (key, value) = entry.map_err(db_error)?;
+        let peer = decode_peer(key.value(), "holdings")?;
+        let hashes = decode_hashes(value.value())?;
+        directory.set_counts(peer, hashes.len() as u64, 0);
+        for hash in hashes {
+            // A new epoch starts with an empty log: the set is whole to every client.
+            directory.index.add(peer, hash);
+        }
+    }
+    let cids = txn.open_table(CIDS).map_err(db_error)?;
+    let mut mappings: std::collections::HashMap<PeerId, u64> = Default::default();
+    for entry in cids.iter().map_err(db_error)? {
+        let (key, value) = entry.map_err(db_error)?;
+        let (hash, peer) = key
+            .value()
+            .split_at_checked(HASH_LEN)
+            .ok_or(StoreError::Corrupt("cids"))?;
+        let (hash, peer) = (decode_hash(hash)?, decode_peer(peer, "cids")?);
+        let cid = Cid::try_from(value.value()).map_err(|_| StoreError::Corrupt("cids"))?;
+        directory.add_cid(peer, hash, cid);
+        *mappings.entry(peer).or_default() += 1;
+    }
+    for (peer, count) in mappings {
+        let packages = directory.live.get(&peer).map_or(0, |p| p.packages);
+        directory.set_counts(peer, packages, count);
+    }
+    Ok(())
 }
 
-pub(super) fn holdings_prefix(peer: PeerId) -> Vec<u8> {
-    let peer = peer.to_bytes();
-    // A peer id is a multihash of at most 64 bytes of digest: its length fits a byte.
-    let mut key = vec![peer.len() as u8];
-    key.extend_from_slice(&peer);
-    key
-}
-
-pub(super) fn holdings_key(peer: PeerId, hash: &StoreHash) -> Vec<u8> {
-    let mut key = holdings_prefix(peer);
-    key.extend_from_slice(hash.as_str().as_bytes());
-    key
+pub(super) fn decode_peer(bytes: &[u8], table: &'static str) -> Result<PeerId, StoreError> {
+    PeerId::from_bytes(bytes).map_err(|_| StoreError::Corrupt(table))
 }
 
 pub(super) fn encode_addrs(addrs: &[Multiaddr]) -> Result<Vec<u8>, StoreError> {
@@ -184,4 +143,36 @@ pub(super) fn decode_addrs(mut bytes: &[u8]) -> Result<Vec<Multiaddr>, StoreErro
         true => Ok(addrs),
         false => Err(corrupt()),
     }
+}
+
+/// The merge of two sorted, duplicate-free lists: what `new` has that `old` lacks, and what
+/// `old` has that `new` lacks.
+pub(super) fn sorted_difference(
+    old: &[StoreHash],
+    new: &[StoreHash],
+) -> (Vec<StoreHash>, Vec<StoreHash>) {
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(o), Some(n)) if o == n => {
+                i += 1;
+                j += 1;
+            }
+            (Some(o), Some(n)) if o < n => {
+                removed.push(*o);
+                i += 1;
+            }
+            (Some(o), None) => {
+                removed.push(*o);
+                i += 1;
+            }
+            (_, Some(n)) => {
+                added.push(*n);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (added, removed)
 }

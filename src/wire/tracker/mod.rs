@@ -93,23 +93,15 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WritePayload {
     /// A heartbeat: the port of the writer's binary-cache front and its libp2p addresses.
-    Announce {
-        port: u16,
-        addrs: Vec<Multiaddr>,
-    },
+    Announce { port: u16, addrs: Vec<Multiaddr> },
     /// The whole set of store hashes the writer shares, replacing the last one.
-    PackagesBatch {
-        hashes: Vec<StoreHash>,
-    },
+    PackagesBatch { hashes: Vec<StoreHash> },
     PackagesDelta {
         added: Vec<StoreHash>,
         removed: Vec<StoreHash>,
     },
     /// The CID the writer publishes the NAR of `hash` under.
-    Cid {
-        hash: StoreHash,
-        cid: Cid,
-    },
+    Cid { hash: StoreHash, cid: Cid },
     /// A transfer of the NAR of `hash` about to start; either side may say so, and both learn
     /// the same id.
     /// Several CIDs at once (a node's whole set at start, then what it published since).

@@ -103,12 +103,10 @@ impl ServeArgs {
                 Ok(Some(url.clone()))
             }
             Some(url) => Err(ConfigError::TrackerUrl(url.clone())),
-            None if self.mode.needs_tracker() => Err(ConfigError::TrackerNeeded(
-                match self.mode {
-                    Mode::Wan => "wan",
-                    _ => "hybrid",
-                },
-            )),
+            None if self.mode.needs_tracker() => Err(ConfigError::TrackerNeeded(match self.mode {
+                Mode::Wan => "wan",
+                _ => "hybrid",
+            })),
             None => Ok(None),
         }
     }

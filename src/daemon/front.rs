@@ -61,15 +61,28 @@ impl Front {
         )))
     }
 
-    /// Serves on `addr` until a shutdown signal.
-    pub async fn serve(self, addr: SocketAddr, limits: ServerLimits) -> Result<(), StartError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Listen { addr, source })?;
-        eprintln!(
-            "peerix: serving the Nix store at http://{}",
-            listener.local_addr().unwrap_or(addr)
-        );
+    /// Binds `addr` before anything else starts, so that every part knows the port (a given
+    /// 0 included); returns the listener and the address bound.
+    pub fn bind(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), StartError> {
+        let bind = || {
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            let bound = listener.local_addr()?;
+            Ok((listener, bound))
+        };
+        bind().map_err(|source| StartError::Listen { addr, source })
+    }
+
+    /// Serves on `listener`, bound to `addr`, until a shutdown signal.
+    pub async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        addr: SocketAddr,
+        limits: ServerLimits,
+    ) -> Result<(), StartError> {
+        let listener =
+            TcpListener::from_std(listener).map_err(|source| StartError::Listen { addr, source })?;
+        eprintln!("peerix: serving the Nix store at http://{addr}");
         peerix_http::serve(listener, self.0, limits, shutdown_signal()).await;
         Ok(())
     }

@@ -23,7 +23,9 @@ use settings::Settings;
 
 /// Runs `peerix serve` until a shutdown signal.
 pub fn run(args: ServeArgs) -> Result<(), StartError> {
-    let (settings, trust) = Settings::from_args(args)?;
+    let (mut settings, trust) = Settings::from_args(args)?;
+    let listener;
+    (listener, settings.http_addr) = Front::bind(settings.http_addr)?;
     let runtimes = Runtimes::start()?;
     let front_threads = runtimes.front.handle().clone();
     runtimes.peers.block_on(async move {
@@ -43,7 +45,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
         };
         let front = Front::assemble(&settings, node, peering, hole_punches);
         front_threads
-            .spawn(front.serve(settings.http_addr, settings.server_limits))
+            .spawn(front.serve(listener, settings.http_addr, settings.server_limits))
             .await
             .map_err(StartError::FrontStopped)?
     })

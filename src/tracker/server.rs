@@ -143,6 +143,7 @@ fn router(tracker: Arc<Tracker>) -> Router {
         .route("/packages/batch", post(write_routes::write))
         .route("/packages/delta", post(write_routes::write))
         .route("/cid", post(write_routes::write))
+        .route("/cid/batch", post(write_routes::write))
         .route("/transfer/init", post(write_routes::write))
         .route("/report", post(write_routes::write))
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })

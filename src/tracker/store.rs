@@ -268,23 +268,40 @@ impl TrackerStore {
     /// Records the CID `peer` publishes the NAR of `hash` under: only a path it shares, and only
     /// its own mapping.
     pub fn set_cid(&self, peer: PeerId, hash: StoreHash, cid: Cid) -> Result<(), StoreError> {
+        self.set_cids(peer, &[(hash, cid)])
+    }
+
+    /// Records several CIDs of `peer` in one transaction; if any names a path it does not
+    /// share, none is recorded.
+    pub fn set_cids(&self, peer: PeerId, mappings: &[(StoreHash, Cid)]) -> Result<(), StoreError> {
         let _writer = self.writer();
         let live = self.require_live(peer)?;
-        if !self.directory().index.holds(peer, &hash) {
-            return Err(StoreError::NotHolder { peer, hash });
+        {
+            let directory = self.directory();
+            if let Some((hash, _)) = mappings
+                .iter()
+                .find(|(h, _)| !directory.index.holds(peer, h))
+            {
+                return Err(StoreError::NotHolder { peer, hash: *hash });
+            }
         }
         let txn = self.db.begin_write().map_err(db_error)?;
-        let new = {
+        let mut new = 0;
+        {
             let mut cids = txn.open_table(CIDS).map_err(db_error)?;
-            let previous = cids
-                .insert(cid_key(&hash, peer).as_slice(), cid.to_bytes().as_slice())
-                .map_err(db_error)?;
-            previous.is_none()
-        };
+            for (hash, cid) in mappings {
+                let previous = cids
+                    .insert(cid_key(hash, peer).as_slice(), cid.to_bytes().as_slice())
+                    .map_err(db_error)?;
+                new += u64::from(previous.is_none());
+            }
+        }
         txn.commit().map_err(db_error)?;
         let mut directory = self.directory_mut();
-        directory.add_cid(peer, hash, cid);
-        directory.set_counts(peer, live.packages, live.cid_mappings + u64::from(new));
+        for (hash, cid) in mappings {
+            directory.add_cid(peer, *hash, *cid);
+        }
+        directory.set_counts(peer, live.packages, live.cid_mappings + new);
         Ok(())
     }
 

@@ -98,6 +98,10 @@ fn apply(
             store.set_cid(peer, hash, cid)?;
             to_value(ok)
         }
+        WritePayload::CidBatch { mappings } => {
+            store.set_cids(peer, &mappings)?;
+            to_value(ok)
+        }
         WritePayload::TransferInit {
             sender,
             receiver,

@@ -22,7 +22,13 @@ impl Tracker {
     /// A tracker on `port` (0: any free one) with its database in `dir`.
     pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peerix"))
-            .args(["tracker", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "tracker",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
             .arg("--db-path")
             .arg(dir.join("tracker.redb"))
             .args(extra)
@@ -62,7 +68,12 @@ impl Tracker {
     /// GET `path`, which must answer 200 with JSON.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let (status, body) = self.get(path);
-        assert_eq!(status, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
         serde_json::from_slice(&body).unwrap()
     }
 

@@ -12,8 +12,8 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 use crate::wire::tracker::{
-    parse_answer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, ReadError,
-    SignedWrite, WritePayload, MAX_READ_BODY, NONCE_LEN,
+    parse_answer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, ReadError, SignedWrite,
+    WritePayload, MAX_READ_BODY, NONCE_LEN,
 };
 
 /// Requests to the tracker at once; more wait for a turn (within their deadline).

@@ -147,7 +147,9 @@ impl Directory {
         for addr in addrs {
             match self.node.dial(addr.clone()).await {
                 Ok(found) if found == peer => return true,
-                Ok(found) => tracing::debug!(%addr, %found, expected = %peer, "another peer at a tracker's address"),
+                Ok(found) => {
+                    tracing::debug!(%addr, %found, expected = %peer, "another peer at a tracker's address")
+                }
                 Err(e) => tracing::debug!(%addr, error = %e, "tracker's address unreachable"),
             }
         }

@@ -23,6 +23,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(60);
 const MEMBERSHIP_POLL: Duration = Duration::from_secs(5);
 /// Changes to the shared set are sent at most this often.
 const DELTA_PAUSE: Duration = Duration::from_secs(1);
+/// Between looks for newly published CIDs (a count of the publication index first).
+const CID_CHECK: Duration = Duration::from_secs(5);
 /// Between looks at the tracker's peer list for peers to connect to.
 const MEET_PEERS: Duration = Duration::from_secs(30);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -109,8 +111,10 @@ async fn announce(
     let mut store_read = false;
     // What the tracker holds of this node's set; `None`: unknown, send it whole.
     let mut told: Option<Arc<HashSet<StoreHash>>> = None;
-    // The CIDs the tracker holds of this node's paths.
+    // The CIDs the tracker holds of this node's paths, and the size of the publication index
+    // they were read at.
     let mut registered: HashMap<StoreHash, Cid> = HashMap::new();
+    let mut registered_at = None;
     let mut next_heartbeat = Instant::now();
     let mut backoff = Backoff(RETRY_FIRST);
     loop {
@@ -123,10 +127,17 @@ async fn announce(
                 let current = shared.borrow().clone();
                 if told.is_none() {
                     registered.clear();
+                    registered_at = None;
                 }
+                let changed = told.as_deref() != Some(&*current);
                 send_packages(directory, told.as_deref(), &current).await?;
                 told = Some(current.clone());
-                send_cids(directory, index, &current, &mut registered).await?;
+                // A cheap count tells whether the scan published anything since.
+                let indexed = index.count().ok();
+                if changed || indexed.is_none() || indexed != registered_at {
+                    send_cids(directory, index, &current, &mut registered).await?;
+                    registered_at = indexed;
+                }
             }
             Ok::<(), TrackerError>(())
         };
@@ -159,6 +170,8 @@ async fn announce(
                 tokio::time::sleep(DELTA_PAUSE).await;
             }
             () = restarted.notified() => told = None,
+            // The scan publishes paths (and their CIDs) after they appear in the store.
+            () = tokio::time::sleep(CID_CHECK) => {}
         }
     }
 }
@@ -207,9 +220,7 @@ async fn send_packages(
             hashes.sort_unstable();
             hashes.truncate(MAX_HASHES);
         }
-        client
-            .write(WritePayload::PackagesBatch { hashes })
-            .await?;
+        client.write(WritePayload::PackagesBatch { hashes }).await?;
         return Ok(());
     };
     let added: Vec<StoreHash> = current.difference(told).copied().collect();

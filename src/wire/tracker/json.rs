@@ -6,7 +6,8 @@ use peerix_http::StoreHash;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    malformed, EnvelopeError, Role, WritePayload, MAX_ADDRS, MAX_CIDS, MAX_ADDR_LEN, MAX_ID_LEN, NONCE_LEN,
+    malformed, EnvelopeError, Role, WritePayload, MAX_ADDRS, MAX_ADDR_LEN, MAX_CIDS, MAX_ID_LEN,
+    NONCE_LEN,
 };
 
 pub(super) fn hex(bytes: &[u8]) -> String {
@@ -136,7 +137,9 @@ fn parse_hash(text: &str) -> Result<StoreHash, EnvelopeError> {
 
 fn parse_cid(text: &str) -> Result<Cid, EnvelopeError> {
     if text.len() > MAX_ID_LEN {
-        return Err(malformed(format!("CID longer than {MAX_ID_LEN} characters")));
+        return Err(malformed(format!(
+            "CID longer than {MAX_ID_LEN} characters"
+        )));
     }
     Cid::try_from(text).map_err(|_| malformed("bad CID"))
 }

@@ -105,9 +105,7 @@ pub enum WritePayload {
     /// A transfer of the NAR of `hash` about to start; either side may say so, and both learn
     /// the same id.
     /// Several CIDs at once (a node's whole set at start, then what it published since).
-    CidBatch {
-        mappings: Vec<(StoreHash, Cid)>,
-    },
+    CidBatch { mappings: Vec<(StoreHash, Cid)> },
     TransferInit {
         sender: PeerId,
         receiver: PeerId,

@@ -14,7 +14,7 @@ use peerix_node::{Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::discovery::tracker::Directory;
+use crate::discovery::tracker::TrackerSource;
 use crate::discovery::Holders;
 use crate::publish::{IndexDb, ScanProgress};
 
@@ -28,7 +28,7 @@ pub struct StatusSources {
     pub holders: Arc<Holders>,
     pub node: NodeHandle,
     pub hole_punches: Arc<HolePunchLog>,
-    pub tracker: Option<Arc<Directory>>,
+    pub tracker: Option<Arc<TrackerSource>>,
 }
 
 /// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.

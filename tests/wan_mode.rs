@@ -82,6 +82,19 @@ fn wan_nodes_substitute_through_the_tracker_alone() {
         tracker.get(&format!("/cid/{}", hash_part(&f.big))).0 == 200
     });
 
+    // Both sides reported the transfers, and the tracker credited them the right way round.
+    let b_id = b.status()["node"]["peer_id"].as_str().unwrap().to_owned();
+    let big_size = a_store.path_info(&f.big)["narSize"].as_u64().unwrap();
+    eventually(Duration::from_secs(20), "transfers never credited", || {
+        let a_rep = tracker.get_json(&format!("/reputation/{a_id}"));
+        a_rep["successful_transfers"].as_u64() >= Some(2)
+            && a_rep["total_shared"].as_u64() > Some(big_size)
+    });
+    let b_rep = tracker.get_json(&format!("/reputation/{b_id}"));
+    assert!(b_rep["total_received"].as_u64() > Some(big_size), "{b_rep}");
+    assert_eq!(b_rep["total_shared"], 0, "{b_rep}");
+    assert_eq!(b_rep["failed_transfers"], 0, "{b_rep}");
+
     // A path nobody holds is a miss at once, without asking the tracker.
     let absent = "/0000000000000000000000000000000a.narinfo";
     let started = Instant::now();

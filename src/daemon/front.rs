@@ -80,8 +80,8 @@ impl Front {
         addr: SocketAddr,
         limits: ServerLimits,
     ) -> Result<(), StartError> {
-        let listener =
-            TcpListener::from_std(listener).map_err(|source| StartError::Listen { addr, source })?;
+        let listener = TcpListener::from_std(listener)
+            .map_err(|source| StartError::Listen { addr, source })?;
         eprintln!("peerix: serving the Nix store at http://{addr}");
         peerix_http::serve(listener, self.0, limits, shutdown_signal()).await;
         Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use peerix_node::NodeHandle;
 
 use super::{Settings, StartError};
-use crate::discovery::tracker::{keep_in_step, Directory, TrackerClient};
+use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, TrackerSource};
 use crate::discovery::{run_index, Holders};
 use crate::fetch::{NarCache, NarLog, Remote, Trust};
 use crate::publish::{answer_requests, IndexDb, ScanProgress, Scanner, StoreContent};
@@ -16,6 +16,8 @@ use crate::store::{watch_store, SharedPaths};
 
 /// How often the store database is checked for added or removed paths (a cheap query).
 const STORE_POLL: Duration = Duration::from_secs(2);
+/// NAR ranges served and not yet added up for the tracker, at most.
+const SERVED_QUEUE: usize = 1024;
 /// The longest a request to the tracker may take.
 const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -47,21 +49,28 @@ impl Peering {
             progress: progress.clone(),
         };
         tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
-        let directory = settings.tracker_url.as_deref().map(|url| {
+        let tracker = settings.tracker_url.as_deref().map(|url| {
             let client = TrackerClient::new(url, node.clone(), TRACKER_DEADLINE);
-            let directory = Arc::new(Directory::new(client, holders.clone(), node.clone()));
+            let tracker = Arc::new(TrackerSource::new(client, holders.clone(), node.clone()));
             let port = settings.http_addr.port();
             tokio::spawn(keep_in_step(
-                directory.clone(),
+                tracker.clone(),
                 shared.subscribe(),
                 db.clone(),
                 port,
             ));
-            directory
+            tracker
         });
         tokio::spawn(watch_store(store.clone(), shared.clone(), STORE_POLL));
         run_index(node.clone(), shared, holders.clone()).map_err(StartError::Node)?;
-        answer_requests(node, store.clone(), db.clone()).map_err(StartError::Node)?;
+        // What this node serves is reported to the tracker, for the reputation of both sides.
+        let served = tracker.as_ref().map(|tracker| {
+            let (served, queue) = tokio::sync::mpsc::channel(SERVED_QUEUE);
+            let reports = tracker.reports().clone();
+            tokio::spawn(report_served(queue, store.clone(), reports, node.peer_id()));
+            served
+        });
+        answer_requests(node, store.clone(), db.clone(), served).map_err(StartError::Node)?;
         let nar_cache = (settings.cache_size > 0)
             .then(|| NarCache::open(&settings.state_dir.join("nar-cache"), settings.cache_size))
             .transpose()
@@ -74,7 +83,7 @@ impl Peering {
             settings.filter.clone(),
             nars,
             nar_cache,
-            directory.clone(),
+            tracker.clone(),
         ));
         let status = StatusSources {
             progress,
@@ -82,7 +91,7 @@ impl Peering {
             holders,
             node: node.clone(),
             hole_punches: hole_punches.clone(),
-            tracker: directory,
+            tracker,
         };
         Ok(Self { remote, status })
     }

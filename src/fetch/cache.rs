@@ -21,7 +21,7 @@ use super::peer::{self as fetch, FetchError, NarOutcome, NarProgress};
 use super::scores::{Answer, Scores};
 use super::stream_pool::StreamPool;
 use super::trust::{Refused, Trust, Verified};
-use crate::discovery::tracker::Directory;
+use crate::discovery::tracker::{TrackerSource, Transfer};
 use crate::discovery::Holders;
 use crate::filter::PathFilter;
 use crate::publish::RemoteNar;
@@ -54,7 +54,7 @@ pub struct Remote {
     pub node: NodeHandle,
     pub holders: Arc<Holders>,
     /// Asked who holds a path no known holder has (`--tracker-url`).
-    directory: Option<Arc<Directory>>,
+    tracker: Option<Arc<TrackerSource>>,
     pub trust: Trust,
     pub filter: PathFilter,
     /// NAR hash -> its size and the path it belongs to, filled by narinfo answers and kept
@@ -84,12 +84,12 @@ impl Remote {
         filter: PathFilter,
         nars: NarLog,
         nar_cache: Option<NarCache>,
-        directory: Option<Arc<Directory>>,
+        tracker: Option<Arc<TrackerSource>>,
     ) -> Self {
         Self {
             node,
             holders,
-            directory,
+            tracker,
             trust,
             filter,
             nars,
@@ -115,8 +115,8 @@ impl Remote {
     /// order their answers so far earned them.
     async fn narinfo(self: &Arc<Self>, hash: StoreHash) -> Option<Verified> {
         let mut holders = self.honest(self.holders.holders_of(&hash));
-        if let Some(directory) = self.directory.as_ref().filter(|_| holders.is_empty()) {
-            holders = self.honest(directory.find(hash).await);
+        if let Some(tracker) = self.tracker.as_ref().filter(|_| holders.is_empty()) {
+            holders = self.honest(tracker.find(hash).await);
         }
         if holders.is_empty() {
             return None;
@@ -281,6 +281,19 @@ impl Remote {
             .unwrap_or_default()
     }
 
+    /// Tells the tracker, if there is one, that `sender` sent this node the whole NAR of
+    /// `hash`.
+    fn report_received(&self, sender: PeerId, hash: StoreHash, bytes: u64) {
+        if let Some(tracker) = &self.tracker {
+            tracker.reports().record(Transfer {
+                sender,
+                receiver: self.node.peer_id(),
+                hash,
+                bytes,
+            });
+        }
+    }
+
     /// What a narinfo answer said of a NAR, and the honest peers holding its path now.
     fn known_nar(&self, nar_hash: &NarHash) -> Option<(RemoteNar, Vec<PeerId>)> {
         let nar = self.nars.get(nar_hash)?;
@@ -342,6 +355,7 @@ impl BinaryCache for P2pCache {
             source: Box::new(PeersNar {
                 remote: remote.clone(),
                 nar_hash,
+                path: nar.path,
                 size: nar.size,
                 cid: nar.cid,
                 peers,
@@ -354,6 +368,8 @@ impl BinaryCache for P2pCache {
 struct PeersNar {
     remote: Arc<Remote>,
     nar_hash: NarHash,
+    /// The store path it is the NAR of.
+    path: StoreHash,
     size: u64,
     /// Its CID, when the holders publish it: then it can come from all of them at once.
     cid: Option<Cid>,
@@ -456,12 +472,17 @@ impl PeersNar {
             }
         }
         for peer in remote.honest(self.peers.clone()) {
+            let whole = progress.offset == 0 && end == self.size;
             let fetched = if self.size >= STRIPED_MIN && remote.rtt(peer).await >= STRIPED_RTT {
                 fetch::nar_striped(&remote.node, peer, &mut progress, output, STRIPES).await
             } else {
                 fetch::nar(&remote.node, peer, &mut progress, output).await
             };
             match fetched {
+                NarOutcome::Complete if whole => {
+                    remote.report_received(peer, self.path, self.size);
+                    return None;
+                }
                 NarOutcome::Complete | NarOutcome::Abandoned => return None,
                 NarOutcome::Interrupted(e) => {
                     tracing::debug!(%peer, offset = progress.offset, error = %e, "NAR source stopped");

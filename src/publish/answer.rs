@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{AsyncWriteExt, StreamExt};
-use peerix_http::{BinaryCache, StoreHash};
+use peerix_http::{BinaryCache, NarHash, StoreHash};
 use peerix_node::{InboundStream, NodeError, NodeHandle, PeerId, StreamProtocol};
+use tokio::sync::mpsc;
 
 use super::admission::Admission;
 use super::IndexDb;
@@ -41,10 +42,23 @@ const NARS: usize = 64;
 const NARINFO_TURN_WAIT: Duration = Duration::from_secs(2);
 const NAR_TURN_WAIT: Duration = Duration::from_secs(5);
 
+/// A NAR (or a range of it) served to a peer in full.
+#[derive(Clone, Copy, Debug)]
+pub struct ServedNar {
+    pub peer: PeerId,
+    pub nar_hash: NarHash,
+    pub bytes: u64,
+    /// The whole NAR's size.
+    pub size: u64,
+}
+
+/// Answers peers' requests; each NAR range served whole is told to `served` (dropped when its
+/// queue is full: the account is for reputation only).
 pub fn run(
     node: &NodeHandle,
     store: Arc<LocalStore>,
     index: Arc<IndexDb>,
+    served: Option<mpsc::Sender<ServedNar>>,
 ) -> Result<(), NodeError> {
     let mut narinfos = node.accept(StreamProtocol::new(NARINFO_PROTOCOL))?;
     let mut nars = node.accept(StreamProtocol::new(NAR_PROTOCOL))?;
@@ -65,7 +79,14 @@ pub fn run(
     let nar_turns = Admission::new(NARS_PER_PEER, NARS, NAR_TURN_WAIT);
     tokio::spawn(async move {
         while let Some((peer, stream)) = nars.next().await {
-            tokio::spawn(answer_nar(peer, stream, store.clone(), nar_turns.clone()));
+            let served = served.clone();
+            tokio::spawn(answer_nar(
+                peer,
+                stream,
+                store.clone(),
+                nar_turns.clone(),
+                served,
+            ));
         }
     });
     Ok(())
@@ -132,6 +153,7 @@ async fn answer_nar(
     mut stream: InboundStream,
     store: Arc<LocalStore>,
     turns: Arc<Admission>,
+    served: Option<mpsc::Sender<ServedNar>>,
 ) {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, expect_frame(&mut stream)).await;
     let request = match request.map(|r| r.map(|f| NarRequest::decode(&f))) {
@@ -173,6 +195,14 @@ async fn answer_nar(
             tracing::debug!(%peer, "NAR not taken in time: closing the stream");
             return;
         }
+    }
+    if let Some(served) = served {
+        let _ = served.try_send(ServedNar {
+            peer,
+            nar_hash: request.nar_hash,
+            bytes: request.end - request.start,
+            size: nar.size,
+        });
     }
     let _ = tokio::time::timeout(WRITE_DEADLINE, stream.close()).await;
 }

@@ -8,7 +8,7 @@ mod content;
 mod db;
 mod scan;
 
-pub use answer::run as answer_requests;
+pub use answer::{run as answer_requests, ServedNar};
 pub use content::StoreContent;
 pub use db::{IndexDb, IndexError, RemoteNar};
 pub use scan::{ScanProgress, Scanner};

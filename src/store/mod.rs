@@ -156,7 +156,7 @@ impl LocalStore {
 
     /// The path whose NAR has this hash, if it may be shared (the database is checked by the
     /// caller): from memory once the store was read.
-    fn path_of_nar(&self, nar_hash: NarHash) -> Result<Option<StoreHash>, CacheError> {
+    pub fn path_of_nar(&self, nar_hash: NarHash) -> Result<Option<StoreHash>, CacheError> {
         let recent = self
             .recent_nars
             .lock()

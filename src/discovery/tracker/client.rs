@@ -68,8 +68,12 @@ impl TrackerClient {
         &self.url
     }
 
-    /// Signs `payload` with this node's key and posts it to its route.
-    pub async fn write(&self, payload: WritePayload) -> Result<serde_json::Value, TrackerError> {
+    /// Signs `payload` with this node's key and posts it to its route; the answer is a
+    /// [`WriteAnswer`](crate::wire::tracker::WriteAnswer) but for a transfer's opening.
+    pub async fn write<T: DeserializeOwned + Send + 'static>(
+        &self,
+        payload: WritePayload,
+    ) -> Result<T, TrackerError> {
         let route = payload.route();
         let mut nonce = [0; NONCE_LEN];
         getrandom::getrandom(&mut nonce).map_err(|e| TrackerError::Sign(e.to_string()))?;

@@ -3,10 +3,12 @@
 //! that set says someone does.
 
 mod client;
-mod directory;
 mod membership;
+mod source;
 mod sync;
+mod transfers;
 
 pub use client::{TrackerClient, TrackerError};
-pub use directory::Directory;
+pub use source::TrackerSource;
 pub use sync::{run as keep_in_step, HEARTBEAT};
+pub use transfers::{report_served, Transfer, TransferReports};

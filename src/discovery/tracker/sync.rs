@@ -13,9 +13,9 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::client::TrackerError;
-use super::directory::Directory;
+use super::source::TrackerSource;
 use crate::publish::IndexDb;
-use crate::wire::tracker::{WritePayload, MAX_ADDRS, MAX_CIDS, MAX_HASHES};
+use crate::wire::tracker::{WriteAnswer, WritePayload, MAX_ADDRS, MAX_CIDS, MAX_HASHES};
 
 /// Between heartbeats; the tracker forgets a peer silent for twice as long.
 pub const HEARTBEAT: Duration = Duration::from_secs(60);
@@ -32,16 +32,16 @@ const RETRY_LAST: Duration = Duration::from_secs(30);
 
 /// Runs both directions until the node stops.
 pub async fn run(
-    directory: Arc<Directory>,
+    source: Arc<TrackerSource>,
     shared: watch::Receiver<Arc<HashSet<StoreHash>>>,
     index: Arc<IndexDb>,
     http_port: u16,
 ) {
     let restarted = Arc::new(Notify::new());
     tokio::join!(
-        follow_membership(&directory, &restarted),
-        announce(&directory, shared, &index, http_port, &restarted),
-        meet_peers(&directory),
+        follow_membership(&source, &restarted),
+        announce(&source, shared, &index, http_port, &restarted),
+        meet_peers(&source),
     );
 }
 
@@ -60,14 +60,14 @@ impl Backoff {
     }
 }
 
-async fn follow_membership(directory: &Directory, restarted: &Notify) {
+async fn follow_membership(source: &TrackerSource, restarted: &Notify) {
     let mut backoff = Backoff(RETRY_FIRST);
     loop {
-        let since = directory.membership.version();
-        let pause = match directory.client.membership(since).await {
+        let since = source.membership.version();
+        let pause = match source.client.membership(since).await {
             Ok(answer) => {
-                directory.health.succeeded(directory.client.url());
-                if directory.membership.apply(&answer) {
+                source.health.succeeded(source.client.url());
+                if source.membership.apply(&answer) {
                     tracing::info!("the tracker restarted: announcing again");
                     restarted.notify_one();
                 }
@@ -75,7 +75,7 @@ async fn follow_membership(directory: &Directory, restarted: &Notify) {
                 MEMBERSHIP_POLL
             }
             Err(e) => {
-                directory.health.failed(directory.client.url(), &e);
+                source.health.failed(source.client.url(), &e);
                 backoff.next()
             }
         };
@@ -83,16 +83,16 @@ async fn follow_membership(directory: &Directory, restarted: &Notify) {
     }
 }
 
-async fn meet_peers(directory: &Directory) {
+async fn meet_peers(source: &TrackerSource) {
     let mut backoff = Backoff(RETRY_FIRST);
     loop {
-        let pause = match directory.meet_peers().await {
+        let pause = match source.meet_peers().await {
             Ok(()) => {
                 backoff.reset();
                 MEET_PEERS
             }
             Err(e) => {
-                directory.health.failed(directory.client.url(), &e);
+                source.health.failed(source.client.url(), &e);
                 backoff.next()
             }
         };
@@ -101,7 +101,7 @@ async fn meet_peers(directory: &Directory) {
 }
 
 async fn announce(
-    directory: &Directory,
+    source: &TrackerSource,
     mut shared: watch::Receiver<Arc<HashSet<StoreHash>>>,
     index: &Arc<IndexDb>,
     http_port: u16,
@@ -120,7 +120,7 @@ async fn announce(
     loop {
         let step = async {
             if Instant::now() >= next_heartbeat {
-                heartbeat(directory, http_port).await?;
+                heartbeat(source, http_port).await?;
                 next_heartbeat = Instant::now() + HEARTBEAT;
             }
             if store_read {
@@ -130,12 +130,12 @@ async fn announce(
                     registered_at = None;
                 }
                 let changed = told.as_deref() != Some(&*current);
-                send_packages(directory, told.as_deref(), &current).await?;
+                send_packages(source, told.as_deref(), &current).await?;
                 told = Some(current.clone());
                 // A cheap count tells whether the scan published anything since.
                 let indexed = index.count().ok();
                 if changed || indexed.is_none() || indexed != registered_at {
-                    send_cids(directory, index, &current, &mut registered).await?;
+                    send_cids(source, index, &current, &mut registered).await?;
                     registered_at = indexed;
                 }
             }
@@ -152,7 +152,7 @@ async fn announce(
                 Some(RETRY_FIRST)
             }
             Err(e) => {
-                directory.health.failed(directory.client.url(), &e);
+                source.health.failed(source.client.url(), &e);
                 Some(backoff.next())
             }
         };
@@ -176,22 +176,22 @@ async fn announce(
     }
 }
 
-async fn heartbeat(directory: &Directory, http_port: u16) -> Result<(), TrackerError> {
-    let addrs = own_addrs(directory).await;
-    directory
+async fn heartbeat(source: &TrackerSource, http_port: u16) -> Result<(), TrackerError> {
+    let addrs = own_addrs(source).await;
+    source
         .client
-        .write(WritePayload::Announce {
+        .write::<WriteAnswer>(WritePayload::Announce {
             port: http_port,
             addrs,
         })
         .await?;
-    directory.health.succeeded(directory.client.url());
+    source.health.succeeded(source.client.url());
     Ok(())
 }
 
 /// The addresses others may reach this node at: confirmed external ones first.
-async fn own_addrs(directory: &Directory) -> Vec<Multiaddr> {
-    let Ok(status) = directory.node().status().await else {
+async fn own_addrs(source: &TrackerSource) -> Vec<Multiaddr> {
+    let Ok(status) = source.node().status().await else {
         return Vec::new();
     };
     let mut addrs: Vec<Multiaddr> = Vec::new();
@@ -205,11 +205,11 @@ async fn own_addrs(directory: &Directory) -> Vec<Multiaddr> {
 
 /// Tells the tracker `current`: whole when it knows nothing of this node, else what changed.
 async fn send_packages(
-    directory: &Directory,
+    source: &TrackerSource,
     told: Option<&HashSet<StoreHash>>,
     current: &HashSet<StoreHash>,
 ) -> Result<(), TrackerError> {
-    let client = &directory.client;
+    let client = &source.client;
     let Some(told) = told else {
         let mut hashes: Vec<StoreHash> = current.iter().copied().collect();
         if hashes.len() > MAX_HASHES {
@@ -220,7 +220,9 @@ async fn send_packages(
             hashes.sort_unstable();
             hashes.truncate(MAX_HASHES);
         }
-        client.write(WritePayload::PackagesBatch { hashes }).await?;
+        client
+            .write::<WriteAnswer>(WritePayload::PackagesBatch { hashes })
+            .await?;
         return Ok(());
     };
     let added: Vec<StoreHash> = current.difference(told).copied().collect();
@@ -230,21 +232,21 @@ async fn send_packages(
             added: Vec::new(),
             removed: removed.to_vec(),
         };
-        client.write(payload).await?;
+        client.write::<WriteAnswer>(payload).await?;
     }
     for added in added.chunks(MAX_HASHES) {
         let payload = WritePayload::PackagesDelta {
             added: added.to_vec(),
             removed: Vec::new(),
         };
-        client.write(payload).await?;
+        client.write::<WriteAnswer>(payload).await?;
     }
     Ok(())
 }
 
 /// Registers the CIDs of shared paths the tracker does not have yet, in batches.
 async fn send_cids(
-    directory: &Directory,
+    source: &TrackerSource,
     index: &Arc<IndexDb>,
     shared: &HashSet<StoreHash>,
     registered: &mut HashMap<StoreHash, Cid>,
@@ -270,7 +272,7 @@ async fn send_cids(
         let payload = WritePayload::CidBatch {
             mappings: mappings.to_vec(),
         };
-        directory.client.write(payload).await?;
+        source.client.write::<WriteAnswer>(payload).await?;
         registered.extend(mappings.iter().copied());
     }
     Ok(())

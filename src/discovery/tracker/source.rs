@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::client::{TrackerClient, TrackerError};
 use super::membership::Membership;
+use super::transfers::TransferReports;
 use crate::discovery::Holders;
 
 /// Providers of one path connected to at most.
@@ -57,17 +58,20 @@ impl TrackerHealth {
     }
 }
 
-pub struct Directory {
+pub struct TrackerSource {
     pub(super) client: TrackerClient,
     pub(super) membership: Membership,
     pub(super) health: TrackerHealth,
     holders: Arc<Holders>,
     node: NodeHandle,
+    reports: TransferReports,
 }
 
-impl Directory {
+impl TrackerSource {
+    /// Starts the task that reports transfers too.
     pub fn new(client: TrackerClient, holders: Arc<Holders>, node: NodeHandle) -> Self {
         Self {
+            reports: TransferReports::start(client.clone(), node.peer_id()),
             client,
             membership: Membership::default(),
             health: TrackerHealth::default(),
@@ -154,6 +158,11 @@ impl Directory {
             }
         }
         false
+    }
+
+    /// Where transfers are reported.
+    pub fn reports(&self) -> &TransferReports {
+        &self.reports
     }
 
     pub(super) fn node(&self) -> &NodeHandle {

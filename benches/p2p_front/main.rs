@@ -31,6 +31,12 @@
 //! Last, its own rounds too (silent_holders.rs): first-time narinfos through B when three of four
 //! holders are frozen, against B with the honest holder alone.
 //!
+//! Then (wan_mode.rs): first-time narinfos and misses through B in `--mode wan`, with a tracker
+//! on loopback, against B in `--mode libp2p`.
+//!
+//! `PEERIX_BENCH_SECTIONS` (comma-separated: `fronts`, `multi`, `silent`, `wan`; default all)
+//! runs only some of these.
+//!
 //! The markdown tables are printed and written to `target/bench-p2p_front.md`.
 
 #![forbid(unsafe_code)]
@@ -55,6 +61,7 @@ mod peer_addr;
 mod report;
 mod scan_wait;
 mod silent_holders;
+mod wan_mode;
 
 use std::collections::HashSet;
 use std::error::Error;
@@ -77,6 +84,7 @@ use report::{environment_facts, render_report};
 use scan_wait::wait_until_scanned;
 use servers::{spawn_peerix, ServerProcess};
 use silent_holders::SilentHoldersResults;
+use wan_mode::WanResults;
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -419,9 +427,11 @@ fn main() -> BenchResult<()> {
         miss_targets: Targets::narinfos(&miss_hashes(SMALL_PATHS, &taken)),
     };
 
+    let sections = std::env::var("PEERIX_BENCH_SECTIONS").unwrap_or_default();
+    let runs = |section: &str| sections.is_empty() || sections.split(',').any(|s| s == section);
     let mut results: [FrontResults; 2] = Default::default();
     let (mut b_ready_after, mut a_scanned_after) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in (0..ROUNDS).filter(|_| runs("fronts")) {
         eprintln!("p2p_front: round {}/{ROUNDS}, starting A and B", round + 1);
         let nodes = match Nodes::start(&runtime, &fixture, &keys) {
             Ok(nodes) => nodes,
@@ -453,9 +463,10 @@ fn main() -> BenchResult<()> {
 
     // The multi-source NAR and the publication scan (multi_source.rs), same run, own rounds.
     let mut extra = MultiSourceResults::default();
-    let setup = match MultiSource::prepare(&fixture) {
-        Ok(setup) => Some(setup),
-        Err(e) => {
+    let setup = match runs("multi").then(|| MultiSource::prepare(&fixture)) {
+        None => None,
+        Some(Ok(setup)) => Some(setup),
+        Some(Err(e)) => {
             eprintln!("p2p_front: no multi-source rounds: {e}");
             extra.failures_push(format!("setup: {e}"));
             None
@@ -469,8 +480,14 @@ fn main() -> BenchResult<()> {
 
     // Lookups behind silent holders (silent_holders.rs), same run, own rounds.
     let mut silent = SilentHoldersResults::default();
-    for round in 0..ROUNDS {
+    for round in (0..ROUNDS).filter(|_| runs("silent")) {
         silent_holders::round(&runtime, &fixture, &keys, round, &mut silent);
+    }
+
+    // Discovery through the tracker against libp2p (wan_mode.rs), same run, own rounds.
+    let mut wan = WanResults::default();
+    for round in (0..ROUNDS).filter(|_| runs("wan")) {
+        wan_mode::round(&runtime, &fixture, &keys, &bench.miss_targets, round, &mut wan);
     }
 
     let mut report = render_report(
@@ -479,6 +496,7 @@ fn main() -> BenchResult<()> {
     );
     report.push_str(&multi_source_report::render(setup.as_ref(), &extra));
     report.push_str(&silent_holders::render(&silent));
+    report.push_str(&wan_mode::render(&wan));
     println!("{report}");
     let written = write_report("bench-p2p_front.md", &report)?;
     eprintln!("p2p_front: table written to {}", written.display());

@@ -487,7 +487,14 @@ fn main() -> BenchResult<()> {
     // Discovery through the tracker against libp2p (wan_mode.rs), same run, own rounds.
     let mut wan = WanResults::default();
     for round in (0..ROUNDS).filter(|_| runs("wan")) {
-        wan_mode::round(&runtime, &fixture, &keys, &bench.miss_targets, round, &mut wan);
+        wan_mode::round(
+            &runtime,
+            &fixture,
+            &keys,
+            &bench.miss_targets,
+            round,
+            &mut wan,
+        );
     }
 
     let mut report = render_report(

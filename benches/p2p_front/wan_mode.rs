@@ -115,7 +115,11 @@ pub(crate) fn round(
         order.reverse();
     }
     for discovery in order {
-        eprintln!("p2p_front: discovery, round {}, {}", round + 1, discovery.name());
+        eprintln!(
+            "p2p_front: discovery, round {}, {}",
+            round + 1,
+            discovery.name()
+        );
         match measure(runtime, fixture, keys, misses, discovery) {
             Ok(figures) => {
                 eprintln!(
@@ -254,10 +258,7 @@ pub(crate) fn render(results: &WanResults) -> String {
         }
     }
     let worst = |d: Discovery, pick: fn(&WanFigures) -> f64| {
-        results.rounds[d as usize]
-            .iter()
-            .map(pick)
-            .reduce(f64::max)
+        results.rounds[d as usize].iter().map(pick).reduce(f64::max)
     };
     let wan_miss = worst(Discovery::Wan, |f| f.misses.p99_ms);
     let wan_cold = worst(Discovery::Wan, |f| f.cold.p99_ms);

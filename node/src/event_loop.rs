@@ -35,7 +35,12 @@ pub enum Command {
     Status(oneshot::Sender<NodeStatus>),
     Dial(Multiaddr, oneshot::Sender<Result<PeerId, String>>),
     /// Connects to a peer at the addresses the DHTs know for it.
-    DialPeer(PeerId, oneshot::Sender<Result<PeerId, String>>),
+    /// Connects to a peer at the addresses given (all at once) and those the DHTs know.
+    DialPeer(
+        PeerId,
+        Vec<Multiaddr>,
+        oneshot::Sender<Result<PeerId, String>>,
+    ),
     /// Announces this node as a provider of the key in the DHTs it takes part in; answered once
     /// the private DHT has it.
     Provide(kad::RecordKey, Option<ProvideReply>),
@@ -193,8 +198,10 @@ impl EventLoop {
                 };
                 let _ = reply.send(result);
             }
-            Command::DialPeer(peer, reply) => {
+            Command::DialPeer(peer, addrs, reply) => {
                 let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .extend_addresses_through_behaviour()
                     .condition(PeerCondition::Disconnected)
                     .build();
                 let id = opts.connection_id();

@@ -312,7 +312,13 @@ impl NodeHandle {
 
     /// Connects to `peer` at the addresses the DHTs know for it.
     pub async fn dial_peer(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.ask(|reply| Command::DialPeer(peer, reply))
+        self.dial_peer_at(peer, Vec::new()).await
+    }
+
+    /// Connects to `peer`, trying `addrs` at once (a relayed one too) besides the addresses the
+    /// DHTs know for it.
+    pub async fn dial_peer_at(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NodeError> {
+        self.ask(|reply| Command::DialPeer(peer, addrs, reply))
             .await?
             .map(|_| ())
             .map_err(NodeError::Dial)

@@ -43,7 +43,10 @@ pub enum ServerError {
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot open the tracker database {path}: {source}")]
-    Store { path: PathBuf, source: Box<StoreError> },
+    Store {
+        path: PathBuf,
+        source: Box<StoreError>,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,

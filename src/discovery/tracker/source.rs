@@ -146,18 +146,15 @@ impl TrackerSource {
         reached.into_iter().flatten().collect()
     }
 
-    /// Tries `addrs` in turn until one reaches `peer` itself.
+    /// Tries every address of `addrs` at once; true once connected to `peer` itself.
     async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> bool {
-        for addr in addrs {
-            match self.node.dial(addr.clone()).await {
-                Ok(found) if found == peer => return true,
-                Ok(found) => {
-                    tracing::debug!(%addr, %found, expected = %peer, "another peer at a tracker's address")
-                }
-                Err(e) => tracing::debug!(%addr, error = %e, "tracker's address unreachable"),
+        match self.node.dial_peer_at(peer, addrs).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "tracker's addresses unreachable");
+                false
             }
         }
-        false
     }
 
     /// Where transfers are reported.

@@ -1,0 +1,154 @@
+//! A NAR streamed from the peers that hold it, resumed from the next holder when one stops, and
+//! kept in the NAR cache when it arrived whole.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cid::Cid;
+use peerix_http::{ByteStream, NarHash, NarSource, StoreHash};
+use peerix_node::PeerId;
+use tokio::sync::mpsc;
+
+use super::{Remote, CHUNKS_IN_FLIGHT, MULTI_SOURCE_MIN, STRIPED_MIN, STRIPED_RTT, STRIPES};
+use crate::fetch::nar_cache::Filling;
+use crate::fetch::peer::{self as fetch, NarOutcome, NarProgress};
+
+/// A NAR read from the peers that hold it.
+pub(super) struct PeersNar {
+    pub(super) remote: Arc<Remote>,
+    pub(super) nar_hash: NarHash,
+    /// The store path it is the NAR of.
+    pub(super) path: StoreHash,
+    pub(super) size: u64,
+    /// Its CID, when the holders publish it: then it can come from all of them at once.
+    pub(super) cid: Option<Cid>,
+    pub(super) peers: Vec<PeerId>,
+}
+
+impl NarSource for PeersNar {
+    fn stream(self: Box<Self>, start: u64, end: u64) -> ByteStream {
+        let (output, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        tokio::spawn(async move {
+            let this = *self;
+            // Only one reader of a NAR fills the cache; others stream it from the peers.
+            let filling = (start == 0 && end == this.size)
+                .then_some(this.remote.nar_cache.as_ref())
+                .flatten()
+                .and_then(|c| c.start(this.nar_hash, this.size));
+            match filling {
+                Some(filling) => this.fetch_into_cache(filling, &output).await,
+                None => this.fetch_to(start, end, &output).await,
+            }
+        });
+        Box::pin(futures_util::stream::unfold(
+            chunks,
+            |mut chunks| async move { chunks.recv().await.map(|item| (item, chunks)) },
+        ))
+    }
+}
+
+impl PeersNar {
+    async fn fetch_to(&self, start: u64, end: u64, output: &mpsc::Sender<io::Result<Bytes>>) {
+        if let Some(error) = self.fetch(start, end, output).await {
+            let _ = output.send(Err(io::Error::other(error))).await;
+        }
+    }
+
+    /// Fetches the whole NAR, copying it into the cache on its way to the reader; it is kept
+    /// only if every byte got through, which means it passed the NarHash check.
+    async fn fetch_into_cache(&self, filling: Filling, output: &mpsc::Sender<io::Result<Bytes>>) {
+        let (inner, mut fetched) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let fetching = async move { self.fetch_to(0, self.size, &inner).await };
+        // Owns the receiving end, so that a reader who leaves stops the fetch too.
+        let forwarding = async move {
+            let (mut filling, mut intact) = (filling, true);
+            while let Some(item) = fetched.recv().await {
+                match &item {
+                    Ok(chunk) => intact = intact && filling.write(chunk).is_ok(),
+                    Err(_) => intact = false,
+                }
+                if output.send(item).await.is_err() {
+                    return (false, filling);
+                }
+            }
+            (intact, filling)
+        };
+        let ((), (intact, filling)) = tokio::join!(fetching, forwarding);
+        // Dropped unfinished, a fill leaves nothing behind.
+        if intact {
+            if let Err(e) = filling.finish() {
+                tracing::warn!(nar = %self.nar_hash, error = %e, "cannot keep the NAR in the cache");
+            }
+        }
+    }
+
+    /// Reads the NAR from the holders in turn: one that stops is replaced by the next, which
+    /// resumes where it stopped; one that sends wrong bytes ends the response (Nix retries, and
+    /// that peer is not asked again). Returns why it failed, if it did.
+    async fn fetch(
+        &self,
+        start: u64,
+        end: u64,
+        output: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> Option<String> {
+        let remote = &self.remote;
+        let mut progress = NarProgress::new(self.nar_hash, self.size, start, end);
+        let mut last = "no peer holds it any more".to_owned();
+        // A large NAR held by several peers comes from all of them at once, block by block; if
+        // that fails before the reader got anything, the holders are asked one at a time.
+        let peers = remote.honest(self.peers.clone());
+        if let Some(cid) = self
+            .cid
+            .filter(|_| peers.len() > 1 && self.size >= MULTI_SOURCE_MIN)
+        {
+            match fetch::nar_by_cid(&remote.node, cid, peers, &mut progress, output).await {
+                NarOutcome::Complete => return None,
+                // The reader may have left because the bytes were wrong (Nix stops at the
+                // first that is not a NAR): a CID that gave no verified NAR is not used again.
+                outcome @ NarOutcome::Abandoned => {
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    return None;
+                }
+                outcome if progress.handed_on => {
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    return Some(outcome.to_string());
+                }
+                outcome => {
+                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    tracing::debug!(%cid, reason = %outcome, "Bitswap fetch failed: streaming instead");
+                    progress = NarProgress::new(self.nar_hash, self.size, start, end);
+                }
+            }
+        }
+        for peer in remote.honest(self.peers.clone()) {
+            let whole = progress.offset == 0 && end == self.size;
+            let fetched = if self.size >= STRIPED_MIN && remote.rtt(peer).await >= STRIPED_RTT {
+                fetch::nar_striped(&remote.node, peer, &mut progress, output, STRIPES).await
+            } else {
+                fetch::nar(&remote.node, peer, &mut progress, output).await
+            };
+            match fetched {
+                NarOutcome::Complete if whole => {
+                    remote.report_received(peer, self.path, self.size);
+                    return None;
+                }
+                NarOutcome::Complete | NarOutcome::Abandoned => return None,
+                NarOutcome::Interrupted(e) => {
+                    tracing::debug!(%peer, offset = progress.offset, error = %e, "NAR source stopped");
+                    last = e.to_string();
+                }
+                NarOutcome::Wrong(e) => {
+                    remote.penalise(peer, &e);
+                    if progress.handed_on {
+                        return Some(e.to_string());
+                    }
+                    // Nothing reached the reader: start over from the next peer.
+                    progress = NarProgress::new(self.nar_hash, self.size, start, end);
+                    last = e.to_string();
+                }
+            }
+        }
+        Some(last)
+    }
+}

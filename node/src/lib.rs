@@ -18,6 +18,7 @@ mod event_loop;
 mod fetch;
 mod identity;
 mod nat;
+mod network;
 mod protobuf;
 mod reservations;
 mod status;
@@ -47,6 +48,7 @@ pub use config::{
 pub use error::NodeError;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+pub use network::network_protocol;
 pub use status::{NodeStatus, PeerEvent, PeerInfo};
 pub use storage::Persist;
 
@@ -54,6 +56,7 @@ use app_streams::{AppStreams, InboundReceiver, StreamOpener};
 use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::Bitswap;
 use event_loop::{Command, EventLoop, Settings};
+use network::NetworkTag;
 use storage::{Storage, Withdrawal};
 use traffic::Traffic;
 use unixfs::CidVersion;
@@ -92,11 +95,18 @@ pub struct NodeHandle {
     blocks: Arc<LocalBlocks>,
     bitswap: Arc<Bitswap>,
     storage: Arc<Storage>,
+    network: Arc<NetworkTag>,
 }
 
 impl NodeHandle {
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The protocol `name` (like `index/1.0.0`) of this node's network id (see
+    /// [`network_protocol`]).
+    pub fn network_protocol(&self, name: &str) -> StreamProtocol {
+        self.network.protocol(name)
     }
 
     async fn ask<T>(
@@ -435,6 +445,7 @@ pub async fn start_with(
         blocks,
         bitswap,
         storage,
+        network: Arc::new(NetworkTag::of(&config.network_id)),
     })
 }
 

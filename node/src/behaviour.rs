@@ -96,6 +96,16 @@ fn kad_behaviour(peer_id: PeerId, protocol: StreamProtocol) -> kad::Behaviour<Me
     behaviour
 }
 
+/// A client of the public DHT (it asks and announces, answers no one) until the node has a
+/// direct external address (see the event loop's reachability): a node behind a NAT or reached
+/// through relays only is of no use in others' routing tables, and staying out of them keeps
+/// its peers from dialling it except for what it announced.
+fn public_kad_behaviour(peer_id: PeerId) -> kad::Behaviour<MemoryStore> {
+    let mut behaviour = kad_behaviour(peer_id, PUBLIC_KAD);
+    behaviour.set_mode(Some(kad::Mode::Client));
+    behaviour
+}
+
 impl Behaviour {
     pub fn new(
         key: &Keypair,
@@ -127,7 +137,7 @@ impl Behaviour {
             private_kad: kad_behaviour(peer_id, private_kad_protocol(&config.network_id)),
             public_kad: config
                 .public_dht
-                .then(|| kad_behaviour(peer_id, PUBLIC_KAD))
+                .then(|| public_kad_behaviour(peer_id))
                 .into(),
             mdns: mdns.into(),
             relay_client,

@@ -16,6 +16,7 @@ mod direct_only;
 mod error;
 mod event_loop;
 mod fetch;
+mod foreign_identity;
 mod identity;
 mod nat;
 mod network;
@@ -46,6 +47,8 @@ pub use config::{
     BitswapDeadlines, InboundStreamLimits, NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS,
 };
 pub use error::NodeError;
+pub use foreign_identity::{parse_foreign_identity, ForeignIdentity, ForeignIdentityError};
+pub use identity::{adopt_foreign_identity, Adoption};
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 pub use network::network_protocol;

@@ -77,7 +77,7 @@ struct Homes {
     a_store: ChrootStore,
     _stand_ins: Vec<Node>,
     _keys: TempDir,
-    a: Node,
+    _a: Node,
     b: Node,
     b_started: Instant,
 }
@@ -142,7 +142,7 @@ fn homes(mode: &str) -> Option<Homes> {
         a_store,
         _stand_ins: stand_ins,
         _keys: keys,
-        a,
+        _a: a,
         b,
         b_started,
     })

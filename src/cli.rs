@@ -276,7 +276,8 @@ pub struct NodeArgs {
     #[arg(long, env = "PEERIX_BOOTSTRAP_URL", value_name = "URL")]
     pub bootstrap_url: Option<String>,
 
-    /// Nodes share a private DHT only with nodes of the same network id.
+    /// Nodes share a private DHT, path lists and answers only with nodes of the same network id
+    /// (a label that separates networks, not a password).
     #[arg(
         long,
         env = "PEERIX_NETWORK_ID",

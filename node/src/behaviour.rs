@@ -9,10 +9,10 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     autonat, connection_limits, dcutr, identify, kad, mdns, ping, relay, PeerId, StreamProtocol,
 };
-use sha2::{Digest, Sha256};
 
 use crate::app_streams::AppStreams;
 use crate::direct_only::DirectOnly;
+use crate::network::network_protocol;
 use crate::{NodeConfig, RelayLimits};
 
 /// What kubo announces, so that IPFS peers treat this node as one of theirs.
@@ -46,12 +46,9 @@ pub struct Behaviour {
     pub app_streams: AppStreams,
 }
 
-/// `/peerix/<first 16 hex digits of sha256(network id)>/kad/1.0.0`: any id, a valid protocol name.
+/// `/peerix/<network tag>/kad/1.0.0` (see network.rs).
 pub fn private_kad_protocol(network_id: &str) -> StreamProtocol {
-    let digest = Sha256::digest(network_id.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    StreamProtocol::try_from_owned(format!("/peerix/{hex}/kad/1.0.0"))
-        .unwrap_or(StreamProtocol::new("/peerix/kad/1.0.0"))
+    network_protocol(network_id, "kad/1.0.0")
 }
 
 /// AutoNAT v1 as kubo runs it, except that it also answers (and trusts) peers on private or
@@ -99,6 +96,16 @@ fn kad_behaviour(peer_id: PeerId, protocol: StreamProtocol) -> kad::Behaviour<Me
     behaviour
 }
 
+/// A client of the public DHT (it asks and announces, answers no one) until the node has a
+/// direct external address (see the event loop's reachability): a node behind a NAT or reached
+/// through relays only is of no use in others' routing tables, and staying out of them keeps
+/// its peers from dialling it except for what it announced.
+fn public_kad_behaviour(peer_id: PeerId) -> kad::Behaviour<MemoryStore> {
+    let mut behaviour = kad_behaviour(peer_id, PUBLIC_KAD);
+    behaviour.set_mode(Some(kad::Mode::Client));
+    behaviour
+}
+
 impl Behaviour {
     pub fn new(
         key: &Keypair,
@@ -130,7 +137,7 @@ impl Behaviour {
             private_kad: kad_behaviour(peer_id, private_kad_protocol(&config.network_id)),
             public_kad: config
                 .public_dht
-                .then(|| kad_behaviour(peer_id, PUBLIC_KAD))
+                .then(|| public_kad_behaviour(peer_id))
                 .into(),
             mdns: mdns.into(),
             relay_client,

@@ -20,9 +20,11 @@ use crate::traffic::Traffic;
 use crate::{NodeStatus, PeerEvent};
 
 mod announcements;
+mod lookups;
 mod reachability;
 
 use announcements::{tick, Dht, PendingQuery, ProvideReply};
+use lookups::Lookups;
 
 /// Provider records live 48 h in the DHT; every provided key is announced again this often.
 const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
@@ -34,8 +36,8 @@ const RESERVATION_CHECK: Duration = Duration::from_secs(20);
 pub enum Command {
     Status(oneshot::Sender<NodeStatus>),
     Dial(Multiaddr, oneshot::Sender<Result<PeerId, String>>),
-    /// Connects to a peer at the addresses the DHTs know for it.
-    /// Connects to a peer at the addresses given (all at once) and those the DHTs know.
+    /// Connects to a peer at the addresses given (all at once), those the DHTs know for it and
+    /// where provider lookups found it.
     DialPeer(
         PeerId,
         Vec<Multiaddr>,
@@ -50,6 +52,7 @@ pub enum Command {
     StopProviding(Vec<kad::RecordKey>),
     /// Stops (true) or resumes (false) starting announcements; queued ones wait.
     PauseAnnouncements(bool),
+    /// Asks every DHT the node takes part in; answered once all have finished.
     FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
     Disconnect(PeerId),
 }
@@ -72,6 +75,7 @@ pub struct EventLoop {
     private_kad: StreamProtocol,
     connections: Connections,
     queries: HashMap<(Dht, kad::QueryId), PendingQuery>,
+    lookups: Lookups,
     announce_queue: VecDeque<(kad::RecordKey, Option<ProvideReply>)>,
     announcing: usize,
     storage: Arc<Storage>,
@@ -109,6 +113,7 @@ impl EventLoop {
             private_kad,
             connections: Connections::default(),
             queries: HashMap::new(),
+            lookups: Lookups::default(),
             announce_queue: VecDeque::new(),
             announcing: 0,
             storage,
@@ -198,11 +203,12 @@ impl EventLoop {
                 };
                 let _ = reply.send(result);
             }
-            Command::DialPeer(peer, addrs, reply) => {
+            Command::DialPeer(peer, mut addrs, reply) => {
+                addrs.extend(self.lookups.addresses_of(&peer));
                 let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::Disconnected)
                     .addresses(addrs)
                     .extend_addresses_through_behaviour()
-                    .condition(PeerCondition::Disconnected)
                     .build();
                 let id = opts.connection_id();
                 match self.swarm.dial(opts) {
@@ -240,13 +246,7 @@ impl EventLoop {
                 self.paused = paused;
                 self.start_announcements();
             }
-            Command::FindProviders(key, reply) => {
-                let id = self.swarm.behaviour_mut().private_kad.get_providers(key);
-                self.queries.insert(
-                    (Dht::Private, id),
-                    PendingQuery::Providers(HashSet::new(), reply),
-                );
-            }
+            Command::FindProviders(key, reply) => self.find_providers(key, reply),
         }
     }
 
@@ -383,9 +383,11 @@ impl EventLoop {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
+                self.set_public_dht_mode();
             }
             SwarmEvent::ExternalAddrExpired { address } => {
                 tracing::info!(%address, "external address expired");
+                self.set_public_dht_mode();
             }
             SwarmEvent::Behaviour(event) => self.on_reachability_event(event),
             _ => {}

@@ -16,8 +16,10 @@ mod direct_only;
 mod error;
 mod event_loop;
 mod fetch;
+mod foreign_identity;
 mod identity;
 mod nat;
+mod network;
 mod protobuf;
 mod reservations;
 mod status;
@@ -45,8 +47,11 @@ pub use config::{
     BitswapDeadlines, InboundStreamLimits, NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS,
 };
 pub use error::NodeError;
+pub use foreign_identity::{parse_foreign_identity, ForeignIdentity, ForeignIdentityError};
+pub use identity::{adopt_foreign_identity, Adoption};
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+pub use network::network_protocol;
 pub use status::{NodeStatus, PeerEvent, PeerInfo};
 pub use storage::Persist;
 
@@ -54,6 +59,7 @@ use app_streams::{AppStreams, InboundReceiver, StreamOpener};
 use behaviour::{private_kad_protocol, Behaviour};
 use bitswap::Bitswap;
 use event_loop::{Command, EventLoop, Settings};
+use network::NetworkTag;
 use storage::{Storage, Withdrawal};
 use traffic::Traffic;
 use unixfs::CidVersion;
@@ -93,6 +99,7 @@ pub struct NodeHandle {
     blocks: Arc<LocalBlocks>,
     bitswap: Arc<Bitswap>,
     storage: Arc<Storage>,
+    network: Arc<NetworkTag>,
 }
 
 impl NodeHandle {
@@ -110,6 +117,12 @@ impl NodeHandle {
         self.identity
             .sign(message)
             .map_err(|e| NodeError::Identity(e.to_string()))
+    }
+
+    /// The protocol `name` (like `index/1.0.0`) of this node's network id (see
+    /// [`network_protocol`]).
+    pub fn network_protocol(&self, name: &str) -> StreamProtocol {
+        self.network.protocol(name)
     }
 
     async fn ask<T>(
@@ -456,6 +469,7 @@ pub async fn start_with(
         blocks,
         bitswap,
         storage,
+        network: Arc::new(NetworkTag::of(&config.network_id)),
     })
 }
 

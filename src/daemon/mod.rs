@@ -5,6 +5,7 @@
 
 mod error;
 mod front;
+mod legacy_state;
 mod peering;
 mod settings;
 
@@ -24,6 +25,8 @@ use settings::Settings;
 /// Runs `peerix serve` until a shutdown signal.
 pub fn run(args: ServeArgs) -> Result<(), StartError> {
     let (mut settings, trust) = Settings::from_args(args)?;
+    let identity_file = settings.node.as_ref().map(|n| n.identity_file.as_path());
+    legacy_state::adopt(&settings.state_dir, identity_file)?;
     let listener;
     (listener, settings.http_addr) = Front::bind(settings.http_addr)?;
     let runtimes = Runtimes::start()?;

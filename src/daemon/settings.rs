@@ -62,7 +62,7 @@ impl Settings {
         let node = match args.node.no_embedded_node {
             true => None,
             false => Some(NodeConfig {
-                app_protocols: crate::wire::protocols(),
+                app_protocols: crate::wire::protocols(&args.node.network_id),
                 // The scan first withdraws paths collected or filtered since the last run.
                 announce_provided_at_start: false,
                 ..args.node_config(&state_dir)?

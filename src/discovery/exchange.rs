@@ -1,4 +1,4 @@
-//! The index protocol (`/peerix/index/1.0.0`): each node tells every connected Peerix node which
+//! The index protocol (`/peerix/<network tag>/index/1.0.0`, see `wire`): each node tells every connected Peerix node which
 //! store paths it shares — everything when a stream opens, then the changes — and keeps what
 //! others told it in [`Holders`].
 //!
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::io::BufReader;
 use futures_util::AsyncBufReadExt;
-use peerix_node::{NodeError, NodeHandle, PeerEvent, PeerId, StreamProtocol};
+use peerix_node::{NodeError, NodeHandle, PeerEvent, PeerId};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -39,7 +39,7 @@ pub fn run(
     shared: Arc<SharedPaths>,
     holders: Arc<Holders>,
 ) -> Result<(), NodeError> {
-    let protocol = StreamProtocol::new(INDEX_PROTOCOL);
+    let protocol = node.network_protocol(INDEX_PROTOCOL);
     let mut incoming = node.accept(protocol.clone())?;
     let (receiving, for_receivers) = (holders.clone(), node.clone());
     tokio::spawn(async move {
@@ -194,7 +194,7 @@ async fn announce(node: &NodeHandle, peer: PeerId, shared: &SharedPaths) {
 async fn announce_once(node: &NodeHandle, peer: PeerId, shared: &SharedPaths) {
     let mut changes = shared.changes();
     let snapshot = shared.snapshot();
-    let protocol = StreamProtocol::new(INDEX_PROTOCOL);
+    let protocol = node.network_protocol(INDEX_PROTOCOL);
     let mut stream = match node.open_stream(peer, protocol).await {
         Ok(stream) => stream,
         Err(e) => {

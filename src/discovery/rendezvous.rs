@@ -2,6 +2,10 @@
 //! in the DHT and connects to the others that announce it; the index protocol then tells what
 //! they hold. So a path held anywhere in the network is known without a lookup per request, and
 //! a path held by nobody stays a 404 at once.
+//!
+//! The key is announced and looked up in every DHT the node takes part in: the private one of
+//! its network id, and in `--mode ipfs` the public IPFS DHT as well, which is how two nodes in
+//! different homes meet with nothing configured (`--mode libp2p` never touches the public DHT).
 
 use std::time::Duration;
 

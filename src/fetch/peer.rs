@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cid::Cid;
 use futures_util::AsyncReadExt;
 use peerix_http::{NarHash, NarInfo, StoreHash};
-use peerix_node::{NodeHandle, PeerId, Stream, StreamProtocol};
+use peerix_node::{NodeHandle, PeerId, Stream};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -60,7 +60,7 @@ pub async fn narinfo(
                 return Ok(frame);
             }
         }
-        let protocol = StreamProtocol::new(NARINFO_PROTOCOL);
+        let protocol = node.network_protocol(NARINFO_PROTOCOL);
         let mut stream = node
             .open_stream(peer, protocol)
             .await
@@ -239,7 +239,7 @@ async fn open_nar(
 ) -> Result<Stream, NarOutcome> {
     let interrupted =
         |e: io::Error| NarOutcome::Interrupted(FetchError::Unreachable(e.to_string()));
-    let protocol = StreamProtocol::new(NAR_PROTOCOL);
+    let protocol = node.network_protocol(NAR_PROTOCOL);
     let mut stream = match node.open_stream(peer, protocol).await {
         Ok(stream) => stream,
         Err(e) => {

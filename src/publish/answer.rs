@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{AsyncWriteExt, StreamExt};
 use peerix_http::{BinaryCache, NarHash, StoreHash};
-use peerix_node::{InboundStream, NodeError, NodeHandle, PeerId, StreamProtocol};
+use peerix_node::{InboundStream, NodeError, NodeHandle, PeerId};
 use tokio::sync::mpsc;
 
 use super::admission::Admission;
@@ -60,8 +60,8 @@ pub fn run(
     index: Arc<IndexDb>,
     served: Option<mpsc::Sender<ServedNar>>,
 ) -> Result<(), NodeError> {
-    let mut narinfos = node.accept(StreamProtocol::new(NARINFO_PROTOCOL))?;
-    let mut nars = node.accept(StreamProtocol::new(NAR_PROTOCOL))?;
+    let mut narinfos = node.accept(node.network_protocol(NARINFO_PROTOCOL))?;
+    let mut nars = node.accept(node.network_protocol(NAR_PROTOCOL))?;
     let for_narinfos = store.clone();
     let narinfo_turns = Admission::new(NARINFOS_PER_PEER, NARINFOS, NARINFO_TURN_WAIT);
     tokio::spawn(async move {

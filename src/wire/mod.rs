@@ -1,13 +1,17 @@
 //! The byte formats of Peerix's own protocols between nodes. Pure: no I/O here, so every parser
 //! of what peers send can be fuzzed.
 //!
+//! Every protocol is the network's own: `/peerix/<tag>/index/1.0.0` and so on, the tag being
+//! the first 16 hex digits of sha256(network id) (see [`peerix_node::network_protocol`]; the
+//! names below leave it out). A node of another network id cannot open them.
+//!
 //! Every message is a frame: a big-endian u32 length, then that many bytes.
-//! - `/peerix/index/1.0.0`: the opener announces which store paths it holds: frames of
+//! - `/peerix/<tag>/index/1.0.0`: the opener announces which store paths it holds: frames of
 //!   [`IndexUpdate`]s, the first listing everything, later ones the changes.
-//! - `/peerix/narinfo/1.0.0`: one frame with a store hash (32 ASCII characters); the answer is
+//! - `/peerix/<tag>/narinfo/1.0.0`: one frame with a store hash (32 ASCII characters); the answer is
 //!   one frame, a [`NarinfoAnswer`]: [`NOT_FOUND`]; [`FOUND`] followed by the narinfo text; or
 //!   [`FOUND_WITH_CID`], a u16 length, the binary CID the NAR is published under, then the text.
-//! - `/peerix/nar/1.0.0`: one frame with a [`NarRequest`]; the answer is one frame, [`NOT_FOUND`]
+//! - `/peerix/<tag>/nar/1.0.0`: one frame with a [`NarRequest`]; the answer is one frame, [`NOT_FOUND`]
 //!   or [`FOUND`] followed by the u64 length of what follows, then the NAR bytes themselves,
 //!   unframed.
 
@@ -18,15 +22,16 @@ use cid::Cid;
 use peerix_http::{NarHash, StoreHash};
 use thiserror::Error;
 
-pub const INDEX_PROTOCOL: &str = "/peerix/index/1.0.0";
-pub const NARINFO_PROTOCOL: &str = "/peerix/narinfo/1.0.0";
-pub const NAR_PROTOCOL: &str = "/peerix/nar/1.0.0";
+/// Names within a network: a stream is opened with `NodeHandle::network_protocol(name)`.
+pub const INDEX_PROTOCOL: &str = "index/1.0.0";
+pub const NARINFO_PROTOCOL: &str = "narinfo/1.0.0";
+pub const NAR_PROTOCOL: &str = "nar/1.0.0";
 
-/// Every protocol of Peerix's own, for the node to accept.
-pub fn protocols() -> Vec<peerix_node::StreamProtocol> {
+/// Every protocol of Peerix's own in the network `network_id`, for the node to accept.
+pub fn protocols(network_id: &str) -> Vec<peerix_node::StreamProtocol> {
     [INDEX_PROTOCOL, NARINFO_PROTOCOL, NAR_PROTOCOL]
         .into_iter()
-        .map(peerix_node::StreamProtocol::new)
+        .map(|name| peerix_node::network_protocol(network_id, name))
         .collect()
 }
 

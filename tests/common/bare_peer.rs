@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+use libp2p::{Multiaddr, PeerId, Stream};
 
 /// How long the peer waits for its connection to the node.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,21 +78,21 @@ impl BarePeer {
         }
     }
 
-    /// Opens a stream of `protocol` to the node; panics if the node refuses it.
+    /// Opens a stream of the Peerix protocol `protocol` (a name like `index/1.0.0`) of the
+    /// default network to the node; panics if the node refuses it.
     pub async fn open(&mut self, protocol: &'static str) -> Stream {
         self.try_open(protocol)
             .await
             .unwrap_or_else(|e| panic!("open {protocol}: {e}"))
     }
 
-    /// Opens a stream of `protocol` to the node, or says why it could not.
+    /// Opens a stream like [`BarePeer::open`], or says why it could not.
     pub async fn try_open(
         &mut self,
         protocol: &'static str,
     ) -> Result<Stream, libp2p_stream::OpenStreamError> {
-        self.control
-            .open_stream(self.node, StreamProtocol::new(protocol))
-            .await
+        let protocol = peerix_node::network_protocol("default", protocol);
+        self.control.open_stream(self.node, protocol).await
     }
 
     /// Whether the connection to the node is still open (false once the node cut it).

@@ -13,8 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -236,6 +235,8 @@ pub struct Peerix {
     pub port: u16,
     /// The state dir, when the server made its own.
     _state: Option<TempDir>,
+    /// Every line the server wrote to stderr so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Peerix {
@@ -280,12 +281,15 @@ impl Peerix {
             .expect("peerix binary runs");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("http://").nth(1) {
                     let _ = tx.send(addr.rsplit(':').next().unwrap_or("").parse::<u16>());
                 }
                 eprintln!("[peerix] {line}");
+                kept.lock().unwrap().push(line);
             }
         });
         let port = match rx.recv_timeout(Duration::from_secs(20)) {
@@ -299,7 +303,13 @@ impl Peerix {
             child,
             port,
             _state: own_state,
+            log,
         }
+    }
+
+    /// The lines the server wrote to stderr so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     pub fn url(&self) -> String {

@@ -20,9 +20,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a flood asks for.
 #[derive(Clone, Copy, Debug)]
 pub enum Ask {
-    /// NARs of random NAR hashes (`/peerix/nar/1.0.0`).
+    /// NARs of random NAR hashes (the NAR protocol).
     Nar,
-    /// Narinfos of random store hashes (`/peerix/narinfo/1.0.0`).
+    /// Narinfos of random store hashes (the narinfo protocol).
     Narinfo,
 }
 

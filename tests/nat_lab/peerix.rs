@@ -41,17 +41,22 @@ pub fn serve(
     store: &Path,
     extra: &[String],
 ) -> Node {
+    serve_in_mode(lab, "libp2p", (host, ip, front_port), store, extra)
+}
+
+/// [`serve`] in the `--mode` given.
+pub fn serve_in_mode(
+    lab: &NatLab,
+    mode: &str,
+    (host, ip, front_port): (Host, Ipv4Addr, u16),
+    store: &Path,
+    extra: &[String],
+) -> Node {
     let state = TempDir::new().unwrap();
     let listen = format!("/ip4/{ip}/tcp/{P2P_PORT},/ip4/{ip}/udp/{P2P_PORT}/quic-v1");
     let child = lab
         .command(host, PEERIX)
-        .args([
-            "serve",
-            "--mode",
-            "libp2p",
-            "--port",
-            &front_port.to_string(),
-        ])
+        .args(["serve", "--mode", mode, "--port", &front_port.to_string()])
         .arg("--store-root")
         .arg(store)
         .arg("--state-dir")
@@ -239,12 +244,22 @@ pub fn world_with_rtt(
 
 /// `nix copy` run in home 2 from B's front, trusting only the fixture's upstream key.
 pub fn nix_copy_in_home2(w: &World, dest: &ChrootStore, paths: &[&str]) -> Output {
-    w.lab
-        .command(Host::Home2, "nix")
+    nix_copy_from_node(&w.lab, &w.b, &w.upstream.public, dest, paths)
+}
+
+/// `nix copy` run in `node`'s host from its front, trusting only `key`.
+pub fn nix_copy_from_node(
+    lab: &NatLab,
+    node: &Node,
+    key: &str,
+    dest: &ChrootStore,
+    paths: &[&str],
+) -> Output {
+    lab.command(node.host, "nix")
         .env("NIX_CONFIG", NIX_CONFIG)
         .env("XDG_CACHE_HOME", dest.root())
-        .args(["copy", "--from", &w.b.front, "--to", &dest.url()])
-        .args(["--option", "trusted-public-keys", &w.upstream.public])
+        .args(["copy", "--from", &node.front, "--to", &dest.url()])
+        .args(["--option", "trusted-public-keys", key])
         .args(["--option", "require-sigs", "true"])
         .args(paths)
         .stdin(Stdio::null())

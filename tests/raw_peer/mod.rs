@@ -1,6 +1,7 @@
 //! A peer that speaks Peerix's protocols with answers a test chooses: a real libp2p node (the
-//! embedded one, started in the test process), announcing paths over `/peerix/index/1.0.0`,
-//! answering `/peerix/narinfo/1.0.0` as told and `/peerix/nar/1.0.0` from NAR bytes it is given.
+//! embedded one, started in the test process, of the default network id), announcing paths over
+//! the index protocol, answering narinfo requests as told and NAR requests from NAR bytes it is
+//! given.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use peerix::wire::{
     INDEX_PROTOCOL, NARINFO_PROTOCOL, NAR_PROTOCOL,
 };
 use peerix_http::{NarHash, StoreHash};
-use peerix_node::{NodeConfig, NodeHandle, StreamProtocol};
+use peerix_node::{NodeConfig, NodeHandle};
 use tempfile::TempDir;
 
 /// What the peer answers to a narinfo request: `None` is no answer at all, ever.
@@ -43,7 +44,10 @@ impl RawPeer {
             protocols.push(NAR_PROTOCOL);
         }
         let config = NodeConfig {
-            app_protocols: protocols.into_iter().map(StreamProtocol::new).collect(),
+            app_protocols: protocols
+                .into_iter()
+                .map(|name| peerix_node::network_protocol("default", name))
+                .collect(),
             ..NodeConfig::offline(
                 state.path().to_owned(),
                 vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
@@ -53,7 +57,7 @@ impl RawPeer {
         let asked = Arc::new(AtomicUsize::new(0));
         let _guard = runtime.enter();
         // Index streams from the node under test: read and dropped.
-        let mut indexes = node.accept(StreamProtocol::new(INDEX_PROTOCOL)).unwrap();
+        let mut indexes = node.accept(node.network_protocol(INDEX_PROTOCOL)).unwrap();
         tokio::spawn(async move {
             while let Some((_, mut stream)) = indexes.next().await {
                 tokio::spawn(
@@ -61,7 +65,9 @@ impl RawPeer {
                 );
             }
         });
-        let mut narinfos = node.accept(StreamProtocol::new(NARINFO_PROTOCOL)).unwrap();
+        let mut narinfos = node
+            .accept(node.network_protocol(NARINFO_PROTOCOL))
+            .unwrap();
         let (answer, counter) = (Arc::new(answer), asked.clone());
         tokio::spawn(async move {
             while let Some((_, mut stream)) = narinfos.next().await {
@@ -86,7 +92,7 @@ impl RawPeer {
             }
         });
         if !nars.is_empty() {
-            let mut requests = node.accept(StreamProtocol::new(NAR_PROTOCOL)).unwrap();
+            let mut requests = node.accept(node.network_protocol(NAR_PROTOCOL)).unwrap();
             let nars = Arc::new(nars);
             tokio::spawn(async move {
                 while let Some((_, mut stream)) = requests.next().await {
@@ -132,7 +138,7 @@ impl RawPeer {
         let addr = addr.parse().unwrap();
         self.runtime.block_on(async move {
             let peer = node.dial(addr).await.unwrap();
-            let protocol = StreamProtocol::new(INDEX_PROTOCOL);
+            let protocol = node.network_protocol(INDEX_PROTOCOL);
             let mut stream = node.open_stream(peer, protocol).await.unwrap();
             write_frame(&mut stream, &IndexUpdate::Add(hashes).encode())
                 .await

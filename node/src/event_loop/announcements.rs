@@ -3,9 +3,10 @@
 
 use std::collections::HashSet;
 
-use libp2p::{kad, PeerId};
+use libp2p::kad;
 use tokio::sync::oneshot;
 
+use super::lookups::LookupId;
 use super::EventLoop;
 
 /// DHT announcements running at once; the rest wait in line, so that publishing a whole store
@@ -24,7 +25,8 @@ pub(super) enum Dht {
 /// What a running DHT query answers when it is done.
 pub(super) enum PendingQuery {
     Provide(Option<ProvideReply>),
-    Providers(HashSet<PeerId>, oneshot::Sender<HashSet<PeerId>>),
+    /// One DHT's share of a provider lookup (see lookups.rs).
+    Providers(LookupId),
 }
 
 impl EventLoop {
@@ -103,14 +105,17 @@ impl EventLoop {
         result: kad::QueryResult,
         last: bool,
     ) {
-        match (result, self.queries.get_mut(&id)) {
+        match (result, self.queries.get(&id)) {
             (
                 kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
                     providers,
                     ..
                 })),
-                Some(PendingQuery::Providers(found, _)),
-            ) => found.extend(providers),
+                Some(PendingQuery::Providers(lookup)),
+            ) => {
+                let lookup = *lookup;
+                self.on_providers(id.0, lookup, providers);
+            }
             (kad::QueryResult::StartProviding(result), Some(PendingQuery::Provide(_))) => {
                 if let Some(PendingQuery::Provide(Some(reply))) = self.queries.remove(&id) {
                     // A network too small to store the record still leaves it in our own store.
@@ -125,8 +130,8 @@ impl EventLoop {
             _ => {}
         }
         if last {
-            if let Some(PendingQuery::Providers(found, reply)) = self.queries.remove(&id) {
-                let _ = reply.send(found);
+            if let Some(PendingQuery::Providers(lookup)) = self.queries.remove(&id) {
+                self.on_lookup_query_done(lookup);
             }
         }
     }

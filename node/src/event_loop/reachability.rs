@@ -2,10 +2,11 @@
 //! reservations and hole punching.
 
 use libp2p::swarm::ConnectionId;
-use libp2p::{autonat, dcutr, relay, Multiaddr, PeerId};
+use libp2p::{autonat, dcutr, kad, relay, Multiaddr, PeerId};
 
 use super::EventLoop;
 use crate::behaviour::BehaviourEvent;
+use crate::connections::is_relayed;
 use crate::PeerEvent;
 
 impl EventLoop {
@@ -92,6 +93,22 @@ impl EventLoop {
     fn on_nat_change(&mut self) {
         self.nat.report();
         self.maintain_reservations();
+    }
+
+    /// Serves the public DHT while the node has a confirmed external address that is not a
+    /// relay's, and is only its client otherwise.
+    pub(super) fn set_public_dht_mode(&mut self) {
+        let direct = self.swarm.external_addresses().any(|a| !is_relayed(a));
+        let mode = match direct {
+            true => kad::Mode::Server,
+            false => kad::Mode::Client,
+        };
+        if let Some(public) = self.swarm.behaviour_mut().public_kad.as_mut() {
+            if public.mode() != mode {
+                tracing::info!(?mode, "public DHT");
+                public.set_mode(Some(mode));
+            }
+        }
     }
 
     pub(super) fn maintain_reservations(&mut self) {

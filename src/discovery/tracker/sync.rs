@@ -23,8 +23,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(60);
 const MEMBERSHIP_POLL: Duration = Duration::from_secs(5);
 /// Changes to the shared set are sent at most this often.
 const DELTA_PAUSE: Duration = Duration::from_secs(1);
-/// Between looks for newly published CIDs (a count of the publication index first).
-const CID_CHECK: Duration = Duration::from_secs(5);
+/// Between looks for newly published CIDs (a count of the publication index first) and for
+/// changes of the node's addresses.
+const RECHECK: Duration = Duration::from_secs(5);
 /// Between looks at the tracker's peer list for peers to connect to.
 const MEET_PEERS: Duration = Duration::from_secs(30);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -100,6 +101,18 @@ async fn meet_peers(source: &TrackerSource) {
     }
 }
 
+/// What the tracker holds of this node, as far as this node knows.
+#[derive(Default)]
+struct Told {
+    /// Its addresses at the last heartbeat.
+    addrs: Vec<Multiaddr>,
+    /// Its shared paths; `None`: unknown, send them whole.
+    paths: Option<Arc<HashSet<StoreHash>>>,
+    /// The CIDs registered, and the size of the publication index they were read at.
+    cids: HashMap<StoreHash, Cid>,
+    cids_at: Option<u64>,
+}
+
 async fn announce(
     source: &TrackerSource,
     mut shared: watch::Receiver<Arc<HashSet<StoreHash>>>,
@@ -109,45 +122,22 @@ async fn announce(
 ) {
     // Until the store was read, the empty set only means "not known yet".
     let mut store_read = false;
-    // What the tracker holds of this node's set; `None`: unknown, send it whole.
-    let mut told: Option<Arc<HashSet<StoreHash>>> = None;
-    // The CIDs the tracker holds of this node's paths, and the size of the publication index
-    // they were read at.
-    let mut registered: HashMap<StoreHash, Cid> = HashMap::new();
-    let mut registered_at = None;
+    let mut told = Told::default();
     let mut next_heartbeat = Instant::now();
     let mut backoff = Backoff(RETRY_FIRST);
     loop {
-        let step = async {
-            if Instant::now() >= next_heartbeat {
-                heartbeat(source, http_port).await?;
-                next_heartbeat = Instant::now() + HEARTBEAT;
-            }
-            if store_read {
-                let current = shared.borrow().clone();
-                if told.is_none() {
-                    registered.clear();
-                    registered_at = None;
+        let due = Instant::now() >= next_heartbeat;
+        let current = store_read.then(|| shared.borrow().clone());
+        let pause = match step(source, &mut told, due, current, index, http_port).await {
+            Ok(beat) => {
+                if beat {
+                    next_heartbeat = Instant::now() + HEARTBEAT;
                 }
-                let changed = told.as_deref() != Some(&*current);
-                send_packages(source, told.as_deref(), &current).await?;
-                told = Some(current.clone());
-                // A cheap count tells whether the scan published anything since.
-                let indexed = index.count().ok();
-                if changed || indexed.is_none() || indexed != registered_at {
-                    send_cids(source, index, &current, &mut registered).await?;
-                    registered_at = indexed;
-                }
-            }
-            Ok::<(), TrackerError>(())
-        };
-        let pause = match step.await {
-            Ok(()) => {
                 backoff.reset();
                 None
             }
             Err(TrackerError::UnknownPeer) => {
-                told = None;
+                told = Told::default();
                 next_heartbeat = Instant::now();
                 Some(RETRY_FIRST)
             }
@@ -169,15 +159,55 @@ async fn announce(
                 store_read = true;
                 tokio::time::sleep(DELTA_PAUSE).await;
             }
-            () = restarted.notified() => told = None,
-            // The scan publishes paths (and their CIDs) after they appear in the store.
-            () = tokio::time::sleep(CID_CHECK) => {}
+            () = restarted.notified() => told = Told::default(),
+            // The scan publishes paths (and their CIDs) after they appear in the store, and
+            // the node's addresses change (a relay reservation, an address confirmed).
+            () = tokio::time::sleep(RECHECK) => {}
         }
     }
 }
 
-async fn heartbeat(source: &TrackerSource, http_port: u16) -> Result<(), TrackerError> {
+/// Brings the tracker up to date: a heartbeat when one is `due` or the node's addresses
+/// changed, then the shared paths (`current`, once the store was read) and their CIDs. Returns
+/// whether a heartbeat was sent.
+async fn step(
+    source: &TrackerSource,
+    told: &mut Told,
+    due: bool,
+    current: Option<Arc<HashSet<StoreHash>>>,
+    index: &Arc<IndexDb>,
+    http_port: u16,
+) -> Result<bool, TrackerError> {
     let addrs = own_addrs(source).await;
+    let beat = due || addrs != told.addrs;
+    if beat {
+        heartbeat(source, http_port, addrs.clone()).await?;
+        told.addrs = addrs;
+    }
+    let Some(current) = current else {
+        return Ok(beat);
+    };
+    let changed = told.paths.as_deref() != Some(&*current);
+    if told.paths.is_none() {
+        told.cids.clear();
+        told.cids_at = None;
+    }
+    send_packages(source, told.paths.as_deref(), &current).await?;
+    told.paths = Some(current.clone());
+    // A cheap count tells whether the scan published anything since.
+    let indexed = index.count().ok();
+    if changed || indexed.is_none() || indexed != told.cids_at {
+        send_cids(source, index, &current, &mut told.cids).await?;
+        told.cids_at = indexed;
+    }
+    Ok(beat)
+}
+
+async fn heartbeat(
+    source: &TrackerSource,
+    http_port: u16,
+    addrs: Vec<Multiaddr>,
+) -> Result<(), TrackerError> {
     source
         .client
         .write::<WriteAnswer>(WritePayload::Announce {

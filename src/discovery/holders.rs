@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use hashlink::LruCache;
@@ -97,8 +97,9 @@ impl Sets {
 pub struct Holders {
     sets: RwLock<Sets>,
     keys: RandomState,
-    /// Path -> when a directory named its holders, and them.
-    found: Mutex<LruCache<StoreHash, (Instant, Vec<PeerId>)>>,
+    /// Path -> when a directory named its holders, and them. Read without reordering (a miss
+    /// must not queue behind other requests for a write lock): the oldest named go first.
+    found: RwLock<LruCache<StoreHash, (Instant, Vec<PeerId>)>>,
 }
 
 impl Default for Holders {
@@ -106,7 +107,7 @@ impl Default for Holders {
         Self {
             sets: RwLock::default(),
             keys: RandomState::default(),
-            found: Mutex::new(LruCache::new(MAX_FOUND)),
+            found: RwLock::new(LruCache::new(MAX_FOUND)),
         }
     }
 }
@@ -259,20 +260,17 @@ impl Holders {
                     .collect()
             })
             .unwrap_or_default();
-        if let Ok(mut found) = self.found.lock() {
-            match found.get(hash) {
-                Some((when, _)) if when.elapsed() >= FOUND_FOR => {
-                    found.remove(hash);
-                }
-                Some((_, peers)) => {
-                    let new: Vec<PeerId> = peers
-                        .iter()
-                        .filter(|p| !holders.contains(p))
-                        .copied()
-                        .collect();
-                    holders.extend(new);
-                }
-                None => {}
+        if let Ok(found) = self.found.read() {
+            if let Some((_, peers)) = found
+                .peek(hash)
+                .filter(|(when, _)| when.elapsed() < FOUND_FOR)
+            {
+                let new: Vec<PeerId> = peers
+                    .iter()
+                    .filter(|p| !holders.contains(p))
+                    .copied()
+                    .collect();
+                holders.extend(new);
             }
         }
         holders
@@ -281,7 +279,7 @@ impl Holders {
     /// Records the holders a directory named for `hash` (and this node could reach).
     pub fn learn(&self, hash: StoreHash, mut peers: Vec<PeerId>) {
         peers.truncate(MAX_FOUND_HOLDERS);
-        if let Ok(mut found) = self.found.lock() {
+        if let Ok(mut found) = self.found.write() {
             found.insert(hash, (Instant::now(), peers));
         }
     }

@@ -15,7 +15,7 @@ use super::server::Tracker;
 use super::write_routes::read_body;
 use crate::wire::tracker::{
     CidAnswer, CidsAnswer, CidsBatchRequest, FindAnswer, MembershipAnswer, PeerEntry, PeersAnswer,
-    Provider, ReputationAnswer, StatusAnswer, MAX_CIDS_BATCH,
+    Provider, ReputationAnswer, StatusAnswer, MAX_CIDS_BATCH, MAX_ID_LEN,
 };
 
 /// Providers per `/find` answer.
@@ -181,9 +181,10 @@ pub(super) async fn reputation(
     State(tracker): State<Arc<Tracker>>,
     Path(peer): Path<String>,
 ) -> Answer<ReputationAnswer> {
-    let peer: PeerId = peer
-        .parse()
-        .map_err(|_| ApiError::Malformed("not a libp2p peer id".to_owned()))?;
+    let peer: PeerId = (peer.len() <= MAX_ID_LEN)
+        .then(|| peer.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::Malformed("not a libp2p peer id".to_owned()))?;
     let reputation = tracker.store.reputation(peer);
     Ok(Json(ReputationAnswer {
         peer_id: peer.to_string(),

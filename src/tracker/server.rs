@@ -43,7 +43,10 @@ pub enum ServerError {
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot open the tracker database {path}: {source}")]
-    Store { path: PathBuf, source: StoreError },
+    Store {
+        path: PathBuf,
+        source: Box<StoreError>,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -103,7 +106,7 @@ async fn serve(settings: Settings) -> Result<(), ServerError> {
     let store = TrackerStore::open(&settings.db_path, limits, random_id()).map_err(|source| {
         ServerError::Store {
             path: settings.db_path.clone(),
-            source,
+            source: Box::new(source),
         }
     })?;
     let tracker = Arc::new(Tracker {

@@ -11,6 +11,7 @@ use peerix_http::StoreHash;
 use peerix_node::{Multiaddr, PeerId};
 
 use super::dial_addrs::dial_addrs;
+use super::find_answer::{self, provider_prefix};
 use super::holder_index::HolderIndex;
 use super::membership::MembershipLog;
 use super::reputation::Reputation;
@@ -33,6 +34,8 @@ pub struct LivePeer {
     pub packages: u64,
     pub cid_mappings: u64,
     pub score: f64,
+    /// Its entry in `/find` answers (see [`super::find_answer`]), kept current.
+    pub(super) provider_prefix: String,
 }
 
 impl LivePeer {
@@ -43,7 +46,7 @@ impl LivePeer {
         last_seen: u64,
         addrs: Vec<Multiaddr>,
     ) -> Self {
-        Self {
+        let mut record = Self {
             dial_addrs: dial_addrs(peer, ip, &addrs),
             peer,
             ip,
@@ -53,6 +56,16 @@ impl LivePeer {
             packages: 0,
             cid_mappings: 0,
             score: 0.0,
+            provider_prefix: String::new(),
+        };
+        record.provider_prefix = provider_prefix(&record);
+        record
+    }
+
+    fn set_score(&mut self, score: f64) {
+        if self.score != score {
+            self.score = score;
+            self.provider_prefix = provider_prefix(self);
         }
     }
 }
@@ -91,11 +104,11 @@ impl Directory {
             Some(known) => {
                 record.packages = known.packages;
                 record.cid_mappings = known.cid_mappings;
-                record.score = known.score;
+                record.set_score(known.score);
                 *known = record;
             }
             None => {
-                record.score = score;
+                record.set_score(score);
                 self.live.insert(record.peer, record);
             }
         }
@@ -147,33 +160,53 @@ impl Directory {
     pub(super) fn set_reputation(&mut self, peer: PeerId, reputation: Reputation) {
         self.reputations.insert(peer, reputation);
         if let Some(live) = self.live.get_mut(&peer) {
-            live.score = reputation.score();
+            live.set_score(reputation.score());
         }
     }
 
-    /// The live holders of `hash`, best score first, then the most recently seen; at most `max`.
-    pub(super) fn find(&self, hash: &StoreHash, max: usize) -> Vec<Holder> {
+    /// The live holders of `hash`, best score first, then the most recently seen; at most
+    /// `max`, each with its CID if at hand.
+    fn best_holders(&self, hash: &StoreHash, max: usize) -> Vec<(&LivePeer, Option<Cid>)> {
         let mut holders: Vec<&LivePeer> = self
             .index
             .holders(hash)
             .filter_map(|peer| self.live.get(&peer))
             .collect();
-        holders.sort_by(|a, b| {
+        let order = |a: &&LivePeer, b: &&LivePeer| {
             b.score
                 .total_cmp(&a.score)
                 .then(b.last_seen.cmp(&a.last_seen))
-        });
+        };
+        if holders.len() > max && max > 0 {
+            holders.select_nth_unstable_by(max - 1, order);
+        }
+        holders.truncate(max);
+        holders.sort_by(order);
         let hints = self.cid_hints.get(hash);
         holders
             .into_iter()
-            .take(max)
-            .map(|peer| Holder {
-                cid: hints
+            .map(|peer| {
+                let cid = hints
                     .and_then(|h| h.iter().find(|(p, _)| *p == peer.peer))
-                    .map(|(_, cid)| *cid),
-                peer: peer.clone(),
+                    .map(|(_, cid)| *cid);
+                (peer, cid)
             })
             .collect()
+    }
+
+    pub(super) fn find(&self, hash: &StoreHash, max: usize) -> Vec<Holder> {
+        self.best_holders(hash, max)
+            .into_iter()
+            .map(|(peer, cid)| Holder {
+                peer: peer.clone(),
+                cid,
+            })
+            .collect()
+    }
+
+    /// [`Self::find`] as the JSON of a `/find` answer.
+    pub(super) fn find_json(&self, hash: &StoreHash, max: usize) -> Vec<u8> {
+        find_answer::render(hash, self.best_holders(hash, max).into_iter())
     }
 
     /// Live peers, best score first.

@@ -4,6 +4,7 @@
 mod dial_addrs;
 mod directory;
 mod errors;
+mod find_answer;
 mod holder_index;
 pub mod limits;
 mod membership;

@@ -4,18 +4,19 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Json;
 use peerix_http::StoreHash;
 use peerix_node::PeerId;
 use serde::Deserialize;
 
-use super::directory::LivePeer;
 use super::errors::ApiError;
 use super::server::Tracker;
 use super::write_routes::read_body;
 use crate::wire::tracker::{
-    CidAnswer, CidsAnswer, CidsBatchRequest, FindAnswer, MembershipAnswer, PeerEntry, PeersAnswer,
-    Provider, ReputationAnswer, StatusAnswer, MAX_CIDS_BATCH,
+    CidAnswer, CidsAnswer, CidsBatchRequest, MembershipAnswer, PeerEntry, PeersAnswer,
+    ReputationAnswer, StatusAnswer, MAX_CIDS_BATCH, MAX_ID_LEN,
 };
 
 /// Providers per `/find` answer.
@@ -65,35 +66,15 @@ pub(super) async fn peers(State(tracker): State<Arc<Tracker>>) -> Answer<PeersAn
     Ok(Json(PeersAnswer { peers }))
 }
 
-fn provider(peer: LivePeer, cid: Option<cid::Cid>) -> Provider {
-    let id = peer.peer.to_string();
-    Provider {
-        peer_id: id.clone(),
-        addr: peer.ip.to_string(),
-        port: peer.port,
-        libp2p_peer_id: id,
-        last_seen: peer.last_seen,
-        score: peer.score,
-        multiaddrs: peer.dial_addrs,
-        cid: cid.map(|c| c.to_string()),
-    }
-}
-
+/// Written from pieces rendered per peer (see `find_answer.rs`): a
+/// [`crate::wire::tracker::FindAnswer`].
 pub(super) async fn find(
     State(tracker): State<Arc<Tracker>>,
     Path(hash): Path<String>,
-) -> Answer<FindAnswer> {
+) -> Result<impl IntoResponse, ApiError> {
     let hash = parse_hash(&hash)?;
-    let providers = tracker
-        .store
-        .find(&hash, MAX_PROVIDERS)
-        .into_iter()
-        .map(|h| provider(h.peer, h.cid))
-        .collect();
-    Ok(Json(FindAnswer {
-        hash: hash.to_string(),
-        providers,
-    }))
+    let body = tracker.store.find_json(&hash, MAX_PROVIDERS);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
 #[derive(Deserialize)]
@@ -181,9 +162,10 @@ pub(super) async fn reputation(
     State(tracker): State<Arc<Tracker>>,
     Path(peer): Path<String>,
 ) -> Answer<ReputationAnswer> {
-    let peer: PeerId = peer
-        .parse()
-        .map_err(|_| ApiError::Malformed("not a libp2p peer id".to_owned()))?;
+    let peer: PeerId = (peer.len() <= MAX_ID_LEN)
+        .then(|| peer.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::Malformed("not a libp2p peer id".to_owned()))?;
     let reputation = tracker.store.reputation(peer);
     Ok(Json(ReputationAnswer {
         peer_id: peer.to_string(),

@@ -310,6 +310,11 @@ impl TrackerStore {
         self.directory().find(hash, max)
     }
 
+    /// [`Self::find`] as the JSON body of a `/find` answer.
+    pub fn find_json(&self, hash: &StoreHash, max: usize) -> Vec<u8> {
+        self.directory().find_json(hash, max)
+    }
+
     /// Live peers, best score first.
     pub fn peers(&self) -> Vec<LivePeer> {
         self.directory().peers()

@@ -273,6 +273,87 @@ fn everything_survives_reopening_the_database() {
     assert_eq!(store.reputation(peer).bytes_shared, 10);
 }
 
+#[test]
+fn cids_page_by_hash_with_one_mapping_each_and_count_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (PeerId::random(), PeerId::random());
+    {
+        let store = store(&dir);
+        for peer in [a, b] {
+            store.announce(peer, seen(&[]), NOW).unwrap();
+            store.replace_packages(peer, &hashes(0..6)).unwrap();
+        }
+        for n in 0..5 {
+            store.set_cid(a, hash(n), cid()).unwrap();
+        }
+        store.set_cid(b, hash(2), Cid::default()).unwrap();
+        assert_eq!(store.counts(), (2, 12, 6, 6));
+    }
+    let store = store(&dir);
+    assert_eq!(
+        store.counts(),
+        (2, 12, 6, 6),
+        "counts rebuilt from the database"
+    );
+    let first = store.cids_after(None, 3).unwrap();
+    let paged: Vec<StoreHash> = first.iter().map(|(h, _)| *h).collect();
+    assert_eq!(
+        paged,
+        hashes(0..3),
+        "one entry per hash though two peers mapped hash 2"
+    );
+    let rest = store.cids_after(Some(&hash(2)), 10).unwrap();
+    assert_eq!(
+        rest.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+        hashes(3..5)
+    );
+    assert_eq!(store.cid(&hash(5)).unwrap(), None);
+    // A path A drops loses A's mapping; B's stays.
+    store.replace_packages(a, &hashes(3..6)).unwrap();
+    assert_eq!(store.cid(&hash(2)).unwrap(), Some(Cid::default()));
+    assert_eq!(store.cid(&hash(1)).unwrap(), None);
+    assert_eq!(store.counts().3, 3);
+}
+
+#[test]
+fn find_names_the_best_holders_only_and_its_json_says_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let peers: Vec<PeerId> = (0..60).map(|_| PeerId::random()).collect();
+    for (n, &peer) in peers.iter().enumerate() {
+        store
+            .announce(peer, seen(&[addr(n as u16)]), NOW + n as u64)
+            .unwrap();
+        store.replace_packages(peer, &[hash(1)]).unwrap();
+    }
+    // Two peers with a reputation lead; the rest follow by most recent heartbeat.
+    store.record_transfer(peers[3], peers[4], 1000).unwrap();
+    store.record_transfer(peers[5], peers[4], 10).unwrap();
+    let found: Vec<PeerId> = store
+        .find(&hash(1), 50)
+        .iter()
+        .map(|h| h.peer.peer)
+        .collect();
+    let mut expected = vec![peers[3], peers[5]];
+    expected.extend(
+        peers
+            .iter()
+            .rev()
+            .filter(|p| ![peers[3], peers[5]].contains(p))
+            .take(48),
+    );
+    assert_eq!(found, expected);
+    let answer: crate::wire::tracker::FindAnswer =
+        crate::wire::tracker::parse_answer(&store.find_json(&hash(1), 50)).unwrap();
+    let named: Vec<String> = answer.providers.iter().map(|p| p.peer_id.clone()).collect();
+    assert_eq!(
+        named,
+        expected.iter().map(|p| p.to_string()).collect::<Vec<_>>()
+    );
+    assert!(answer.providers[0].score > answer.providers[1].score);
+    assert!(answer.providers[1].score > 0.0);
+}
+
 /// Figures for the targets at its scale: a full announce of 10,000 hashes ≤ 100 ms and
 /// `find` p99 ≤ 2 ms with 1,000 peers × 10,000 paths drawn from 50,000. Slow (it writes ten
 /// million holdings), hence ignored: `cargo test -p peerix --lib scale_figures -- --ignored

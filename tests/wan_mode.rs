@@ -3,13 +3,15 @@
 //! that goes away costs nothing of what they knew, and they come back to it when it returns.
 
 mod common;
+#[path = "common/tracker_process.rs"]
+mod tracker_process;
 
 use std::time::{Duration, Instant};
 
-use common::tracker::Tracker;
 use common::{eventually, hash_part, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
+use tracker_process::TrackerProcess;
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
@@ -49,6 +51,20 @@ fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
     }
 }
 
+const PEERIX: &str = env!("CARGO_BIN_EXE_peerix");
+
+/// A tracker on 127.0.0.1 with its database in `dir`.
+fn tracker(dir: &TempDir) -> TrackerProcess {
+    TrackerProcess::start_binary(PEERIX.as_ref(), &dir.path().join("tracker.redb"), &[])
+}
+
+/// GET `path`, which must answer 200 with JSON.
+fn get_json(tracker: &TrackerProcess, path: &str) -> serde_json::Value {
+    let reply = tracker.get(path);
+    assert_eq!(reply.status, 200, "GET {path}");
+    reply.json()
+}
+
 /// The tracker part of the node's `/status`.
 fn tracker_reachable(node: &Peerix) -> bool {
     node.status()["tracker"]["reachable"] == true
@@ -59,11 +75,11 @@ fn wan_nodes_substitute_through_the_tracker_alone() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
     let db = TempDir::new().unwrap();
-    let tracker = Tracker::start(db.path(), &[]);
+    let tracker = tracker(&db);
     let a_store = signed_store(&upstream, &[&f.top, &f.big]);
-    let a = node(&a_store, "wan", &tracker.url(), &upstream.public, &[]);
+    let a = node(&a_store, "wan", &tracker.url, &upstream.public, &[]);
     let b_store = ChrootStore::empty();
-    let b = node(&b_store, "wan", &tracker.url(), &upstream.public, &[]);
+    let b = node(&b_store, "wan", &tracker.url, &upstream.public, &[]);
 
     wait_for_narinfo(&b, &f.top, Duration::from_secs(30));
     let dest = ChrootStore::empty();
@@ -72,25 +88,25 @@ fn wan_nodes_substitute_through_the_tracker_alone() {
     assert!(tracker_reachable(&b));
 
     // The tracker knows A's paths and the CIDs A publishes them under, signed by A.
-    let found = tracker.get_json(&format!("/find/{}", hash_part(&f.top)));
+    let found = get_json(&tracker, &format!("/find/{}", hash_part(&f.top)));
     let providers = found["providers"].as_array().unwrap();
     assert_eq!(providers.len(), 1, "{found}");
     let a_id = a.status()["node"]["peer_id"].as_str().unwrap().to_owned();
     assert_eq!(providers[0]["libp2p_peer_id"], a_id.as_str());
     assert_eq!(providers[0]["port"], a.port);
     eventually(Duration::from_secs(20), "A's CIDs never registered", || {
-        tracker.get(&format!("/cid/{}", hash_part(&f.big))).0 == 200
+        tracker.get(&format!("/cid/{}", hash_part(&f.big))).status == 200
     });
 
     // Both sides reported the transfers, and the tracker credited them the right way round.
     let b_id = b.status()["node"]["peer_id"].as_str().unwrap().to_owned();
     let big_size = a_store.path_info(&f.big)["narSize"].as_u64().unwrap();
     eventually(Duration::from_secs(20), "transfers never credited", || {
-        let a_rep = tracker.get_json(&format!("/reputation/{a_id}"));
+        let a_rep = get_json(&tracker, &format!("/reputation/{a_id}"));
         a_rep["successful_transfers"].as_u64() >= Some(2)
             && a_rep["total_shared"].as_u64() > Some(big_size)
     });
-    let b_rep = tracker.get_json(&format!("/reputation/{b_id}"));
+    let b_rep = get_json(&tracker, &format!("/reputation/{b_id}"));
     assert!(b_rep["total_received"].as_u64() > Some(big_size), "{b_rep}");
     assert_eq!(b_rep["total_shared"], 0, "{b_rep}");
     assert_eq!(b_rep["failed_transfers"], 0, "{b_rep}");
@@ -107,15 +123,15 @@ fn a_tracker_that_goes_away_costs_nothing_known_and_is_rejoined() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
     let db = TempDir::new().unwrap();
-    let mut tracker = Tracker::start(db.path(), &[]);
+    let tracker = tracker(&db);
     let a_store = signed_store(&upstream, &[&f.lib]);
-    let a = node(&a_store, "wan", &tracker.url(), &upstream.public, &[]);
+    let a = node(&a_store, "wan", &tracker.url, &upstream.public, &[]);
     let b_store = ChrootStore::empty();
-    let b = node(&b_store, "wan", &tracker.url(), &upstream.public, &[]);
+    let b = node(&b_store, "wan", &tracker.url, &upstream.public, &[]);
     wait_for_narinfo(&b, &f.lib, Duration::from_secs(30));
 
-    let port = tracker.port;
-    tracker.kill();
+    let port = tracker.port();
+    tracker.kill_9();
     eventually(Duration::from_secs(30), "B never noticed", || {
         !tracker_reachable(&b)
     });
@@ -130,12 +146,13 @@ fn a_tracker_that_goes_away_costs_nothing_known_and_is_rejoined() {
     // A tracker that lost everything comes back on the same port: both nodes return to it,
     // and A announces its paths again.
     let fresh = TempDir::new().unwrap();
-    let tracker = Tracker::start_on(fresh.path(), port, &[]);
+    let db = fresh.path().join("tracker.redb");
+    let tracker = TrackerProcess::start_binary_on(PEERIX.as_ref(), &db, port, &[]);
     eventually(Duration::from_secs(60), "B never rejoined", || {
         tracker_reachable(&b)
     });
     eventually(Duration::from_secs(60), "A never announced again", || {
-        let found = tracker.get_json(&format!("/find/{}", hash_part(&f.lib)));
+        let found = get_json(&tracker, &format!("/find/{}", hash_part(&f.lib)));
         found["providers"].as_array().is_some_and(|p| p.len() == 1)
     });
     drop(a);
@@ -146,10 +163,10 @@ fn hybrid_nodes_use_holders_from_the_tracker_and_from_libp2p() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
     let db = TempDir::new().unwrap();
-    let tracker = Tracker::start(db.path(), &[]);
+    let tracker = tracker(&db);
     // T is known only to the tracker; L only to B's libp2p bootstrap list.
     let t_store = signed_store(&upstream, &[&f.lib]);
-    let t = node(&t_store, "wan", &tracker.url(), &upstream.public, &[]);
+    let t = node(&t_store, "wan", &tracker.url, &upstream.public, &[]);
     let l_store = signed_store(&upstream, &[&f.big]);
     let l = Peerix::serve(
         l_store.root(),
@@ -167,7 +184,7 @@ fn hybrid_nodes_use_holders_from_the_tracker_and_from_libp2p() {
     let b = node(
         &b_store,
         "hybrid",
-        &tracker.url(),
+        &tracker.url,
         &upstream.public,
         &["--bootstrap-peers", &l_addr],
     );
@@ -179,7 +196,7 @@ fn hybrid_nodes_use_holders_from_the_tracker_and_from_libp2p() {
     assert_same_bytes(&l_store, &dest, &[&f.big]);
     // The tracker never heard of L.
     let l_id = l_addr.rsplit("/p2p/").next().unwrap();
-    let peers = tracker.get_json("/peers").to_string();
+    let peers = get_json(&tracker, "/peers").to_string();
     assert!(!peers.contains(l_id), "{peers}");
     drop(t);
 }

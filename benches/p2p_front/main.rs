@@ -54,6 +54,8 @@ mod load;
 #[allow(dead_code)]
 #[path = "../http_front/servers.rs"]
 mod servers;
+#[path = "../../tests/common/tracker_process.rs"]
+mod tracker_process;
 
 mod multi_source;
 mod multi_source_report;

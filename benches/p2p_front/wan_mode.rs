@@ -6,9 +6,7 @@
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
@@ -18,6 +16,7 @@ use crate::load::{each_once, narinfo_load, NarinfoMeasurement, Targets};
 use crate::peer_addr::loopback_p2p_addr;
 use crate::scan_wait::{get_status, wait_until_scanned};
 use crate::servers::{spawn_peerix, ServerProcess};
+use crate::tracker_process::TrackerProcess;
 use crate::{
     spawn_signing_holder, BenchResult, Keys, ADDR_TIMEOUT, COLD_CONNECTIONS, LOOPBACK_TCP,
 };
@@ -56,50 +55,14 @@ pub(crate) struct WanResults {
     pub(crate) failures: Vec<String>,
 }
 
-/// A `peerix tracker` on loopback; killed on drop.
-struct TrackerProcess {
-    child: Child,
-    url: String,
-    _db: tempfile::TempDir,
-}
-
-impl Drop for TrackerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_tracker() -> BenchResult<TrackerProcess> {
+/// A `peerix tracker` on loopback with its database in a directory of its own.
+fn spawn_tracker() -> BenchResult<(TrackerProcess, tempfile::TempDir)> {
     let db = tempfile::Builder::new()
         .prefix("peerix-bench-tracker-")
         .tempdir()?;
-    let mut child = Command::new(crate::bench_env::peerix_bin())
-        .args(["tracker", "--host", "127.0.0.1", "--port", "0", "--db-path"])
-        .arg(db.path().join("tracker.redb"))
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("tracker stderr not captured")?;
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            match line.split_once("listening on ") {
-                Some((_, url)) => drop(sender.send(url.trim().to_owned())),
-                None => eprintln!("[tracker stderr] {line}"),
-            }
-        }
-    });
-    let url = receiver.recv_timeout(ADDR_TIMEOUT);
-    let mut tracker = TrackerProcess {
-        child,
-        url: String::new(),
-        _db: db,
-    };
-    tracker.url = url.map_err(|_| "the tracker did not report its address")?;
-    Ok(tracker)
+    let bin = crate::bench_env::peerix_bin();
+    let tracker = TrackerProcess::start_binary(&bin, &db.path().join("tracker.redb"), &[]);
+    Ok((tracker, db))
 }
 
 pub(crate) fn round(
@@ -157,7 +120,7 @@ fn measure(
             .collect()
     };
     let mut a = match &tracker {
-        Some(tracker) => spawn_holder_with(fixture, keys, &wan_args(&tracker.url))?,
+        Some((tracker, _)) => spawn_holder_with(fixture, keys, &wan_args(&tracker.url))?,
         None => spawn_signing_holder("peerix A", fixture, keys)?,
     };
     a.wait_until_serving(runtime, &fixture.big_hash)?;
@@ -172,7 +135,7 @@ fn measure(
         keys.public.clone().into(),
     ];
     match &tracker {
-        Some(tracker) => args.extend(wan_args(&tracker.url)),
+        Some((tracker, _)) => args.extend(wan_args(&tracker.url)),
         None => args.extend([
             "--mode".into(),
             "libp2p".into(),

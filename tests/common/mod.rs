@@ -7,7 +7,6 @@ pub mod front_latency;
 pub mod nar_flood;
 pub mod proc_stats;
 pub mod synthetic_store;
-pub mod tracker;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

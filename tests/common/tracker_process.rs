@@ -1,5 +1,5 @@
 //! A real `peerix tracker` process on 127.0.0.1 and peers that write to it signed, as a node
-//! would. Included by `tests/tracker.rs` and `benches/tracker`.
+//! would. Included by `tests/tracker/`, `tests/wan_mode.rs` and `benches/tracker`.
 #![allow(dead_code)] // Each includer uses its own subset.
 
 use std::io::{BufRead, BufReader};
@@ -42,8 +42,20 @@ impl Reply {
 impl TrackerProcess {
     /// Starts `binary tracker` on a free port of 127.0.0.1 with its database at `db`.
     pub fn start_binary(binary: &Path, db: &Path, extra: &[&str]) -> Self {
+        Self::start_binary_on(binary, db, 0, extra)
+    }
+
+    /// [`Self::start_binary`] on `port` of 127.0.0.1 (0: a free one).
+    pub fn start_binary_on(binary: &Path, db: &Path, port: u16, extra: &[&str]) -> Self {
         let mut child = Command::new(binary)
-            .args(["tracker", "--host", "127.0.0.1", "--port", "0", "--db-path"])
+            .args([
+                "tracker",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .arg("--db-path")
             .arg(db)
             .args(extra)
             .stdin(Stdio::null())
@@ -79,6 +91,15 @@ impl TrackerProcess {
             db: db.to_owned(),
             agent,
         }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn pid(&self) -> u32 {

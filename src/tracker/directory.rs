@@ -210,6 +210,24 @@ impl Directory {
     }
 
     /// Live peers, best score first.
+    /// `count` live peers, the run that starts at `start` (modulo their number) in the map's
+    /// order, wrapping around.
+    pub(super) fn sample(&self, start: u64, count: usize) -> Vec<LivePeer> {
+        let len = self.live.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        let start = (start % len as u64) as usize;
+        let values = self.live.values();
+        values
+            .clone()
+            .skip(start)
+            .chain(values.take(start))
+            .take(count)
+            .cloned()
+            .collect()
+    }
+
     pub(super) fn peers(&self) -> Vec<LivePeer> {
         let mut peers: Vec<LivePeer> = self.live.values().cloned().collect();
         peers.sort_by(|a, b| {

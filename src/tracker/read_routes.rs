@@ -47,10 +47,34 @@ pub(super) async fn status(State(tracker): State<Arc<Tracker>>) -> Answer<Status
     }))
 }
 
-pub(super) async fn peers(State(tracker): State<Arc<Tracker>>) -> Answer<PeersAnswer> {
-    let peers = tracker
-        .store
-        .peers()
+/// Peers a `/peers?sample=N` answer holds at most.
+pub const MAX_SAMPLE: usize = 64;
+
+#[derive(Deserialize)]
+pub(super) struct PeersQuery {
+    sample: Option<String>,
+}
+
+/// Every live peer, best first; with `?sample=N`, N of them at random (what a node that wants
+/// a few peers to connect to asks, so that a large network's list is not sent every time).
+pub(super) async fn peers(
+    State(tracker): State<Arc<Tracker>>,
+    Query(query): Query<PeersQuery>,
+) -> Answer<PeersAnswer> {
+    let peers = match query.sample.as_deref() {
+        None => tracker.store.peers(),
+        Some(text) => {
+            let count = text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_SAMPLE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::Malformed(format!("sample must be a number from 1 to {MAX_SAMPLE}"))
+                })?;
+            tracker.store.sample_peers(count)
+        }
+    };
+    let peers = peers
         .into_iter()
         .map(|p| PeerEntry {
             peer_id: p.peer.to_string(),

@@ -320,6 +320,13 @@ impl TrackerStore {
         self.directory().peers()
     }
 
+    /// `count` live peers (or all there are), from a random place in the directory.
+    pub fn sample_peers(&self, count: usize) -> Vec<LivePeer> {
+        let mut seed = [0; 8];
+        let start = getrandom::getrandom(&mut seed).map_or(0, |()| u64::from_le_bytes(seed));
+        self.directory().sample(start, count)
+    }
+
     /// Peers, holdings, distinct store paths held, CID mappings.
     pub fn counts(&self) -> (u64, u64, u64, u64) {
         let directory = self.directory();

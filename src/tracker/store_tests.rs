@@ -316,6 +316,28 @@ fn cids_page_by_hash_with_one_mapping_each_and_count_after_reopening() {
 }
 
 #[test]
+fn a_sample_of_peers_is_as_large_as_asked_and_distinct() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let peers: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
+    for peer in &peers {
+        store.announce(*peer, seen(&[addr(1)]), NOW).unwrap();
+    }
+    for start in [0, 3, 9, 10, u64::MAX] {
+        let sample: BTreeSet<PeerId> = store
+            .directory()
+            .sample(start, 4)
+            .into_iter()
+            .map(|p| p.peer)
+            .collect();
+        assert_eq!(sample.len(), 4, "start {start}");
+        assert!(sample.iter().all(|p| peers.contains(p)));
+    }
+    assert_eq!(store.directory().sample(5, 50).len(), 10);
+    assert_eq!(store.sample_peers(3).len(), 3);
+}
+
+#[test]
 fn find_names_the_best_holders_only_and_its_json_says_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);

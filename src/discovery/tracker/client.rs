@@ -97,8 +97,9 @@ impl TrackerClient {
         self.request(format!("/find/{hash}"), None).await
     }
 
-    pub async fn peers(&self) -> Result<PeersAnswer, TrackerError> {
-        self.request("/peers".to_owned(), None).await
+    /// `count` of the tracker's live peers, at random.
+    pub async fn sample_peers(&self, count: usize) -> Result<PeersAnswer, TrackerError> {
+        self.request(format!("/peers?sample={count}"), None).await
     }
 
     /// The network's holdings, whole or as the changes since `since` (epoch, version).

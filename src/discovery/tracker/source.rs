@@ -103,10 +103,15 @@ impl TrackerSource {
         reached
     }
 
-    /// Connects to some of the peers the tracker lists (the best first), so that the index
+    /// Connects to some of the tracker's peers (a random few each time), so that the index
     /// protocol tells what they hold before Nix asks: their paths are then hits from memory.
+    /// Once the node has [`MET_PEERS`] peers, it looks for no more.
     pub(super) async fn meet_peers(&self) -> Result<(), TrackerError> {
-        let answer = self.client.peers().await?;
+        let connected = self.node.status().await.map_or(0, |s| s.peers.len());
+        if connected >= MET_PEERS {
+            return Ok(());
+        }
+        let answer = self.client.sample_peers(MET_PEERS + 1).await?;
         let peers = answer
             .peers
             .iter()

@@ -20,7 +20,7 @@ use crate::wire::tracker::{
 };
 
 /// Providers per `/find` answer.
-pub const MAX_PROVIDERS: usize = 50;
+pub const MAX_PROVIDERS: usize = 20;
 /// The body of a full `/cids/batch`: 1,000 quoted hashes and then some.
 const MAX_BATCH_BODY: usize = 64 << 10;
 

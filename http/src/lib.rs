@@ -26,5 +26,5 @@ pub use nar_hash::NarHash;
 pub use narinfo::NarInfo;
 pub use range::ByteRange;
 pub use router::router;
-pub use server::{serve, ServerLimits};
+pub use server::{serve, shutdown_signal, ServerLimits};
 pub use store_path::{StoreHash, StorePathName};

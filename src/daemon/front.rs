@@ -83,22 +83,7 @@ impl Front {
         let listener = TcpListener::from_std(listener)
             .map_err(|source| StartError::Listen { addr, source })?;
         eprintln!("peerix: serving the Nix store at http://{addr}");
-        peerix_http::serve(listener, self.0, limits, shutdown_signal()).await;
+        peerix_http::serve(listener, self.0, limits, peerix_http::shutdown_signal()).await;
         Ok(())
-    }
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }

@@ -128,7 +128,13 @@ async fn serve(settings: Settings) -> Result<(), ServerError> {
     eprintln!("peerix tracker: listening on http://{bound}");
     tokio::spawn(expire_forever(tracker.clone(), settings.ttl));
     let app = router(tracker);
-    peerix_http::serve(listener, app, settings.server_limits, shutdown_signal()).await;
+    peerix_http::serve(
+        listener,
+        app,
+        settings.server_limits,
+        peerix_http::shutdown_signal(),
+    )
+    .await;
     Ok(())
 }
 
@@ -191,21 +197,5 @@ async fn expire_forever(tracker: Arc<Tracker>, ttl: u64) {
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot expire silent peers"),
             Err(e) => tracing::warn!(error = %e, "expiry task failed"),
         }
-    }
-}
-
-/// SIGINT or SIGTERM (as `peerix serve` stops; its helper is private to the daemon).
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }

@@ -126,12 +126,17 @@ impl Scores {
             let busy = waited.is_some_and(|w| w >= HEDGE);
             ranked.push(((score.untrusted, busy, !score.proven), peer));
         }
-        // Equally good holders take turns, so that each is tried first now and then.
-        if !ranked.is_empty() {
+        // Equally good proven holders take turns, so that each is tried first now and then;
+        // holders never heard from keep the order they came in (a tracker's, best score first).
+        let proven = ranked
+            .iter()
+            .filter(|((_, _, unproven), _)| !unproven)
+            .count();
+        if proven > 0 {
+            ranked.sort_by_key(|((_, _, unproven), _)| *unproven);
             let mut seed = [0u8; 2];
             let turn = getrandom::getrandom(&mut seed).map_or(0, |()| u16::from_be_bytes(seed));
-            let by = usize::from(turn) % ranked.len();
-            ranked.rotate_left(by);
+            ranked[..proven].rotate_left(usize::from(turn) % proven);
         }
         ranked.sort_by_key(|(rank, _)| *rank);
         // Holders never heard from may all be asleep: a few are asked at once, so that a lookup
@@ -199,6 +204,8 @@ fn entry(scores: &mut HashMap<PeerId, Score>, peer: PeerId, now: Instant) -> &mu
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[test]
@@ -259,6 +266,20 @@ mod tests {
         assert_eq!(plan.ask.len(), 4);
         assert_eq!(plan.ask[3], peers[2]);
         assert_eq!(plan.at_once, UNPROVEN_AT_ONCE);
+    }
+
+    #[test]
+    fn holders_never_heard_from_keep_their_order_and_proven_ones_take_turns() {
+        let scores = Scores::default();
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        for _ in 0..8 {
+            assert_eq!(scores.plan(peers.clone()).ask, peers);
+        }
+        scores.record(peers[4], Answer::Good);
+        scores.record(peers[5], Answer::Good);
+        let firsts: HashSet<PeerId> = (0..64).map(|_| scores.plan(peers.clone()).ask[0]).collect();
+        assert_eq!(firsts, HashSet::from([peers[4], peers[5]]));
+        assert_eq!(scores.plan(peers.clone()).ask[2..], peers[..4]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! under, and the network's membership set in the other direction. A failure is retried with backoff; nothing here ever holds a request of Nix.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,19 +62,18 @@ impl Backoff {
     }
 }
 
-async fn follow_membership(source: &TrackerSource, restarted: &Notify) {
+/// Runs `round` forever: `every` apart after a success, backing off after a failure.
+async fn repeat<F, R>(source: &TrackerSource, every: Duration, mut round: F)
+where
+    F: FnMut() -> R,
+    R: Future<Output = Result<(), TrackerError>>,
+{
     let mut backoff = Backoff(RETRY_FIRST);
     loop {
-        let since = source.membership.version();
-        let pause = match source.client.membership(since).await {
-            Ok(answer) => {
-                source.health.succeeded(source.client.url());
-                if source.membership.apply(&answer) {
-                    tracing::info!("the tracker restarted: announcing again");
-                    restarted.notify_one();
-                }
+        let pause = match round().await {
+            Ok(()) => {
                 backoff.reset();
-                MEMBERSHIP_POLL
+                every
             }
             Err(e) => {
                 source.health.failed(source.client.url(), &e);
@@ -84,21 +84,22 @@ async fn follow_membership(source: &TrackerSource, restarted: &Notify) {
     }
 }
 
+async fn follow_membership(source: &TrackerSource, restarted: &Notify) {
+    repeat(source, MEMBERSHIP_POLL, || async {
+        let since = source.membership.version();
+        let answer = source.client.membership(since).await?;
+        source.health.succeeded(source.client.url());
+        if source.membership.apply(&answer) {
+            tracing::info!("the tracker restarted: announcing again");
+            restarted.notify_one();
+        }
+        Ok(())
+    })
+    .await;
+}
+
 async fn meet_peers(source: &TrackerSource) {
-    let mut backoff = Backoff(RETRY_FIRST);
-    loop {
-        let pause = match source.meet_peers().await {
-            Ok(()) => {
-                backoff.reset();
-                MEET_PEERS
-            }
-            Err(e) => {
-                source.health.failed(source.client.url(), &e);
-                backoff.next()
-            }
-        };
-        tokio::time::sleep(pause).await;
-    }
+    repeat(source, MEET_PEERS, || source.meet_peers()).await;
 }
 
 /// What the tracker holds of this node, as far as this node knows.

@@ -29,13 +29,16 @@ const TRACKER_PORT: u16 = 12305;
 /// relayed address, B's look at the tracker's peers, the dial and the hole punch.
 const DISCOVERY_LIMIT: Duration = Duration::from_secs(90);
 
-/// `peerix tracker` in the lab's server host; killed on drop.
-struct LabTracker(Child, TempDir);
+/// `peerix tracker` in the lab's server host; killed on drop (its database directory with it).
+struct LabTracker {
+    child: Child,
+    _db: TempDir,
+}
 
 impl Drop for LabTracker {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -57,7 +60,7 @@ fn tracker(lab: &NatLab) -> LabTracker {
             eprintln!("[tracker] {line}");
         }
     });
-    LabTracker(child, db)
+    LabTracker { child, _db: db }
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -20,10 +20,12 @@ use crate::traffic::Traffic;
 use crate::{NodeStatus, PeerEvent};
 
 mod announcements;
+mod dials;
 mod lookups;
 mod reachability;
 
 use announcements::{tick, Dht, PendingQuery, ProvideReply};
+use dials::Dials;
 use lookups::Lookups;
 
 /// Provider records live 48 h in the DHT; every provided key is announced again this often.
@@ -69,7 +71,7 @@ pub struct Settings {
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
+    dials: Dials,
     nat: NatState,
     reservations: Reservations,
     private_kad: StreamProtocol,
@@ -107,7 +109,7 @@ impl EventLoop {
         Self {
             swarm,
             commands,
-            pending_dials: HashMap::new(),
+            dials: Dials::default(),
             nat: NatState::new(),
             reservations: Reservations::new(relays),
             private_kad,
@@ -179,49 +181,13 @@ impl EventLoop {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Command::Dial(addr, reply) => {
-                let known_peer = match addr.iter().last() {
-                    Some(Protocol::P2p(peer)) => Some(peer),
-                    _ => None,
-                };
-                // A peer we are connected to needs no further connection.
-                let opts = match known_peer {
-                    Some(peer) => DialOpts::peer_id(peer)
-                        .addresses(vec![addr])
-                        .condition(PeerCondition::Disconnected)
-                        .build(),
-                    None => DialOpts::unknown_peer_id().address(addr).build(),
-                };
-                let id = opts.connection_id();
-                let result = match (self.swarm.dial(opts), known_peer) {
-                    (Ok(()), _) => {
-                        self.pending_dials.insert(id, reply);
-                        return;
-                    }
-                    (Err(DialError::DialPeerConditionFalse(_)), Some(peer)) => Ok(peer),
-                    (Err(e), _) => Err(e.to_string()),
-                };
-                let _ = reply.send(result);
-            }
+            Command::Dial(addr, reply) => match addr.iter().last() {
+                Some(Protocol::P2p(peer)) => self.dial_peer(peer, vec![addr], false, reply),
+                _ => self.dial_unknown_peer(addr, reply),
+            },
             Command::DialPeer(peer, mut addrs, reply) => {
                 addrs.extend(self.lookups.addresses_of(&peer));
-                let opts = DialOpts::peer_id(peer)
-                    .condition(PeerCondition::Disconnected)
-                    .addresses(addrs)
-                    .extend_addresses_through_behaviour()
-                    .build();
-                let id = opts.connection_id();
-                match self.swarm.dial(opts) {
-                    Ok(()) => {
-                        self.pending_dials.insert(id, reply);
-                    }
-                    Err(DialError::DialPeerConditionFalse(_)) => {
-                        let _ = reply.send(Ok(peer));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
+                self.dial_peer(peer, addrs, true, reply);
             }
             Command::Provide(key, reply) => {
                 // Paused announcements wait for a resume that may never come: the key is
@@ -293,9 +259,7 @@ impl EventLoop {
                 {
                     tracing::info!(peer = %peer_id, "direct connection to a peer met through a relay");
                 }
-                if let Some(reply) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Ok(peer_id));
-                }
+                self.on_dial_established(&connection_id, peer_id);
                 if self.reservations.on_connected(&peer_id) {
                     self.maintain_reservations();
                 }
@@ -308,9 +272,7 @@ impl EventLoop {
                 if let Some(peer) = peer_id {
                     self.reservations.on_dial_failed(&peer);
                 }
-                if let Some(reply) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
+                self.on_dial_failed(&connection_id, peer_id, &error.to_string());
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,

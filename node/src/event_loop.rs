@@ -22,11 +22,13 @@ use crate::{NodeStatus, PeerEvent};
 mod announcements;
 mod dials;
 mod lookups;
+mod punch_retries;
 mod reachability;
 
 use announcements::{tick, Dht, PendingQuery, ProvideReply};
 use dials::Dials;
 use lookups::Lookups;
+use punch_retries::PunchRetries;
 
 /// Provider records live 48 h in the DHT; every provided key is announced again this often.
 const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
@@ -34,6 +36,8 @@ const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
 const PEER_BOOK_FLUSH: Duration = Duration::from_secs(30);
 /// Relay reservations that ended or failed are looked after this often.
 const RESERVATION_CHECK: Duration = Duration::from_secs(20);
+/// Hole punches to retry are looked for this often.
+const PUNCH_RETRY_CHECK: Duration = Duration::from_secs(1);
 
 pub enum Command {
     Status(oneshot::Sender<NodeStatus>),
@@ -72,6 +76,7 @@ pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     dials: Dials,
+    punch_retries: PunchRetries,
     nat: NatState,
     reservations: Reservations,
     private_kad: StreamProtocol,
@@ -110,6 +115,7 @@ impl EventLoop {
             swarm,
             commands,
             dials: Dials::default(),
+            punch_retries: PunchRetries::default(),
             nat: NatState::new(),
             reservations: Reservations::new(relays),
             private_kad,
@@ -140,6 +146,7 @@ impl EventLoop {
         let mut flush = tokio::time::interval(PEER_BOOK_FLUSH);
         // The first tick comes at once: reservations are asked for at start.
         let mut reservations = tokio::time::interval(RESERVATION_CHECK);
+        let mut punch_retries = tokio::time::interval(PUNCH_RETRY_CHECK);
         let mut pace = self.announce_rate.map(|rate| {
             let period = (1.0 / rate).clamp(0.001, 3600.0);
             let mut pace = tokio::time::interval(Duration::from_secs_f64(period));
@@ -158,6 +165,7 @@ impl EventLoop {
                 _ = reannounce.tick() => self.reannounce(),
                 _ = flush.tick() => self.flush_peer_book(),
                 _ = reservations.tick() => self.maintain_reservations(),
+                _ = punch_retries.tick() => self.retry_hole_punches(),
             }
         }
         self.flush_peer_book();
@@ -253,6 +261,9 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
+                if !endpoint.is_relayed() {
+                    self.punch_retries.forget(&peer_id);
+                }
                 if self
                     .connections
                     .on_established(connection_id, peer_id, endpoint)
@@ -283,6 +294,7 @@ impl EventLoop {
                 self.connections.on_closed(&connection_id);
                 if num_established == 0 {
                     self.reservations.on_disconnected(&peer_id);
+                    self.punch_retries.on_disconnected(&peer_id);
                     let _ = self.peer_events.send(PeerEvent::Disconnected(peer_id));
                 }
             }
@@ -305,6 +317,8 @@ impl EventLoop {
                 connection_id,
             })) => {
                 self.learn_addresses(peer_id, &info);
+                self.punch_retries
+                    .on_identified(peer_id, &info.listen_addrs);
                 self.observed(peer_id, connection_id, &info.observed_addr);
                 // A relay must be reachable directly to hold a reservation on.
                 if !self.connections.is_relayed(&connection_id) {

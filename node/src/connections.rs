@@ -111,12 +111,24 @@ impl Connections {
         }
     }
 
+    /// The peers connected to by dialling them, each at the address dialled (where it listens).
+    pub fn dialed_addrs(&self) -> impl Iterator<Item = (&PeerId, &Multiaddr)> {
+        self.open.values().filter_map(|open| match &open.endpoint {
+            ConnectedPoint::Dialer { address, .. } if !is_relayed(address) => {
+                Some((&open.peer, address))
+            }
+            _ => None,
+        })
+    }
+
     /// The local port of an outbound connection that reused a listening port (with
     /// `PortUse::Reuse`, TCP binds the listener of the same IP version and loopback-ness, QUIC
     /// sends from its listening socket). Inbound connections have none here: the remote then
     /// reports the address it dialled, which says nothing about how our NAT maps. Nor do
     /// hole-punched connections: the other side's early packets may have made the NAT pick
-    /// another port for that one destination.
+    /// another port for that one destination. Nor do two TCP connections to one address: only
+    /// one of them can come from the listening port (libp2p dials the other from a fresh one
+    /// without saying so), and which one is not known.
     pub fn reused_port<'a>(
         &self,
         id: &ConnectionId,
@@ -131,7 +143,14 @@ impl Connections {
         else {
             return None;
         };
-        let (transport, remote, _) = nat::split(address)?;
+        let target = nat::split(address)?;
+        let (transport, remote, _) = target;
+        let shared = self
+            .dialed_addrs()
+            .filter(|(_, a)| nat::split(a) == Some(target));
+        if transport == nat::Transport::Tcp && shared.count() > 1 {
+            return None;
+        }
         listeners.find_map(|listener| {
             let (t, ip, port) = nat::split(listener)?;
             let matches = t == transport

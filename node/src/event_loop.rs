@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -20,11 +20,15 @@ use crate::traffic::Traffic;
 use crate::{NodeStatus, PeerEvent};
 
 mod announcements;
+mod dials;
 mod lookups;
+mod punch_retries;
 mod reachability;
 
 use announcements::{tick, Dht, PendingQuery, ProvideReply};
+use dials::Dials;
 use lookups::Lookups;
+use punch_retries::PunchRetries;
 
 /// Provider records live 48 h in the DHT; every provided key is announced again this often.
 const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
@@ -32,6 +36,8 @@ const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
 const PEER_BOOK_FLUSH: Duration = Duration::from_secs(30);
 /// Relay reservations that ended or failed are looked after this often.
 const RESERVATION_CHECK: Duration = Duration::from_secs(20);
+/// Hole punches to retry are looked for this often.
+const PUNCH_RETRY_CHECK: Duration = Duration::from_secs(1);
 
 pub enum Command {
     Status(oneshot::Sender<NodeStatus>),
@@ -69,7 +75,8 @@ pub struct Settings {
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
+    dials: Dials,
+    punch_retries: PunchRetries,
     nat: NatState,
     reservations: Reservations,
     private_kad: StreamProtocol,
@@ -107,7 +114,8 @@ impl EventLoop {
         Self {
             swarm,
             commands,
-            pending_dials: HashMap::new(),
+            dials: Dials::default(),
+            punch_retries: PunchRetries::default(),
             nat: NatState::new(),
             reservations: Reservations::new(relays),
             private_kad,
@@ -138,6 +146,7 @@ impl EventLoop {
         let mut flush = tokio::time::interval(PEER_BOOK_FLUSH);
         // The first tick comes at once: reservations are asked for at start.
         let mut reservations = tokio::time::interval(RESERVATION_CHECK);
+        let mut punch_retries = tokio::time::interval(PUNCH_RETRY_CHECK);
         let mut pace = self.announce_rate.map(|rate| {
             let period = (1.0 / rate).clamp(0.001, 3600.0);
             let mut pace = tokio::time::interval(Duration::from_secs_f64(period));
@@ -156,6 +165,7 @@ impl EventLoop {
                 _ = reannounce.tick() => self.reannounce(),
                 _ = flush.tick() => self.flush_peer_book(),
                 _ = reservations.tick() => self.maintain_reservations(),
+                _ = punch_retries.tick() => self.retry_hole_punches(),
             }
         }
         self.flush_peer_book();
@@ -179,49 +189,13 @@ impl EventLoop {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Command::Dial(addr, reply) => {
-                let known_peer = match addr.iter().last() {
-                    Some(Protocol::P2p(peer)) => Some(peer),
-                    _ => None,
-                };
-                // A peer we are connected to needs no further connection.
-                let opts = match known_peer {
-                    Some(peer) => DialOpts::peer_id(peer)
-                        .addresses(vec![addr])
-                        .condition(PeerCondition::Disconnected)
-                        .build(),
-                    None => DialOpts::unknown_peer_id().address(addr).build(),
-                };
-                let id = opts.connection_id();
-                let result = match (self.swarm.dial(opts), known_peer) {
-                    (Ok(()), _) => {
-                        self.pending_dials.insert(id, reply);
-                        return;
-                    }
-                    (Err(DialError::DialPeerConditionFalse(_)), Some(peer)) => Ok(peer),
-                    (Err(e), _) => Err(e.to_string()),
-                };
-                let _ = reply.send(result);
-            }
+            Command::Dial(addr, reply) => match addr.iter().last() {
+                Some(Protocol::P2p(peer)) => self.dial_peer(peer, vec![addr], false, reply),
+                _ => self.dial_unknown_peer(addr, reply),
+            },
             Command::DialPeer(peer, mut addrs, reply) => {
                 addrs.extend(self.lookups.addresses_of(&peer));
-                let opts = DialOpts::peer_id(peer)
-                    .condition(PeerCondition::Disconnected)
-                    .addresses(addrs)
-                    .extend_addresses_through_behaviour()
-                    .build();
-                let id = opts.connection_id();
-                match self.swarm.dial(opts) {
-                    Ok(()) => {
-                        self.pending_dials.insert(id, reply);
-                    }
-                    Err(DialError::DialPeerConditionFalse(_)) => {
-                        let _ = reply.send(Ok(peer));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
+                self.dial_peer(peer, addrs, true, reply);
             }
             Command::Provide(key, reply) => {
                 // Paused announcements wait for a resume that may never come: the key is
@@ -287,15 +261,16 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
+                if !endpoint.is_relayed() {
+                    self.punch_retries.forget(&peer_id);
+                }
                 if self
                     .connections
                     .on_established(connection_id, peer_id, endpoint)
                 {
                     tracing::info!(peer = %peer_id, "direct connection to a peer met through a relay");
                 }
-                if let Some(reply) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Ok(peer_id));
-                }
+                self.on_dial_established(&connection_id, peer_id);
                 if self.reservations.on_connected(&peer_id) {
                     self.maintain_reservations();
                 }
@@ -308,9 +283,7 @@ impl EventLoop {
                 if let Some(peer) = peer_id {
                     self.reservations.on_dial_failed(&peer);
                 }
-                if let Some(reply) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
+                self.on_dial_failed(&connection_id, peer_id, &error.to_string());
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -321,6 +294,7 @@ impl EventLoop {
                 self.connections.on_closed(&connection_id);
                 if num_established == 0 {
                     self.reservations.on_disconnected(&peer_id);
+                    self.punch_retries.on_disconnected(&peer_id);
                     let _ = self.peer_events.send(PeerEvent::Disconnected(peer_id));
                 }
             }
@@ -343,6 +317,8 @@ impl EventLoop {
                 connection_id,
             })) => {
                 self.learn_addresses(peer_id, &info);
+                self.punch_retries
+                    .on_identified(peer_id, &info.listen_addrs);
                 self.observed(peer_id, connection_id, &info.observed_addr);
                 // A relay must be reachable directly to hold a reservation on.
                 if !self.connections.is_relayed(&connection_id) {

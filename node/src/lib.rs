@@ -24,6 +24,7 @@ mod protobuf;
 mod reservations;
 mod status;
 mod storage;
+mod tcp_dials;
 pub mod traffic;
 pub mod unixfs;
 

@@ -118,6 +118,14 @@ impl Reservations {
         })
     }
 
+    /// The relays being connected to, each at the address dialled.
+    pub fn connecting_to(&self) -> impl Iterator<Item = (&PeerId, &Multiaddr)> {
+        let configured = self.configured.iter().map(|(peer, addr)| (peer, addr));
+        configured
+            .chain(self.learned.iter())
+            .filter(|(peer, _)| self.connecting.contains(peer))
+    }
+
     /// Connected to `peer`; true when it is a relay waiting for that (to be asked now).
     pub fn on_connected(&mut self, peer: &PeerId) -> bool {
         self.connecting.remove(peer)

@@ -59,13 +59,17 @@ impl EventLoop {
     fn on_hole_punch(&mut self, peer: PeerId, result: Result<ConnectionId, dcutr::Error>) {
         let mapping = self.nat.mapping();
         match result {
-            Ok(_) => tracing::info!(%peer, nat_mapping = %mapping, "hole punching succeeded"),
+            Ok(_) => {
+                tracing::info!(%peer, nat_mapping = %mapping, "hole punching succeeded");
+                self.punch_retries.forget(&peer);
+            }
             // The other side's attempt may have connected us meanwhile.
             Err(e) if self.connections.has_direct(&peer) => {
                 tracing::debug!(%peer, error = %e, "hole punching failed, but a direct connection exists");
             }
             Err(e) => {
                 tracing::info!(%peer, nat_mapping = %mapping, error = %e, "hole punching failed");
+                self.punch_retries.on_failed(peer);
                 let _ = self.peer_events.send(PeerEvent::HolePunchFailed {
                     peer_id: peer,
                     error: e.to_string(),

@@ -35,6 +35,8 @@ use muxer::CountedMuxer;
 use throttle::Bucket;
 use tokio::time::Instant;
 
+use crate::tcp_dials::OneDialPerAddress;
+
 /// What [`build_transport`] returns, ready for `with_other_transport`.
 pub type CountedTransport = Boxed<(PeerId, StreamMuxerBox)>;
 
@@ -165,7 +167,7 @@ pub fn build_transport(
     tcp_config: tcp::Config,
     traffic: &Arc<Traffic>,
 ) -> Result<(CountedTransport, relay::client::Behaviour), BoxError> {
-    let tcp = tcp::tokio::Transport::new(tcp_config)
+    let tcp = OneDialPerAddress::new(tcp::tokio::Transport::new(tcp_config))
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux_config());

@@ -3,6 +3,7 @@
 //! holder. A path outside the set costs no request at all.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,6 +66,9 @@ pub struct TrackerSource {
     holders: Arc<Holders>,
     node: NodeHandle,
     reports: TransferReports,
+    /// Whether the tracker runs on this host: only then can the loopback addresses it lists
+    /// (a peer's own listen addresses) be the peer's rather than this node's own.
+    tracker_on_loopback: bool,
 }
 
 impl TrackerSource {
@@ -72,6 +76,7 @@ impl TrackerSource {
     pub fn new(client: TrackerClient, holders: Arc<Holders>, node: NodeHandle) -> Self {
         Self {
             reports: TransferReports::start(client.clone(), node.peer_id()),
+            tracker_on_loopback: is_loopback_url(client.url()),
             client,
             membership: Membership::default(),
             health: TrackerHealth::default(),
@@ -129,7 +134,7 @@ impl TrackerSource {
     ) -> Vec<PeerId> {
         let me = self.node.peer_id();
         let providers: Vec<(PeerId, Vec<Multiaddr>)> = providers
-            .filter_map(|(peer, addrs)| provider_addrs(peer, addrs))
+            .filter_map(|(peer, addrs)| provider_addrs(peer, addrs, self.tracker_on_loopback))
             .filter(|(peer, _)| *peer != me)
             .take(max)
             .collect();
@@ -182,14 +187,74 @@ impl TrackerSource {
     }
 }
 
-/// A provider's peer id and those of its addresses that name it, each ending in `/p2p/<its id>`.
-fn provider_addrs(peer: &str, addrs: &[String]) -> Option<(PeerId, Vec<Multiaddr>)> {
+/// A provider's peer id and those of its addresses that name it, each ending in `/p2p/<its id>`;
+/// loopback ones only with `loopback` (dialled elsewhere, they reach this very host).
+fn provider_addrs(
+    peer: &str,
+    addrs: &[String],
+    loopback: bool,
+) -> Option<(PeerId, Vec<Multiaddr>)> {
     let peer: PeerId = peer.parse().ok()?;
     let addrs = addrs
         .iter()
         .filter_map(|a| a.parse::<Multiaddr>().ok())
         .filter(|a| matches!(a.iter().last(), Some(Protocol::P2p(id)) if id == peer))
+        .filter(|a| loopback || !is_loopback(a))
         .take(ADDRS_PER_PROVIDER)
         .collect();
     Some((peer, addrs))
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
+/// Whether `url`'s host is `localhost` or a loopback address.
+fn is_loopback_url(url: &str) -> bool {
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_addresses_only_from_a_tracker_on_this_host() {
+        for url in [
+            "http://127.0.0.1:12305",
+            "http://localhost/",
+            "https://[::1]:8/x",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://203.0.113.3:12305",
+            "http://tracker.example",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+        let peer = PeerId::random();
+        let addrs = [
+            format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}"),
+            format!("/ip6/::1/tcp/4001/p2p/{peer}"),
+            format!("/ip4/10.0.1.2/tcp/4001/p2p/{peer}"),
+        ];
+        let (_, remote) = provider_addrs(&peer.to_string(), &addrs, false).unwrap();
+        assert_eq!(remote, vec![addrs[2].parse::<Multiaddr>().unwrap()]);
+        let (_, local) = provider_addrs(&peer.to_string(), &addrs, true).unwrap();
+        assert_eq!(local.len(), 3);
+    }
 }

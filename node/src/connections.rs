@@ -126,9 +126,7 @@ impl Connections {
     /// sends from its listening socket). Inbound connections have none here: the remote then
     /// reports the address it dialled, which says nothing about how our NAT maps. Nor do
     /// hole-punched connections: the other side's early packets may have made the NAT pick
-    /// another port for that one destination. Nor do two TCP connections to one address: only
-    /// one of them can come from the listening port (libp2p dials the other from a fresh one
-    /// without saying so), and which one is not known.
+    /// another port for that one destination.
     pub fn reused_port<'a>(
         &self,
         id: &ConnectionId,
@@ -143,14 +141,7 @@ impl Connections {
         else {
             return None;
         };
-        let target = nat::split(address)?;
-        let (transport, remote, _) = target;
-        let shared = self
-            .dialed_addrs()
-            .filter(|(_, a)| nat::split(a) == Some(target));
-        if transport == nat::Transport::Tcp && shared.count() > 1 {
-            return None;
-        }
+        let (transport, remote, _) = nat::split(address)?;
         listeners.find_map(|listener| {
             let (t, ip, port) = nat::split(listener)?;
             let matches = t == transport

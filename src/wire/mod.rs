@@ -16,6 +16,7 @@
 //!   unframed.
 
 pub mod frames;
+pub mod lan;
 pub mod tracker;
 
 use cid::Cid;

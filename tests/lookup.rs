@@ -256,8 +256,7 @@ fn three_silent_holders_cost_an_honest_lookup_little() {
 fn a_wrong_cid_from_two_holders_fails_one_fetch_only() {
     let f = Fixture::get();
     let key = NixKey::generate("upstream-test-1");
-    let honest_store = ChrootStore::with_paths(&[&f.big]);
-    honest_store.sign(&key.secret, &[&f.big]);
+    let honest_store = ChrootStore::signed(&key, &[&f.big]);
     let honest = node(&honest_store, &key, &[]);
     let (status, text) = honest.get(&format!("/{}.narinfo", hash_part(&f.big)));
     assert_eq!(status, 200);

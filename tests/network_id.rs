@@ -48,8 +48,7 @@ fn paths_from_peers(node: &Peerix) -> u64 {
 fn nodes_of_another_network_id_exchange_and_serve_nothing() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-netid-1");
-    let a_store = ChrootStore::with_paths(&f.all());
-    a_store.sign(&upstream.secret, &f.all());
+    let a_store = ChrootStore::signed(&upstream, &f.all());
     let a = node(&a_store, "alpha", None, &upstream.public);
     let a_addr = a.p2p_addr();
     let (b_store, c_store) = (ChrootStore::empty(), ChrootStore::empty());

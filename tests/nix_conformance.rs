@@ -212,8 +212,7 @@ fn keys_from_nix_load_and_peerix_keys_sign_for_nix() {
     let ours = NixKey::peerix_keygen("from-peerix-1");
     let secret_mode = fs::metadata(&ours.secret).unwrap().permissions().mode() & 0o777;
     assert_eq!(secret_mode, 0o600);
-    let store = ChrootStore::with_paths(&[&f.app]);
-    store.sign(&ours.secret, &[&f.app]);
+    let store = ChrootStore::signed(&ours, &[&f.app]);
     let info = store.path_info(&f.app);
     let sig = info["signatures"]
         .as_array()

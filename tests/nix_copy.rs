@@ -4,18 +4,10 @@
 mod common;
 
 use common::{nix_copy_from, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
-use sha2::{Digest, Sha256};
 
 /// Paths Nix copies for the fixture's top-level path: its whole closure, sensitive path aside.
 fn closure(f: &Fixture) -> Vec<&str> {
     vec![&f.top, &f.app, &f.lib, &f.big]
-}
-
-fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
-    for path in paths {
-        let (left, right) = (Sha256::digest(a.dump(path)), Sha256::digest(b.dump(path)));
-        assert_eq!(left, right, "{path} differs between the two stores");
-    }
 }
 
 /// Copies `paths` from `peerix` into a fresh store trusting only `key`; the closure must arrive
@@ -23,14 +15,13 @@ fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
 fn copy_closure_trusting(peerix: &Peerix, a: &ChrootStore, key: &str, paths: &[&str]) {
     let b = ChrootStore::empty();
     nix_copy_ok(&peerix.url(), &b, key, paths);
-    assert_same_bytes(a, &b, &closure(Fixture::get()));
+    a.assert_same_nars(&b, &closure(Fixture::get()));
 }
 
 fn upstream_signed_store() -> (ChrootStore, NixKey) {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let store = ChrootStore::with_paths(&f.all());
-    store.sign(&upstream.secret, &f.all());
+    let store = ChrootStore::signed(&upstream, &f.all());
     (store, upstream)
 }
 

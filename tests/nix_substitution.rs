@@ -111,8 +111,7 @@ fn nix_substitutes_past_a_silent_or_dying_holder() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-subst-1");
     let paths = [f.app.as_str(), f.lib.as_str(), f.big.as_str()];
-    let a_store = ChrootStore::with_paths(&paths);
-    a_store.sign(&upstream.secret, &paths);
+    let a_store = ChrootStore::signed(&upstream, &paths);
     let cache = upstream_cache(&a_store, &paths);
     // At cache.nixos.org's priority; a file cache otherwise has none and goes first.
     let cache_url = format!("file://{}?priority=40", cache.path().display());

@@ -11,9 +11,10 @@ use common::{
     eventually, hash_part, nix_copy_from, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix,
 };
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+/// How long a peer's index may take to arrive after the nodes connect.
+const INDEX_WAIT: Duration = Duration::from_secs(20);
 
 /// A node on `store` that knows only `bootstrap` and trusts only `key`.
 fn peer(store: &ChrootStore, bootstrap: Option<&str>, key: &str) -> Peerix {
@@ -24,37 +25,11 @@ fn peer(store: &ChrootStore, bootstrap: Option<&str>, key: &str) -> Peerix {
     Peerix::serve(store.root(), &args)
 }
 
-/// A store holding `paths`, signed by `upstream` as a binary cache would have them.
-fn signed_store(upstream: &NixKey, paths: &[&str]) -> ChrootStore {
-    let store = ChrootStore::with_paths(paths);
-    store.sign(&upstream.secret, paths);
-    store
-}
-
-/// Waits (bounded) until `node` answers 200 for `path`'s narinfo: peers' indexes arrive
-/// shortly after they connect.
-fn wait_for_narinfo(node: &Peerix, path: &str) {
-    let narinfo = format!("/{}.narinfo", hash_part(path));
-    eventually(
-        Duration::from_secs(20),
-        &format!("{path} never became available through the peer"),
-        || node.get(&narinfo).0 == 200,
-    );
-}
-
-fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
-    for path in paths {
-        let (left, right) = (Sha256::digest(a.dump(path)), Sha256::digest(b.dump(path)));
-        assert_eq!(left, right, "{path} differs");
-    }
-}
-
 #[test]
 fn nix_copies_a_closure_that_only_a_peer_holds() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = ChrootStore::with_paths(&f.all());
-    a_store.sign(&upstream.secret, &f.all());
+    let a_store = ChrootStore::signed(&upstream, &f.all());
     let a = peer(&a_store, None, &upstream.public);
     let a_addr = a.p2p_addr();
     let (b_store, c_store) = (ChrootStore::empty(), ChrootStore::empty());
@@ -81,12 +56,12 @@ fn nix_copies_a_closure_that_only_a_peer_holds() {
         .unwrap()
         .iter()
         .any(|m| m == a_addr.as_str()));
-    wait_for_narinfo(&b, &f.top);
-    wait_for_narinfo(&c, &f.big);
+    b.wait_for_narinfo(&f.top, INDEX_WAIT);
+    c.wait_for_narinfo(&f.big, INDEX_WAIT);
 
     let dest = ChrootStore::empty();
     nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.top, &f.big]);
-    assert_same_bytes(&a_store, &dest, &[&f.top, &f.app, &f.lib, &f.big]);
+    a_store.assert_same_nars(&dest, &[&f.top, &f.app, &f.lib, &f.big]);
 
     // The sensitive path is never offered to peers; absent paths are a 404 at once.
     assert_eq!(b.get(&format!("/{}.narinfo", hash_part(&f.secrets))).0, 404);
@@ -101,7 +76,7 @@ fn untrusted_paths_never_reach_nix() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
     let stranger = NixKey::generate("stranger-1");
-    let a_store = signed_store(&upstream, &[&f.lib]);
+    let a_store = ChrootStore::signed(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     let a_addr = a.p2p_addr();
     // B trusts only a key that signed nothing on A: A's path must not pass through it.
@@ -110,7 +85,7 @@ fn untrusted_paths_never_reach_nix() {
     // C trusts the upstream key: the path does pass, which shows B was connected and asked.
     let c_store = ChrootStore::empty();
     let c = peer(&c_store, Some(&a_addr), &upstream.public);
-    wait_for_narinfo(&c, &f.lib);
+    c.wait_for_narinfo(&f.lib, INDEX_WAIT);
     wait_connected(&b, &a_addr);
     let narinfo = format!("/{}.narinfo", hash_part(&f.lib));
     assert_eq!(b.get(&narinfo).0, 404);
@@ -146,7 +121,7 @@ enum Lie {
 fn lying_store(lie: Lie, upstream: &NixKey, path: &str) -> ChrootStore {
     let store = match lie {
         Lie::Unsigned => ChrootStore::with_paths(&[path]),
-        Lie::WrongBytes | Lie::WrongNarHash => signed_store(upstream, &[path]),
+        Lie::WrongBytes | Lie::WrongNarHash => ChrootStore::signed(upstream, &[path]),
     };
     match lie {
         Lie::WrongBytes => {
@@ -181,7 +156,7 @@ fn lying_store(lie: Lie, upstream: &NixKey, path: &str) -> ChrootStore {
 fn a_lying_peer_never_gets_a_byte_into_nix() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let honest_store = signed_store(&upstream, &[&f.lib]);
+    let honest_store = ChrootStore::signed(&upstream, &[&f.lib]);
     let honest = peer(&honest_store, None, &upstream.public);
     let honest_addr = honest.p2p_addr();
     for lie in [Lie::WrongBytes, Lie::WrongNarHash, Lie::Unsigned] {
@@ -224,7 +199,7 @@ fn a_lying_peer_never_gets_a_byte_into_nix() {
             std::thread::sleep(Duration::from_millis(250));
         }
         assert!(copied, "{lie:?}: the honest peer never served the path");
-        assert_same_bytes(&honest_store, &dest, &[&f.lib]);
+        honest_store.assert_same_nars(&dest, &[&f.lib]);
     }
 }
 
@@ -252,7 +227,9 @@ fn two_holders_and_b(
     extra: &[&str],
 ) -> (Vec<ChrootStore>, Vec<Peerix>, ChrootStore, Peerix) {
     let f = Fixture::get();
-    let stores: Vec<ChrootStore> = (0..2).map(|_| signed_store(upstream, &[&f.big])).collect();
+    let stores: Vec<ChrootStore> = (0..2)
+        .map(|_| ChrootStore::signed(upstream, &[&f.big]))
+        .collect();
     let holders: Vec<Peerix> = stores
         .iter()
         .map(|store| {
@@ -273,7 +250,7 @@ fn two_holders_and_b(
     for addr in &addrs {
         wait_connected(&b, addr);
     }
-    wait_for_narinfo(&b, &f.big);
+    b.wait_for_narinfo(&f.big, INDEX_WAIT);
     (stores, holders, b_store, b)
 }
 
@@ -316,18 +293,18 @@ fn a_holder_killed_mid_transfer_is_replaced_by_another() {
         "holder {killed} killed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_same_bytes(&stores[1 - killed], &dest, &[&f.big]);
+    stores[1 - killed].assert_same_nars(&dest, &[&f.big]);
 }
 
 #[test]
 fn a_path_collected_on_its_holder_is_gone_from_peers_within_seconds() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = signed_store(&upstream, &[&f.lib]);
+    let a_store = ChrootStore::signed(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     let b_store = ChrootStore::empty();
     let b = peer(&b_store, Some(&a.p2p_addr()), &upstream.public);
-    wait_for_narinfo(&b, &f.lib);
+    b.wait_for_narinfo(&f.lib, INDEX_WAIT);
 
     common::run(
         common::nix("nix", a_store.root())
@@ -349,7 +326,7 @@ fn a_path_collected_on_its_holder_is_gone_from_peers_within_seconds() {
 fn a_nar_url_stays_valid_across_a_restart() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = signed_store(&upstream, &[&f.lib]);
+    let a_store = ChrootStore::signed(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     let a_addr = a.p2p_addr();
     let b_store = ChrootStore::empty();
@@ -363,7 +340,7 @@ fn a_nar_url_stays_valid_across_a_restart() {
         &a_addr,
     ];
     let b = Peerix::serve_in(b_store.root(), state.path(), &b_args);
-    wait_for_narinfo(&b, &f.lib);
+    b.wait_for_narinfo(&f.lib, INDEX_WAIT);
     let url = b.nar_url(&f.lib);
     drop(b);
 
@@ -394,7 +371,7 @@ fn a_nar_url_stays_valid_across_a_restart() {
 fn a_holder_not_connected_is_found_through_the_dht() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = signed_store(&upstream, &[&f.lib]);
+    let a_store = ChrootStore::signed(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     // A chain: C knows only B, B knows only A.
     let b_store = ChrootStore::empty();
@@ -402,7 +379,7 @@ fn a_holder_not_connected_is_found_through_the_dht() {
     let c_store = ChrootStore::empty();
     let c = peer(&c_store, Some(&b.p2p_addr()), &upstream.public);
     wait_connected(&c, &a.p2p_addr());
-    wait_for_narinfo(&c, &f.lib);
+    c.wait_for_narinfo(&f.lib, INDEX_WAIT);
 }
 
 /// Waits (bounded) until `node` has published its whole store.
@@ -432,7 +409,7 @@ fn a_large_nar_comes_from_every_holder_at_once() {
 
     let dest = ChrootStore::empty();
     nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.big]);
-    assert_same_bytes(&stores[0], &dest, &[&f.big]);
+    stores[0].assert_same_nars(&dest, &[&f.big]);
     // Each holder sent a good share of the 100 MiB.
     for holder in &holders {
         let sent = bytes_sent(holder, &b_addr);
@@ -444,7 +421,7 @@ fn a_large_nar_comes_from_every_holder_at_once() {
 fn a_fetched_nar_is_served_again_from_the_cache() {
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = signed_store(&upstream, &[&f.lib]);
+    let a_store = ChrootStore::signed(&upstream, &[&f.lib]);
     let a = peer(&a_store, None, &upstream.public);
     let b_store = ChrootStore::empty();
     let b = Peerix::serve(
@@ -460,7 +437,7 @@ fn a_fetched_nar_is_served_again_from_the_cache() {
             "10MiB",
         ],
     );
-    wait_for_narinfo(&b, &f.lib);
+    b.wait_for_narinfo(&f.lib, INDEX_WAIT);
     let url = b.nar_url(&f.lib);
     let dump = a_store.dump(&f.lib);
     assert!(b.get(&format!("/{url}")).1 == dump);

@@ -9,11 +9,12 @@ mod tracker_process;
 use std::time::{Duration, Instant};
 
 use common::{eventually, hash_part, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tracker_process::TrackerProcess;
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+/// How long B may take to learn a holder's paths through the tracker.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(30);
 
 /// A node on `store` in `mode` that knows only the tracker at `tracker` and trusts only `key`.
 fn node(store: &ChrootStore, mode: &str, tracker: &str, key: &str, extra: &[&str]) -> Peerix {
@@ -29,26 +30,6 @@ fn node(store: &ChrootStore, mode: &str, tracker: &str, key: &str, extra: &[&str
     ];
     args.extend(extra);
     Peerix::serve(store.root(), &args)
-}
-
-fn signed_store(upstream: &NixKey, paths: &[&str]) -> ChrootStore {
-    let store = ChrootStore::with_paths(paths);
-    store.sign(&upstream.secret, paths);
-    store
-}
-
-fn wait_for_narinfo(node: &Peerix, path: &str, limit: Duration) {
-    let narinfo = format!("/{}.narinfo", hash_part(path));
-    eventually(limit, &format!("{path} never became available"), || {
-        node.get(&narinfo).0 == 200
-    });
-}
-
-fn assert_same_bytes(a: &ChrootStore, b: &ChrootStore, paths: &[&str]) {
-    for path in paths {
-        let (left, right) = (Sha256::digest(a.dump(path)), Sha256::digest(b.dump(path)));
-        assert_eq!(left, right, "{path} differs");
-    }
 }
 
 const PEERIX: &str = env!("CARGO_BIN_EXE_peerix");
@@ -76,15 +57,15 @@ fn wan_nodes_substitute_through_the_tracker_alone() {
     let upstream = NixKey::generate("upstream-test-1");
     let db = TempDir::new().unwrap();
     let tracker = tracker(&db);
-    let a_store = signed_store(&upstream, &[&f.top, &f.big]);
+    let a_store = ChrootStore::signed(&upstream, &[&f.top, &f.big]);
     let a = node(&a_store, "wan", &tracker.url, &upstream.public, &[]);
     let b_store = ChrootStore::empty();
     let b = node(&b_store, "wan", &tracker.url, &upstream.public, &[]);
 
-    wait_for_narinfo(&b, &f.top, Duration::from_secs(30));
+    b.wait_for_narinfo(&f.top, DISCOVERY_WAIT);
     let dest = ChrootStore::empty();
     nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.top, &f.big]);
-    assert_same_bytes(&a_store, &dest, &[&f.top, &f.app, &f.lib, &f.big]);
+    a_store.assert_same_nars(&dest, &[&f.top, &f.app, &f.lib, &f.big]);
     assert!(tracker_reachable(&b));
 
     // The tracker knows A's paths and the CIDs A publishes them under, signed by A.
@@ -124,11 +105,11 @@ fn a_tracker_that_goes_away_costs_nothing_known_and_is_rejoined() {
     let upstream = NixKey::generate("upstream-test-1");
     let db = TempDir::new().unwrap();
     let tracker = tracker(&db);
-    let a_store = signed_store(&upstream, &[&f.lib]);
+    let a_store = ChrootStore::signed(&upstream, &[&f.lib]);
     let a = node(&a_store, "wan", &tracker.url, &upstream.public, &[]);
     let b_store = ChrootStore::empty();
     let b = node(&b_store, "wan", &tracker.url, &upstream.public, &[]);
-    wait_for_narinfo(&b, &f.lib, Duration::from_secs(30));
+    b.wait_for_narinfo(&f.lib, DISCOVERY_WAIT);
 
     let port = tracker.port();
     tracker.kill_9();
@@ -138,7 +119,7 @@ fn a_tracker_that_goes_away_costs_nothing_known_and_is_rejoined() {
     // What B knew is still served, and a miss is still a miss at once.
     let dest = ChrootStore::empty();
     nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.lib]);
-    assert_same_bytes(&a_store, &dest, &[&f.lib]);
+    a_store.assert_same_nars(&dest, &[&f.lib]);
     let started = Instant::now();
     assert_eq!(b.get("/0000000000000000000000000000000a.narinfo").0, 404);
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -165,9 +146,9 @@ fn hybrid_nodes_use_holders_from_the_tracker_and_from_libp2p() {
     let db = TempDir::new().unwrap();
     let tracker = tracker(&db);
     // T is known only to the tracker; L only to B's libp2p bootstrap list.
-    let t_store = signed_store(&upstream, &[&f.lib]);
+    let t_store = ChrootStore::signed(&upstream, &[&f.lib]);
     let t = node(&t_store, "wan", &tracker.url, &upstream.public, &[]);
-    let l_store = signed_store(&upstream, &[&f.big]);
+    let l_store = ChrootStore::signed(&upstream, &[&f.big]);
     let l = Peerix::serve(
         l_store.root(),
         &[
@@ -188,12 +169,12 @@ fn hybrid_nodes_use_holders_from_the_tracker_and_from_libp2p() {
         &upstream.public,
         &["--bootstrap-peers", &l_addr],
     );
-    wait_for_narinfo(&b, &f.lib, Duration::from_secs(30));
-    wait_for_narinfo(&b, &f.big, Duration::from_secs(30));
+    b.wait_for_narinfo(&f.lib, DISCOVERY_WAIT);
+    b.wait_for_narinfo(&f.big, DISCOVERY_WAIT);
     let dest = ChrootStore::empty();
     nix_copy_ok(&b.url(), &dest, &upstream.public, &[&f.lib, &f.big]);
-    assert_same_bytes(&t_store, &dest, &[&f.lib]);
-    assert_same_bytes(&l_store, &dest, &[&f.big]);
+    t_store.assert_same_nars(&dest, &[&f.lib]);
+    l_store.assert_same_nars(&dest, &[&f.big]);
     // The tracker never heard of L.
     let l_id = l_addr.rsplit("/p2p/").next().unwrap();
     let peers = get_json(&tracker, "/peers").to_string();

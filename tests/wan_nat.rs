@@ -21,7 +21,6 @@ use nat_lab::peerix::{
     FRONT_PORT, PEERIX,
 };
 use nat_lab::{Host, NatKind, NatLab, PUBLIC2_ADDR, RELAY_ADDR, SERVER_ADDR};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 const TRACKER_PORT: u16 = 12305;
@@ -70,8 +69,7 @@ fn homes_in_wan_mode_meet_through_the_tracker_and_substitute_directly() {
     };
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = ChrootStore::with_paths(&f.all());
-    a_store.sign(&upstream.secret, &f.all());
+    let a_store = ChrootStore::signed(&upstream, &f.all());
     let empty = ChrootStore::empty();
     let _tracker = tracker(&lab);
     let tracker_url = format!("http://{SERVER_ADDR}:{TRACKER_PORT}");
@@ -125,13 +123,7 @@ fn homes_in_wan_mode_meet_through_the_tracker_and_substitute_directly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for path in [&f.top, &f.app, &f.lib, &f.big] {
-        assert_eq!(
-            Sha256::digest(a_store.dump(path)),
-            Sha256::digest(dest.dump(path)),
-            "{path} differs"
-        );
-    }
+    a_store.assert_same_nars(&dest, &[&f.top, &f.app, &f.lib, &f.big]);
     // Relays carry no NARs by default: the bytes came over a direct connection.
     let status = node_status(&lab, &b);
     let to_a = connection_to(&status, &a_id).expect("B is connected to A");

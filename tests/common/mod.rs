@@ -15,6 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 pub const NIX_CONFIG: &str = "experimental-features = nix-command\nsubstituters =\nsandbox = false";
@@ -134,6 +135,24 @@ impl ChrootStore {
         let store = Self::empty();
         store.copy_in(paths);
         store
+    }
+
+    /// A store holding `paths`, signed by `key` as a binary cache would have them.
+    pub fn signed(key: &NixKey, paths: &[&str]) -> Self {
+        let store = Self::with_paths(paths);
+        store.sign(&key.secret, paths);
+        store
+    }
+
+    /// Every one of `paths` has the same NAR here as in `other`.
+    pub fn assert_same_nars(&self, other: &ChrootStore, paths: &[&str]) {
+        for path in paths {
+            let (left, right) = (
+                Sha256::digest(self.dump(path)),
+                Sha256::digest(other.dump(path)),
+            );
+            assert_eq!(left, right, "{path} differs");
+        }
     }
 
     pub fn url(&self) -> String {
@@ -362,6 +381,15 @@ impl Peerix {
     /// One GET over a fresh connection with a minimal HTTP/1.1 client: (status, body).
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         front_latency::get(self.port, path)
+    }
+
+    /// Waits (bounded by `limit`) until this server answers 200 for `path`'s narinfo: peers'
+    /// indexes arrive shortly after they connect.
+    pub fn wait_for_narinfo(&self, path: &str, limit: Duration) {
+        let narinfo = format!("/{}.narinfo", hash_part(path));
+        eventually(limit, &format!("{path} never became available"), || {
+            self.get(&narinfo).0 == 200
+        });
     }
 
     /// `GET /status`, parsed.

@@ -188,8 +188,7 @@ pub fn world_with_rtt(
     }
     let f = Fixture::get();
     let upstream = NixKey::generate("upstream-test-1");
-    let a_store = ChrootStore::with_paths(&f.all());
-    a_store.sign(&upstream.secret, &f.all());
+    let a_store = ChrootStore::signed(&upstream, &f.all());
     let empty = ChrootStore::empty();
     // A relay's operator knows its public address; AutoNAT confirms it too, later.
     let mut relay_args = vec![

@@ -4,11 +4,12 @@
 //! same paths asks upstream once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use peerix_http::{NarInfo, StoreHash};
-use tokio::sync::Semaphore;
+
+use crate::blocking_pool::{BlockingPool, PoolError};
 
 /// The whole exchange with upstream, waiting for a free thread included.
 const DEADLINE: Duration = Duration::from_millis(500);
@@ -34,7 +35,7 @@ pub struct Upstream {
     url: String,
     agent: ureq::Agent,
     answers: Mutex<HashMap<StoreHash, (Instant, Option<NarInfo>)>>,
-    threads: Arc<Semaphore>,
+    pool: BlockingPool,
 }
 
 impl Upstream {
@@ -47,7 +48,7 @@ impl Upstream {
             url: url.trim_end_matches('/').to_owned(),
             agent,
             answers: Mutex::new(HashMap::new()),
-            threads: Arc::new(Semaphore::new(AT_ONCE)),
+            pool: BlockingPool::new(AT_ONCE, DEADLINE),
         }
     }
 
@@ -56,23 +57,16 @@ impl Upstream {
         if let Some(known) = self.remembered(hash) {
             return Ok(known);
         }
-        let (threads, agent) = (self.threads.clone(), self.agent.clone());
+        let agent = self.agent.clone();
         let url = format!("{}/{hash}.narinfo", self.url);
-        let asked = async move {
-            let permit = threads
-                .acquire_owned()
-                .await
-                .map_err(|e| UpstreamError::Failed(e.to_string()))?;
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                fetch(&agent, &url)
-            })
+        let answer = self
+            .pool
+            .run(move || fetch(&agent, &url))
             .await
-            .map_err(|e| UpstreamError::Failed(e.to_string()))?
-        };
-        let answer = tokio::time::timeout(DEADLINE, asked)
-            .await
-            .map_err(|_| UpstreamError::TooSlow)??;
+            .map_err(|e| match e {
+                PoolError::TooSlow(_) => UpstreamError::TooSlow,
+                PoolError::Failed(e) => UpstreamError::Failed(e),
+            })??;
         // Upstream may only speak for the path asked about.
         let answer = answer.filter(|n| n.store_path.hash() == hash);
         if let Ok(mut answers) = self.answers.lock() {

@@ -1,6 +1,5 @@
-//! HTTP to the tracker: signed writes and bounded reads, each on a blocking thread of a small
-//! pool and under one deadline, so that a tracker that accepts and never answers costs a
-//! request its deadline and nothing more.
+//! HTTP to the tracker: signed writes and bounded reads, on a [`BlockingPool`] of their own,
+//! so that a tracker that accepts and never answers costs a request its deadline and no more.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,8 +8,8 @@ use peerix_http::StoreHash;
 use peerix_node::NodeHandle;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
-use tokio::sync::Semaphore;
 
+use crate::blocking_pool::{BlockingPool, PoolError};
 use crate::wire::tracker::{
     parse_answer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, ReadError, SignedWrite,
     WritePayload, MAX_READ_BODY, NONCE_LEN,
@@ -43,8 +42,7 @@ pub struct TrackerClient {
     url: Arc<str>,
     agent: ureq::Agent,
     node: NodeHandle,
-    threads: Arc<Semaphore>,
-    deadline: Duration,
+    pool: BlockingPool,
 }
 
 impl TrackerClient {
@@ -59,8 +57,7 @@ impl TrackerClient {
             url: url.trim_end_matches('/').into(),
             agent,
             node,
-            threads: Arc::new(Semaphore::new(AT_ONCE)),
-            deadline,
+            pool: BlockingPool::new(AT_ONCE, deadline),
         }
     }
 
@@ -118,23 +115,15 @@ impl TrackerClient {
         path: String,
         body: Option<Vec<u8>>,
     ) -> Result<T, TrackerError> {
-        let (threads, agent) = (self.threads.clone(), self.agent.clone());
+        let agent = self.agent.clone();
         let url = format!("{}{path}", self.url);
-        let asked = async move {
-            let permit = threads
-                .acquire_owned()
-                .await
-                .map_err(|e| TrackerError::Unreachable(e.to_string()))?;
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                exchange(&agent, &url, body)
-            })
+        self.pool
+            .run(move || exchange(&agent, &url, body))
             .await
-            .map_err(|e| TrackerError::Unreachable(e.to_string()))?
-        };
-        tokio::time::timeout(self.deadline, asked)
-            .await
-            .map_err(|_| TrackerError::TooSlow(self.deadline))?
+            .map_err(|e| match e {
+                PoolError::TooSlow(deadline) => TrackerError::TooSlow(deadline),
+                PoolError::Failed(e) => TrackerError::Unreachable(e),
+            })?
     }
 }
 

@@ -145,7 +145,8 @@ fn host_name(host: &str) -> Option<&str> {
     valid.then_some(name)
 }
 
-fn is_loopback_name(name: &str) -> bool {
+/// Whether a host name (`[::1]`, `127.0.0.1`, `localhost`, `x.localhost`) names this machine.
+pub fn is_loopback_name(name: &str) -> bool {
     if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
         return v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
     }

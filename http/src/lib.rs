@@ -19,7 +19,7 @@ mod server;
 pub mod store_path;
 
 pub use cache::{BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarSource};
-pub use guard::{BrowserGuard, Guarded, Refusal};
+pub use guard::{is_loopback_name, BrowserGuard, Guarded, Refusal};
 pub use ipfs_api::{ipfs_api_router, ApiError, IpfsApi, NodeIdentity};
 pub use metrics::Metrics;
 pub use nar_hash::NarHash;

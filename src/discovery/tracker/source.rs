@@ -102,7 +102,8 @@ impl TrackerSource {
             .providers
             .iter()
             .map(|p| (p.libp2p_peer_id.as_str(), p.multiaddrs.as_slice()));
-        let reached = self.connect(providers, PROVIDERS).await;
+        let connected = self.connected_peers().await;
+        let reached = self.connect(providers, PROVIDERS, &connected).await;
         self.holders.learn(hash, reached.clone());
         reached
     }
@@ -111,8 +112,8 @@ impl TrackerSource {
     /// protocol tells what they hold before Nix asks: their paths are then hits from memory.
     /// Once the node has [`MET_PEERS`] peers, it looks for no more.
     pub(super) async fn meet_peers(&self) -> Result<(), TrackerError> {
-        let connected = self.node.status().await.map_or(0, |s| s.peers.len());
-        if connected >= MET_PEERS {
+        let connected = self.connected_peers().await;
+        if connected.len() >= MET_PEERS {
             return Ok(());
         }
         let answer = self.client.sample_peers(MET_PEERS + 1).await?;
@@ -120,16 +121,25 @@ impl TrackerSource {
             .peers
             .iter()
             .map(|p| (p.libp2p_peer_id.as_str(), p.multiaddrs.as_slice()));
-        self.connect(peers, MET_PEERS).await;
+        self.connect(peers, MET_PEERS, &connected).await;
         Ok(())
     }
 
-    /// Connects to at most `max` of `providers` (this node left out), at once; returns those
-    /// connected now, whether they were already or not.
+    async fn connected_peers(&self) -> HashSet<PeerId> {
+        self.node
+            .status()
+            .await
+            .map(|status| status.peers.iter().map(|p| p.peer_id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Connects to at most `max` of `providers` (this node left out), at once, unless they are
+    /// among the `connected`; returns those connected now.
     async fn connect<'a>(
         &self,
         providers: impl Iterator<Item = (&'a str, &'a [String])>,
         max: usize,
+        connected: &HashSet<PeerId>,
     ) -> Vec<PeerId> {
         let me = self.node.peer_id();
         let providers: Vec<(PeerId, Vec<Multiaddr>)> = providers
@@ -137,10 +147,6 @@ impl TrackerSource {
             .filter(|(peer, _)| *peer != me)
             .take(max)
             .collect();
-        let connected: HashSet<PeerId> = match self.node.status().await {
-            Ok(status) => status.peers.iter().map(|p| p.peer_id).collect(),
-            Err(_) => return Vec::new(),
-        };
         let reached = join_all(providers.into_iter().map(|(peer, addrs)| {
             let connected = connected.contains(&peer);
             async move {

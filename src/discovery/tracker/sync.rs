@@ -1,6 +1,7 @@
 //! Keeping the tracker and this node in step: heartbeats with the node's addresses, the shared
 //! store paths (a full set once, then what changed) and the CIDs their NARs are published
-//! under, and the network's membership set in the other direction. A failure is retried with backoff; nothing here ever holds a request of Nix.
+//! under, and the network's membership set in the other direction. A failure is retried with
+//! backoff; nothing here ever holds a request of Nix.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -283,14 +284,14 @@ async fn send_cids(
     registered: &mut HashMap<StoreHash, Cid>,
 ) -> Result<(), TrackerError> {
     let reading = index.clone();
-    let published = match tokio::task::spawn_blocking(move || reading.cids()).await {
-        Ok(Ok(published)) => published,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot read the CIDs to register");
-            return Ok(());
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the CIDs to register");
+    let read = tokio::task::spawn_blocking(move || reading.cids()).await;
+    let published = match read
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(published) => published,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the CIDs to register");
             return Ok(());
         }
     };

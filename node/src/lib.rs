@@ -22,6 +22,7 @@ mod nat;
 mod network;
 mod protobuf;
 mod reservations;
+mod start;
 mod status;
 mod storage;
 mod tcp_dials;
@@ -32,14 +33,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use cid::Cid;
 
-use futures_util::StreamExt;
-use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{kad, tcp};
+use libp2p::kad;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use app_streams::InboundStream;
@@ -53,28 +50,16 @@ pub use identity::{adopt_foreign_identity, Adoption};
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 pub use network::network_protocol;
+pub use start::{start, start_with};
 pub use status::{NodeStatus, PeerEvent, PeerInfo};
 pub use storage::Persist;
 
-use app_streams::{AppStreams, InboundReceiver, StreamOpener};
-use behaviour::{private_kad_protocol, Behaviour};
+use app_streams::{InboundReceiver, StreamOpener};
 use bitswap::Bitswap;
-use event_loop::{Command, EventLoop, Settings};
+use event_loop::Command;
 use network::NetworkTag;
 use storage::{Storage, Withdrawal};
-use traffic::Traffic;
 use unixfs::CidVersion;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How long [`start`] waits for its listeners to report their addresses.
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections with no protocol activity are closed after this long.
-const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
-/// Peer events kept for a slow subscriber before it misses some.
-const PEER_EVENTS: usize = 256;
-/// Peers from the peer book dialled at start, most recently seen first.
-const REDIALLED_PEERS: usize = 16;
 
 /// Inbound streams of one application protocol, none lost below the caps of
 /// [`NodeConfig::inbound_streams`].
@@ -354,158 +339,4 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| NodeError::Io(io::Error::other(e)))?
         .map_err(NodeError::Io)
-}
-
-/// Starts a node whose added content lives in files; returns once every listen address is bound.
-pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
-    start_with(config, Arc::new(Files)).await
-}
-
-/// Starts a node that reads the leaves of added content back through `content`.
-pub async fn start_with(
-    config: NodeConfig,
-    content: Arc<dyn ContentSource>,
-) -> Result<NodeHandle, NodeError> {
-    std::fs::create_dir_all(&config.state_dir)?;
-    let db_path = config.state_dir.join("node.redb");
-    let storage = Arc::new(blocking(move || Ok(Storage::open(&db_path)?)).await?);
-    let keypair = identity::load_or_create(&config.identity_file)?;
-    let relays = relay_peers(&config.relay_servers)?;
-    let bitswap_protocol = StreamProtocol::new(bitswap::PROTOCOL);
-    let mut protocols = vec![bitswap_protocol.clone()];
-    protocols.extend(config.app_protocols.iter().cloned());
-    let (app_streams, mut receivers, streams) = AppStreams::new(
-        protocols,
-        config.allow_relayed_transfers,
-        config.inbound_streams,
-    );
-    let bitswap_streams = receivers
-        .remove(&bitswap_protocol)
-        .ok_or_else(|| NodeError::Transport("no Bitswap receiver".to_owned()))?;
-    let mut app_streams = Some(app_streams);
-    let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
-    let traffic = Traffic::new(config.bandwidth_limit);
-    let mut relay_client = None;
-    let identity = Arc::new(keypair.clone());
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_other_transport(|key| {
-            // Dials reuse the listening port (`PortUse::Reuse`, libp2p's default), so peers
-            // observe the port a hole-punching peer must dial (DCUtR relies on it).
-            let tcp_config = tcp::Config::default().nodelay(true);
-            let (transport, relay) = traffic::build_transport(key, tcp_config, &traffic)?;
-            relay_client = Some(relay);
-            Ok::<_, BoxError>(transport)
-        })
-        .map_err(|e| transport_error(&e))?
-        .with_behaviour(|key| {
-            let app_streams = app_streams.take().ok_or("behaviour built twice")?;
-            let relay_client = relay_client.take().ok_or("behaviour built twice")?;
-            Behaviour::new(key, relay_client, &config, app_streams).map_err(BoxError::from)
-        })
-        .map_err(|e| transport_error(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
-        .build();
-
-    for addr in &config.listen_addrs {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|e| NodeError::Listen {
-                addr: addr.clone(),
-                reason: e.to_string(),
-            })?;
-    }
-    wait_for_listeners(&mut swarm, config.listen_addrs.len()).await?;
-    for addr in &config.announce_addrs {
-        swarm.add_external_address(addr.clone());
-    }
-    for addr in config.bootstrap_peers.iter().chain(&config.relay_servers) {
-        if let Err(e) = swarm.dial(addr.clone()) {
-            tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
-        }
-    }
-    if config.redial_known_peers {
-        for peer in storage.known_peers(REDIALLED_PEERS)? {
-            let opts = DialOpts::peer_id(peer.peer_id)
-                .addresses(peer.addrs)
-                .build();
-            if let Err(e) = swarm.dial(opts) {
-                tracing::debug!(peer = %peer.peer_id, error = %e, "cannot dial known peer");
-            }
-        }
-    }
-
-    let peer_id = *swarm.local_peer_id();
-    let blocks = Arc::new(LocalBlocks::new(storage.clone(), content));
-    let bitswap = Bitswap::start(
-        streams.clone(),
-        blocks.clone(),
-        bitswap_streams,
-        config.bitswap_deadlines,
-    );
-    let (commands, receiver) = mpsc::channel(64);
-    let (peer_events, _) = broadcast::channel(PEER_EVENTS);
-    let settings = Settings {
-        private_kad: private_kad_protocol(&config.network_id),
-        announce_rate: config.announce_rate,
-        relays,
-        announce_provided_at_start: config.announce_provided_at_start,
-    };
-    let event_loop = EventLoop::new(
-        swarm,
-        receiver,
-        storage.clone(),
-        traffic,
-        peer_events.clone(),
-        settings,
-    );
-    tokio::spawn(event_loop.run());
-    Ok(NodeHandle {
-        peer_id,
-        identity,
-        streams,
-        incoming: Arc::new(std::sync::Mutex::new(receivers)),
-        peer_events,
-        commands,
-        blocks,
-        bitswap,
-        storage,
-        network: Arc::new(NetworkTag::of(&config.network_id)),
-    })
-}
-
-/// Each relay's peer id with its address, which must end in `/p2p/<peer id>`.
-fn relay_peers(relays: &[Multiaddr]) -> Result<Vec<(PeerId, Multiaddr)>, NodeError> {
-    relays
-        .iter()
-        .map(|addr| match addr.iter().last() {
-            Some(Protocol::P2p(peer)) => Ok((peer, addr.clone())),
-            _ => Err(NodeError::InvalidRelay(addr.clone())),
-        })
-        .collect()
-}
-
-/// Drives the swarm until `count` listeners have an address (or one failed).
-async fn wait_for_listeners(
-    swarm: &mut libp2p::Swarm<Behaviour>,
-    count: usize,
-) -> Result<(), NodeError> {
-    let mut ready = std::collections::HashSet::new();
-    let deadline = tokio::time::sleep(LISTEN_TIMEOUT);
-    tokio::pin!(deadline);
-    while ready.len() < count {
-        tokio::select! {
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::NewListenAddr { listener_id, .. } => {
-                    ready.insert(listener_id);
-                }
-                SwarmEvent::ListenerError { error, .. } | SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
-                    return Err(NodeError::Transport(error.to_string()));
-                }
-                _ => {}
-            },
-            () = &mut deadline => return Err(NodeError::Transport("listeners did not start".to_owned())),
-        }
-    }
-    Ok(())
 }

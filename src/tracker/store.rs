@@ -7,17 +7,16 @@
 //! trusts the peer id it is given, and lets each peer change its own rows only.
 //!
 //! Holdings are stored as one row per peer; the [`Directory`], in memory, answers every read
-//! but the CID routes. Writers take turns so it changes in the order the transactions
-//! committed.
+//! but the CID routes (their mappings: `cid_mappings.rs`; reputation: `reputation.rs`). Writers
+//! take turns so it changes in the order the transactions committed.
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use cid::Cid;
 use peerix_http::StoreHash;
 use peerix_node::{Multiaddr, PeerId};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
 use thiserror::Error;
 
 use super::directory::Directory;
@@ -26,8 +25,8 @@ use super::membership::MembershipLog;
 pub use super::reputation::Reputation;
 use super::reputation::REPUTATION;
 use super::tables::{
-    cid_key, decode_hash, decode_hashes, encode_addrs, encode_hashes, load_directory,
-    sorted_difference, CIDS, HOLDINGS, NONCES, PEERS,
+    cid_key, decode_hashes, encode_addrs, encode_hashes, load_directory, sorted_difference, CIDS,
+    HOLDINGS, NONCES, PEERS,
 };
 use crate::wire::tracker::{MembershipAnswer, NONCE_LEN};
 
@@ -141,7 +140,7 @@ impl TrackerStore {
         self.directory().live.contains_key(&peer)
     }
 
-    fn require_live(&self, peer: PeerId) -> Result<LivePeer, StoreError> {
+    pub(super) fn require_live(&self, peer: PeerId) -> Result<LivePeer, StoreError> {
         self.directory()
             .live
             .get(&peer)
@@ -265,46 +264,6 @@ impl TrackerStore {
         Ok(())
     }
 
-    /// Records the CID `peer` publishes the NAR of `hash` under: only a path it shares, and only
-    /// its own mapping.
-    pub fn set_cid(&self, peer: PeerId, hash: StoreHash, cid: Cid) -> Result<(), StoreError> {
-        self.set_cids(peer, &[(hash, cid)])
-    }
-
-    /// Records several CIDs of `peer` in one transaction; if any names a path it does not
-    /// share, none is recorded.
-    pub fn set_cids(&self, peer: PeerId, mappings: &[(StoreHash, Cid)]) -> Result<(), StoreError> {
-        let _writer = self.writer();
-        let live = self.require_live(peer)?;
-        {
-            let directory = self.directory();
-            if let Some((hash, _)) = mappings
-                .iter()
-                .find(|(h, _)| !directory.index.holds(peer, h))
-            {
-                return Err(StoreError::NotHolder { peer, hash: *hash });
-            }
-        }
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let mut new = 0;
-        {
-            let mut cids = txn.open_table(CIDS).map_err(db_error)?;
-            for (hash, cid) in mappings {
-                let previous = cids
-                    .insert(cid_key(hash, peer).as_slice(), cid.to_bytes().as_slice())
-                    .map_err(db_error)?;
-                new += u64::from(previous.is_none());
-            }
-        }
-        txn.commit().map_err(db_error)?;
-        let mut directory = self.directory_mut();
-        for (hash, cid) in mappings {
-            directory.add_cid(peer, *hash, *cid);
-        }
-        directory.set_counts(peer, live.packages, live.cid_mappings + new);
-        Ok(())
-    }
-
     /// Who shares `hash`, best first, at most `max`. Touches no database.
     pub fn find(&self, hash: &StoreHash, max: usize) -> Vec<Holder> {
         self.directory().find(hash, max)
@@ -364,57 +323,6 @@ impl TrackerStore {
                 removed: Vec::new(),
             },
         }
-    }
-
-    /// The first CID mapping of `hash`, any peer's.
-    pub fn cid(&self, hash: &StoreHash) -> Result<Option<Cid>, StoreError> {
-        Ok(self
-            .cids_from(hash.as_str().as_bytes(), 1, true)?
-            .pop()
-            .map(|(_, c)| c))
-    }
-
-    /// One CID per store hash, in hash order, from the first hash after `after`.
-    pub fn cids_after(
-        &self,
-        after: Option<&StoreHash>,
-        limit: usize,
-    ) -> Result<Vec<(StoreHash, Cid)>, StoreError> {
-        // The byte after a hash's last character sorts after every key of that hash.
-        let start = after.map_or(Vec::new(), |h| {
-            let mut key = h.as_str().as_bytes().to_vec();
-            key.push(0xff);
-            key
-        });
-        self.cids_from(&start, limit, false)
-    }
-
-    fn cids_from(
-        &self,
-        start: &[u8],
-        limit: usize,
-        only_start: bool,
-    ) -> Result<Vec<(StoreHash, Cid)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let cids = txn.open_table(CIDS).map_err(db_error)?;
-        let mut out: Vec<(StoreHash, Cid)> = Vec::new();
-        for entry in cids.range(start..).map_err(db_error)? {
-            let (key, value) = entry.map_err(db_error)?;
-            let key = key.value();
-            if only_start && !key.starts_with(start) {
-                break;
-            }
-            let hash = decode_hash(key.get(..32).ok_or(StoreError::Corrupt("cids"))?)?;
-            if out.last().is_some_and(|(h, _)| *h == hash) {
-                continue;
-            }
-            if out.len() == limit {
-                break;
-            }
-            let cid = Cid::try_from(value.value()).map_err(|_| StoreError::Corrupt("cids"))?;
-            out.push((hash, cid));
-        }
-        Ok(out)
     }
 
     /// Removes the peers silent for `ttl` seconds or more, with everything they shared, and the

@@ -1,5 +1,7 @@
 use std::collections::BTreeSet;
 
+use cid::Cid;
+
 use super::*;
 
 const NOW: u64 = 1_800_000_000;

@@ -57,6 +57,7 @@ mod servers;
 #[path = "../../tests/common/tracker_process.rs"]
 mod tracker_process;
 
+mod holder;
 mod multi_source;
 mod multi_source_report;
 mod peer_addr;
@@ -68,9 +69,6 @@ mod wan_mode;
 use std::collections::HashSet;
 use std::error::Error;
 use std::ffi::OsStr;
-use std::fs;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +76,7 @@ use tokio::runtime::Runtime;
 
 use bench_env::{load_average, write_report};
 use fixture::{miss_hashes, Fixture};
+use holder::{spawn_signing_holder, Keys};
 use http_client::HttpConnection;
 use load::{each_once, nar_target, nar_throughput, narinfo_load, NarinfoMeasurement, Targets};
 use multi_source::{MultiSource, MultiSourceResults};
@@ -187,54 +186,6 @@ impl FrontResults {
             self.cold_hits = Some(measurement);
         }
     }
-}
-
-/// A's signing key, made by `peerix keygen` as a user would.
-struct Keys {
-    _dir: tempfile::TempDir,
-    secret: PathBuf,
-    public: String,
-}
-
-impl Keys {
-    fn generate() -> BenchResult<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("peerix-bench-p2p-keys-")
-            .tempdir()?;
-        let (secret, public) = (dir.path().join("a.sk"), dir.path().join("a.pk"));
-        let output = Command::new(crate::bench_env::peerix_bin())
-            .args(["keygen", KEY_NAME])
-            .args([&secret, &public])
-            .output()?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(format!("peerix keygen failed ({}): {stderr}", output.status).into());
-        }
-        let public = fs::read_to_string(&public)?.trim().to_owned();
-        Ok(Self {
-            _dir: dir,
-            secret,
-            public,
-        })
-    }
-}
-
-/// A node serving the fixture store and signing with A's key, listening on loopback TCP.
-fn spawn_signing_holder(
-    name: &'static str,
-    fixture: &Fixture,
-    keys: &Keys,
-) -> BenchResult<ServerProcess> {
-    spawn_peerix(
-        name,
-        &fixture.store_root,
-        &[
-            OsStr::new("--listen-addrs"),
-            OsStr::new(LOOPBACK_TCP),
-            OsStr::new("--private-key"),
-            keys.secret.as_os_str(),
-        ],
-    )
 }
 
 /// A on the fixture and B on an empty store, connected over loopback; both killed on drop.

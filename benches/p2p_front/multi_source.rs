@@ -29,11 +29,12 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
 use crate::fixture::Fixture;
+use crate::holder::Keys;
 use crate::http_client::HttpConnection;
 use crate::peer_addr::loopback_p2p_addr;
 use crate::scan_wait::wait_until_scanned;
 use crate::servers::{spawn_peerix, ServerProcess};
-use crate::{BenchResult, Keys, ADDR_TIMEOUT, LOOPBACK_TCP};
+use crate::{BenchResult, ADDR_TIMEOUT, LOOPBACK_TCP};
 
 /// Every holder's `--bandwidth-limit`: 50e6 bytes/s in each direction.
 pub(crate) const BANDWIDTH_LIMIT: &str = "50M";

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 use crate::fixture::Fixture;
+use crate::holder::{spawn_signing_holder, Keys};
 use crate::load::{each_once, NarinfoMeasurement, Targets};
 use crate::peer_addr::loopback_p2p_addr;
 use crate::scan_wait::{get_status, wait_until_scanned};
 use crate::servers::{spawn_peerix, ServerProcess};
-use crate::{
-    spawn_signing_holder, BenchResult, Keys, ADDR_TIMEOUT, COLD_CONNECTIONS, LOOPBACK_TCP,
-};
+use crate::{BenchResult, ADDR_TIMEOUT, COLD_CONNECTIONS, LOOPBACK_TCP};
 
 /// Paths asked for in one pass: enough for a p99, few enough that a serial lookup behind silent
 /// holders (seconds per request) still ends in a reasonable time.

@@ -12,14 +12,13 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 use crate::fixture::Fixture;
+use crate::holder::{spawn_signing_holder, spawn_signing_holder_with, Keys};
 use crate::load::{each_once, narinfo_load, NarinfoMeasurement, Targets};
 use crate::peer_addr::loopback_p2p_addr;
 use crate::scan_wait::{get_status, wait_until_scanned};
 use crate::servers::{spawn_peerix, ServerProcess};
 use crate::tracker_process::TrackerProcess;
-use crate::{
-    spawn_signing_holder, BenchResult, Keys, ADDR_TIMEOUT, COLD_CONNECTIONS, LOOPBACK_TCP,
-};
+use crate::{BenchResult, ADDR_TIMEOUT, COLD_CONNECTIONS, LOOPBACK_TCP};
 
 /// How long B may take to learn A's paths.
 const HOLDER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -120,7 +119,11 @@ fn measure(
             .collect()
     };
     let mut a = match &tracker {
-        Some((tracker, _)) => spawn_holder_with(fixture, keys, &wan_args(&tracker.url))?,
+        Some((tracker, _)) => {
+            let mode = wan_args(&tracker.url);
+            let mode: Vec<&OsStr> = mode.iter().map(|a| a.as_os_str()).collect();
+            spawn_signing_holder_with("peerix A", fixture, keys, &mode)?
+        }
         None => spawn_signing_holder("peerix A", fixture, keys)?,
     };
     a.wait_until_serving(runtime, &fixture.big_hash)?;
@@ -158,22 +161,6 @@ fn measure(
         cold: NarinfoMeasurement::from_stats(&cold, 200),
         misses: NarinfoMeasurement::from_stats(&missed, 404),
     })
-}
-
-/// A, signing, with the flags of a mode.
-fn spawn_holder_with(
-    fixture: &Fixture,
-    keys: &Keys,
-    mode: &[std::ffi::OsString],
-) -> BenchResult<ServerProcess> {
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("--listen-addrs"),
-        OsStr::new(LOOPBACK_TCP),
-        OsStr::new("--private-key"),
-        keys.secret.as_os_str(),
-    ];
-    args.extend(mode.iter().map(|a| a.as_os_str()));
-    spawn_peerix("peerix A", &fixture.store_root, &args)
 }
 
 /// Polls B's `/status` until a peer announced paths to it.

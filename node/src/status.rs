@@ -45,6 +45,20 @@ pub struct NodeStatus {
     pub provided_keys: u64,
 }
 
+impl NodeStatus {
+    /// Where others may reach this node, each once: confirmed external addresses first, then
+    /// the listen addresses.
+    pub fn advertised_addrs(&self) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> = Vec::new();
+        for addr in self.external_addrs.iter().chain(&self.listen_addrs) {
+            if !addrs.contains(addr) {
+                addrs.push(addr.clone());
+            }
+        }
+        addrs
+    }
+}
+
 /// What happens to connected peers, for protocols the application runs itself.
 #[derive(Clone, Debug)]
 pub enum PeerEvent {

@@ -39,9 +39,8 @@ async fn bootstrap(State(answer): State<Arc<Answer>>) -> Json<BootstrapInfo> {
     let peer_id = answer.node.peer_id();
     let multiaddrs = status
         .map(|s| {
-            s.external_addrs
-                .into_iter()
-                .chain(s.listen_addrs)
+            s.advertised_addrs()
+                .iter()
                 .map(|a| format!("{a}/p2p/{peer_id}"))
                 .collect()
         })

@@ -226,12 +226,8 @@ async fn own_addrs(source: &TrackerSource) -> Vec<Multiaddr> {
     let Ok(status) = source.node().status().await else {
         return Vec::new();
     };
-    let mut addrs: Vec<Multiaddr> = Vec::new();
-    for addr in status.external_addrs.into_iter().chain(status.listen_addrs) {
-        if !addrs.contains(&addr) && addrs.len() < MAX_ADDRS {
-            addrs.push(addr);
-        }
-    }
+    let mut addrs = status.advertised_addrs();
+    addrs.truncate(MAX_ADDRS);
     addrs
 }
 

@@ -9,6 +9,7 @@ use peerix_node::Multiaddr;
 
 mod config_error;
 mod http;
+mod lan;
 mod reachability;
 mod serve_config;
 mod tracker;
@@ -16,6 +17,7 @@ mod tracker;
 pub use config_error::ConfigError;
 
 pub use http::HttpArgs;
+pub use lan::{LanArgs, LanSettings};
 pub use reachability::ReachabilityArgs;
 pub use tracker::TrackerArgs;
 
@@ -166,14 +168,19 @@ pub struct ServeArgs {
     pub scan_interval: u64,
 
     /// How peers are found: `ipfs` (Peerix's own DHT, mDNS and the public IPFS DHT), `libp2p`
-    /// (no public DHT), `wan` (the tracker only), `hybrid` (libp2p and the tracker).
+    /// (no public DHT), `lan` (mDNS and the old UDP protocol, no internet), `wan` (the tracker
+    /// only), `hybrid` (libp2p and the tracker), `both` (lan and the tracker).
     #[arg(long, env = "PEERIX_MODE", value_enum, default_value = "ipfs")]
     pub mode: Mode,
 
     /// The tracker (http://HOST:12305) this node announces itself and its paths to and asks
-    /// who holds a path; needed by `wan` and `hybrid`, used in `ipfs` and `libp2p` when given.
+    /// who holds a path; needed by `wan`, `hybrid` and `both`, used in `ipfs` and `libp2p` when
+    /// given.
     #[arg(long, env = "PEERIX_TRACKER_URL", value_name = "URL")]
     pub tracker_url: Option<String>,
+
+    #[command(flatten)]
+    pub lan: LanArgs,
 
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -195,11 +202,16 @@ pub enum Mode {
     Ipfs,
     /// The same without the public IPFS DHT.
     Libp2p,
+    /// No internet: Peerix nodes found by mDNS, and the old program's UDP protocol both ways
+    /// for machines still running it.
+    Lan,
     /// Peers found through the tracker alone (no DHT rendezvous, no mDNS); NAT traversal as in
     /// the other modes.
     Wan,
     /// `libp2p` and the tracker together.
     Hybrid,
+    /// `lan` and `wan` together.
+    Both,
 }
 
 impl Mode {
@@ -209,7 +221,7 @@ impl Mode {
     }
 
     pub fn needs_tracker(self) -> bool {
-        matches!(self, Self::Wan | Self::Hybrid)
+        matches!(self, Self::Wan | Self::Hybrid | Self::Both)
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::Holders;
+use crate::lan::Lan;
 use crate::publish::{IndexDb, ScanProgress};
 
 /// Hole punching failures remembered (the latest ones).
@@ -29,6 +30,7 @@ pub struct StatusSources {
     pub node: NodeHandle,
     pub hole_punches: Arc<HolePunchLog>,
     pub tracker: Option<Arc<TrackerSource>>,
+    pub lan: Option<Arc<Lan>>,
 }
 
 /// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.
@@ -59,6 +61,7 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         },
         "node": node,
         "tracker": sources.tracker.as_ref().map(|t| t.status()),
+        "lan": sources.lan.as_ref().map(|l| l.status()),
     }))
 }
 

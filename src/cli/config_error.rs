@@ -32,6 +32,10 @@ pub enum ConfigError {
     AnnounceWithoutPort(String),
     #[error("--announce-addr {0:?} is neither a multiaddr, an IP address nor a host name")]
     AnnounceNotAnAddress(String),
+    #[error(
+        "--mode lan uses no tracker (it needs no internet): use --mode both with --tracker-url"
+    )]
+    TrackerInLan,
     #[error("--mode {0} needs --tracker-url")]
     TrackerNeeded(&'static str),
     #[error("--tracker-url {0:?} is not an http:// or https:// URL")]

@@ -99,12 +99,14 @@ impl ServeArgs {
     /// The tracker to use, if any: given explicitly, it is used with `--offline` too.
     pub fn tracker_url(&self) -> Result<Option<String>, ConfigError> {
         match &self.tracker_url {
+            Some(_) if self.mode == Mode::Lan => Err(ConfigError::TrackerInLan),
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
                 Ok(Some(url.clone()))
             }
             Some(url) => Err(ConfigError::TrackerUrl(url.clone())),
             None if self.mode.needs_tracker() => Err(ConfigError::TrackerNeeded(match self.mode {
                 Mode::Wan => "wan",
+                Mode::Both => "both",
                 _ => "hybrid",
             })),
             None => Ok(None),

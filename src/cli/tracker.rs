@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use peerix_http::ServerLimits;
 
-use crate::tracker::limits::RateLimit;
+use crate::rate_limit::RateLimit;
 use crate::tracker::server::Settings;
 use crate::tracker::trusted_proxy::Cidr;
 

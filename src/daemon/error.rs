@@ -32,6 +32,8 @@ pub enum StartError {
     NarLog(io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
+    #[error(transparent)]
+    Lan(#[from] crate::lan::LanError),
     #[error("the HTTP front stopped: {0}")]
     FrontStopped(tokio::task::JoinError),
 }

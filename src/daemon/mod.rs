@@ -5,6 +5,7 @@
 
 mod error;
 mod front;
+mod lan;
 mod legacy_state;
 mod peering;
 mod settings;
@@ -19,6 +20,7 @@ use crate::publish::StoreContent;
 use crate::status::HolePunchLog;
 pub use error::StartError;
 use front::Front;
+use lan::{serve_local_routes, start_lan, LanListener};
 use peering::Peering;
 use settings::Settings;
 
@@ -29,12 +31,14 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
     legacy_state::adopt(&settings.state_dir, identity_file)?;
     let listener;
     (listener, settings.http_addr) = Front::bind(settings.http_addr)?;
+    let lan_listener = LanListener::bind(&mut settings)?;
     let runtimes = Runtimes::start()?;
     let front_threads = runtimes.front.handle().clone();
     runtimes.peers.block_on(async move {
         // One reader of the store for the node and the scan, so they share NAR layouts.
         let content = Arc::new(StoreContent::new(settings.store.clone()));
         let node = start_node(&settings, content.clone()).await?;
+        let lan = start_lan(&mut settings, node.as_ref()).await?;
         let hole_punches = node.as_ref().map(HolePunchLog::watch).unwrap_or_default();
         let peering = match &node {
             Some(node) => Some(Peering::start(
@@ -43,9 +47,19 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
                 trust,
                 content,
                 &hole_punches,
+                lan.clone(),
             )?),
             None => None,
         };
+        if let (Some(listener), Some(lan)) = (lan_listener, lan) {
+            let store = settings.store.clone();
+            front_threads.spawn(serve_local_routes(
+                listener,
+                lan,
+                store,
+                settings.server_limits,
+            ));
+        }
         let front = Front::assemble(&settings, node, peering, hole_punches);
         front_threads
             .spawn(front.serve(listener, settings.http_addr, settings.server_limits))

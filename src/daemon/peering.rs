@@ -10,6 +10,7 @@ use super::{Settings, StartError};
 use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, TrackerSource};
 use crate::discovery::{run_index, Holders};
 use crate::fetch::{NarCache, NarLog, Remote, Trust};
+use crate::lan::Lan;
 use crate::publish::{answer_requests, IndexDb, ScanProgress, Scanner, StoreContent};
 use crate::status::{HolePunchLog, StatusSources};
 use crate::store::{watch_store, SharedPaths};
@@ -35,6 +36,7 @@ impl Peering {
         trust: Trust,
         content: Arc<StoreContent>,
         hole_punches: &Arc<HolePunchLog>,
+        lan: Option<Arc<Lan>>,
     ) -> Result<Self, StartError> {
         let store = &settings.store;
         let db = Arc::new(IndexDb::open(&settings.state_dir.join("index.redb"))?);
@@ -76,15 +78,18 @@ impl Peering {
             .transpose()
             .map_err(StartError::NarCache)?;
         let nars = NarLog::start(db.clone()).map_err(StartError::NarLog)?;
-        let remote = Arc::new(Remote::new(
-            node.clone(),
-            holders.clone(),
-            trust,
-            settings.filter.clone(),
-            nars,
-            nar_cache,
-            tracker.clone(),
-        ));
+        let remote = Arc::new(
+            Remote::new(
+                node.clone(),
+                holders.clone(),
+                trust,
+                settings.filter.clone(),
+                nars,
+                nar_cache,
+                tracker.clone(),
+            )
+            .with_lan(lan.clone()),
+        );
         let status = StatusSources {
             progress,
             db,
@@ -92,6 +97,7 @@ impl Peering {
             node: node.clone(),
             hole_punches: hole_punches.clone(),
             tracker,
+            lan,
         };
         Ok(Self { remote, status })
     }

@@ -9,7 +9,7 @@ use peerix_http::{BrowserGuard, ServerLimits};
 use peerix_node::NodeConfig;
 
 use super::StartError;
-use crate::cli::ServeArgs;
+use crate::cli::{LanSettings, ServeArgs};
 use crate::fetch::Trust;
 use crate::filter::PathFilter;
 use crate::nix::signing::SecretKey;
@@ -29,6 +29,8 @@ pub struct Settings {
     /// Whether the node finds peers itself (DHT rendezvous), not only through the tracker.
     pub rendezvous: bool,
     pub tracker_url: Option<String>,
+    /// The old LAN protocol (`--mode lan`, `both`).
+    pub lan: Option<LanSettings>,
     pub bootstrap_url: Option<String>,
     pub ipfs_api: Option<String>,
     /// Bytes of NARs fetched from peers kept on disk; 0 keeps none.
@@ -78,6 +80,7 @@ impl Settings {
             signer.map(CachingSigner::new),
             args.priority,
         ));
+        let lan = args.lan_settings();
         let settings = Self {
             http_addr,
             server_limits: args.http.server_limits(),
@@ -90,6 +93,7 @@ impl Settings {
             network_id: args.node.network_id,
             rendezvous: args.mode.finds_peers_itself(),
             tracker_url,
+            lan,
             bootstrap_url: args.node.bootstrap_url,
             ipfs_api: args.node.ipfs_api,
             cache_size: args.cache_size,

@@ -12,6 +12,7 @@ use peerix_node::{NodeHandle, PeerId};
 use super::lookup::first_answer;
 use super::nar_cache::NarCache;
 use super::nar_log::NarLog;
+use super::old_peer_nar::OldPeerNars;
 use super::peer::{self as fetch, FetchError, NarOutcome};
 use super::scores::{Answer, Scores};
 use super::stream_pool::StreamPool;
@@ -19,6 +20,7 @@ use super::trust::{Refused, Trust, Verified};
 use crate::discovery::tracker::{TrackerSource, Transfer};
 use crate::discovery::Holders;
 use crate::filter::PathFilter;
+use crate::lan::Lan;
 use crate::publish::RemoteNar;
 use crate::store::LocalStore;
 use peers_nar::PeersNar;
@@ -39,7 +41,7 @@ const STRIPED_MIN: u64 = 16 << 20;
 const STRIPED_RTT: Duration = Duration::from_millis(2);
 const STRIPES: usize = 6;
 /// Chunks buffered between a peer and the HTTP response.
-const CHUNKS_IN_FLIGHT: usize = 4;
+pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 /// NARs whose CID came from a peer remembered with that peer, and CIDs a fetch failed with,
 /// at most.
 const CID_SOURCES: usize = 1 << 14;
@@ -54,6 +56,10 @@ pub struct Remote {
     pub holders: Arc<Holders>,
     /// Asked who holds a path no known holder has (`--tracker-url`).
     tracker: Option<Arc<TrackerSource>>,
+    /// Asked last, for a path no Peerix node holds (`--mode lan`, `both`).
+    lan: Option<Arc<Lan>>,
+    /// Where the NARs of paths the LAN's old peers served are.
+    old_peer_nars: OldPeerNars,
     pub trust: Trust,
     pub filter: PathFilter,
     /// NAR hash -> its size and the path it belongs to, filled by narinfo answers and kept
@@ -89,6 +95,8 @@ impl Remote {
             node,
             holders,
             tracker,
+            lan: None,
+            old_peer_nars: OldPeerNars::default(),
             trust,
             filter,
             nars,
@@ -99,6 +107,11 @@ impl Remote {
             trusted_narinfos: Mutex::new(HashMap::new()),
             narinfo_streams: StreamPool::default(),
         }
+    }
+
+    /// Asks the LAN's old peers too, last (`--mode lan`, `both`).
+    pub fn with_lan(self, lan: Option<Arc<Lan>>) -> Self {
+        Self { lan, ..self }
     }
 
     fn penalise(&self, peer: PeerId, error: &FetchError) {
@@ -118,7 +131,7 @@ impl Remote {
             holders = self.honest(tracker.find(hash).await);
         }
         if holders.is_empty() {
-            return None;
+            return self.old_peer_narinfo(hash).await;
         }
         if let Some(narinfo) = self.recently_trusted(hash) {
             return Some(narinfo);
@@ -178,7 +191,7 @@ impl Remote {
                 return None;
             }
         };
-        let verified = match self.trust.verify(peer, narinfo).await {
+        let verified = match self.trust.verify(Some(peer), narinfo).await {
             Ok(verified) => verified,
             Err(Refused::NotNow(e)) => {
                 tracing::debug!(%peer, %hash, error = %e, "narinfo not verified now");
@@ -200,6 +213,28 @@ impl Remote {
         }
         self.scores.record(peer, Answer::Good);
         Some((verified, cid))
+    }
+
+    /// The narinfo of `hash` from a machine on the LAN running the old protocol, if one
+    /// answers, under the same trust rules as a peer's (never unchecked).
+    async fn old_peer_narinfo(&self, hash: StoreHash) -> Option<Verified> {
+        let found = self.lan.as_ref()?.narinfo(hash).await?;
+        let from = found.nar.http;
+        let verified = match self.trust.verify(None, found.narinfo).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                tracing::warn!(%from, %hash, error = %e, "untrusted narinfo from the LAN refused");
+                return None;
+            }
+        };
+        let narinfo = verified.narinfo();
+        if !self.filter.allows(narinfo.store_path.basename()) {
+            tracing::debug!(%from, path = %narinfo.store_path, "filtered name skipped");
+            return None;
+        }
+        self.old_peer_nars
+            .record(narinfo.nar_hash, found.nar, narinfo.nar_size);
+        Some(verified)
     }
 
     fn recently_trusted(&self, hash: StoreHash) -> Option<Verified> {
@@ -347,7 +382,11 @@ impl BinaryCache for P2pCache {
             return Ok(Some(Nar { size, source }));
         }
         let Some((nar, peers)) = remote.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
-            return Ok(None);
+            let old_peer_nar = remote.old_peer_nars.get(&nar_hash);
+            return Ok(old_peer_nar.map(|nar| Nar {
+                size: nar.size,
+                source: Box::new(nar),
+            }));
         };
         Ok(Some(Nar {
             size: nar.size,

@@ -7,6 +7,7 @@ mod cache;
 mod lookup;
 mod nar_cache;
 mod nar_log;
+mod old_peer_nar;
 mod peer;
 mod scores;
 mod stream_pool;

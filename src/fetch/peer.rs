@@ -119,23 +119,11 @@ pub async fn nar_by_cid(
             Ok(chunk) => chunk,
             Err(e) => return NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())),
         };
-        if progress.offset + chunk.len() as u64 > progress.size {
-            return NarOutcome::Wrong(FetchError::Lied {
-                got: "more bytes".to_owned(),
-                expected: format!("{} bytes", progress.size),
-            });
-        }
-        if !progress.take(Bytes::from(chunk), output).await {
-            return NarOutcome::Abandoned;
+        if let Err(outcome) = progress.take_bounded(Bytes::from(chunk), output).await {
+            return outcome;
         }
     }
-    if progress.offset != progress.size {
-        return NarOutcome::Wrong(FetchError::Lied {
-            got: format!("{} bytes", progress.offset),
-            expected: format!("{} bytes", progress.size),
-        });
-    }
-    progress.finish(output).await
+    progress.end_of_stream(output).await
 }
 
 /// How a NAR download ended, for the caller to pick the next peer or give up.
@@ -209,6 +197,39 @@ impl NarProgress {
             }
             None => true,
         }
+    }
+
+    /// Takes the next chunk of a stream that has no length of its own (Bitswap, an HTTP body):
+    /// more bytes than the NAR has are a lie.
+    pub(super) async fn take_bounded(
+        &mut self,
+        chunk: Bytes,
+        output: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> Result<(), NarOutcome> {
+        if self.offset + chunk.len() as u64 > self.size {
+            return Err(NarOutcome::Wrong(FetchError::Lied {
+                got: "more bytes".to_owned(),
+                expected: format!("{} bytes", self.size),
+            }));
+        }
+        match self.take(chunk, output).await {
+            true => Ok(()),
+            false => Err(NarOutcome::Abandoned),
+        }
+    }
+
+    /// Where such a stream ended: it must have carried the whole NAR, and the right one.
+    pub(super) async fn end_of_stream(
+        &mut self,
+        output: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> NarOutcome {
+        if self.offset != self.size {
+            return NarOutcome::Wrong(FetchError::Lied {
+                got: format!("{} bytes", self.offset),
+                expected: format!("{} bytes", self.size),
+            });
+        }
+        self.finish(output).await
     }
 
     /// Checks the whole NAR; hands on the held part only if it is right.

@@ -57,13 +57,18 @@ pub enum Refused {
 }
 
 impl Trust {
-    /// What of `narinfo`, sent by `peer`, may reach Nix.
-    pub async fn verify(&self, peer: PeerId, mut narinfo: NarInfo) -> Result<Verified, Refused> {
+    /// What of `narinfo`, sent by `peer` (`None`: by a machine that is no Peerix node), may
+    /// reach Nix.
+    pub async fn verify(
+        &self,
+        peer: Option<PeerId>,
+        mut narinfo: NarInfo,
+    ) -> Result<Verified, Refused> {
         self.drop_own_signatures(&mut narinfo);
         if let Some(signed) = self.signed_fields(&narinfo) {
             return Ok(Verified::Whole(signed));
         }
-        if self.unchecked_peers.contains(&peer) {
+        if peer.is_some_and(|p| self.unchecked_peers.contains(&p)) {
             return Ok(Verified::Unchecked(narinfo));
         }
         let upstream = self.upstream.as_ref().ok_or(Refused::Unvouched)?;
@@ -170,15 +175,15 @@ mod tests {
         let trust = trusting(vec![upstream.public(), ours.public()]);
         let peer = PeerId::random();
         let mut info = narinfo();
-        assert!(trust.verify(peer, info.clone()).await.is_err());
+        assert!(trust.verify(Some(peer), info.clone()).await.is_err());
         let fp = fingerprint(&info.store_path, &info.nar_hash, info.nar_size, &[]);
         info.sigs.push(stranger.sign(&fp));
-        assert!(trust.verify(peer, info.clone()).await.is_err());
+        assert!(trust.verify(Some(peer), info.clone()).await.is_err());
         // A signature under Peerix's own key name counts for nothing, even a real one.
         info.sigs.push(ours.sign(&fp));
-        assert!(trust.verify(peer, info.clone()).await.is_err());
+        assert!(trust.verify(Some(peer), info.clone()).await.is_err());
         info.sigs.push(upstream.sign(&fp));
-        let Ok(Verified::Whole(passed)) = trust.verify(peer, info.clone()).await else {
+        let Ok(Verified::Whole(passed)) = trust.verify(Some(peer), info.clone()).await else {
             panic!("a trusted signature was refused");
         };
         assert_eq!(passed.sigs, vec![upstream.sign(&fp)]);
@@ -189,7 +194,7 @@ mod tests {
         );
         // A signature over other content does not carry over.
         info.nar_size += 1;
-        assert!(trust.verify(peer, info).await.is_err());
+        assert!(trust.verify(Some(peer), info).await.is_err());
     }
 
     #[tokio::test]
@@ -198,11 +203,16 @@ mod tests {
         let mut trust = trusting(vec![]);
         trust.unchecked_peers.insert(named);
         assert!(matches!(
-            trust.verify(named, narinfo()).await,
+            trust.verify(Some(named), narinfo()).await,
             Ok(Verified::Unchecked(_))
         ));
         assert!(matches!(
-            trust.verify(other, narinfo()).await,
+            trust.verify(Some(other), narinfo()).await,
+            Err(Refused::Unvouched)
+        ));
+        // A machine that is no Peerix node is never trusted unchecked.
+        assert!(matches!(
+            trust.verify(None, narinfo()).await,
             Err(Refused::Unvouched)
         ));
     }

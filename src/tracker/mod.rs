@@ -7,7 +7,6 @@ mod directory;
 mod errors;
 mod find_answer;
 mod holder_index;
-pub mod limits;
 mod membership;
 mod read_routes;
 mod reputation;

@@ -16,11 +16,11 @@ use peerix_node::PeerId;
 use thiserror::Error;
 
 use super::errors::ApiError;
-use super::limits::{ip_key, Buckets, RateLimit};
 use super::store::{Limits, StoreError, TrackerStore};
 use super::transfers::{TransferLimits, Transfers};
 use super::trusted_proxy::{client_ip, Cidr};
 use super::{read_routes, write_routes};
+use crate::rate_limit::{ip_key, Buckets, RateLimit};
 
 /// Clients (IPs, IPv6 /64s) and peers whose buckets are kept at once.
 const MAX_BUCKETS: usize = 100_000;

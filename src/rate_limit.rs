@@ -1,5 +1,5 @@
-//! Rate limits: token buckets per client IP (every request) and per peer (writes), in maps of
-//! bounded size.
+//! Rate limits: token buckets per client IP (every request) and per peer or other key, in maps
+//! of bounded size.
 
 use std::collections::HashMap;
 use std::hash::Hash;

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::common::running_as_root;
 
 pub mod old_peer;
+pub mod peerix;
 
 /// A machine of the lab: one on the bridge (by index), or the far host behind the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -75,3 +75,63 @@ impl ServeArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, ConfigError, ServeArgs};
+
+    fn serve(args: &[&str]) -> Box<ServeArgs> {
+        let cli = Cli::try_parse_from(["peerix", "serve"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lan_modes_take_the_old_flags_and_their_defaults() {
+        let args = serve(&["--mode", "lan", "--timeout", "50", "--extra-hosts", "a,b:9"]);
+        let lan = args.lan_settings().unwrap();
+        assert_eq!(lan.listen.to_string(), "0.0.0.0:12306");
+        assert_eq!(lan.config.udp_port, 12304);
+        assert_eq!(lan.config.timeout.as_millis(), 50);
+        assert!(lan.config.broadcast);
+        assert_eq!(lan.config.extra_hosts.len(), 2);
+        assert!(args.tracker_url().unwrap().is_none());
+
+        let quiet = serve(&["--mode", "lan", "--disable-broadcast", "--lan-port", "9000"]);
+        let lan = quiet.lan_settings().unwrap();
+        assert!(!lan.config.broadcast);
+        assert_eq!(lan.listen.port(), 9000);
+        // Offline, nothing is broadcast either.
+        let offline = serve(&["--mode", "lan", "--offline"]);
+        assert!(!offline.lan_settings().unwrap().config.broadcast);
+        let defaults = serve(&["--mode", "lan"]).lan_settings().unwrap();
+        assert_eq!(defaults.config.timeout.as_millis(), 150);
+
+        assert!(serve(&["--mode", "libp2p"]).lan_settings().is_none());
+        let both = serve(&["--mode", "both", "--tracker-url", "http://t:12305"]);
+        assert!(both.lan_settings().is_some());
+    }
+
+    #[test]
+    fn lan_needs_no_tracker_and_both_needs_one() {
+        let lan = serve(&["--mode", "lan", "--tracker-url", "http://t:12305"]);
+        assert!(matches!(lan.tracker_url(), Err(ConfigError::TrackerInLan)));
+        let both = serve(&["--mode", "both"]);
+        assert!(matches!(
+            both.tracker_url(),
+            Err(ConfigError::TrackerNeeded("both"))
+        ));
+        for bad in [
+            &["--timeout", "0"][..],
+            &["--extra-hosts", "a b"],
+            &["--timeout", "x"],
+        ] {
+            let args = ["peerix", "serve"].iter().chain(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! `--extra-hosts HOST[:PORT]`: machines asked by unicast, for networks without broadcast
 //! (Tailscale, WireGuard, other VPNs). Names are resolved again now and then, since VPN names
-//! and DHCP addresses change.
+//! and DHCP addresses change. The protocol is IPv4's: a name's IPv6 addresses are left out.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -91,10 +91,15 @@ impl ExtraHosts {
             let port = host.port.unwrap_or(self.default_port);
             match tokio::net::lookup_host((host.host.as_str(), port)).await {
                 Ok(found) => {
-                    for addr in found {
+                    let before = addrs.len();
+                    // The protocol is IPv4's, as the old program's socket is.
+                    for addr in found.filter(SocketAddr::is_ipv4) {
                         if !addrs.contains(&addr) {
                             addrs.push(addr);
                         }
+                    }
+                    if addrs.len() == before {
+                        tracing::warn!(host = %host.host, "extra host has no IPv4 address");
                     }
                 }
                 Err(e) => {
@@ -149,15 +154,20 @@ mod tests {
     #[tokio::test]
     async fn addresses_resolve_with_the_default_port() {
         let hosts = ExtraHosts::new(
-            vec!["127.0.0.1".parse().unwrap(), "[::1]:7".parse().unwrap()],
+            vec![
+                "127.0.0.1".parse().unwrap(),
+                "127.0.0.2:7".parse().unwrap(),
+                "[::1]:7".parse().unwrap(),
+            ],
             12304,
         );
         hosts.resolve().await;
+        // IPv6 addresses are left out: the protocol is IPv4's.
         assert_eq!(
             hosts.addrs(),
             vec![
                 "127.0.0.1:12304".parse().unwrap(),
-                "[::1]:7".parse().unwrap()
+                "127.0.0.2:7".parse().unwrap()
             ]
         );
     }

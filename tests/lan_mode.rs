@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, hash_part, ChrootStore, Fixture, NixKey};
 use lan_lab::old_peer::{old_peer_ask, old_peer_fetch, OldPeer, OLD_UDP_PORT};
-use lan_lab::peerix::{curl_in, narinfo_of, LanNode, PEERIX};
+use lan_lab::peerix::{curl_in, curl_with, narinfo_of, LanNode, PEERIX};
 use lan_lab::{Host, LanLab};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -158,8 +158,15 @@ fn old_peers_and_peerix_serve_each_other_under_the_same_rules() {
     let secrets_nar = peerix_http::NarHash(Sha256::digest(a_store.dump(&f.secrets)).into());
     let nar_url = format!("{local}/nar/{}.nar", secrets_nar.to_base32());
     assert_eq!(curl_in(&lab, 3, &nar_url).0, 404);
-    // Nor does it serve anything but narinfos and NARs.
+    // Nor does it serve anything but narinfos and NARs, nor anything to a web page: one that
+    // comes from a page, or names the server as a DNS-rebinding page would.
     assert_eq!(curl_in(&lab, 3, &format!("{local}/metrics")).0, 404);
+    let lib_narinfo = format!("{local}/{lib_hash}.narinfo");
+    assert_eq!(curl_in(&lab, 3, &lib_narinfo).0, 200);
+    for header in ["Origin: http://evil.example", "Host: rebound.example:12306"] {
+        let (status, _) = curl_with(&lab, 3, &lib_narinfo, &["-H", header]);
+        assert_eq!(status, 403, "{header}");
+    }
 
     // B heard the old requester, so it asks by broadcast for a path no Peerix node holds: the
     // old peer's path reaches Nix, signed as required, bytes intact.

@@ -122,9 +122,15 @@ impl LanNode {
 
 /// GET `url` with curl inside `host`: (status, body); status 0 when nothing answered.
 pub fn curl_in(lab: &LanLab, host: impl Into<Host>, url: &str) -> (u16, Vec<u8>) {
+    curl_with(lab, host, url, &[])
+}
+
+/// [`curl_in`] with more of curl's arguments (`-H NAME:VALUE`).
+pub fn curl_with(lab: &LanLab, host: impl Into<Host>, url: &str, args: &[&str]) -> (u16, Vec<u8>) {
     let out = lab
         .command(host, "curl")
         .args(["-s", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
         .arg(url)
         .output()
         .unwrap();

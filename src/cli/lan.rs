@@ -111,6 +111,11 @@ mod tests {
         let defaults = serve(&["--mode", "lan"]).lan_settings().unwrap();
         assert_eq!(defaults.config.timeout.as_millis(), 150);
 
+        // No internet: no public DHT, no bootstrap peers, no peers of earlier runs; mDNS on.
+        let node = args.node_config(std::path::Path::new("/nonexistent")).unwrap();
+        assert!(node.mdns && !node.public_dht && !node.redial_known_peers);
+        assert!(node.bootstrap_peers.is_empty());
+
         assert!(serve(&["--mode", "libp2p"]).lan_settings().is_none());
         let both = serve(&["--mode", "both", "--tracker-url", "http://t:12305"]);
         assert!(both.lan_settings().is_some());

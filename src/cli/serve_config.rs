@@ -87,7 +87,8 @@ impl ServeArgs {
             network_id: self.node.network_id.clone(),
             mdns: !self.offline && self.mode.finds_peers_itself(),
             public_dht: !self.offline && self.mode == Mode::Ipfs,
-            redial_known_peers: !self.offline,
+            // The peer book may hold internet peers of an earlier mode; mDNS finds the LAN's.
+            redial_known_peers: !self.offline && self.mode != Mode::Lan,
             bandwidth_limit: self.node.bandwidth_limit,
             announce_rate: (self.announce_rate > 0.0).then_some(self.announce_rate),
             ..peerix_node::NodeConfig::offline(state_dir.to_owned(), listen_addrs)

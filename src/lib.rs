@@ -3,6 +3,7 @@
 
 pub mod blocking_pool;
 pub mod cid;
+pub mod cidr;
 pub mod cli;
 pub mod daemon;
 pub mod discovery;

@@ -112,7 +112,9 @@ mod tests {
         assert_eq!(defaults.config.timeout.as_millis(), 150);
 
         // No internet: no public DHT, no bootstrap peers, no peers of earlier runs; mDNS on.
-        let node = args.node_config(std::path::Path::new("/nonexistent")).unwrap();
+        let node = args
+            .node_config(std::path::Path::new("/nonexistent"))
+            .unwrap();
         assert!(node.mdns && !node.public_dht && !node.redial_known_peers);
         assert!(node.bootstrap_peers.is_empty());
 

@@ -5,13 +5,14 @@
 //! must then pass the trust checks like any other.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use peerix_http::StoreHash;
 use tokio::sync::oneshot;
 
 use super::networks::Networks;
+use crate::cidr::unmapped;
 
 /// Requests in flight at most; a query beyond that is not sent (and misses).
 const MAX_IN_FLIGHT: usize = 1024;
@@ -131,13 +132,6 @@ impl InFlight {
         // The asker may have given up meanwhile; then nobody needs it.
         let _ = waiter.answered.send(Answerer { http });
         Delivery::Accepted
-    }
-}
-
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

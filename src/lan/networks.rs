@@ -7,51 +7,16 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::cidr::{unmapped, Cidr};
+
 /// How long a reading of the interfaces is used.
 const FRESH_FOR: Duration = Duration::from_secs(5);
-
-/// One address of this machine and its prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Subnet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Subnet {
-    fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                same_prefix(u32::from(net).into(), u32::from(ip).into(), self.prefix, 32)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                same_prefix(u128::from(net), u128::from(ip), self.prefix, 128)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn same_prefix(a: u128, b: u128, prefix: u8, bits: u32) -> bool {
-    let prefix = u32::from(prefix).min(bits);
-    if prefix == 0 {
-        return true;
-    }
-    let shift = bits - prefix;
-    (a >> shift) == (b >> shift)
-}
-
-/// An IPv4 client on a dual-stack socket shows as `::ffff:a.b.c.d`.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
 
 /// A reading of the interfaces.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Networks {
-    subnets: Vec<Subnet>,
+    /// Each address of this machine, with its prefix length.
+    subnets: Vec<(IpAddr, Cidr)>,
     /// The broadcast address of each private IPv4 subnet (as the old program sends to).
     broadcasts: Vec<Ipv4Addr>,
 }
@@ -71,7 +36,7 @@ impl Networks {
                 if_addrs::IfAddr::V4(v4) => (IpAddr::V4(v4.ip), v4.prefixlen, v4.broadcast),
                 if_addrs::IfAddr::V6(v6) => (IpAddr::V6(v6.ip), v6.prefixlen, None),
             };
-            networks.subnets.push(Subnet { addr, prefix });
+            networks.subnets.push((addr, Cidr::new(addr, prefix)));
             let private = matches!(addr, IpAddr::V4(ip) if ip.is_private());
             if let Some(broadcast) = broadcast.filter(|_| private) {
                 if !networks.broadcasts.contains(&broadcast) {
@@ -84,13 +49,13 @@ impl Networks {
 
     /// Whether `ip` is one of this machine's addresses.
     pub fn is_own(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        ip.is_loopback() || self.subnets.iter().any(|s| s.addr == ip)
+        let ip = unmapped(ip);
+        ip.is_loopback() || self.subnets.iter().any(|(addr, _)| *addr == ip)
     }
 
     /// Whether `ip` is this machine or on one of its subnets.
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        self.is_own(ip) || self.subnets.iter().any(|s| s.contains(ip))
+        self.is_own(ip) || self.subnets.iter().any(|(_, subnet)| subnet.contains(ip))
     }
 
     pub fn broadcasts(&self) -> &[Ipv4Addr] {
@@ -125,18 +90,14 @@ impl LocalNetworks {
 mod tests {
     use super::*;
 
+    fn subnet(addr: &str, prefix: u8) -> (IpAddr, Cidr) {
+        let addr = addr.parse().unwrap();
+        (addr, Cidr::new(addr, prefix))
+    }
+
     fn networks() -> Networks {
         Networks {
-            subnets: vec![
-                Subnet {
-                    addr: "10.88.1.2".parse().unwrap(),
-                    prefix: 24,
-                },
-                Subnet {
-                    addr: "fd00:1::2".parse().unwrap(),
-                    prefix: 64,
-                },
-            ],
+            subnets: vec![subnet("10.88.1.2", 24), subnet("fd00:1::2", 64)],
             broadcasts: vec!["10.88.1.255".parse().unwrap()],
         }
     }

@@ -5,6 +5,7 @@ pub mod bare_peer;
 pub mod control;
 pub mod front_latency;
 pub mod nar_flood;
+pub mod netns;
 pub mod proc_stats;
 pub mod synthetic_store;
 

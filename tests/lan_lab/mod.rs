@@ -21,10 +21,10 @@
 
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::common::netns::{add_namespace, must, remove_namespace};
 use crate::common::running_as_root;
 
 pub mod old_peer;
@@ -205,16 +205,11 @@ impl LanLab {
         format!("peerix-lan{}-{role}", self.tag)
     }
 
-    /// Creates the namespace `role` with its loopback up and name resolution pointing at that
-    /// loopback, never elsewhere.
+    /// Creates the namespace `role` (see [`add_namespace`]).
     fn add_namespace(&mut self, role: &str) -> String {
         let ns = self.ns_named(role);
-        must(Command::new("ip").args(["netns", "add", &ns]));
+        add_namespace(&ns);
         self.namespaces.push(ns.clone());
-        let etc = Path::new("/etc/netns").join(&ns);
-        std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
-        self.ip(&ns, &["link", "set", "lo", "up"]);
         ns
     }
 
@@ -242,17 +237,7 @@ impl LanLab {
 impl Drop for LanLab {
     fn drop(&mut self) {
         for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+            remove_namespace(ns);
         }
     }
-}
-
-fn must(cmd: &mut Command) {
-    let out = cmd.output().expect("command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

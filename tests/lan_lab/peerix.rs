@@ -2,7 +2,6 @@
 //! mDNS and broadcasts stay inside the lab's namespaces), and the ways to look at them from
 //! inside their namespaces.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,6 +11,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::{Host, LanLab};
+use crate::common::netns::spawn_logged;
 use crate::common::{eventually, ChrootStore, NIX_CONFIG};
 
 pub const PEERIX: &str = env!("CARGO_BIN_EXE_peerix");
@@ -44,29 +44,15 @@ impl LanNode {
     ) -> LanNode {
         let host = host.into();
         let state = TempDir::new().unwrap();
-        let mut child = lab
-            .command(host, PEERIX)
-            .args(["serve", "--mode", mode, "--trusted-public-key", key])
+        let mut cmd = lab.command(host, PEERIX);
+        cmd.args(["serve", "--mode", mode, "--trusted-public-key", key])
             .arg("--store-root")
             .arg(store.root())
             .arg("--state-dir")
             .arg(state.path())
             .args(extra)
-            .env("RUST_LOG", "info,peerix::lan=debug,peerix::fetch=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("peerix serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[{host:?}] {line}");
-                sink.lock().unwrap().push(line);
-            }
-        });
+            .env("RUST_LOG", "info,peerix::lan=debug,peerix::fetch=debug");
+        let (child, log) = spawn_logged(&mut cmd, format!("{host:?}"));
         let node = LanNode {
             child,
             host,

@@ -16,10 +16,11 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use crate::common::netns::{add_namespace, must, remove_namespace};
 
 pub mod peerix;
 
@@ -139,13 +140,8 @@ impl NatLab {
         };
         for host in HOSTS {
             let ns = lab.ns(host);
-            must(Command::new("ip").args(["netns", "add", &ns]));
-            lab.namespaces.push(ns.clone());
-            // Name resolution inside the namespace goes to its own loopback, never elsewhere.
-            let etc = Path::new("/etc/netns").join(&ns);
-            std::fs::create_dir_all(&etc).unwrap();
-            std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
-            lab.ip(host, &["link", "set", "lo", "up"]);
+            add_namespace(&ns);
+            lab.namespaces.push(ns);
         }
 
         let inet = Host::Internet;
@@ -388,8 +384,7 @@ impl Drop for NatLab {
                         .status();
                 }
             }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+            remove_namespace(ns);
         }
     }
 }
@@ -433,15 +428,6 @@ while True:
     if last is not None:
         send(0x303, [(2, struct.pack('!II', 1, last))])
 "#;
-
-fn must(cmd: &mut Command) {
-    let out = cmd.output().expect("command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn piped_text(text: &str) -> Stdio {
     let mut file = tempfile::tempfile().unwrap();

@@ -2,7 +2,6 @@
 //! fixture) in home 1 and B (empty) in home 2, each run as a user would run it (`--mode libp2p`,
 //! no `--offline`), and the ways to look at them from inside their namespaces.
 
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -12,6 +11,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::{Host, NatKind, NatLab, RELAY_ADDR, SERVER_ADDR};
+use crate::common::netns::spawn_logged;
 use crate::common::{ChrootStore, Fixture, NixKey, NIX_CONFIG};
 
 pub const PEERIX: &str = env!("CARGO_BIN_EXE_peerix");
@@ -54,28 +54,16 @@ pub fn serve_in_mode(
 ) -> Node {
     let state = TempDir::new().unwrap();
     let listen = format!("/ip4/{ip}/tcp/{P2P_PORT},/ip4/{ip}/udp/{P2P_PORT}/quic-v1");
-    let child = lab
-        .command(host, PEERIX)
-        .args(["serve", "--mode", mode, "--port", &front_port.to_string()])
+    let mut cmd = lab.command(host, PEERIX);
+    cmd.args(["serve", "--mode", mode, "--port", &front_port.to_string()])
         .arg("--store-root")
         .arg(store)
         .arg("--state-dir")
         .arg(state.path())
         .args(["--listen-addrs", &listen])
         .args(extra)
-        .env("RUST_LOG", "info,peerix_node=debug,libp2p_autonat=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("peerix serve starts");
-    let mut child = child;
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[{host:?}] {line}");
-        }
-    });
+        .env("RUST_LOG", "info,peerix_node=debug,libp2p_autonat=debug");
+    let (child, _) = spawn_logged(&mut cmd, format!("{host:?}"));
     let node = Node {
         child,
         host,

@@ -1,8 +1,9 @@
 //! Requests this node has sent and not yet seen answered. An answer is taken only for an id in
 //! flight, for the hash asked, and from where it was asked: the exact address of a unicast
-//! target, or a host on a local subnet for a broadcast. Ids are random, so an answer forged
-//! blind must guess one of 2^32; a forged answer that passes still only names a narinfo, which
-//! must then pass the trust checks like any other.
+//! target, or a host on a local subnet for a broadcast. Ids are random (16 bits of them, the
+//! rest marks them as Peerix's: see `wire::lan`), so an answer forged blind must also come from
+//! the address asked and name the hash asked; a forged answer that passes still only names a
+//! narinfo, which must then pass the trust checks like any other.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::networks::Networks;
 use crate::cidr::unmapped;
+use crate::wire::lan::peerix_request_id;
 
 /// Requests in flight at most; a query beyond that is not sent (and misses).
 const MAX_IN_FLIGHT: usize = 1024;
@@ -81,9 +83,9 @@ impl InFlight {
             return None;
         }
         let id = loop {
-            let mut bytes = [0; 4];
+            let mut bytes = [0; 2];
             getrandom::getrandom(&mut bytes).ok()?;
-            let id = u32::from_be_bytes(bytes);
+            let id = peerix_request_id(u16::from_be_bytes(bytes));
             if !waiters.contains_key(&id) {
                 break id;
             }

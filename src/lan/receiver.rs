@@ -1,5 +1,6 @@
-//! The UDP socket's one reader: requests are answered here (for shared paths only, to local
-//! subnets and extra hosts only, within the rate limits), answers go to the queries in flight.
+//! The UDP socket's one reader: old peers' requests are answered here (for shared paths only,
+//! to local subnets and extra hosts only, within the rate limits), answers go to the queries in
+//! flight.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -10,7 +11,7 @@ use peerix_http::StoreHash;
 
 use super::in_flight::Delivery;
 use super::Lan;
-use crate::wire::lan::{LanDatagram, MAX_DATAGRAM};
+use crate::wire::lan::{is_peerix_request_id, LanDatagram, MAX_DATAGRAM};
 
 pub async fn receive(lan: Arc<Lan>) {
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -37,6 +38,8 @@ pub async fn receive(lan: Arc<Lan>) {
         };
         let now = Instant::now();
         match datagram {
+            // Another Peerix node asking for old peers' paths: not for us to answer.
+            LanDatagram::Request { id, .. } if is_peerix_request_id(id) => {}
             LanDatagram::Request { id, hash } => {
                 if !lan.peerix_hosts.contains(from.ip()) {
                     lan.old_peers.heard(from.ip(), now);

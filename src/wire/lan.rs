@@ -5,6 +5,11 @@
 //!   big-endian u32, then `local/<hash>.narinfo`, the path to fetch from the answerer.
 //!
 //! Pure: no I/O. Whether an answer matches a request in flight is the caller's to check.
+//!
+//! Peerix's own requests carry ids of a shape of their own (the high half a fixed function of
+//! the random low half), so Peerix nodes tell them from an old peer's: they neither answer them
+//! (a Peerix node asks the LAN only for old peers' paths) nor take them as a sign that an old
+//! peer is on the link. An old peer's id has that shape once in 65,536.
 
 use peerix_http::StoreHash;
 use thiserror::Error;
@@ -100,6 +105,21 @@ impl LanDatagram {
     }
 }
 
+/// The id of a Peerix request made of 16 random bits.
+pub fn peerix_request_id(random: u16) -> u32 {
+    (u32::from(peerix_tag(random)) << 16) | u32::from(random)
+}
+
+pub fn is_peerix_request_id(id: u32) -> bool {
+    let (high, low) = ((id >> 16) as u16, id as u16);
+    high == peerix_tag(low)
+}
+
+/// A bijection of the 16-bit values (odd multiplier), so every tag is as likely.
+fn peerix_tag(low: u16) -> u16 {
+    low.wrapping_mul(0x9e37) ^ 0x5058
+}
+
 fn split_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
     let (head, rest) = bytes.split_first_chunk::<4>()?;
     Some((u32::from_be_bytes(*head), rest))
@@ -144,6 +164,18 @@ mod tests {
         };
         assert_eq!(parsed, expected);
         assert_eq!(parsed.encode(), answer);
+    }
+
+    #[test]
+    fn peerix_ids_are_told_from_old_peers_sequential_ones() {
+        for random in [0, 1, 0x1234, u16::MAX] {
+            assert!(is_peerix_request_id(peerix_request_id(random)));
+        }
+        // The old program counts up from 0: one of its first 65,536 ids has the shape.
+        let looking_like_peerix = (0..=u32::from(u16::MAX))
+            .filter(|id| is_peerix_request_id(*id))
+            .count();
+        assert_eq!(looking_like_peerix, 1);
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl Lan {
                 .old_peers
                 .recent(Instant::now())
                 .iter()
+                .filter(|ip| !self.peerix_hosts.contains(**ip))
                 .map(ToString::to_string)
                 .collect(),
             extra_hosts: self

@@ -21,7 +21,8 @@ field of that narinfo from the same address and port.
   old_peer.py serve --http-port H --path NARINFO NAR [--path ...]   answer and serve
   old_peer.py fetch HASH --out DIR [--unicast HOST]                 ask, then download
   old_peer.py ask HASH [--unicast HOST]                             ask, report the answer
-Each prints JSON lines on stdout: serve one per request or download, the others one result.
+Each prints JSON lines on stdout: serve one per request or download, the others one result
+(ask's with elapsed_ms, the time from sending the request to the answer or the wait's end).
 """
 
 import argparse, base64, fcntl, ipaddress, json, os, random, socket, struct, sys, threading, time
@@ -130,7 +131,8 @@ def serve(args):
 
 
 def ask(args):
-    """Sends one request; returns (id, answer source, HTTP port, path) or (id, None, ...)."""
+    """Sends one request; returns (id, answer source, HTTP port, path) or (id, None, ...), and
+    the milliseconds from sending to the answer or to the end of the wait."""
     sock = udp_socket(args.source_port)
     interfaces = ipv4_interfaces()
     own = {addr for addr, _ in interfaces}
@@ -141,6 +143,11 @@ def ask(args):
                    if net.is_private and not net.is_loopback]
     request_id = random.getrandbits(32)
     request = struct.pack("!BI", REQUEST, request_id) + args.hash.encode()
+    started = time.monotonic()
+
+    def elapsed_ms():
+        return (time.monotonic() - started) * 1000
+
     for target in targets:
         sock.sendto(request, (target, args.udp_port))
     deadline = time.monotonic() + args.timeout_ms / 1000
@@ -158,21 +165,21 @@ def ask(args):
             emit({"error": "short answer", "from": "%s:%d" % source, "id": request_id})
             sys.exit(2)
         port = struct.unpack_from("!I", data, 5)[0]
-        return request_id, source, port, data[9:].decode("ascii", "replace")
-    return request_id, None, None, None
+        return request_id, source, port, data[9:].decode("ascii", "replace"), elapsed_ms()
+    return request_id, None, None, None, elapsed_ms()
 
 
 def ask_command(args):
-    request_id, source, port, path = ask(args)
+    request_id, source, port, path, elapsed = ask(args)
     if source is None:
-        emit({"answered": False, "id": request_id})
+        emit({"answered": False, "id": request_id, "elapsed_ms": elapsed})
     else:
         emit({"answered": True, "id": request_id, "from": "%s:%d" % source, "port": port,
-              "path": path})
+              "path": path, "elapsed_ms": elapsed})
 
 
 def fetch(args):
-    request_id, source, port, path = ask(args)
+    request_id, source, port, path, _ = ask(args)
     if source is None:
         return emit({"found": False, "id": request_id})
     base = f"http://{source[0]}:{port}/"

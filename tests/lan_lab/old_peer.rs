@@ -185,6 +185,8 @@ pub struct AskReport {
     pub from: Option<SocketAddrV4>,
     pub port: Option<u32>,
     pub path: Option<String>,
+    /// Milliseconds from sending the request to the answer, or to the end of the wait.
+    pub elapsed_ms: f64,
 }
 
 /// Asks for `hash` once from `host` (by broadcast, or only `unicast`'s UDP port), waits up to
@@ -226,6 +228,29 @@ pub fn old_peer_ask(
         &["ask", hash],
         udp_port,
         unicast,
+        timeout_ms,
+    );
+    assert_eq!(exit_code, Some(0), "old peer ask: {report:?}");
+    report
+}
+
+/// [`old_peer_ask`] by broadcast, sent from `source_port` instead of the UDP port: so it can
+/// run in a host where an [`OldPeer`] holds that port.
+pub fn old_peer_ask_from_port(
+    lab: &LanLab,
+    host: impl Into<Host>,
+    udp_port: u16,
+    source_port: u16,
+    hash: &str,
+    timeout_ms: u64,
+) -> AskReport {
+    let source_port = source_port.to_string();
+    let (report, exit_code) = run_once(
+        lab,
+        host.into(),
+        &["ask", hash, "--source-port", &source_port],
+        udp_port,
+        None,
         timeout_ms,
     );
     assert_eq!(exit_code, Some(0), "old peer ask: {report:?}");

@@ -18,6 +18,16 @@ pub const PEERIX: &str = env!("CARGO_BIN_EXE_peerix");
 /// Every node's ports are the defaults: the front on 12304, `/local/` on 12306.
 pub const FRONT: &str = "http://127.0.0.1:12304";
 
+/// What tests log: the LAN protocol's and the fetches' decisions.
+pub const TEST_LOG: &str = "info,peerix::lan=debug,peerix::fetch=debug";
+
+/// Which binary a node runs and what it logs (`RUST_LOG`).
+#[derive(Clone, Copy)]
+pub struct Launch<'a> {
+    pub peerix: &'a Path,
+    pub rust_log: &'a str,
+}
+
 /// A `peerix serve` in one of the lab's hosts; killed on drop.
 pub struct LanNode {
     child: Child,
@@ -42,16 +52,34 @@ impl LanNode {
         (store, key): (&ChrootStore, &str),
         extra: &[&str],
     ) -> LanNode {
+        let mut flags = vec!["--trusted-public-key", key];
+        flags.extend_from_slice(extra);
+        let launch = Launch {
+            peerix: Path::new(PEERIX),
+            rust_log: TEST_LOG,
+        };
+        LanNode::serve_store_root(lab, host, launch, mode, store.root(), &flags)
+    }
+
+    /// `launch.peerix serve --mode MODE` over the store at `root` in `host`; `extra` flags after.
+    pub fn serve_store_root(
+        lab: &LanLab,
+        host: impl Into<Host>,
+        launch: Launch,
+        mode: &str,
+        root: &Path,
+        extra: &[&str],
+    ) -> LanNode {
         let host = host.into();
         let state = TempDir::new().unwrap();
-        let mut cmd = lab.command(host, PEERIX);
-        cmd.args(["serve", "--mode", mode, "--trusted-public-key", key])
+        let mut cmd = lab.command(host, launch.peerix);
+        cmd.args(["serve", "--mode", mode])
             .arg("--store-root")
-            .arg(store.root())
+            .arg(root)
             .arg("--state-dir")
             .arg(state.path())
             .args(extra)
-            .env("RUST_LOG", "info,peerix::lan=debug,peerix::fetch=debug");
+            .env("RUST_LOG", launch.rust_log);
         let (child, log) = spawn_logged(&mut cmd, format!("{host:?}"));
         let node = LanNode {
             child,

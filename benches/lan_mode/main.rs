@@ -1,4 +1,4 @@
-//! `--mode lan` benchmark (issue 12, "Speed"): node B's narinfo latency on its Nix front, in
+//! `--mode lan` benchmark: node B's narinfo latency on its Nix front, in
 //! the LAN lab's network namespaces, every node with its defaults. Two labs, kept up for the
 //! whole run, their rounds alternated:
 //! 1. Peerix peers only: A holds a synthetic store of a few thousand paths, B and C start

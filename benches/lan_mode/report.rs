@@ -1,4 +1,4 @@
-//! The report: the conditions, every round, and a summary against the targets and the
+//! The report: the conditions, every round, and a summary against the targets and the
 //! old program's timeouts.
 
 use std::fmt::Write as _;

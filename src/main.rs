@@ -9,12 +9,16 @@ use peerix::cli::{Cli, Command};
 use peerix::{cid, daemon, ipfs_cli, keygen, tracker};
 use tracing_subscriber::EnvFilter;
 
+/// Kademlia warns of states Peerix expects: a node with no peer yet cannot bootstrap (every
+/// offline start), and records (which Peerix does not use) failed to replicate.
+const EXPECTED_NOISE: &str = "libp2p_kad::behaviour=error";
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
-        1 => "info,peerix=info",
-        2 => "info,peerix=debug",
-        _ => "debug,peerix=trace",
+        0 => format!("warn,{EXPECTED_NOISE}"),
+        1 => format!("info,peerix=info,{EXPECTED_NOISE}"),
+        2 => format!("info,peerix=debug,{EXPECTED_NOISE}"),
+        _ => "debug,peerix=trace".to_owned(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

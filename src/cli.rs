@@ -45,6 +45,26 @@ pub enum Command {
     Ipfs(IpfsArgs),
     /// Run a tracker: a directory of peers and the store paths they share, for `--mode wan`.
     Tracker(TrackerArgs),
+    /// What a running `peerix serve` is doing, as a table (its `/status`).
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The running `peerix serve` (its `/status` answers local clients only).
+    #[arg(
+        long,
+        env = "PEERIX_API",
+        default_value = "http://127.0.0.1:12304",
+        value_name = "URL"
+    )]
+    pub api: String,
+    /// Print the `/status` document itself (JSON).
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the table again every 2 seconds, until interrupted.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Args, Debug)]

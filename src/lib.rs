@@ -18,6 +18,7 @@ pub mod node_api;
 pub mod publish;
 pub mod rate_limit;
 pub mod status;
+pub mod status_cli;
 pub mod store;
 pub mod tracker;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! Peerix: a peer-to-peer binary cache for Nix. The `peerix` binary is a thin shell over this.
 #![forbid(unsafe_code)]
 
+pub mod batch_narinfo;
 pub mod blocking_pool;
 pub mod cid;
 pub mod cidr;

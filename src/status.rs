@@ -37,8 +37,15 @@ pub struct StatusSources {
 pub fn status_router(sources: StatusSources, guard: &BrowserGuard) -> Router {
     Router::new()
         .route("/status", get(status))
+        // The old program's routes, which users' scripts call.
+        .route("/dashboard-stats", get(status))
+        .route("/scan-status", get(scan_status))
         .layer(guard.clone())
         .with_state(sources)
+}
+
+async fn scan_status(State(sources): State<StatusSources>) -> Json<Value> {
+    Json(json!(sources.progress.report()))
 }
 
 async fn status(State(sources): State<StatusSources>) -> Json<Value> {

@@ -10,6 +10,7 @@ use peerix_node::NodeHandle;
 use tokio::net::TcpListener;
 
 use super::{Peering, Settings, StartError};
+use crate::batch_narinfo::batch_narinfo_router;
 use crate::discovery::{bootstrap_router, discover_network, follow_bootstrap_url};
 use crate::fetch::P2pCache;
 use crate::kubo_rpc::KuboRpc;
@@ -32,9 +33,13 @@ impl Front {
             None => (None, None),
         };
         let mut routes = peerix_http::router(
-            P2pCache::new(settings.store.clone(), remote),
+            P2pCache::new(settings.store.clone(), remote.clone()),
             Arc::new(Metrics::default()),
-        );
+        )
+        .merge(batch_narinfo_router(
+            Arc::new(P2pCache::new(settings.store.clone(), remote)),
+            &settings.guard,
+        ));
         if let Some(status) = status {
             routes = routes.merge(status_router(status, &settings.guard));
         }

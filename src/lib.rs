@@ -6,6 +6,7 @@ pub mod blocking_pool;
 pub mod cid;
 pub mod cidr;
 pub mod cli;
+pub mod control_routes;
 pub mod daemon;
 pub mod discovery;
 pub mod fetch;

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,8 +36,6 @@ pub struct NodeApi {
     hole_punches: Arc<HolePunchLog>,
     kubo: Option<KuboRpc>,
     blobs: PathBuf,
-    /// Whether the last `peerix/announce` paused the node's announcements (it alone does).
-    announcements_paused: AtomicBool,
 }
 
 /// A file being uploaded: removed when dropped before [`PartialFile::keep`], so a failed,
@@ -140,7 +138,6 @@ impl NodeApi {
             hole_punches,
             kubo,
             blobs,
-            announcements_paused: AtomicBool::new(false),
         }
     }
 
@@ -298,18 +295,19 @@ impl IpfsApi for NodeApi {
         let node = self.node.as_ref().ok_or_else(|| {
             ApiError::Failed("announcements belong to the embedded node, which is off".to_owned())
         })?;
-        node.pause_announcements(paused).await.map_err(failed)?;
-        self.announcements_paused.store(paused, Ordering::Relaxed);
-        Ok(())
+        node.pause_announcements(paused).await.map_err(failed)
     }
 
     async fn status(&self) -> Result<serde_json::Value, ApiError> {
-        let node = match &self.node {
-            Some(node) => node_json(&node.status().await.map_err(failed)?, &self.hole_punches),
-            None => serde_json::Value::Null,
+        let (node, paused) = match &self.node {
+            Some(node) => {
+                let status = node.status().await.map_err(failed)?;
+                let paused = status.announcements.paused;
+                (node_json(&status, &self.hole_punches), paused)
+            }
+            None => (serde_json::Value::Null, false),
         };
         let kubo = self.kubo.as_ref().map(KuboRpc::base);
-        let paused = self.announcements_paused.load(Ordering::Relaxed);
         Ok(json!({ "node": node, "ipfs_api": kubo, "announcements_paused": paused }))
     }
 

@@ -10,14 +10,14 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use peerix_http::BrowserGuard;
-use peerix_node::{Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
+use peerix_node::{AnnouncementStatus, Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::Holders;
 use crate::lan::Lan;
-use crate::publish::{IndexDb, ScanProgress};
+use crate::publish::{IndexDb, ScanControl, ScanProgress};
 
 /// Hole punching failures remembered (the latest ones).
 const FAILURES_KEPT: usize = 32;
@@ -25,6 +25,7 @@ const FAILURES_KEPT: usize = 32;
 #[derive(Clone)]
 pub struct StatusSources {
     pub progress: Arc<ScanProgress>,
+    pub scan_control: Arc<ScanControl>,
     pub db: Arc<IndexDb>,
     pub holders: Arc<Holders>,
     pub node: NodeHandle,
@@ -45,7 +46,14 @@ pub fn status_router(sources: StatusSources, guard: &BrowserGuard) -> Router {
 }
 
 async fn scan_status(State(sources): State<StatusSources>) -> Json<Value> {
-    Json(json!(sources.progress.report()))
+    Json(scan_json(&sources))
+}
+
+/// The publication scan's progress, and whether it is paused.
+pub fn scan_json(sources: &StatusSources) -> Value {
+    let mut scan = json!(sources.progress.report());
+    scan["paused"] = json!(sources.scan_control.is_paused());
+    scan
 }
 
 async fn status(State(sources): State<StatusSources>) -> Json<Value> {
@@ -60,7 +68,7 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         Err(e) => json!({ "error": e.to_string() }),
     };
     Json(json!({
-        "scan": sources.progress.report(),
+        "scan": scan_json(&sources),
         "indexed_paths": indexed,
         "peers": {
             "holders": holders,
@@ -105,9 +113,20 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
         "hole_punch_failures": hole_punches.report(),
         "bandwidth_limit": status.bandwidth_limit,
         "provided_keys": status.provided_keys,
+        "announcements": announcements_json(&status.announcements),
         "bytes_in": status.bytes_in,
         "bytes_out": status.bytes_out,
         "peers": peers,
+    })
+}
+
+/// The DHT announcements (also the old program's `/announce-status`).
+pub fn announcements_json(announcements: &AnnouncementStatus) -> Value {
+    json!({
+        "queued": announcements.queued,
+        "running": announcements.running,
+        "done": announcements.done,
+        "paused": announcements.paused,
     })
 }
 

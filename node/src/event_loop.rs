@@ -17,7 +17,7 @@ use crate::nat::NatState;
 use crate::reservations::Reservations;
 use crate::storage::{KnownPeer, Storage};
 use crate::traffic::Traffic;
-use crate::{NodeStatus, PeerEvent};
+use crate::{AnnouncementStatus, NodeStatus, PeerEvent};
 
 mod announcements;
 mod dials;
@@ -85,6 +85,8 @@ pub struct EventLoop {
     lookups: Lookups,
     announce_queue: VecDeque<(kad::RecordKey, Option<ProvideReply>)>,
     announcing: usize,
+    /// Announcements finished since start.
+    announced: u64,
     storage: Arc<Storage>,
     /// Peers seen since the peer book was last written.
     met: HashMap<PeerId, KnownPeer>,
@@ -124,6 +126,7 @@ impl EventLoop {
             lookups: Lookups::default(),
             announce_queue: VecDeque::new(),
             announcing: 0,
+            announced: 0,
             storage,
             met: HashMap::new(),
             traffic,
@@ -250,6 +253,12 @@ impl EventLoop {
                 tracing::warn!(error = %e, "cannot count provided keys");
                 0
             }),
+            announcements: AnnouncementStatus {
+                queued: self.announce_queue.len(),
+                running: self.announcing,
+                done: self.announced,
+                paused: self.paused,
+            },
         }
     }
 

@@ -43,6 +43,16 @@ pub struct NodeStatus {
     pub bandwidth_limit: Option<u64>,
     /// Keys this node provides (announces in the DHT), one per published item.
     pub provided_keys: u64,
+    pub announcements: AnnouncementStatus,
+}
+
+/// The DHT announcements: waiting, under way, done since start, and whether they are paused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnnouncementStatus {
+    pub queued: usize,
+    pub running: usize,
+    pub done: u64,
+    pub paused: bool,
 }
 
 impl NodeStatus {

@@ -11,7 +11,7 @@ use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, Trac
 use crate::discovery::{run_index, Holders};
 use crate::fetch::{NarCache, NarLog, Remote, Trust};
 use crate::lan::Lan;
-use crate::publish::{answer_requests, IndexDb, ScanProgress, Scanner, StoreContent};
+use crate::publish::{answer_requests, IndexDb, ScanControl, ScanProgress, Scanner, StoreContent};
 use crate::status::{HolePunchLog, StatusSources};
 use crate::store::{watch_store, SharedPaths};
 
@@ -43,12 +43,14 @@ impl Peering {
         let shared = Arc::new(SharedPaths::default());
         let holders = Arc::new(Holders::default());
         let progress = Arc::new(ScanProgress::default());
+        let scan_control = Arc::new(ScanControl::default());
         let scanner = Scanner {
             store: store.clone(),
             content,
             node: node.clone(),
             db: db.clone(),
             progress: progress.clone(),
+            control: scan_control.clone(),
         };
         tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
         let tracker = settings.tracker_url.as_deref().map(|url| {
@@ -92,6 +94,7 @@ impl Peering {
         );
         let status = StatusSources {
             progress,
+            scan_control,
             db,
             holders,
             node: node.clone(),

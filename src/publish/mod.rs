@@ -11,4 +11,4 @@ mod scan;
 pub use answer::{run as answer_requests, ServedNar};
 pub use content::StoreContent;
 pub use db::{IndexDb, IndexError, RemoteNar};
-pub use scan::{ScanProgress, Scanner};
+pub use scan::{ScanControl, ScanProgress, Scanner};

@@ -12,7 +12,7 @@ use cid::Cid;
 use peerix_http::StoreHash;
 use peerix_node::{NodeHandle, Persist};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::content::{nar_source, StoreContent};
 use super::db::{IndexDb, IndexError};
@@ -101,12 +101,51 @@ impl ScanProgress {
     }
 }
 
+/// What an operator may ask of the scan: to pause it (the path being published is finished
+/// first), to go on, and to look at the store again now.
+pub struct ScanControl {
+    paused: watch::Sender<bool>,
+    rescan: Notify,
+}
+
+impl Default for ScanControl {
+    fn default() -> Self {
+        Self {
+            paused: watch::Sender::new(false),
+            rescan: Notify::new(),
+        }
+    }
+}
+
+impl ScanControl {
+    pub fn pause(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// Starts a pass over the store now (publishing what the index lacks), or right after the
+    /// one under way.
+    pub fn rescan_now(&self) {
+        self.rescan.notify_one();
+    }
+
+    async fn wait_while_paused(&self) {
+        let mut paused = self.paused.subscribe();
+        // The sender lives as long as `self`.
+        let _ = paused.wait_for(|paused| !*paused).await;
+    }
+}
+
 pub struct Scanner {
     pub store: Arc<LocalStore>,
     pub content: Arc<StoreContent>,
     pub node: NodeHandle,
     pub db: Arc<IndexDb>,
     pub progress: Arc<ScanProgress>,
+    pub control: Arc<ScanControl>,
 }
 
 impl Scanner {
@@ -135,6 +174,7 @@ impl Scanner {
             tokio::select! {
                 changed = wanted.changed() => if changed.is_err() { return },
                 () = rescan => {}
+                () = self.control.rescan.notified() => {}
             }
         }
     }
@@ -166,6 +206,12 @@ impl Scanner {
         let (mut last_log, mut last_persist) = (Instant::now(), Instant::now());
         let mut published = Vec::new();
         for hash in todo {
+            if self.control.is_paused() {
+                tracing::info!("publication scan paused");
+                self.persist(std::mem::take(&mut published)).await;
+                self.control.wait_while_paused().await;
+                tracing::info!("publication scan resumed");
+            }
             match self.publish(hash).await {
                 Ok((bytes, entry)) => {
                     self.progress.bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -124,6 +124,7 @@ impl EventLoop {
                     }));
                 }
                 self.announcing = self.announcing.saturating_sub(1);
+                self.announced += 1;
                 self.start_announcements();
                 return;
             }

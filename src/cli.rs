@@ -13,6 +13,7 @@ mod lan;
 mod reachability;
 mod serve_config;
 mod tracker;
+mod why;
 
 pub use config_error::ConfigError;
 
@@ -20,6 +21,7 @@ pub use http::HttpArgs;
 pub use lan::{LanArgs, LanSettings};
 pub use reachability::ReachabilityArgs;
 pub use tracker::TrackerArgs;
+pub use why::WhyArgs;
 
 /// Peer-to-peer binary cache for Nix.
 #[derive(Parser, Debug)]
@@ -45,6 +47,8 @@ pub enum Command {
     Ipfs(IpfsArgs),
     /// Run a tracker: a directory of peers and the store paths they share, for `--mode wan`.
     Tracker(TrackerArgs),
+    /// Explain why Nix does or does not get a path from a running `peerix serve`.
+    Why(WhyArgs),
 }
 
 #[derive(Args, Debug)]

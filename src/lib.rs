@@ -20,4 +20,6 @@ pub mod rate_limit;
 pub mod status;
 pub mod store;
 pub mod tracker;
+pub mod why;
+pub mod why_cli;
 pub mod wire;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use peerix::cli::{Cli, Command};
-use peerix::{cid, daemon, ipfs_cli, keygen, tracker};
+use peerix::{cid, daemon, ipfs_cli, keygen, tracker, why_cli};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(verbose: u8) {
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Cid(args) => cid::run(&args),
         Command::Ipfs(args) => ipfs_cli::run(&args),
         Command::Tracker(args) => tracker::server::run(args.settings()).map_err(|e| e.to_string()),
+        Command::Why(args) => why_cli::run(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

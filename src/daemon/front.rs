@@ -15,6 +15,7 @@ use crate::fetch::P2pCache;
 use crate::kubo_rpc::KuboRpc;
 use crate::node_api::NodeApi;
 use crate::status::{status_router, HolePunchLog};
+use crate::why::{why_router, WhySources};
 
 pub struct Front(Router);
 
@@ -31,10 +32,16 @@ impl Front {
             Some(peering) => (Some(peering.remote), Some(peering.status)),
             None => (None, None),
         };
+        let why = WhySources {
+            store: settings.store.clone(),
+            filter: settings.filter.clone(),
+            remote: remote.clone(),
+        };
         let mut routes = peerix_http::router(
             P2pCache::new(settings.store.clone(), remote),
             Arc::new(Metrics::default()),
         );
+        routes = routes.merge(why_router(why, &settings.guard));
         if let Some(status) = status {
             routes = routes.merge(status_router(status, &settings.guard));
         }

@@ -13,6 +13,7 @@ mod lan;
 mod reachability;
 mod serve_config;
 mod tracker;
+mod why;
 
 pub use config_error::ConfigError;
 
@@ -20,6 +21,7 @@ pub use http::HttpArgs;
 pub use lan::{LanArgs, LanSettings};
 pub use reachability::ReachabilityArgs;
 pub use tracker::TrackerArgs;
+pub use why::WhyArgs;
 
 /// Peer-to-peer binary cache for Nix.
 #[derive(Parser, Debug)]
@@ -47,6 +49,8 @@ pub enum Command {
     Tracker(TrackerArgs),
     /// What a running `peerix serve` is doing, as a table (its `/status`).
     Status(StatusArgs),
+    /// Explain why Nix does or does not get a path from a running `peerix serve`.
+    Why(WhyArgs),
 }
 
 #[derive(Args, Debug)]

@@ -60,6 +60,8 @@ pub const DEFAULT_PATTERNS: &[&str] = &[
 #[derive(Clone, Debug, Default)]
 pub struct PathFilter {
     patterns: GlobSet,
+    /// The patterns' text, in the order they were added to `patterns` (its match indices).
+    texts: Vec<String>,
 }
 
 impl PathFilter {
@@ -76,17 +78,27 @@ impl PathFilter {
         }
         let defaults = DEFAULT_PATTERNS.iter().copied().filter(|_| with_defaults);
         let mut set = GlobSetBuilder::new();
+        let mut texts = Vec::new();
         for pattern in defaults.chain(extra.iter().map(String::as_str)) {
             set.add(GlobBuilder::new(pattern).case_insensitive(true).build()?);
+            texts.push(pattern.to_owned());
         }
         Ok(Self {
             patterns: set.build()?,
+            texts,
         })
     }
 
     /// True when the path with this basename may be offered to others.
     pub fn allows(&self, basename: &str) -> bool {
         !self.patterns.is_match(basename)
+    }
+
+    /// The first pattern (defaults first, then the user's) that hides this basename, if any:
+    /// what `peerix why` names. Slower than [`Self::allows`], which stays the hot path's test.
+    pub fn hiding_pattern(&self, basename: &str) -> Option<&str> {
+        let first = self.patterns.matches(basename).into_iter().min()?;
+        self.texts.get(first).map(String::as_str)
     }
 
     pub fn pattern_count(&self) -> usize {
@@ -150,6 +162,22 @@ mod tests {
         assert!(!custom.allows(&format!("{HASH}-hello-2.12.1")));
         assert!(custom.allows(&path));
         assert!(PathFilter::new(true, true, &["[".into()]).is_err());
+    }
+
+    #[test]
+    fn the_first_hiding_pattern_is_named() {
+        let filter = PathFilter::new(true, true, &["*-corp-*".into(), "*-db".into()]).unwrap();
+        let hiding = |name: &str| filter.hiding_pattern(&format!("{HASH}-{name}"));
+        assert_eq!(hiding("fixture-secrets-db"), Some("*-secrets-*"));
+        assert_eq!(hiding("corp-tools-1.0"), Some("*-corp-*"));
+        assert_eq!(hiding("my-db"), Some("*-db"));
+        assert_eq!(hiding("hello-2.12.1"), None);
+        // `--no-filter`: nothing hides anything.
+        let open = PathFilter::new(false, true, &[]).unwrap();
+        assert_eq!(
+            open.hiding_pattern(&format!("{HASH}-app-secrets-prod")),
+            None
+        );
     }
 
     #[test]

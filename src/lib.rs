@@ -23,4 +23,6 @@ pub mod status;
 pub mod status_cli;
 pub mod store;
 pub mod tracker;
+pub mod why;
+pub mod why_cli;
 pub mod wire;

@@ -17,6 +17,7 @@ use crate::fetch::P2pCache;
 use crate::kubo_rpc::KuboRpc;
 use crate::node_api::NodeApi;
 use crate::status::{status_router, HolePunchLog};
+use crate::why::{why_router, WhySources};
 
 pub struct Front(Router);
 
@@ -33,6 +34,11 @@ impl Front {
             Some(peering) => (Some(peering.remote), Some(peering.status)),
             None => (None, None),
         };
+        let why = WhySources {
+            store: settings.store.clone(),
+            filter: settings.filter.clone(),
+            remote: remote.clone(),
+        };
         let mut routes = peerix_http::router(
             P2pCache::new(settings.store.clone(), remote.clone()),
             Arc::new(Metrics::default()),
@@ -40,7 +46,8 @@ impl Front {
         .merge(batch_narinfo_router(
             Arc::new(P2pCache::new(settings.store.clone(), remote)),
             &settings.guard,
-        ));
+        ))
+        .merge(why_router(why, &settings.guard));
         if let Some(status) = status {
             routes = routes
                 .merge(control_router(status.clone(), &settings.guard))

@@ -14,9 +14,10 @@ use super::nar_cache::NarCache;
 use super::nar_log::NarLog;
 use super::old_peer_nar::OldPeerNars;
 use super::peer::{self as fetch, FetchError, NarOutcome};
+use super::refusals::{Reason, Refusals, RefusedFrom};
 use super::scores::{Answer, Scores};
 use super::stream_pool::StreamPool;
-use super::trust::{Refused, Trust, Verified};
+use super::trust::{Refused, Trust, Untrusted, Verified};
 use crate::discovery::tracker::{TrackerSource, Transfer};
 use crate::discovery::Holders;
 use crate::filter::PathFilter;
@@ -79,6 +80,8 @@ pub struct Remote {
     /// NARs fetched before, served again without asking (`--cache-size`).
     pub nar_cache: Option<NarCache>,
     narinfo_streams: StreamPool,
+    /// What was refused lately, and why (`peerix why`, the dashboard).
+    pub refusals: Arc<Refusals>,
 }
 
 impl Remote {
@@ -106,12 +109,43 @@ impl Remote {
             failed_cids: Mutex::new(HashSet::new()),
             trusted_narinfos: Mutex::new(HashMap::new()),
             narinfo_streams: StreamPool::default(),
+            refusals: Arc::default(),
         }
     }
 
     /// Asks the LAN's old peers too, last (`--mode lan`, `both`).
     pub fn with_lan(self, lan: Option<Arc<Lan>>) -> Self {
         Self { lan, ..self }
+    }
+
+    /// Asked who holds a path no known holder has, if a tracker is set.
+    pub fn tracker(&self) -> Option<&Arc<TrackerSource>> {
+        self.tracker.as_ref()
+    }
+
+    /// The LAN's old peers, asked last, if `--mode` includes the LAN.
+    pub fn lan(&self) -> Option<&Arc<Lan>> {
+        self.lan.as_ref()
+    }
+
+    fn refused_narinfo(&self, hash: StoreHash, from: RefusedFrom, refused: &Untrusted) {
+        let reason = Reason::untrusted(refused, self.trust.upstream.is_some());
+        self.refusals.record(hash, from, reason);
+    }
+
+    /// Records that a trusted narinfo's name is one this node's filter hides.
+    fn filtered(&self, from: RefusedFrom, narinfo: &NarInfo) -> bool {
+        let name = narinfo.store_path.basename();
+        if self.filter.allows(name) {
+            return false;
+        }
+        let reason = Reason::Filtered {
+            name: name.to_owned(),
+            pattern: self.filter.hiding_pattern(name).map(str::to_owned),
+        };
+        self.refusals
+            .record(narinfo.store_path.hash(), from, reason);
+        true
     }
 
     fn penalise(&self, peer: PeerId, error: &FetchError) {
@@ -148,6 +182,7 @@ impl Remote {
         if !self.remember(verified.narinfo(), peer, cid).await {
             return None;
         }
+        self.refusals.passed(&hash);
         // Until the holder has published the NAR's CID, ask again: the next answer may
         // carry it, and with it the way to fetch from every holder at once.
         if let Some(mut trusted) = self.trusted_narinfos.lock().ok().filter(|_| published) {
@@ -193,20 +228,27 @@ impl Remote {
         };
         let verified = match self.trust.verify(Some(peer), narinfo).await {
             Ok(verified) => verified,
-            Err(Refused::NotNow(e)) => {
+            Err(
+                e @ Untrusted {
+                    reason: Refused::NotNow(_),
+                    ..
+                },
+            ) => {
                 tracing::debug!(%peer, %hash, error = %e, "narinfo not verified now");
+                self.refused_narinfo(hash, RefusedFrom::Peer(peer), &e);
                 self.scores.record(peer, Answer::Good);
                 return None;
             }
             Err(e) => {
                 tracing::warn!(%peer, %hash, error = %e, "untrusted narinfo refused");
+                self.refused_narinfo(hash, RefusedFrom::Peer(peer), &e);
                 self.scores.record(peer, Answer::Untrusted);
                 return None;
             }
         };
         // Checked after trust: a name only a liar gives must not hide the path honest holders
         // have; a trusted path under a filtered name is one this node's policy keeps out.
-        if !self.filter.allows(verified.narinfo().store_path.basename()) {
+        if self.filtered(RefusedFrom::Peer(peer), verified.narinfo()) {
             tracing::debug!(%peer, path = %verified.narinfo().store_path, "filtered name skipped");
             self.scores.record(peer, Answer::Untrusted);
             return None;
@@ -224,16 +266,18 @@ impl Remote {
             Ok(verified) => verified,
             Err(e) => {
                 tracing::warn!(%from, %hash, error = %e, "untrusted narinfo from the LAN refused");
+                self.refused_narinfo(hash, RefusedFrom::OldPeer(from), &e);
                 return None;
             }
         };
         let narinfo = verified.narinfo();
-        if !self.filter.allows(narinfo.store_path.basename()) {
+        if self.filtered(RefusedFrom::OldPeer(from), narinfo) {
             tracing::debug!(%from, path = %narinfo.store_path, "filtered name skipped");
             return None;
         }
         self.old_peer_nars
             .record(narinfo.nar_hash, found.nar, narinfo.nar_size);
+        self.refusals.passed(&hash);
         Some(verified)
     }
 
@@ -274,7 +318,7 @@ impl Remote {
     /// Forgets `cid` for the NAR after a fetch by it failed, for good, and penalises the peer
     /// that named it (as a liar if the bytes were wrong): it would make every retry of the NAR
     /// fail the same way.
-    async fn forget_cid(&self, nar_hash: NarHash, cid: Cid, outcome: &NarOutcome) {
+    async fn forget_cid(&self, path: StoreHash, nar_hash: NarHash, cid: Cid, outcome: &NarOutcome) {
         if let Ok(mut failed) = self.failed_cids.lock() {
             if failed.len() >= CID_SOURCES {
                 failed.clear();
@@ -294,6 +338,12 @@ impl Remote {
             tracing::warn!(%peer, nar = %nar_hash, %cid, %outcome, "fetch by the CID a peer named failed");
             self.scores.record(peer, answer);
         }
+        let reason = Reason::CidFailed {
+            cid: cid.to_string(),
+            error: outcome.to_string(),
+        };
+        let from = source.map_or(RefusedFrom::Holders, RefusedFrom::Peer);
+        self.refusals.record(path, from, reason);
         if let Some(nar) = self.nars.get(&nar_hash).filter(|n| n.cid == Some(cid)) {
             let nar = RemoteNar { cid: None, ..nar };
             if !self.nars.record(nar_hash, nar).await {

@@ -9,6 +9,7 @@ mod nar_cache;
 mod nar_log;
 mod old_peer_nar;
 mod peer;
+pub mod refusals;
 mod scores;
 mod stream_pool;
 mod trust;

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::{Remote, CHUNKS_IN_FLIGHT, MULTI_SOURCE_MIN, STRIPED_MIN, STRIPED_RTT, STRIPES};
 use crate::fetch::nar_cache::Filling;
 use crate::fetch::peer::{self as fetch, NarOutcome, NarProgress};
+use crate::fetch::refusals::{Reason, RefusedFrom};
 
 /// A NAR read from the peers that hold it.
 pub(super) struct PeersNar {
@@ -107,15 +108,21 @@ impl PeersNar {
                 // The reader may have left because the bytes were wrong (Nix stops at the
                 // first that is not a NAR): a CID that gave no verified NAR is not used again.
                 outcome @ NarOutcome::Abandoned => {
-                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    remote
+                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
+                        .await;
                     return None;
                 }
                 outcome if progress.handed_on => {
-                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    remote
+                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
+                        .await;
                     return Some(outcome.to_string());
                 }
                 outcome => {
-                    remote.forget_cid(self.nar_hash, cid, &outcome).await;
+                    remote
+                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
+                        .await;
                     tracing::debug!(%cid, reason = %outcome, "Bitswap fetch failed: streaming instead");
                     progress = NarProgress::new(self.nar_hash, self.size, start, end);
                 }
@@ -140,6 +147,12 @@ impl PeersNar {
                 }
                 NarOutcome::Wrong(e) => {
                     remote.penalise(peer, &e);
+                    let reason = Reason::WrongNar {
+                        error: e.to_string(),
+                    };
+                    remote
+                        .refusals
+                        .record(self.path, RefusedFrom::Peer(peer), reason);
                     if progress.handed_on {
                         return Some(e.to_string());
                     }

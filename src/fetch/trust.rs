@@ -56,6 +56,15 @@ pub enum Refused {
     NotNow(#[from] UpstreamError),
 }
 
+/// A refused narinfo: why, and the names of the keys its signatures carried (what `peerix why`
+/// tells the operator, who may have meant to trust one of them).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Untrusted {
+    pub reason: Refused,
+    pub signed_by: Vec<String>,
+}
+
 impl Trust {
     /// What of `narinfo`, sent by `peer` (`None`: by a machine that is no Peerix node), may
     /// reach Nix.
@@ -63,7 +72,7 @@ impl Trust {
         &self,
         peer: Option<PeerId>,
         mut narinfo: NarInfo,
-    ) -> Result<Verified, Refused> {
+    ) -> Result<Verified, Untrusted> {
         self.drop_own_signatures(&mut narinfo);
         if let Some(signed) = self.signed_fields(&narinfo) {
             return Ok(Verified::Whole(signed));
@@ -71,6 +80,16 @@ impl Trust {
         if peer.is_some_and(|p| self.unchecked_peers.contains(&p)) {
             return Ok(Verified::Unchecked(narinfo));
         }
+        self.vouched_upstream(&narinfo)
+            .await
+            .map_err(|reason| Untrusted {
+                reason,
+                signed_by: key_names(&narinfo),
+            })
+    }
+
+    /// Upstream's narinfo for the same NAR as `narinfo`, which no trusted key signed.
+    async fn vouched_upstream(&self, narinfo: &NarInfo) -> Result<Verified, Refused> {
         let upstream = self.upstream.as_ref().ok_or(Refused::Unvouched)?;
         let Some(mut theirs) = upstream.narinfo(narinfo.store_path.hash()).await? else {
             return Err(Refused::Unvouched);
@@ -132,6 +151,16 @@ impl Trust {
     }
 }
 
+/// The key name of each signature (the text before its `:`).
+fn key_names(narinfo: &NarInfo) -> Vec<String> {
+    narinfo
+        .sigs
+        .iter()
+        .filter_map(|sig| sig.split_once(':'))
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +207,8 @@ mod tests {
         assert!(trust.verify(Some(peer), info.clone()).await.is_err());
         let fp = fingerprint(&info.store_path, &info.nar_hash, info.nar_size, &[]);
         info.sigs.push(stranger.sign(&fp));
-        assert!(trust.verify(Some(peer), info.clone()).await.is_err());
+        let refused = trust.verify(Some(peer), info.clone()).await.unwrap_err();
+        assert_eq!(refused.signed_by, vec!["stranger-1".to_owned()]);
         // A signature under Peerix's own key name counts for nothing, even a real one.
         info.sigs.push(ours.sign(&fp));
         assert!(trust.verify(Some(peer), info.clone()).await.is_err());
@@ -208,12 +238,18 @@ mod tests {
         ));
         assert!(matches!(
             trust.verify(Some(other), narinfo()).await,
-            Err(Refused::Unvouched)
+            Err(Untrusted {
+                reason: Refused::Unvouched,
+                ..
+            })
         ));
         // A machine that is no Peerix node is never trusted unchecked.
         assert!(matches!(
             trust.verify(None, narinfo()).await,
-            Err(Refused::Unvouched)
+            Err(Untrusted {
+                reason: Refused::Unvouched,
+                ..
+            })
         ));
     }
 }

@@ -78,6 +78,11 @@ impl LocalStore {
             .filter(|info| self.filter.allows(info.path.basename())))
     }
 
+    /// Path info of any valid path, filtered or not: for explaining why one is not shared.
+    pub fn path_info(&self, hash: StoreHash) -> Result<Option<PathInfo>, CacheError> {
+        self.db.path_info(hash)
+    }
+
     /// Where a store path's files are on this machine.
     pub fn physical_path(&self, path: &StorePathName) -> PathBuf {
         self.root.join("nix/store").join(path.basename())

@@ -6,6 +6,7 @@ use std::io::{self, Read};
 use peerix_node::unixfs::{file_cid, CidVersion};
 
 use crate::cli::CidArgs;
+use crate::progress;
 
 pub fn run(args: &CidArgs) -> Result<(), String> {
     let version = match args.cid_version {
@@ -17,7 +18,8 @@ pub fn run(args: &CidArgs) -> Result<(), String> {
     } else {
         let file = File::open(&args.file)
             .map_err(|e| format!("cannot open {}: {e}", args.file.display()))?;
-        Box::new(file)
+        let size = file.metadata().ok().map(|m| m.len());
+        Box::new(progress::reading(file, size, "hashing"))
     };
     let cid = file_cid(version, source)
         .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;

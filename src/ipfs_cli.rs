@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::cli::{IpfsArgs, IpfsCommand};
 use crate::kubo_rpc::KuboRpc;
+use crate::progress;
 
 pub fn run(args: &IpfsArgs) -> Result<(), String> {
     let rpc = KuboRpc::new(&args.api);
@@ -27,7 +28,8 @@ pub fn run(args: &IpfsArgs) -> Result<(), String> {
                 .unwrap_or_default();
             let content = std::fs::File::open(file)
                 .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
-            let (cid, _) = rpc.add(&name, content)?;
+            let size = content.metadata().ok().map(|m| m.len());
+            let (cid, _) = rpc.add(&name, progress::reading(content, size, "adding"))?;
             println!("{cid}");
         }
         IpfsCommand::Providers { cid } => {
@@ -47,7 +49,7 @@ pub fn run(args: &IpfsArgs) -> Result<(), String> {
             println!("{}", rpc.call_json("peerix/status", &[])?);
         }
         IpfsCommand::Cat { cid } => {
-            let mut body = rpc.cat(cid)?;
+            let mut body = progress::reading(rpc.cat(cid)?, None, "fetching");
             let mut stdout = io::stdout().lock();
             io::copy(&mut body, &mut stdout).map_err(|e| format!("cat {cid}: {e}"))?;
             stdout.flush().map_err(|e| format!("cat {cid}: {e}"))?;

@@ -26,3 +26,23 @@ fn an_offline_start_with_no_peer_logs_no_warning() {
         .collect();
     assert!(noisy.is_empty(), "warnings at an expected start: {noisy:?}");
 }
+
+#[test]
+fn a_store_root_without_a_nix_database_is_said_once() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        eprintln!("skipped: RUST_LOG sets its own log levels");
+        return;
+    }
+    let empty = tempfile::TempDir::new().unwrap();
+    let node = Peerix::serve(empty.path(), &[]);
+    // A few rounds of the store watcher, which finds no database each time.
+    std::thread::sleep(Duration::from_secs(5));
+    let warnings: Vec<String> = node
+        .log()
+        .into_iter()
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("no Nix database at"), "{warnings:?}");
+    assert!(warnings[0].contains("--store-root"), "{warnings:?}");
+}

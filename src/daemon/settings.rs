@@ -13,7 +13,7 @@ use crate::cli::{LanSettings, ServeArgs};
 use crate::fetch::Trust;
 use crate::filter::PathFilter;
 use crate::nix::signing::SecretKey;
-use crate::store::{CachingSigner, LocalStore};
+use crate::store::{CachingSigner, LocalStore, StoreDb};
 
 pub struct Settings {
     pub http_addr: SocketAddr,
@@ -74,6 +74,14 @@ impl Settings {
             own_key_name: signer.as_ref().map(|k| k.name().to_owned()),
             ..args.trust()?
         };
+        let database = StoreDb::file(&args.store_root);
+        if !database.exists() {
+            // Not an error: Nix creates it with the first path. Said once, here.
+            tracing::warn!(
+                "no Nix database at {}: nothing is shared until Nix creates it (is --store-root right?)",
+                database.display()
+            );
+        }
         let store = Arc::new(LocalStore::new(
             &args.store_root,
             filter.clone(),

@@ -1,7 +1,7 @@
 //! Queries on a Nix store's database (`<root>/nix/var/nix/db/db.sqlite`): path info by store hash,
 //! store hash by NAR hash. A root without a database is an empty store until one appears.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use peerix_http::{CacheError, NarHash, StoreHash, StorePathName};
 use rusqlite::OptionalExtension;
@@ -84,8 +84,13 @@ fn db_error(e: rusqlite::Error) -> CacheError {
 impl StoreDb {
     pub fn new(store_root: &Path) -> Self {
         Self {
-            db: ReadOnlyDb::new(store_root.join("nix/var/nix/db/db.sqlite")),
+            db: ReadOnlyDb::new(Self::file(store_root)),
         }
+    }
+
+    /// Where Nix keeps the database of the store at `store_root`.
+    pub fn file(store_root: &Path) -> PathBuf {
+        store_root.join("nix/var/nix/db/db.sqlite")
     }
 
     pub fn path_info(&self, hash: StoreHash) -> Result<Option<PathInfo>, CacheError> {

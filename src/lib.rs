@@ -17,6 +17,7 @@ pub mod kubo_rpc;
 pub mod lan;
 pub mod nix;
 pub mod node_api;
+pub mod node_metrics;
 pub mod progress;
 pub mod publish;
 pub mod rate_limit;

@@ -21,7 +21,7 @@ pub mod store_path;
 pub use cache::{BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarSource};
 pub use guard::{is_loopback_name, BrowserGuard, Guarded, Refusal};
 pub use ipfs_api::{ipfs_api_router, ApiError, IpfsApi, NodeIdentity};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MoreMetrics};
 pub use nar_hash::NarHash;
 pub use narinfo::NarInfo;
 pub use range::ByteRange;

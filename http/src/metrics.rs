@@ -1,14 +1,24 @@
 //! Counters exported at `/metrics` in the Prometheus text format.
 
 use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds, in seconds, of the narinfo latency histogram.
 const BUCKETS: [f64; 8] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0];
 
+/// Families the application renders itself (from the counters its status reports), appended
+/// to the front's own at each scrape.
+pub trait MoreMetrics: Send + Sync {
+    fn render(&self) -> Pin<Box<dyn Future<Output = String> + Send + '_>>;
+}
+
 #[derive(Default)]
 pub struct Metrics {
+    more: Option<Arc<dyn MoreMetrics>>,
     narinfo_hits: AtomicU64,
     narinfo_misses: AtomicU64,
     nar_requests: AtomicU64,
@@ -28,6 +38,23 @@ pub(crate) enum Outcome {
 }
 
 impl Metrics {
+    /// The front's counters, and `more` at each scrape.
+    pub fn with_more(more: Arc<dyn MoreMetrics>) -> Self {
+        Self {
+            more: Some(more),
+            ..Self::default()
+        }
+    }
+
+    /// Everything `/metrics` shows: the front's counters, then the application's families.
+    pub async fn render_all(&self) -> String {
+        let mut text = self.render();
+        if let Some(more) = &self.more {
+            text.push_str(&more.render().await);
+        }
+        text
+    }
+
     pub(crate) fn narinfo(&self, outcome: Outcome, elapsed: Duration) {
         let counter = match outcome {
             Outcome::Hit => &self.narinfo_hits,

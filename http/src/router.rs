@@ -58,7 +58,7 @@ async fn cache_info_route<C: BinaryCache>(State(front): State<Arc<Front<C>>>) ->
 async fn metrics_route<C: BinaryCache>(State(front): State<Arc<Front<C>>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        front.metrics.render(),
+        front.metrics.render_all().await,
     )
         .into_response()
 }

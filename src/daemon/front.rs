@@ -16,6 +16,7 @@ use crate::discovery::{bootstrap_router, discover_network, follow_bootstrap_url}
 use crate::fetch::P2pCache;
 use crate::kubo_rpc::KuboRpc;
 use crate::node_api::NodeApi;
+use crate::node_metrics::NodeMetrics;
 use crate::status::{status_router, HolePunchLog};
 use crate::why::{why_router, WhySources};
 
@@ -39,9 +40,13 @@ impl Front {
             filter: settings.filter.clone(),
             remote: remote.clone(),
         };
+        let metrics = match &status {
+            Some(status) => Metrics::with_more(Arc::new(NodeMetrics(status.clone()))),
+            None => Metrics::default(),
+        };
         let mut routes = peerix_http::router(
             P2pCache::new(settings.store.clone(), remote.clone()),
-            Arc::new(Metrics::default()),
+            Arc::new(metrics),
         )
         .merge(batch_narinfo_router(
             Arc::new(P2pCache::new(settings.store.clone(), remote)),

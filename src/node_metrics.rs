@@ -1,0 +1,204 @@
+//! The node's families at `/metrics`, from the same sources as `/status`, so the two never
+//! disagree: the publication scan, DHT announcements, connected peers and traffic, what peers
+//! hold, the tracker's health and the LAN protocol. Prometheus conventions: `_total` for
+//! counters, units in names.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+
+use peerix_http::MoreMetrics;
+
+use crate::status::StatusSources;
+
+pub struct NodeMetrics(pub StatusSources);
+
+/// One family: its help, type and samples (label text, value).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
+    let _ = writeln!(
+        out,
+        "# HELP peerix_{name} {help}\n# TYPE peerix_{name} {kind}"
+    );
+    for (labels, value) in samples {
+        match labels.is_empty() {
+            true => {
+                let _ = writeln!(out, "peerix_{name} {value}");
+            }
+            false => {
+                let _ = writeln!(out, "peerix_{name}{{{labels}}} {value}");
+            }
+        }
+    }
+}
+
+impl MoreMetrics for NodeMetrics {
+    fn render(&self) -> Pin<Box<dyn Future<Output = String> + Send + '_>> {
+        Box::pin(self.render_families())
+    }
+}
+
+impl NodeMetrics {
+    async fn render_families(&self) -> String {
+        let sources = &self.0;
+        let mut out = String::with_capacity(4096);
+        let scan = sources.progress.report();
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        family(
+            &mut out,
+            "scan_paths",
+            "gauge",
+            "Paths of the current (or last) publication scan, by state.",
+            &[
+                ("state=\"done\"", scan.paths_done as f64),
+                ("state=\"total\"", scan.paths_total as f64),
+                ("state=\"failed\"", scan.paths_failed as f64),
+            ],
+        );
+        family(
+            &mut out,
+            "scan_bytes",
+            "gauge",
+            "Bytes the current (or last) publication scan read.",
+            &[("", scan.bytes as f64)],
+        );
+        family(
+            &mut out,
+            "scan_running",
+            "gauge",
+            "1 while a publication scan runs.",
+            &[("", flag(scan.running))],
+        );
+        family(
+            &mut out,
+            "scan_paused",
+            "gauge",
+            "1 while the publication scan is paused.",
+            &[("", flag(sources.scan_control.is_paused()))],
+        );
+        let (holders, remote_paths) = sources.holders.summary();
+        family(
+            &mut out,
+            "holders",
+            "gauge",
+            "Peers whose held paths this node knows.",
+            &[("", holders as f64)],
+        );
+        family(
+            &mut out,
+            "remote_paths",
+            "gauge",
+            "Store paths peers hold, as this node knows them.",
+            &[("", remote_paths as f64)],
+        );
+        if let Ok(status) = sources.node.status().await {
+            let a = status.announcements;
+            family(
+                &mut out,
+                "announcements",
+                "gauge",
+                "DHT announcements waiting and under way.",
+                &[
+                    ("state=\"queued\"", a.queued as f64),
+                    ("state=\"running\"", a.running as f64),
+                ],
+            );
+            family(
+                &mut out,
+                "announcements_done_total",
+                "counter",
+                "DHT announcements finished since start.",
+                &[("", a.done as f64)],
+            );
+            family(
+                &mut out,
+                "announcements_paused",
+                "gauge",
+                "1 while DHT announcements are paused.",
+                &[("", flag(a.paused))],
+            );
+            family(
+                &mut out,
+                "provided_keys",
+                "gauge",
+                "Keys this node provides in the DHT.",
+                &[("", status.provided_keys as f64)],
+            );
+            let relayed = status.peers.iter().filter(|p| p.relayed).count();
+            family(
+                &mut out,
+                "peers",
+                "gauge",
+                "Connected peers, by connection.",
+                &[
+                    (
+                        "connection=\"direct\"",
+                        (status.peers.len() - relayed) as f64,
+                    ),
+                    ("connection=\"relayed\"", relayed as f64),
+                ],
+            );
+            family(
+                &mut out,
+                "p2p_bytes_total",
+                "counter",
+                "Bytes over direct peer-to-peer connections since start, by direction.",
+                &[
+                    ("direction=\"in\"", status.bytes_in as f64),
+                    ("direction=\"out\"", status.bytes_out as f64),
+                ],
+            );
+        }
+        if let Some(tracker) = &sources.tracker {
+            let status = tracker.status();
+            family(
+                &mut out,
+                "tracker_reachable",
+                "gauge",
+                "1 while the tracker answers.",
+                &[("", flag(status["reachable"] == true))],
+            );
+        }
+        if let Some(lan) = &sources.lan {
+            let status = lan.status();
+            family(
+                &mut out,
+                "lan_requests_total",
+                "counter",
+                "Old LAN peers' requests, by what became of them.",
+                &[
+                    ("outcome=\"answered\"", status.requests_answered as f64),
+                    ("outcome=\"unanswered\"", status.requests_unanswered as f64),
+                    (
+                        "outcome=\"rate_limited\"",
+                        status.requests_rate_limited as f64,
+                    ),
+                ],
+            );
+            family(
+                &mut out,
+                "lan_queries_total",
+                "counter",
+                "LAN queries this node sent, and those answered.",
+                &[
+                    ("outcome=\"sent\"", status.queries as f64),
+                    ("outcome=\"answered\"", status.queries_answered as f64),
+                ],
+            );
+            family(
+                &mut out,
+                "lan_answers_refused_total",
+                "counter",
+                "LAN answers not taken (unknown id, wrong source or hash).",
+                &[("", status.answers_refused as f64)],
+            );
+            family(
+                &mut out,
+                "lan_old_peers",
+                "gauge",
+                "Machines heard speaking the old LAN protocol lately.",
+                &[("", status.old_peers_heard.len() as f64)],
+            );
+        }
+        out
+    }
+}

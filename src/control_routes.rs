@@ -1,7 +1,8 @@
 //! The local controls of the publication scan and the DHT announcements, under the old
 //! program's routes that users' scripts call: `POST /scan/{pause,resume}`, `POST /scan/now`,
-//! `POST /reannounce/{pause,resume}` and `GET /announce-status`. Each answers the state it
-//! leaves, and sits behind the browser guard: a web page can neither press them nor read them.
+//! `POST /reannounce/{pause,resume}` and `GET /announce-status`; and the emergency stop of all
+//! peer-to-peer traffic, `POST /p2p/{stop,start}`. Each answers the state it leaves, and sits
+//! behind the browser guard: a web page can neither press them nor read them.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -16,7 +17,7 @@ use crate::status::{announcements_json, scan_json, StatusSources};
 
 #[derive(Debug, Error)]
 pub enum ControlError {
-    #[error("no such control: {0:?} (pause or resume)")]
+    #[error("no such control: {0:?} (pause or resume; stop or start)")]
     UnknownAction(String),
     #[error("the node does not answer: {0}")]
     Node(peerix_node::NodeError),
@@ -38,6 +39,7 @@ pub fn control_router(sources: StatusSources, guard: &BrowserGuard) -> Router {
         .route("/scan/{action}", post(scan))
         .route("/reannounce/{action}", post(reannounce))
         .route("/announce-status", get(announce_status))
+        .route("/p2p/{action}", post(traffic))
         .layer(guard.clone())
         .with_state(sources)
 }
@@ -76,6 +78,30 @@ async fn reannounce(
         .await
         .map_err(ControlError::Node)?;
     announce_status(State(sources)).await
+}
+
+async fn traffic(
+    State(sources): State<StatusSources>,
+    Path(action): Path<String>,
+) -> Result<Json<Value>, ControlError> {
+    let stopped = match action.as_str() {
+        "stop" => true,
+        "start" => false,
+        other => {
+            return Err(ControlError::UnknownAction(
+                other.chars().take(32).collect(),
+            ))
+        }
+    };
+    let node = &sources.node;
+    node.stop_traffic(stopped)
+        .await
+        .map_err(ControlError::Node)?;
+    let status = node.status().await.map_err(ControlError::Node)?;
+    Ok(Json(json!({
+        "traffic_stopped": status.traffic_stopped,
+        "peers": status.peers.len(),
+    })))
 }
 
 async fn announce_status(

@@ -123,6 +123,13 @@ impl NodeMetrics {
                 "Keys this node provides in the DHT.",
                 &[("", status.provided_keys as f64)],
             );
+            family(
+                &mut out,
+                "p2p_stopped",
+                "gauge",
+                "1 while the operator has stopped all peer-to-peer traffic.",
+                &[("", flag(status.traffic_stopped))],
+            );
             let relayed = status.peers.iter().filter(|p| p.relayed).count();
             family(
                 &mut out,

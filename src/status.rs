@@ -114,6 +114,7 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
         "bandwidth_limit": status.bandwidth_limit,
         "provided_keys": status.provided_keys,
         "announcements": announcements_json(&status.announcements),
+        "traffic_stopped": status.traffic_stopped,
         "bytes_in": status.bytes_in,
         "bytes_out": status.bytes_out,
         "peers": peers,

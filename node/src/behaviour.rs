@@ -13,6 +13,7 @@ use libp2p::{
 use crate::app_streams::AppStreams;
 use crate::direct_only::DirectOnly;
 use crate::network::network_protocol;
+use crate::traffic_stop::TrafficStop;
 use crate::{NodeConfig, RelayLimits};
 
 /// What kubo announces, so that IPFS peers treat this node as one of theirs.
@@ -24,6 +25,8 @@ const MAX_PROVIDED_KEYS: usize = 1 << 20;
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// The emergency stop, asked first about every connection.
+    pub stop: TrafficStop,
     pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -131,6 +134,7 @@ impl Behaviour {
         let identify = identify::Config::new(IPFS_PROTOCOL_VERSION.to_owned(), key.public())
             .with_agent_version(format!("peerix/{}", env!("CARGO_PKG_VERSION")));
         Ok(Self {
+            stop: TrafficStop::default(),
             limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(identify),
             ping: ping::Behaviour::default(),

@@ -61,6 +61,7 @@ pub enum Command {
     /// Asks every DHT the node takes part in; answered once all have finished.
     FindProviders(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
     Disconnect(PeerId),
+    StopTraffic(bool),
 }
 
 /// What the event loop runs with, from the node's configuration.
@@ -218,6 +219,16 @@ impl EventLoop {
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::StopTraffic(stopped) => {
+                tracing::warn!(stopped, "peer-to-peer traffic stopped by the operator");
+                self.swarm.behaviour_mut().stop.stopped = stopped;
+                if stopped {
+                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    for peer in peers {
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                }
+            }
             Command::PauseAnnouncements(paused) => {
                 tracing::info!(paused, queued = self.announce_queue.len(), "announcements");
                 self.paused = paused;
@@ -259,6 +270,7 @@ impl EventLoop {
                 done: self.announced,
                 paused: self.paused,
             },
+            traffic_stopped: self.swarm.behaviour().stop.stopped,
         }
     }
 

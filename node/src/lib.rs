@@ -27,6 +27,7 @@ mod status;
 mod storage;
 mod tcp_dials;
 pub mod traffic;
+mod traffic_stop;
 pub mod unixfs;
 
 use std::collections::{HashMap, HashSet};
@@ -266,6 +267,15 @@ impl NodeHandle {
     }
 
     /// Closes every connection to `peer` (it broke a protocol's rules); it may come back.
+    /// Stops all peer-to-peer traffic at once (closes every connection and takes or makes no
+    /// new one), or lets it start again.
+    pub async fn stop_traffic(&self, stopped: bool) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::StopTraffic(stopped))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
     pub async fn disconnect(&self, peer: PeerId) -> Result<(), NodeError> {
         self.commands
             .send(Command::Disconnect(peer))

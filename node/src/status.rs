@@ -44,6 +44,8 @@ pub struct NodeStatus {
     /// Keys this node provides (announces in the DHT), one per published item.
     pub provided_keys: u64,
     pub announcements: AnnouncementStatus,
+    /// Whether the operator stopped all peer-to-peer traffic.
+    pub traffic_stopped: bool,
 }
 
 /// The DHT announcements: waiting, under way, done since start, and whether they are paused.

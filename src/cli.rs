@@ -53,9 +53,10 @@ pub enum Command {
     Why(WhyArgs),
 }
 
+/// The running `peerix serve` an operator's command asks.
 #[derive(Args, Debug)]
-pub struct StatusArgs {
-    /// The running `peerix serve` (its `/status` answers local clients only).
+pub struct ApiArg {
+    /// The running `peerix serve` (its control and status routes answer local clients only).
     #[arg(
         long,
         env = "PEERIX_API",
@@ -63,6 +64,19 @@ pub struct StatusArgs {
         value_name = "URL"
     )]
     pub api: String,
+}
+
+impl ApiArg {
+    /// The URL of `route` (starting with `/`) on that node.
+    pub fn url(&self, route: &str) -> String {
+        format!("{}{route}", self.api.trim_end_matches('/'))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub api: ApiArg,
     /// Print the `/status` document itself (JSON).
     #[arg(long)]
     pub json: bool,

@@ -27,7 +27,7 @@ pub enum StatusError {
 }
 
 pub fn run(args: &StatusArgs) -> Result<(), StatusError> {
-    let url = format!("{}/status", args.api.trim_end_matches('/'));
+    let url = args.api.url("/status");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
@@ -37,7 +37,7 @@ pub fn run(args: &StatusArgs) -> Result<(), StatusError> {
         let status = fetch(&agent, &url)?;
         let text = match args.json {
             true => format!("{status:#}\n"),
-            false => render(&args.api, &status),
+            false => render(&args.api.api, &status),
         };
         if !args.watch {
             print!("{text}");

@@ -25,7 +25,7 @@ pub enum WhyError {
 }
 
 pub fn run(args: &WhyArgs) -> Result<(), WhyError> {
-    let api = args.api.trim_end_matches('/');
+    let api = args.api.api.trim_end_matches('/');
     let (status, body) = get(api, &args.target)?;
     let unexpected = |error: String| WhyError::Unexpected {
         api: api.to_owned(),

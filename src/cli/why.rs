@@ -6,14 +6,8 @@ pub struct WhyArgs {
     #[arg(value_name = "HASH|STORE_PATH")]
     pub target: String,
 
-    /// The running `peerix serve`.
-    #[arg(
-        long,
-        env = "PEERIX_API",
-        default_value = "http://127.0.0.1:12304",
-        value_name = "URL"
-    )]
-    pub api: String,
+    #[command(flatten)]
+    pub api: super::ApiArg,
 
     /// Print the answer of `GET /why/{hash}` as it came (JSON).
     #[arg(long)]

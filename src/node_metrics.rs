@@ -9,6 +9,7 @@ use std::pin::Pin;
 
 use peerix_http::MoreMetrics;
 
+use crate::fetch::Source;
 use crate::status::StatusSources;
 
 pub struct NodeMetrics(pub StatusSources);
@@ -29,6 +30,10 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
             }
         }
     }
+}
+
+fn as_samples(labelled: &[(String, f64)]) -> Vec<(&str, f64)> {
+    labelled.iter().map(|(l, n)| (l.as_str(), *n)).collect()
 }
 
 impl MoreMetrics for NodeMetrics {
@@ -74,6 +79,28 @@ impl NodeMetrics {
             "gauge",
             "1 while the publication scan is paused.",
             &[("", flag(sources.scan_control.is_paused()))],
+        );
+        let by_source = |count: &dyn Fn(Source) -> u64| -> Vec<(String, f64)> {
+            Source::ALL
+                .iter()
+                .map(|s| (format!("source=\"{}\"", s.name()), count(*s) as f64))
+                .collect()
+        };
+        let narinfos = by_source(&|s| sources.served.narinfos(s));
+        let nar_bytes = by_source(&|s| sources.served.nar_bytes(s));
+        family(
+            &mut out,
+            "narinfo_served_total",
+            "counter",
+            "Narinfos Nix got, by where they came from.",
+            &as_samples(&narinfos),
+        );
+        family(
+            &mut out,
+            "nar_served_bytes_total",
+            "counter",
+            "NAR bytes Nix got, by where they came from: none had to come from upstream.",
+            &as_samples(&nar_bytes),
         );
         let (holders, remote_paths) = sources.holders.summary();
         family(

@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::Holders;
+use crate::fetch::Served;
 use crate::lan::Lan;
 use crate::publish::{IndexDb, ScanControl, ScanProgress};
 
@@ -24,6 +25,8 @@ const FAILURES_KEPT: usize = 32;
 
 #[derive(Clone)]
 pub struct StatusSources {
+    /// What Nix got from this node, by source.
+    pub served: Arc<Served>,
     pub progress: Arc<ScanProgress>,
     pub scan_control: Arc<ScanControl>,
     pub db: Arc<IndexDb>,
@@ -75,6 +78,7 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
             "paths": remote_paths,
         },
         "node": node,
+        "served": sources.served.json(),
         "tracker": sources.tracker.as_ref().map(|t| t.status()),
         "lan": sources.lan.as_ref().map(|l| l.status()),
     }))

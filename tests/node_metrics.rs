@@ -82,4 +82,22 @@ fn the_node_s_families_are_exported_and_move() {
     assert!(sample(&text, "peerix_p2p_bytes_total{direction=\"in\"}") > Some(0.0));
     // The front's own counters are still there, and count B's narinfo hits.
     assert!(sample(&text, "peerix_narinfo_hits_total") >= Some(1.0));
+    // What Nix got from B came from a peer: a narinfo, then the NAR's bytes as they streamed.
+    assert!(sample(&text, "peerix_narinfo_served_total{source=\"peer\"}") >= Some(1.0));
+    let nar = curl(&format!("{}/{}", b.url(), b.nar_url(&f.app)), &[]);
+    assert_eq!(nar.status, 200);
+    let text = metrics(&b);
+    let streamed = sample(&text, "peerix_nar_served_bytes_total{source=\"peer\"}");
+    assert_eq!(streamed, Some(nar.body.len() as f64), "{text}");
+    assert_eq!(
+        sample(&text, "peerix_nar_served_bytes_total{source=\"local\"}"),
+        Some(0.0)
+    );
+    let served = &b.status()["served"];
+    assert_eq!(
+        served["bytes_not_from_upstream"],
+        nar.body.len() as u64,
+        "{served}"
+    );
+    assert_eq!(served["narinfos"]["local"], 0, "{served}");
 }

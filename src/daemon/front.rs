@@ -40,16 +40,20 @@ impl Front {
             filter: settings.filter.clone(),
             remote: remote.clone(),
         };
+        // What Nix got, counted once for every route that serves it.
+        let served = status
+            .as_ref()
+            .map_or_else(Default::default, |status| status.served.clone());
         let metrics = match &status {
             Some(status) => Metrics::with_more(Arc::new(NodeMetrics(status.clone()))),
             None => Metrics::default(),
         };
         let mut routes = peerix_http::router(
-            P2pCache::new(settings.store.clone(), remote.clone()),
+            P2pCache::new(settings.store.clone(), remote.clone(), served.clone()),
             Arc::new(metrics),
         )
         .merge(batch_narinfo_router(
-            Arc::new(P2pCache::new(settings.store.clone(), remote)),
+            Arc::new(P2pCache::new(settings.store.clone(), remote, served)),
             &settings.guard,
         ))
         .merge(why_router(why, &settings.guard));

@@ -93,6 +93,7 @@ impl Peering {
             .with_lan(lan.clone()),
         );
         let status = StatusSources {
+            served: Arc::default(),
             progress,
             scan_control,
             db,

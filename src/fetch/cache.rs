@@ -16,6 +16,7 @@ use super::old_peer_nar::OldPeerNars;
 use super::peer::{self as fetch, FetchError, NarOutcome};
 use super::refusals::{Reason, Refusals, RefusedFrom};
 use super::scores::{Answer, Scores};
+use super::served::{Served, Source};
 use super::stream_pool::StreamPool;
 use super::trust::{Refused, Trust, Untrusted, Verified};
 use crate::discovery::tracker::{TrackerSource, Transfer};
@@ -50,6 +51,7 @@ const CID_SOURCES: usize = 1 << 14;
 pub struct P2pCache {
     local: Arc<LocalStore>,
     remote: Option<Arc<Remote>>,
+    served: Arc<Served>,
 }
 
 pub struct Remote {
@@ -159,14 +161,26 @@ impl Remote {
 
     /// The first trusted narinfo for `hash` among the peers that hold it, asked hedged in the
     /// order their answers so far earned them.
-    async fn narinfo(self: &Arc<Self>, hash: StoreHash) -> Option<Verified> {
+    async fn narinfo(self: &Arc<Self>, hash: StoreHash) -> Option<(Verified, Source)> {
         let mut holders = self.honest(self.holders.holders_of(&hash));
         if let Some(tracker) = self.tracker.as_ref().filter(|_| holders.is_empty()) {
             holders = self.honest(tracker.find(hash).await);
         }
         if holders.is_empty() {
-            return self.old_peer_narinfo(hash).await;
+            let found = self.old_peer_narinfo(hash).await?;
+            return Some((found, Source::OldPeer));
         }
+        self.peers_narinfo(hash, holders)
+            .await
+            .map(|verified| (verified, Source::Peer))
+    }
+
+    /// [`Remote::narinfo`] among `holders`, Peerix nodes all.
+    async fn peers_narinfo(
+        self: &Arc<Self>,
+        hash: StoreHash,
+        holders: Vec<PeerId>,
+    ) -> Option<Verified> {
         if let Some(narinfo) = self.recently_trusted(hash) {
             return Some(narinfo);
         }
@@ -387,24 +401,22 @@ impl Remote {
 }
 
 impl P2pCache {
-    pub fn new(local: Arc<LocalStore>, remote: Option<Arc<Remote>>) -> Self {
-        Self { local, remote }
-    }
-}
-
-impl BinaryCache for P2pCache {
-    fn cache_info(&self) -> CacheInfo {
-        self.local.cache_info()
+    pub fn new(local: Arc<LocalStore>, remote: Option<Arc<Remote>>, served: Arc<Served>) -> Self {
+        Self {
+            local,
+            remote,
+            served,
+        }
     }
 
-    async fn narinfo(&self, hash: StoreHash) -> Result<Option<NarInfo>, CacheError> {
+    async fn find_narinfo(&self, hash: StoreHash) -> Result<Option<(NarInfo, Source)>, CacheError> {
         if let Some(found) = self.local.shared_narinfo(hash)? {
-            return Ok(Some(found));
+            return Ok(Some((found, Source::Local)));
         }
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
-        let Some(verified) = remote.narinfo(hash).await else {
+        let Some((verified, source)) = remote.narinfo(hash).await else {
             return Ok(None);
         };
         let whole = matches!(verified, Verified::Whole(_));
@@ -418,36 +430,68 @@ impl BinaryCache for P2pCache {
         if whole {
             self.local.add_own_signature(&mut narinfo);
         }
-        Ok(Some(narinfo))
+        Ok(Some((narinfo, source)))
     }
 
-    async fn nar(&self, nar_hash: NarHash) -> Result<Option<Nar>, CacheError> {
+    async fn find_nar(&self, nar_hash: NarHash) -> Result<Option<(Nar, Source)>, CacheError> {
         if let Some(nar) = self.local.nar(nar_hash).await? {
-            return Ok(Some(nar));
+            return Ok(Some((nar, Source::Local)));
         }
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
         if let Some((size, source)) = remote.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
-            return Ok(Some(Nar { size, source }));
+            return Ok(Some((Nar { size, source }, Source::NarCache)));
         }
         let Some((nar, peers)) = remote.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
             let old_peer_nar = remote.old_peer_nars.get(&nar_hash);
-            return Ok(old_peer_nar.map(|nar| Nar {
-                size: nar.size,
-                source: Box::new(nar),
+            return Ok(old_peer_nar.map(|nar| {
+                let size = nar.size;
+                (
+                    Nar {
+                        size,
+                        source: Box::new(nar),
+                    },
+                    Source::OldPeer,
+                )
             }));
         };
-        Ok(Some(Nar {
+        let source = Box::new(PeersNar {
+            remote: remote.clone(),
+            nar_hash,
+            path: nar.path,
             size: nar.size,
-            source: Box::new(PeersNar {
-                remote: remote.clone(),
-                nar_hash,
-                path: nar.path,
+            cid: nar.cid,
+            peers,
+        });
+        Ok(Some((
+            Nar {
                 size: nar.size,
-                cid: nar.cid,
-                peers,
-            }),
+                source,
+            },
+            Source::Peer,
+        )))
+    }
+}
+
+impl BinaryCache for P2pCache {
+    fn cache_info(&self) -> CacheInfo {
+        self.local.cache_info()
+    }
+
+    async fn narinfo(&self, hash: StoreHash) -> Result<Option<NarInfo>, CacheError> {
+        let found = self.find_narinfo(hash).await?;
+        Ok(found.map(|(narinfo, source)| {
+            self.served.narinfo(source);
+            narinfo
+        }))
+    }
+
+    async fn nar(&self, nar_hash: NarHash) -> Result<Option<Nar>, CacheError> {
+        let found = self.find_nar(nar_hash).await?;
+        Ok(found.map(|(nar, source)| Nar {
+            size: nar.size,
+            source: self.served.counting(source, nar.source),
         }))
     }
 }

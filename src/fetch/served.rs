@@ -1,0 +1,110 @@
+//! What this node served Nix, by where it came from: narinfos, and NAR bytes as they stream.
+//! Every byte counted here is one Nix did not have to fetch from upstream.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use peerix_http::{ByteStream, NarSource};
+use serde_json::{json, Value};
+
+/// Where a narinfo or NAR Nix got came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// This machine's store.
+    Local,
+    /// A Peerix peer.
+    Peer,
+    /// The NAR cache (`--cache-size`): fetched from a peer before.
+    NarCache,
+    /// A machine on the LAN running the old program.
+    OldPeer,
+}
+
+impl Source {
+    pub const ALL: [Source; 4] = [Self::Local, Self::Peer, Self::NarCache, Self::OldPeer];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Peer => "peer",
+            Self::NarCache => "nar_cache",
+            Self::OldPeer => "old_peer",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Default)]
+pub struct Served {
+    narinfos: [AtomicU64; 4],
+    nar_bytes: [AtomicU64; 4],
+}
+
+impl Served {
+    pub fn narinfo(&self, source: Source) {
+        self.narinfos[source.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn narinfos(&self, source: Source) -> u64 {
+        self.narinfos[source.index()].load(Relaxed)
+    }
+
+    pub fn nar_bytes(&self, source: Source) -> u64 {
+        self.nar_bytes[source.index()].load(Relaxed)
+    }
+
+    /// `inner`, its bytes counted under `source` as the reader takes them.
+    pub fn counting(
+        self: &Arc<Self>,
+        source: Source,
+        inner: Box<dyn NarSource>,
+    ) -> Box<dyn NarSource> {
+        Box::new(Counted {
+            served: self.clone(),
+            source,
+            inner,
+        })
+    }
+
+    /// For `/status`: counts by source, and the bytes Nix did not fetch from upstream.
+    pub fn json(&self) -> Value {
+        let by_source = |count: &dyn Fn(Source) -> u64| -> Value {
+            Source::ALL
+                .iter()
+                .map(|s| (s.name().to_owned(), json!(count(*s))))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let not_from_upstream: u64 = Source::ALL.iter().map(|s| self.nar_bytes(*s)).sum();
+        json!({
+            "narinfos": by_source(&|s| self.narinfos(s)),
+            "nar_bytes": by_source(&|s| self.nar_bytes(s)),
+            "bytes_not_from_upstream": not_from_upstream,
+        })
+    }
+}
+
+struct Counted {
+    served: Arc<Served>,
+    source: Source,
+    inner: Box<dyn NarSource>,
+}
+
+impl NarSource for Counted {
+    fn stream(self: Box<Self>, start: u64, end: u64) -> ByteStream {
+        let Counted {
+            served,
+            source,
+            inner,
+        } = *self;
+        Box::pin(inner.stream(start, end).inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                served.nar_bytes[source.index()].fetch_add(bytes.len() as u64, Relaxed);
+            }
+        }))
+    }
+}

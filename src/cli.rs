@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use peerix_node::Multiaddr;
 
 mod config_error;
+mod doctor;
 mod http;
 mod lan;
 mod reachability;
@@ -16,6 +17,7 @@ mod tracker;
 mod why;
 
 pub use config_error::ConfigError;
+pub use doctor::DoctorArgs;
 
 pub use http::HttpArgs;
 pub use lan::{LanArgs, LanSettings};
@@ -51,6 +53,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Explain why Nix does or does not get a path from a running `peerix serve`.
     Why(WhyArgs),
+    /// Check a running `peerix serve` and Nix's configuration, one line a check with a hint.
+    Doctor(DoctorArgs),
 }
 
 /// The running `peerix serve` an operator's command asks.

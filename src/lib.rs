@@ -9,6 +9,7 @@ pub mod cli;
 pub mod control_routes;
 pub mod daemon;
 pub mod discovery;
+pub mod doctor;
 pub mod fetch;
 pub mod filter;
 pub mod ipfs_cli;

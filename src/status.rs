@@ -1,6 +1,6 @@
 //! `GET /status`: what this node is doing, as JSON for scripts and the dashboard: the publication
-//! scan's progress, the size of the index, what connected peers hold, and the embedded node's
-//! reachability (NAT, relays, hole punching).
+//! scan's progress, the size of the index, what connected peers hold, the embedded node's
+//! reachability (NAT, relays, hole punching), and how many answers from others were refused.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::Holders;
+use crate::fetch::refusals::Refusals;
 use crate::fetch::Served;
 use crate::lan::Lan;
 use crate::publish::{IndexDb, ScanControl, ScanProgress};
@@ -35,6 +36,7 @@ pub struct StatusSources {
     pub hole_punches: Arc<HolePunchLog>,
     pub tracker: Option<Arc<TrackerSource>>,
     pub lan: Option<Arc<Lan>>,
+    pub refusals: Arc<Refusals>,
 }
 
 /// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.
@@ -81,6 +83,10 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         "served": sources.served.json(),
         "tracker": sources.tracker.as_ref().map(|t| t.status()),
         "lan": sources.lan.as_ref().map(|l| l.status()),
+        "refusals": {
+            "recent": sources.refusals.kept(),
+            "latest": sources.refusals.recent(1).first().map(|r| r.to_json()),
+        },
     }))
 }
 

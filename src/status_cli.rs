@@ -28,11 +28,7 @@ pub enum StatusError {
 
 pub fn run(args: &StatusArgs) -> Result<(), StatusError> {
     let url = args.api.url("/status");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     loop {
         let status = fetch(&agent, &url)?;
         let text = match args.json {
@@ -49,7 +45,18 @@ pub fn run(args: &StatusArgs) -> Result<(), StatusError> {
     }
 }
 
-fn fetch(agent: &ureq::Agent, url: &str) -> Result<Value, StatusError> {
+/// A client for a local Peerix: every request answers within seconds or fails; statuses other
+/// than 200 are answers, not errors.
+pub(crate) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// The `/status` document at `url`.
+pub(crate) fn fetch(agent: &ureq::Agent, url: &str) -> Result<Value, StatusError> {
     let mut response = agent
         .get(url)
         .call()
@@ -230,7 +237,7 @@ pub fn render(api: &str, status: &Value) -> String {
     out
 }
 
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_owned(),
@@ -246,7 +253,7 @@ fn number(value: &Value) -> String {
 }
 
 /// Bytes in the largest unit that keeps a number of at least 1 (powers of 1024).
-fn bytes(value: &Value) -> String {
+pub(crate) fn bytes(value: &Value) -> String {
     let Some(mut n) = value.as_f64() else {
         return "-".to_owned();
     };
@@ -262,7 +269,7 @@ fn bytes(value: &Value) -> String {
     format!("{n:.1} TiB")
 }
 
-fn duration(seconds: f64) -> String {
+pub(crate) fn duration(seconds: f64) -> String {
     let seconds = seconds.max(0.0) as u64;
     match seconds {
         0..=59 => format!("{seconds} s"),

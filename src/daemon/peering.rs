@@ -102,6 +102,7 @@ impl Peering {
             hole_punches: hole_punches.clone(),
             tracker,
             lan,
+            refusals: remote.refusals.clone(),
         };
         Ok(Self { remote, status })
     }

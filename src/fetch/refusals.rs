@@ -229,6 +229,11 @@ impl Refusals {
         log.events.get(index).map(|(_, refusal)| refusal.clone())
     }
 
+    /// How many refusals are kept (at most [`KEPT`]).
+    pub fn kept(&self) -> usize {
+        self.log.lock().map_or(0, |log| log.events.len())
+    }
+
     /// The `n` latest refusals, newest first.
     pub fn recent(&self, n: usize) -> Vec<Refusal> {
         let Ok(log) = self.log.lock() else {
@@ -273,6 +278,7 @@ mod tests {
         assert!(refusals.latest_for(&hash(9)).is_none());
         assert_eq!(refusals.latest_for(&hash(10)).unwrap().reason, wrong(10));
         assert_eq!(refusals.recent(usize::MAX).len(), KEPT);
+        assert_eq!(refusals.kept(), KEPT);
         let recent = refusals.recent(2);
         assert_eq!(recent[0].reason, wrong(KEPT + 9));
         assert_eq!(recent[1].reason, wrong(KEPT + 8));

@@ -34,6 +34,8 @@ pub struct ScanProgress {
     pub failed: AtomicU64,
     started: Mutex<Option<Instant>>,
     finished: Mutex<Option<Instant>>,
+    /// When a scan last finished, kept while the next one runs.
+    last_finished: Mutex<Option<Instant>>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +47,8 @@ pub struct ScanReport {
     pub bytes: u64,
     pub bytes_per_second: f64,
     pub eta_seconds: Option<f64>,
+    /// Seconds since the last scan finished; `None` while none has.
+    pub finished_seconds_ago: Option<u64>,
 }
 
 impl ScanProgress {
@@ -78,6 +82,12 @@ impl ScanProgress {
             bytes_per_second: rate,
             eta_seconds: (running && done > 0)
                 .then(|| per_path * total.saturating_sub(done) as f64),
+            finished_seconds_ago: self
+                .last_finished
+                .lock()
+                .ok()
+                .and_then(|f| *f)
+                .map(|f| f.elapsed().as_secs()),
         }
     }
 
@@ -95,8 +105,11 @@ impl ScanProgress {
     }
 
     fn finish(&self) {
-        if let Ok(mut f) = self.finished.lock() {
-            *f = Some(Instant::now());
+        let now = Some(Instant::now());
+        for finished in [&self.finished, &self.last_finished] {
+            if let Ok(mut f) = finished.lock() {
+                *f = now;
+            }
         }
     }
 }
@@ -323,4 +336,23 @@ fn log_progress(report: &ScanReport) {
         eta_seconds = report.eta_seconds.map(|s| s.round()),
         "publishing"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_finished_scan_is_remembered_while_the_next_runs() {
+        let progress = ScanProgress::default();
+        assert_eq!(progress.report().finished_seconds_ago, None);
+        progress.start(3);
+        assert_eq!(progress.report().finished_seconds_ago, None);
+        progress.finish();
+        assert_eq!(progress.report().finished_seconds_ago, Some(0));
+        progress.start(3);
+        let report = progress.report();
+        assert!(report.running);
+        assert_eq!(report.finished_seconds_ago, Some(0));
+    }
 }

@@ -257,6 +257,18 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The name `--mode` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ipfs => "ipfs",
+            Self::Libp2p => "libp2p",
+            Self::Lan => "lan",
+            Self::Wan => "wan",
+            Self::Hybrid => "hybrid",
+            Self::Both => "both",
+        }
+    }
+
     /// Whether nodes find each other on their own (DHT rendezvous, mDNS).
     pub fn finds_peers_itself(self) -> bool {
         self != Self::Wan

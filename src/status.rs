@@ -26,6 +26,8 @@ const FAILURES_KEPT: usize = 32;
 
 #[derive(Clone)]
 pub struct StatusSources {
+    /// `--mode`.
+    pub mode: &'static str,
     /// What Nix got from this node, by source.
     pub served: Arc<Served>,
     pub progress: Arc<ScanProgress>,
@@ -73,6 +75,7 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         Err(e) => json!({ "error": e.to_string() }),
     };
     Json(json!({
+        "mode": sources.mode,
         "scan": scan_json(&sources),
         "indexed_paths": indexed,
         "peers": {

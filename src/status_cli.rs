@@ -90,7 +90,7 @@ pub fn render(api: &str, status: &Value) -> String {
     let mut line = |label: &str, text: String| {
         let _ = writeln!(out, "{label:<12} {text}");
     };
-    line("peerix", api.to_owned());
+    line("peerix", format!("{api}, mode {}", text(&status["mode"])));
     let scan = &status["scan"];
     let state = if scan["running"].as_bool() == Some(true) {
         "running"
@@ -286,6 +286,7 @@ mod tests {
     #[test]
     fn the_table_says_each_section_in_words() {
         let status = json!({
+            "mode": "lan",
             "scan": {"running": true, "paths_done": 10, "paths_total": 40, "paths_failed": 1,
                      "bytes": 3_145_728, "bytes_per_second": 1024, "eta_seconds": 95.0},
             "indexed_paths": 9,
@@ -304,6 +305,7 @@ mod tests {
         });
         let table = render("http://127.0.0.1:12304", &status);
         for expected in [
+            "peerix       http://127.0.0.1:12304, mode lan",
             "running, 10/40 paths, 1 failed, 3.0 MiB at 1.0 KiB/s, 1 min 35 s left",
             "published    9 paths",
             "peers hold   1234 paths, from 2 peers",

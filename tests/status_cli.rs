@@ -37,7 +37,9 @@ fn status_prints_the_node_s_state_as_a_table_and_as_json() {
         .as_str()
         .unwrap()
         .to_owned();
+    let header = format!("peerix       {}, mode ipfs", node.url());
     for expected in [
+        header.as_str(),
         "scan         idle, 2/2 paths, 0 failed",
         "published    2 paths",
         &peer_id,
@@ -49,6 +51,7 @@ fn status_prints_the_node_s_state_as_a_table_and_as_json() {
     assert!(out.status.success());
     let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(document["indexed_paths"], 2);
+    assert_eq!(document["mode"], "ipfs");
     assert_eq!(document["node"]["peer_id"], peer_id.as_str());
 
     // Nothing listens here: the error says so and what to check.

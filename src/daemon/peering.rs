@@ -93,6 +93,7 @@ impl Peering {
             .with_lan(lan.clone()),
         );
         let status = StatusSources {
+            mode: settings.mode,
             served: Arc::default(),
             progress,
             scan_control,

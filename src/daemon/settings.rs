@@ -26,6 +26,8 @@ pub struct Settings {
     /// The embedded node's configuration; `None` with `--no-embedded-node`.
     pub node: Option<NodeConfig>,
     pub network_id: String,
+    /// `--mode`, for `/status`.
+    pub mode: &'static str,
     /// Whether the node finds peers itself (DHT rendezvous), not only through the tracker.
     pub rendezvous: bool,
     pub tracker_url: Option<String>,
@@ -99,6 +101,7 @@ impl Settings {
             filter,
             node,
             network_id: args.node.network_id,
+            mode: args.mode.name(),
             rendezvous: args.mode.finds_peers_itself(),
             tracker_url,
             lan,

@@ -12,6 +12,15 @@ use crate::{NarHash, NarInfo, StoreHash};
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
+/// The chunks a producer task sends on `chunks`, as a body stream: it ends when the producer
+/// drops its sender, and dropping the stream tells the producer (its sends fail).
+pub fn channel_stream(chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(
+        chunks,
+        |mut chunks| async move { chunks.recv().await.map(|item| (item, chunks)) },
+    ))
+}
+
 /// Failures of the cache behind the front. Details are logged, never sent to clients.
 #[derive(Debug, Error)]
 pub enum CacheError {

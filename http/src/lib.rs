@@ -18,7 +18,7 @@ mod router;
 mod server;
 pub mod store_path;
 
-pub use cache::{BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarSource};
+pub use cache::{channel_stream, BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarSource};
 pub use guard::{is_loopback_name, BrowserGuard, Guarded, Refusal};
 pub use ipfs_api::{ipfs_api_router, ApiError, IpfsApi, NodeIdentity};
 pub use metrics::{Metrics, MoreMetrics};

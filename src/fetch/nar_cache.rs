@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use peerix_http::{ByteStream, NarHash, NarSource};
+use peerix_http::{channel_stream, ByteStream, NarHash, NarSource};
 use tokio::sync::mpsc;
 
 use file::{read_size, CachedFileError, Reader, Writer};
@@ -265,10 +265,7 @@ impl NarSource for CachedNar {
             }
             let _ = output.blocking_send(Err(e.into()));
         });
-        Box::pin(futures_util::stream::unfold(
-            chunks,
-            |mut chunks| async move { chunks.recv().await.map(|item| (item, chunks)) },
-        ))
+        channel_stream(chunks)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hashlink::LruCache;
 use http_body_util::BodyExt;
-use peerix_http::{ByteStream, NarHash, NarSource};
+use peerix_http::{channel_stream, ByteStream, NarHash, NarSource};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
@@ -71,10 +71,7 @@ impl NarSource for OldPeerNar {
                     .await;
             }
         });
-        Box::pin(futures_util::stream::unfold(
-            chunks,
-            |mut chunks| async move { chunks.recv().await.map(|item| (item, chunks)) },
-        ))
+        channel_stream(chunks)
     }
 }
 

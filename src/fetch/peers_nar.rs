@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cid::Cid;
-use peerix_http::{ByteStream, NarHash, NarSource, StoreHash};
+use peerix_http::{channel_stream, ByteStream, NarHash, NarSource, StoreHash};
 use peerix_node::PeerId;
 use tokio::sync::mpsc;
 
@@ -42,10 +42,7 @@ impl NarSource for PeersNar {
                 None => this.fetch_to(start, end, &output).await,
             }
         });
-        Box::pin(futures_util::stream::unfold(
-            chunks,
-            |mut chunks| async move { chunks.recv().await.map(|item| (item, chunks)) },
-        ))
+        channel_stream(chunks)
     }
 }
 

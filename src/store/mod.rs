@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use peerix_http::{
-    BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarHash, NarInfo, NarSource, StoreHash,
-    StorePathName,
+    channel_stream, BinaryCache, ByteStream, CacheError, CacheInfo, Nar, NarHash, NarInfo,
+    NarSource, StoreHash, StorePathName,
 };
 
 pub use db::{PathInfo, StoreDb};
@@ -286,8 +286,6 @@ impl NarSource for LocalNar {
                 let _ = tx.blocking_send(Err(io::Error::other(e)));
             }
         });
-        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }))
+        channel_stream(rx)
     }
 }

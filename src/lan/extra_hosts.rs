@@ -112,6 +112,14 @@ impl ExtraHosts {
         }
     }
 
+    /// Whether `ip` is one of the extra hosts' addresses (without copying them: it is asked
+    /// for every datagram).
+    pub fn contains_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.resolved
+            .read()
+            .is_ok_and(|addrs| addrs.iter().any(|a| a.ip() == ip))
+    }
+
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.resolved.read().map(|r| r.clone()).unwrap_or_default()
     }

@@ -167,7 +167,7 @@ impl Lan {
 
     /// Whether `ip` may use the `/local/` routes: a local subnet or an extra host.
     pub fn may_fetch(&self, ip: std::net::IpAddr) -> bool {
-        self.networks.now().is_local(ip) || self.extra_hosts.addrs().iter().any(|a| a.ip() == ip)
+        self.networks.now().is_local(ip) || self.extra_hosts.contains_ip(ip)
     }
 
     pub fn status(&self) -> LanStatus {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, hash_part, ChrootStore, Fixture, NixKey};
+use common::{assert_copied, eventually, hash_part, ChrootStore, Fixture, NixKey};
 use lan_lab::old_peer::{old_peer_ask, old_peer_fetch, OldPeer, OLD_UDP_PORT};
 use lan_lab::peerix::{curl_in, curl_with, narinfo_of, LanNode, PEERIX};
 use lan_lab::{Host, LanLab};
@@ -30,14 +30,6 @@ const OLD_HTTP_PORT: u16 = 8080;
 
 fn narinfo_route(path: &str) -> String {
     format!("/{}.narinfo", hash_part(path))
-}
-
-fn assert_copied(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "nix copy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A path only an old peer has: its narinfo (signed by `key`) and NAR, in files the old peer

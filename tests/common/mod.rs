@@ -6,6 +6,7 @@ pub mod control;
 pub mod front_latency;
 pub mod nar_flood;
 pub mod netns;
+mod nix_commands;
 pub mod proc_stats;
 pub mod synthetic_store;
 
@@ -19,40 +20,11 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-pub const NIX_CONFIG: &str = "experimental-features = nix-command\nsubstituters =\nsandbox = false";
-
-fn require_nix() {
-    static CHECKED: OnceLock<()> = OnceLock::new();
-    CHECKED.get_or_init(|| {
-        let found = Command::new("nix-store").arg("--version").output();
-        assert!(
-            found.is_ok_and(|o| o.status.success()),
-            "these tests need real Nix: run scripts/test, which installs Debian's nix-bin"
-        );
-    });
-}
-
-/// A Nix command with an offline configuration and a private narinfo disk cache.
-pub fn nix(program: &str, cache_home: &Path) -> Command {
-    require_nix();
-    let mut cmd = Command::new(program);
-    cmd.env("NIX_CONFIG", NIX_CONFIG)
-        .env("XDG_CACHE_HOME", cache_home)
-        .stdin(Stdio::null());
-    cmd
-}
-
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+// Each test binary uses its own subset, as with the rest of the harness.
+#[allow(unused_imports)]
+pub use nix_commands::{
+    assert_copied, nix, nix_copy_from, nix_copy_ok, nix_copy_with, run, NIX_CONFIG,
+};
 
 pub fn stdout_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -459,27 +431,6 @@ pub fn curl(url: &str, args: &[&str]) -> Curl {
         headers,
         body: std::fs::read(&body).unwrap_or_default(),
     }
-}
-
-/// `nix copy --from <cache> --to <dest>` with require-sigs and exactly one trusted key.
-pub fn nix_copy_from(cache: &str, dest: &ChrootStore, trusted_key: &str, paths: &[&str]) -> Output {
-    nix("nix", dest.root())
-        .args(["copy", "--from", cache, "--to", &dest.url()])
-        .args(["--option", "trusted-public-keys", trusted_key])
-        .args(["--option", "require-sigs", "true"])
-        .args(paths)
-        .output()
-        .unwrap()
-}
-
-/// [`nix_copy_from`], which must succeed.
-pub fn nix_copy_ok(cache: &str, dest: &ChrootStore, trusted_key: &str, paths: &[&str]) {
-    let out = nix_copy_from(cache, dest, trusted_key, paths);
-    assert!(
-        out.status.success(),
-        "nix copy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Polls `ready` every 100 ms until it holds; fails with `what` after `limit`.

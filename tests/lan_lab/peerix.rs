@@ -3,7 +3,7 @@
 //! inside their namespaces.
 
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use super::{Host, LanLab};
 use crate::common::netns::spawn_logged;
-use crate::common::{eventually, ChrootStore, NIX_CONFIG};
+use crate::common::{eventually, nix_copy_with, ChrootStore};
 
 pub const PEERIX: &str = env!("CARGO_BIN_EXE_peerix");
 /// Every node's ports are the defaults: the front on 12304, `/local/` on 12306.
@@ -121,16 +121,7 @@ impl LanNode {
     /// `nix copy --from` this node's front into `dest`, run in its namespace, with
     /// `require-sigs` and only `key` trusted.
     pub fn nix_copy(&self, lab: &LanLab, key: &str, dest: &ChrootStore, paths: &[&str]) -> Output {
-        lab.command(self.host, "nix")
-            .env("NIX_CONFIG", NIX_CONFIG)
-            .env("XDG_CACHE_HOME", dest.root())
-            .args(["copy", "--from", FRONT, "--to", &dest.url()])
-            .args(["--option", "trusted-public-keys", key])
-            .args(["--option", "require-sigs", "true"])
-            .args(paths)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        nix_copy_with(lab.command(self.host, "nix"), FRONT, dest, key, paths)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use super::{Host, NatKind, NatLab, RELAY_ADDR, SERVER_ADDR};
 use crate::common::netns::spawn_logged;
-use crate::common::{ChrootStore, Fixture, NixKey, NIX_CONFIG};
+use crate::common::{nix_copy_with, ChrootStore, Fixture, NixKey};
 
 pub const PEERIX: &str = env!("CARGO_BIN_EXE_peerix");
 /// A node's HTTP front port, inside its own namespace.
@@ -242,14 +242,5 @@ pub fn nix_copy_from_node(
     dest: &ChrootStore,
     paths: &[&str],
 ) -> Output {
-    lab.command(node.host, "nix")
-        .env("NIX_CONFIG", NIX_CONFIG)
-        .env("XDG_CACHE_HOME", dest.root())
-        .args(["copy", "--from", &node.front, "--to", &dest.url()])
-        .args(["--option", "trusted-public-keys", key])
-        .args(["--option", "require-sigs", "true"])
-        .args(paths)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    nix_copy_with(lab.command(node.host, "nix"), &node.front, dest, key, paths)
 }

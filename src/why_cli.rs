@@ -2,16 +2,14 @@
 //! answer as a verdict line and indented details, or as JSON.
 
 use std::io::Read;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::cli::WhyArgs;
 use crate::kubo_rpc::percent_encode;
 
-/// The answer is read from memory and the store database: it comes at once or not at all.
-const DEADLINE: Duration = Duration::from_secs(10);
-/// An answer is a few KiB.
+/// An answer is a few KiB. (It is read from memory and the store database, so it comes at
+/// once or not at all: the agent's deadline is plenty.)
 const MAX_ANSWER: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +53,7 @@ pub fn run(args: &WhyArgs) -> Result<(), WhyError> {
 
 /// `GET {api}/why/{target}`: the status and the body.
 fn get(api: &str, target: &str) -> Result<(u16, String), WhyError> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(DEADLINE))
-        .build()
-        .into();
+    let agent = crate::status_cli::agent();
     let url = format!("{api}/why/{}", percent_encode(target));
     let unreachable = |error: String| WhyError::Unreachable {
         api: api.to_owned(),

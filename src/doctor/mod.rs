@@ -36,7 +36,7 @@ pub enum CacheInfoError {
 pub fn run(args: &DoctorArgs) -> Result<(), DoctorError> {
     let api = args.api.api.trim_end_matches('/');
     let agent = status_cli::agent();
-    let status = status_cli::fetch(&agent, &format!("{api}/status"));
+    let status = status_cli::fetch(&agent, &args.api.url("/status"));
     let cache_info = status.is_ok().then(|| cache_info(&agent, api));
     let nix = nix_config::load();
     let checks = checks::all(api, &status, cache_info.as_ref(), &nix);

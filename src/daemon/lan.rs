@@ -38,14 +38,14 @@ impl LanListener {
 }
 
 /// Starts answering on the UDP port.
-pub async fn start_lan(
+pub fn start_lan(
     settings: &mut Settings,
     node: Option<&NodeHandle>,
 ) -> Result<Option<Arc<Lan>>, StartError> {
     let Some(lan) = settings.lan.take() else {
         return Ok(None);
     };
-    let started = Lan::start(lan.config, settings.store.clone(), node.cloned()).await?;
+    let started = Lan::start(lan.config, settings.store.clone(), node.cloned())?;
     Ok(Some(started))
 }
 

@@ -38,7 +38,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
         // One reader of the store for the node and the scan, so they share NAR layouts.
         let content = Arc::new(StoreContent::new(settings.store.clone()));
         let node = start_node(&settings, content.clone()).await?;
-        let lan = start_lan(&mut settings, node.as_ref()).await?;
+        let lan = start_lan(&mut settings, node.as_ref())?;
         let hole_punches = node.as_ref().map(HolePunchLog::watch).unwrap_or_default();
         let peering = match &node {
             Some(node) => Some(Peering::start(

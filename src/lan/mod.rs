@@ -124,9 +124,9 @@ pub struct Lan {
 }
 
 impl Lan {
-    /// Binds the UDP port and starts answering; with a node, tells Peerix nodes from old peers
-    /// by its connections and dials the extra hosts over libp2p too.
-    pub async fn start(
+    /// Binds the UDP port and starts answering, on the current runtime; with a node, tells
+    /// Peerix nodes from old peers by its connections and dials the extra hosts over libp2p too.
+    pub fn start(
         config: LanConfig,
         store: Arc<LocalStore>,
         node: Option<NodeHandle>,
@@ -154,7 +154,6 @@ impl Lan {
             in_all: Buckets::new(REPLIES_IN_ALL, 1),
             counters: Counters::default(),
         });
-        lan.extra_hosts.resolve().await;
         tokio::spawn(receiver::receive(lan.clone()));
         tokio::spawn(peerix_hosts::keep_up(lan.clone(), node));
         Ok(lan)

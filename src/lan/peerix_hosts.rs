@@ -1,6 +1,7 @@
 //! Which hosts on the LAN are Peerix nodes, by the node's connections: their requests do not
 //! make them old peers, and as extra hosts they are dialled over libp2p rather than asked by
-//! UDP. Kept up by one task, which also resolves the extra hosts again now and then.
+//! UDP. Kept up by one task, which also resolves the extra hosts: at once, off the start-up
+//! path (a dead resolver must not hold up the daemon), and again now and then.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -47,9 +48,11 @@ pub async fn keep_up(lan: Arc<Lan>, node: Option<NodeHandle>) {
                     .collect();
                 lan.peerix_hosts.replace(ips);
             }
-            if since_redial >= REDIAL {
-                since_redial = Duration::ZERO;
-                lan.extra_hosts.resolve().await;
+        }
+        if since_redial >= REDIAL {
+            since_redial = Duration::ZERO;
+            lan.extra_hosts.resolve().await;
+            if let Some(node) = &node {
                 dial_extra_hosts(&lan, node).await;
             }
         }

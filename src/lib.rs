@@ -3,11 +3,13 @@
 
 pub mod batch_narinfo;
 pub mod blocking_pool;
+pub mod build_id;
 pub mod cid;
 pub mod cidr;
 pub mod cli;
 pub mod control_routes;
 pub mod daemon;
+pub mod dashboard;
 pub mod discovery;
 pub mod doctor;
 pub mod fetch;
@@ -25,6 +27,7 @@ pub mod rate_limit;
 pub mod status;
 pub mod status_cli;
 pub mod store;
+pub mod throughput;
 pub mod tracker;
 pub mod why;
 pub mod why_cli;

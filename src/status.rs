@@ -11,23 +11,45 @@ use axum::routing::get;
 use axum::{Json, Router};
 use peerix_http::BrowserGuard;
 use peerix_node::{AnnouncementStatus, Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::build_id;
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::Holders;
 use crate::fetch::refusals::Refusals;
 use crate::fetch::Served;
 use crate::lan::Lan;
 use crate::publish::{IndexDb, ScanControl, ScanProgress};
+use crate::throughput::Throughput;
 
 /// Hole punching failures remembered (the latest ones).
 const FAILURES_KEPT: usize = 32;
+/// Refusals listed in full, the newest.
+const REFUSALS_LISTED: usize = 20;
+
+/// Where this node looks for peers, as its mode and flags set it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct DiscoverySources {
+    /// Multicast DNS on the local links.
+    pub mdns: bool,
+    /// The public IPFS DHT (and its bootstrap peers).
+    pub public_dht: bool,
+    /// Peers of this network found through the DHT.
+    pub rendezvous: bool,
+    /// Peers given with `--bootstrap-peers`.
+    pub bootstrap_peers: usize,
+    pub tracker: bool,
+    /// The old program's LAN protocol.
+    pub lan_protocol: bool,
+}
 
 #[derive(Clone)]
 pub struct StatusSources {
     /// `--mode`.
     pub mode: &'static str,
+    pub discovery: DiscoverySources,
     /// What Nix got from this node, by source.
     pub served: Arc<Served>,
     pub progress: Arc<ScanProgress>,
@@ -39,6 +61,8 @@ pub struct StatusSources {
     pub tracker: Option<Arc<TrackerSource>>,
     pub lan: Option<Arc<Lan>>,
     pub refusals: Arc<Refusals>,
+    /// Bytes per second over the last minutes, for the dashboard.
+    pub throughput: Arc<Throughput>,
 }
 
 /// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.
@@ -70,25 +94,42 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         .ok()
         .flatten();
     let (holders, remote_paths) = sources.holders.summary();
+    let held_by_peer: serde_json::Map<String, Value> = sources
+        .holders
+        .per_peer()
+        .into_iter()
+        .map(|(peer, paths)| (peer.to_string(), json!(paths)))
+        .collect();
     let node = match sources.node.status().await {
         Ok(status) => node_json(&status, &sources.hole_punches),
         Err(e) => json!({ "error": e.to_string() }),
     };
     Json(json!({
+        "version": build_id::running().version,
+        "build": build_id::running().id,
         "mode": sources.mode,
+        "discovery": sources.discovery,
         "scan": scan_json(&sources),
         "indexed_paths": indexed,
         "peers": {
             "holders": holders,
             "paths": remote_paths,
+            "held_by_peer": held_by_peer,
         },
         "node": node,
         "served": sources.served.json(),
+        "transfers": sources.served.transfers.json(),
         "tracker": sources.tracker.as_ref().map(|t| t.status()),
         "lan": sources.lan.as_ref().map(|l| l.status()),
         "refusals": {
             "recent": sources.refusals.kept(),
             "latest": sources.refusals.recent(1).first().map(|r| r.to_json()),
+            "newest": sources
+                .refusals
+                .recent(REFUSALS_LISTED)
+                .iter()
+                .map(|r| r.to_json())
+                .collect::<Vec<_>>(),
         },
     }))
 }

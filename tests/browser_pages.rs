@@ -1,7 +1,7 @@
 //! A real browser (headless Chromium) against a running node: a page from another origin tries
-//! to drive the node's RPC with the requests any web page may send without asking (POSTs of
-//! forms and plain text, `no-cors`), and a DNS-rebinding name that resolves to the node asks for
-//! `/status`. Nothing changes and nothing is revealed. Chromium resolves no name but the one the
+//! to drive the node's RPC and the dashboard's controls with the requests any web page may send
+//! without asking (POSTs of forms and plain text, `no-cors`), and a DNS-rebinding name that
+//! resolves to the node asks for `/status`. Nothing changes and nothing is revealed. Chromium resolves no name but the one the
 //! test maps to 127.0.0.1 and contacts nothing else.
 
 mod common;
@@ -30,6 +30,10 @@ async function send(path, body) {{
 }}
 async function attack() {{
   await send("/api/v0/peerix/announce?arg=pause", "x");
+  // The dashboard's controls, under the old program's routes.
+  await send("/reannounce/pause", "x");
+  await send("/scan/pause", "x");
+  await send("/p2p/stop", "x");
   await send("/api/v0/swarm/connect?arg={peer_addr}", null);
   const form = new FormData();
   form.append("file", new Blob(["a file a web page would like to publish"]), "upload");
@@ -123,6 +127,12 @@ fn a_web_page_cannot_drive_or_read_the_node() {
         requested.lock().unwrap()
     );
     assert!(!announcements_paused(&a), "a page paused announcements");
+    let status = a.status();
+    assert_eq!(status["scan"]["paused"], false, "a page paused the scan");
+    assert_eq!(
+        status["node"]["traffic_stopped"], false,
+        "a page stopped the node"
+    );
     assert_eq!(peer_count(&a), 0, "a page made the node dial");
     assert_eq!(peer_count(&b), 0, "a page made the node dial");
     assert!(added_files(&state).is_empty(), "{:?}", added_files(&state));

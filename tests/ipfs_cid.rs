@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::interop::interop;
 use common::{run, stdout_text};
 use tempfile::TempDir;
 
@@ -14,12 +15,6 @@ const SIZES: [usize; 6] = [0, 1, 262_144, 262_145, 3_000_000, 50_000_000];
 
 fn output(cmd: &mut Command) -> String {
     stdout_text(&run(cmd))
-}
-
-fn interop(script: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(script)
 }
 
 fn peerix_cid(file: &Path, version: u8) -> String {

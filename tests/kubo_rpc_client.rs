@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
+use common::interop::{run_node_script, ScriptRun};
 use common::{ChrootStore, Peerix};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -17,12 +17,6 @@ use sha2::{Digest, Sha256};
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Only loopback: no libp2p listener on any other interface.
 const LOOPBACK: [&str; 2] = ["--listen-addrs", "/ip4/127.0.0.1/tcp/0"];
-
-fn interop(script: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(script)
-}
 
 fn node_installed() -> bool {
     Command::new("node")
@@ -46,41 +40,12 @@ fn cid_v1(file: &Path) -> String {
 
 /// Runs the client script against `url`, killed after [`SCRIPT_TIMEOUT`]; returns its JSON line.
 fn run_client(url: &str, file: &Path) -> Value {
-    let mut child = Command::new("node")
-        .arg(interop("kubo_rpc_client.mjs"))
-        .arg(url)
-        .arg(file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs");
-    // Drained on threads, so that a chatty child never blocks on a full pipe.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > SCRIPT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "kubo_rpc_client.mjs did not finish in {SCRIPT_TIMEOUT:?}: {}",
-                stderr.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let file = file.to_str().unwrap();
+    let ScriptRun {
+        status,
+        stdout,
+        stderr,
+    } = run_node_script("kubo_rpc_client.mjs", &[url, file], SCRIPT_TIMEOUT);
     assert!(
         status.success(),
         "kubo-rpc-client failed ({status}): {stdout}\n{stderr}\n\

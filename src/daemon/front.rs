@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use super::{Peering, Settings, StartError};
 use crate::batch_narinfo::batch_narinfo_router;
 use crate::control_routes::control_router;
+use crate::dashboard::dashboard_router;
 use crate::discovery::{bootstrap_router, discover_network, follow_bootstrap_url};
 use crate::fetch::P2pCache;
 use crate::kubo_rpc::KuboRpc;
@@ -60,6 +61,7 @@ impl Front {
         if let Some(status) = status {
             routes = routes
                 .merge(control_router(status.clone(), &settings.guard))
+                .merge(dashboard_router(status.clone(), &settings.guard))
                 .merge(status_router(status, &settings.guard));
         }
         if let Some(node) = &node {

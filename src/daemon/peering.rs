@@ -9,11 +9,12 @@ use peerix_node::NodeHandle;
 use super::{Settings, StartError};
 use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, TrackerSource};
 use crate::discovery::{run_index, Holders};
-use crate::fetch::{NarCache, NarLog, Remote, Trust};
+use crate::fetch::{NarCache, NarLog, Remote, Served, Trust};
 use crate::lan::Lan;
 use crate::publish::{answer_requests, IndexDb, ScanControl, ScanProgress, Scanner, StoreContent};
-use crate::status::{HolePunchLog, StatusSources};
+use crate::status::{DiscoverySources, HolePunchLog, StatusSources};
 use crate::store::{watch_store, SharedPaths};
+use crate::throughput::Throughput;
 
 /// How often the store database is checked for added or removed paths (a cheap query).
 const STORE_POLL: Duration = Duration::from_secs(2);
@@ -92,9 +93,21 @@ impl Peering {
             )
             .with_lan(lan.clone()),
         );
+        let served = Arc::<Served>::default();
+        let config = settings.node.as_ref();
+        let discovery = DiscoverySources {
+            mdns: config.is_some_and(|c| c.mdns),
+            public_dht: config.is_some_and(|c| c.public_dht),
+            rendezvous: settings.rendezvous,
+            bootstrap_peers: config.map_or(0, |c| c.bootstrap_peers.len()),
+            tracker: tracker.is_some(),
+            lan_protocol: lan.is_some(),
+        };
         let status = StatusSources {
             mode: settings.mode,
-            served: Arc::default(),
+            discovery,
+            throughput: Throughput::watch(served.clone(), node.clone()),
+            served,
             progress,
             scan_control,
             db,

@@ -246,6 +246,19 @@ impl Holders {
             .unwrap_or_default()
     }
 
+    /// How many paths each peer announced.
+    pub fn per_peer(&self) -> Vec<(PeerId, usize)> {
+        self.sets
+            .read()
+            .map(|sets| {
+                sets.by_peer
+                    .iter()
+                    .map(|(peer, set)| (*peer, set.fingerprints.len()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The peers that announced `hash`, then those a directory named for it lately.
     pub fn holders_of(&self, hash: &StoreHash) -> Vec<PeerId> {
         let fingerprint = self.fingerprint(hash);

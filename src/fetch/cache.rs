@@ -491,7 +491,7 @@ impl BinaryCache for P2pCache {
         let found = self.find_nar(nar_hash).await?;
         Ok(found.map(|(nar, source)| Nar {
             size: nar.size,
-            source: self.served.counting(source, nar.source),
+            source: self.served.counting(source, nar_hash, nar.source),
         }))
     }
 }

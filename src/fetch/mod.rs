@@ -13,6 +13,7 @@ pub mod refusals;
 mod scores;
 mod served;
 mod stream_pool;
+mod transfers;
 mod trust;
 mod upstream;
 

@@ -1,12 +1,15 @@
 //! What this node served Nix, by where it came from: narinfos, and NAR bytes as they stream.
-//! Every byte counted here is one Nix did not have to fetch from upstream.
+//! Every byte counted here is one Nix did not have to fetch from upstream.  The latest transfers
+//! are kept too, for the dashboard.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use peerix_http::{ByteStream, NarSource};
+use peerix_http::{ByteStream, NarHash, NarSource};
 use serde_json::{json, Value};
+
+use super::transfers::Transfers;
 
 /// Where a narinfo or NAR Nix got came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +45,7 @@ impl Source {
 pub struct Served {
     narinfos: [AtomicU64; 4],
     nar_bytes: [AtomicU64; 4],
+    pub transfers: Transfers,
 }
 
 impl Served {
@@ -57,15 +61,17 @@ impl Served {
         self.nar_bytes[source.index()].load(Relaxed)
     }
 
-    /// `inner`, its bytes counted under `source` as the reader takes them.
+    /// `inner`, the NAR `nar_hash`, its bytes counted under `source` as the reader takes them.
     pub fn counting(
         self: &Arc<Self>,
         source: Source,
+        nar_hash: NarHash,
         inner: Box<dyn NarSource>,
     ) -> Box<dyn NarSource> {
         Box::new(Counted {
             served: self.clone(),
             source,
+            nar_hash,
             inner,
         })
     }
@@ -91,6 +97,7 @@ impl Served {
 struct Counted {
     served: Arc<Served>,
     source: Source,
+    nar_hash: NarHash,
     inner: Box<dyn NarSource>,
 }
 
@@ -99,11 +106,16 @@ impl NarSource for Counted {
         let Counted {
             served,
             source,
+            nar_hash,
             inner,
         } = *self;
+        let transfer = served
+            .transfers
+            .start(nar_hash, source, end.saturating_sub(start));
         Box::pin(inner.stream(start, end).inspect(move |chunk| {
             if let Ok(bytes) = chunk {
                 served.nar_bytes[source.index()].fetch_add(bytes.len() as u64, Relaxed);
+                transfer.transfer().sent(bytes.len());
             }
         }))
     }

@@ -4,6 +4,7 @@
 pub mod bare_peer;
 pub mod control;
 pub mod front_latency;
+pub mod interop;
 pub mod nar_flood;
 pub mod netns;
 mod nix_commands;

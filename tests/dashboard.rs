@@ -1,7 +1,7 @@
 //! The dashboard in a real browser (Debian's Chromium, driven by playwright-core from npm through
 //! `tests/interop/dashboard_check.mjs`): node A, which scans a large store and has fetched a path
 //! from its peer B for Nix, is watched and driven as an operator would. The figures move while
-//! the scan runs; pausing stops the announce count and resuming restarts it; the scan pauses and
+//! the scan runs; a refused path is listed with its reason; pausing stops the announce count and resuming restarts it; the scan pauses and
 //! resumes; the stop button cuts B off (B sees A go) and start lets it back; a phone's 375 px
 //! need no sideways scrolling; no request leaves the node and the console stays clean. Also: the
 //! page's files and their policy, and the reload after an upgrade. Screenshots are kept under
@@ -47,6 +47,11 @@ fn an_operator_watches_and_drives_the_dashboard_in_chromium() {
     let f = Fixture::get();
     let key = NixKey::generate("dashboard-test-1");
     let b_store = ChrootStore::signed(&key, &[&f.lib]);
+    // And a path A must refuse: only a key A does not trust signed it.
+    let scratch = TempDir::new().unwrap();
+    let stranger = NixKey::generate("stranger-1");
+    let untrusted = b_store.add_file(scratch.path(), "dashboard-stranger", b"not for A\n");
+    b_store.sign(&stranger.secret, &[&untrusted]);
     let b = Peerix::serve(b_store.root(), &[]);
     let b_addr = b.p2p_addr();
     let store = SyntheticStore::generate(20_000).unwrap();
@@ -65,6 +70,8 @@ fn an_operator_watches_and_drives_the_dashboard_in_chromium() {
     // Nix gets a path through A from B: a transfer, bytes from a peer, a hit.
     a.wait_for_narinfo(&f.lib, Duration::from_secs(30));
     nix_copy_ok(&a.url(), &ChrootStore::empty(), &key.public, &[&f.lib]);
+    let refused = format!("/{}.narinfo", hash_part(&untrusted));
+    assert_eq!(a.get(&refused).0, 404, "A served a path it must refuse");
 
     let shots = screenshots();
     let seen = run_check(
@@ -78,10 +85,17 @@ fn an_operator_watches_and_drives_the_dashboard_in_chromium() {
         "no transfer from B shown: {transfers}"
     );
     assert!(
-        seen["peer_rows"].to_string().contains("1 path"),
+        seen["peer_rows"].to_string().contains("2 paths"),
         "B's holding not shown: {seen}"
     );
     assert_ne!(seen["not_from_upstream"], "0 B", "{seen}");
+    let refusals = seen["refusals"].to_string();
+    assert!(
+        refusals.contains("untrusted narinfo")
+            && refusals.contains(hash_part(&untrusted))
+            && refusals.contains("signed by stranger-1 only"),
+        "the refusal is not shown with its reason: {refusals}"
+    );
     for shot in ["dashboard-scan.png", "dashboard-phone.png"] {
         let size = std::fs::metadata(shots.join(shot)).unwrap().len();
         assert!(size > 10_000, "{shot} is {size} bytes");

@@ -122,6 +122,7 @@ try {
   seen.transfers = await page.$$eval("#transfer-list li", (items) => items.map((i) => i.textContent));
   seen.peer_rows = await page.$$eval("#peer-rows tr", (rows) => rows.map((r) => r.textContent));
   seen.not_from_upstream = await text(page, "#not-upstream");
+  seen.refusals = await page.$$eval("#refusal-list li", (items) => items.map((i) => i.textContent));
 
   // A phone: everything fits 375 px, with no sideways scrolling.
   const phone = await open({ width: 375, height: 812 });

@@ -90,9 +90,18 @@ pub fn render(api: &str, status: &Value) -> String {
     let mut line = |label: &str, text: String| {
         let _ = writeln!(out, "{label:<12} {text}");
     };
-    line("peerix", format!("{api}, mode {}", text(&status["mode"])));
+    line(
+        "peerix",
+        format!(
+            "{api}, mode {}, version {}",
+            text(&status["mode"]),
+            text(&status["version"])
+        ),
+    );
     let scan = &status["scan"];
-    let state = if scan["running"].as_bool() == Some(true) {
+    let state = if scan["paused"].as_bool() == Some(true) {
+        "paused"
+    } else if scan["running"].as_bool() == Some(true) {
         "running"
     } else {
         "idle"
@@ -121,6 +130,43 @@ pub fn render(api: &str, status: &Value) -> String {
             number(&status["peers"]["holders"])
         ),
     );
+    let served = &status["served"];
+    let by_source = ["local", "peer", "nar_cache", "old_peer"]
+        .iter()
+        .map(|source| format!("{source} {}", bytes(&served["nar_bytes"][source])))
+        .collect::<Vec<_>>()
+        .join(", ");
+    line(
+        "served Nix",
+        format!(
+            "{} not from upstream ({by_source})",
+            bytes(&served["bytes_not_from_upstream"]),
+        ),
+    );
+    let requests = &status["nix_requests"];
+    if requests.is_object() {
+        line(
+            "narinfos",
+            format!(
+                "{} hits, {} misses",
+                number(&requests["narinfo_hits"]),
+                number(&requests["narinfo_misses"])
+            ),
+        );
+    }
+    let refusals = &status["refusals"];
+    if let Some(latest) = refusals["latest"].as_object() {
+        line(
+            "refused",
+            format!(
+                "{} kept; latest {} from {}: {}",
+                number(&refusals["recent"]),
+                text(&latest["hash"]),
+                text(&latest["from"]),
+                text(&latest["reason"])
+            ),
+        );
+    }
     let node = &status["node"];
     if let Some(error) = node["error"].as_str() {
         line("node", format!("error: {error}"));
@@ -148,12 +194,30 @@ pub fn render(api: &str, status: &Value) -> String {
             Some(limit) => format!("{}/s cap", bytes(&limit.into())),
             None => "no cap".to_owned(),
         };
+        let stopped = match node["traffic_stopped"].as_bool() {
+            Some(true) => "STOPPED (POST /p2p/start), ",
+            _ => "",
+        };
         line(
             "traffic",
             format!(
-                "{} in, {} out, {cap}",
+                "{stopped}{} in, {} out, {cap}",
                 bytes(&node["bytes_in"]),
                 bytes(&node["bytes_out"])
+            ),
+        );
+        let announcements = &node["announcements"];
+        line(
+            "announcing",
+            format!(
+                "{}{} queued, {} under way, {} done",
+                match announcements["paused"].as_bool() {
+                    Some(true) => "paused, ",
+                    _ => "",
+                },
+                number(&announcements["queued"]),
+                number(&announcements["running"]),
+                number(&announcements["done"])
             ),
         );
         let peers = node["peers"].as_array().map_or(&[][..], Vec::as_slice);

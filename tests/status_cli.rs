@@ -37,11 +37,17 @@ fn status_prints_the_node_s_state_as_a_table_and_as_json() {
         .as_str()
         .unwrap()
         .to_owned();
-    let header = format!("peerix       {}, mode ipfs", node.url());
+    let header = format!(
+        "peerix       {}, mode ipfs, version {}",
+        node.url(),
+        env!("CARGO_PKG_VERSION")
+    );
     for expected in [
         header.as_str(),
         "scan         idle, 2/2 paths, 0 failed",
         "published    2 paths",
+        "served Nix   0 B not from upstream (local 0 B, peer 0 B, nar_cache 0 B, old_peer 0 B)",
+        "announcing   ",
         &peer_id,
     ] {
         assert!(table.contains(expected), "{expected:?} missing:\n{table}");

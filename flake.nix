@@ -35,7 +35,29 @@
         imports = [ ./nixos/peerix.nix ];
         services.peerix.package = lib.mkDefault self.packages.${pkgs.system}.peerix;
       };
+      nixosModules.peerix-tracker = { pkgs, lib, ... }: {
+        imports = [ ./nixos/peerix-tracker.nix ];
+        services.peerix-tracker.package = lib.mkDefault self.packages.${pkgs.system}.peerix;
+      };
       nixosModules.default = self.nixosModules.peerix;
+
+      # The modules evaluated by the module system, as tests/nixos_module.rs does with Nixpkgs'
+      # lib alone: a node and a tracker with their defaults must pass every assertion.
+      checks = forAll (pkgs: {
+        modules =
+          let
+            evaluated = import ./tests/nixos/eval.nix {
+              nixpkgsLib = "${nixpkgs}/lib";
+              peerixDir = "${self.packages.${pkgs.system}.peerix}";
+              configuration = {
+                services.peerix.enable = true;
+                services.peerix-tracker.enable = true;
+              };
+            };
+          in
+          assert evaluated.failedAssertions == [ ];
+          pkgs.writeText "peerix-modules.json" (builtins.toJSON evaluated);
+      });
 
       devShells = forAll (pkgs: {
         default = pkgs.mkShell {

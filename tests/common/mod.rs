@@ -24,7 +24,7 @@ use tempfile::TempDir;
 // Each test binary uses its own subset, as with the rest of the harness.
 #[allow(unused_imports)]
 pub use nix_commands::{
-    assert_copied, nix, nix_copy_from, nix_copy_ok, nix_copy_with, run, NIX_CONFIG,
+    assert_copied, nix, nix_copy_from, nix_copy_ok, nix_copy_with, require_nix, run, NIX_CONFIG,
 };
 
 pub fn stdout_text(out: &Output) -> String {

@@ -9,7 +9,7 @@ use super::ChrootStore;
 
 pub const NIX_CONFIG: &str = "experimental-features = nix-command\nsubstituters =\nsandbox = false";
 
-fn require_nix() {
+pub fn require_nix() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
         let found = Command::new("nix-store").arg("--version").output();

@@ -33,8 +33,19 @@ let
     (a: let m = builtins.match ".*/${proto}/([0-9]+).*" a; in optional (m != null) (lib.toInt (builtins.head m)))
     addrs;
   libp2pTcp = if cfg.listenAddrs == [ ] then [ (cfg.port + 1000) ] else portsOf "tcp" cfg.listenAddrs;
-  libp2pUdp = if cfg.listenAddrs == [ ] then [ (cfg.port + 1000) ] else portsOf "udp" cfg.listenAddrs;
+  libp2pUdp = if cfg.listenAddrs == [ ] then optional quic (cfg.port + 1000) else portsOf "udp" cfg.listenAddrs;
   lanPort = if cfg.lanPort != null then cfg.lanPort else cfg.port + 2;
+  low = cfg.ipfs.lowBandwidth;
+  quic = cfg.ipfs.enableQUIC && !low;
+  highWater = if low then lib.min 10 cfg.ipfs.connMgr.highWater else cfg.ipfs.connMgr.highWater;
+  dhtMode = {
+    dhtclient = "client";
+    autoclient = "client";
+    dht = "auto";
+    auto = "auto";
+    dhtserver = "server";
+    none = "off";
+  }.${cfg.ipfs.routingType};
 
   value = flag: v: optionals (v != null) [ flag (toString v) ];
   each = flag: concatMap (v: [ flag (toString v) ]);
@@ -68,6 +79,10 @@ let
   ++ value "--bandwidth-limit" bandwidthLimit
   ++ value "--ipfs-api" cfg.ipfsApi
   ++ switch "--no-embedded-node" (!embeddedNode)
+  ++ [ "--quic" (if quic then "on" else "off") "--dht-mode" dhtMode ]
+  ++ [ "--max-peer-connections" (toString highWater) ]
+  ++ value "--max-inbound-peer-connections" cfg.ipfs.resourceMgr.connsInbound
+  ++ value "--max-outbound-peer-connections" cfg.ipfs.resourceMgr.connsOutbound
   ++ optionals cfg.relayServer [ "--relay-server" "on" ]
   ++ value "--relay-max-circuits" cfg.relayLimits.maxCircuits
   ++ value "--relay-max-circuit-bytes" cfg.relayLimits.maxCircuitBytes
@@ -261,13 +276,35 @@ in
         node needs no kubo.
       '';
       lowBandwidth = mkOption' types.bool false ''
-        A preset for limited networks: a 3 MiB/s cap on peer-to-peer traffic (unless
-        `rateLimit.totalBandwidth` says otherwise). The old default was true, to tame kubo; as a
-        preset of the embedded node it would make every install slow, so it is off by default.
+        A preset for limited networks: QUIC off, at most 10 connections, a 3 MiB/s cap on
+        peer-to-peer traffic (each unless set otherwise). The old default was true, to tame kubo;
+        as a preset of the embedded node it would make every install slow, so it is off by
+        default.
       '';
       rateLimit = {
-        enable = mkOption' types.bool false "Cap peer-to-peer traffic at `totalBandwidth`.";
+        enable = mkOption' types.bool false "Cap peer-to-peer traffic at `totalBandwidth` (the old iptables rate limit, now the node's own cap).";
         totalBandwidth = nullOr types.ints.positive "The cap, KiB/s in each direction.";
+      };
+      routingType = mkOption' (types.enum [ "dhtclient" "dht" "dhtserver" "none" "autoclient" "auto" ]) "dhtclient" ''
+        The node's role in the public DHT (`--dht-mode`): `dhtclient` and `autoclient` only ask
+        and announce, `dht` and `auto` answer too once directly reachable, `dhtserver` always
+        answers, `none` stays off the public DHT.
+      '';
+      enableQUIC = mkOption' types.bool true "QUIC (UDP) beside TCP (`--quic`; off in `lowBandwidth`).";
+      acceleratedDHTClient = mkOption' types.bool false ''
+        Kept for old configurations (kubo's full routing table); the embedded node has no such
+        client, so setting it only warns. With `configureKubo`, it is passed to kubo.
+      '';
+      connMgr = {
+        lowWater = mkOption' types.ints.unsigned 600 ''
+          Kept for old configurations: the embedded node prunes no connections, `highWater` is its
+          cap. With `configureKubo`, passed to kubo.
+        '';
+        highWater = mkOption' types.ints.positive 900 "Connections to peers at most (`--max-peer-connections`; 10 in `lowBandwidth`).";
+      };
+      resourceMgr = {
+        connsInbound = nullOr types.ints.positive "Connections peers may open to this node, at most (`--max-inbound-peer-connections`).";
+        connsOutbound = nullOr types.ints.positive "Connections this node may open, at most (`--max-outbound-peer-connections`).";
       };
     };
   };
@@ -297,11 +334,21 @@ in
     ];
 
     warnings = optional (cfg.peerId != null)
-      "services.peerix.peerId has no effect: a node's peer id comes from its key; to keep an identity, keep /var/lib/peerix/identity.key or set services.peerix.identityFile.";
+      "services.peerix.peerId has no effect: a node's peer id comes from its key; to keep an identity, keep /var/lib/peerix/identity.key or set services.peerix.identityFile."
+    ++ optional (cfg.ipfs.acceleratedDHTClient && cfg.ipfsApi == null)
+      "services.peerix.ipfs.acceleratedDHTClient has no effect on the embedded node (it has no such client); it is passed to kubo only with ipfsApi and configureKubo."
+    ++ optional (cfg.ipfs.connMgr.lowWater != 600 && cfg.ipfsApi == null)
+      "services.peerix.ipfs.connMgr.lowWater has no effect on the embedded node (it prunes no connections); ipfs.connMgr.highWater is its cap.";
 
     # A kubo for Peerix to use, only when one is asked for.
     services.kubo = mkIf (cfg.ipfs.configureKubo && cfg.ipfsApi != null) {
       enable = lib.mkDefault true;
+      settings = lib.mapAttrsRecursive (_: lib.mkDefault) {
+        Routing.Type = cfg.ipfs.routingType;
+        Routing.AcceleratedDHTClient = cfg.ipfs.acceleratedDHTClient;
+        Swarm.ConnMgr = { LowWater = cfg.ipfs.connMgr.lowWater; HighWater = highWater; };
+        Swarm.Transports.Network.QUIC = quic;
+      };
     };
 
     nix.settings = {

@@ -11,6 +11,7 @@ mod config_error;
 mod doctor;
 mod http;
 mod lan;
+mod peer_connections;
 mod reachability;
 mod serve_config;
 mod tracker;
@@ -21,6 +22,7 @@ pub use doctor::DoctorArgs;
 
 pub use http::HttpArgs;
 pub use lan::{LanArgs, LanSettings};
+pub use peer_connections::PeerConnectionArgs;
 pub use reachability::ReachabilityArgs;
 pub use tracker::TrackerArgs;
 pub use why::WhyArgs;
@@ -372,6 +374,9 @@ pub struct NodeArgs {
 
     #[command(flatten)]
     pub reachability: ReachabilityArgs,
+
+    #[command(flatten)]
+    pub connections: PeerConnectionArgs,
 }
 
 /// `20M` = 20,000,000; `20MiB` = 20 × 2^20; a trailing `/s` or `B` is allowed.

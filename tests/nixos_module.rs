@@ -164,6 +164,11 @@ const EVERYTHING: &str = r#"{
     ipfs.enable = true;
     ipfs.configureKubo = true;
     ipfs.lowBandwidth = false;
+    ipfs.routingType = "dhtserver";
+    ipfs.enableQUIC = true;
+    ipfs.acceleratedDHTClient = true;
+    ipfs.connMgr = { lowWater = 100; highWater = 200; };
+    ipfs.resourceMgr = { connsInbound = 150; connsOutbound = 120; };
   };
 }"#;
 
@@ -222,6 +227,11 @@ fn every_flag_has_an_option_and_every_option_its_flag() {
     assert_eq!(after("--listen-addrs").len(), 2);
     assert_eq!(after("--relay-max-circuit-duration"), ["2m"]);
     assert_eq!(after("--timeout"), ["300"]);
+    assert_eq!(after("--dht-mode"), ["server"]);
+    assert_eq!(after("--quic"), ["on"]);
+    assert_eq!(after("--max-peer-connections"), ["200"]);
+    assert_eq!(after("--max-inbound-peer-connections"), ["150"]);
+    assert_eq!(after("--max-outbound-peer-connections"), ["120"]);
     let unit = &evaluated["peerix"]["serviceConfig"];
     assert_eq!(unit["User"], "peerix");
     assert_eq!(unit["DynamicUser"], false);
@@ -256,8 +266,12 @@ fn every_flag_has_an_option_and_every_option_its_flag() {
             "narinfo-cache-positive-ttl"
         ])
     );
-    // A kubo for it, since ipfsApi names one.
-    assert_eq!(evaluated["kubo"]["enable"], true);
+    // A kubo for it, since ipfsApi names one, with the ipfs options.
+    let kubo = &evaluated["kubo"];
+    assert_eq!(kubo["enable"], true);
+    assert_eq!(kubo["settings"]["Routing"]["Type"], "dhtserver");
+    assert_eq!(kubo["settings"]["Swarm"]["ConnMgr"]["LowWater"], 100);
+    assert_eq!(evaluated["warnings"], serde_json::json!([]));
 
     let tracker = evaluate(
         &lib,
@@ -379,4 +393,18 @@ fn the_assertions_and_warnings_say_what_to_fix() {
         .position(|w| w == "--bandwidth-limit")
         .unwrap();
     assert_eq!(old_words[cap + 1], "3072KiB");
+    let next =
+        |flag: &str| old_words[old_words.iter().position(|w| w == flag).unwrap() + 1].clone();
+    assert_eq!(next("--quic"), "off");
+    assert_eq!(next("--max-peer-connections"), "10");
+    assert_eq!(next("--dht-mode"), "client");
+    // Without QUIC, no UDP port for libp2p; mDNS and the LAN protocol still.
+    assert_eq!(old["firewall"]["udp"], serde_json::json!([5353, 12304]));
+    let unused = check("ipfs.acceleratedDHTClient = true; ipfs.connMgr.lowWater = 5;")["warnings"]
+        .to_string();
+    assert!(
+        unused.contains("acceleratedDHTClient has no effect")
+            && unused.contains("lowWater has no effect"),
+        "{unused}"
+    );
 }

@@ -14,7 +14,7 @@ use crate::app_streams::AppStreams;
 use crate::direct_only::DirectOnly;
 use crate::network::network_protocol;
 use crate::traffic_stop::TrafficStop;
-use crate::{NodeConfig, RelayLimits};
+use crate::{DhtRole, NodeConfig, RelayLimits};
 
 /// What kubo announces, so that IPFS peers treat this node as one of theirs.
 const IPFS_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
@@ -100,13 +100,21 @@ fn kad_behaviour(peer_id: PeerId, protocol: StreamProtocol) -> kad::Behaviour<Me
 }
 
 /// A client of the public DHT (it asks and announces, answers no one) until the node has a
-/// direct external address (see the event loop's reachability): a node behind a NAT or reached
-/// through relays only is of no use in others' routing tables, and staying out of them keeps
-/// its peers from dialling it except for what it announced.
-fn public_kad_behaviour(peer_id: PeerId) -> kad::Behaviour<MemoryStore> {
+/// direct external address (see the event loop's reachability), unless `role` says otherwise: a
+/// node behind a NAT or reached through relays only is of no use in others' routing tables, and
+/// staying out of them keeps its peers from dialling it except for what it announced.
+fn public_kad_behaviour(peer_id: PeerId, role: DhtRole) -> kad::Behaviour<MemoryStore> {
     let mut behaviour = kad_behaviour(peer_id, PUBLIC_KAD);
-    behaviour.set_mode(Some(kad::Mode::Client));
+    behaviour.set_mode(Some(public_dht_mode(role, false)));
     behaviour
+}
+
+/// The public DHT mode for `role`, with or without a confirmed direct external address.
+pub(crate) fn public_dht_mode(role: DhtRole, direct_address: bool) -> kad::Mode {
+    match (role, direct_address) {
+        (DhtRole::Server, _) | (DhtRole::Auto, true) => kad::Mode::Server,
+        (DhtRole::Client, _) | (DhtRole::Auto, false) => kad::Mode::Client,
+    }
 }
 
 impl Behaviour {
@@ -130,6 +138,8 @@ impl Behaviour {
         };
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
+            .with_max_established_incoming(config.max_inbound_connections)
+            .with_max_established_outgoing(config.max_outbound_connections)
             .with_max_established_per_peer(Some(4));
         let identify = identify::Config::new(IPFS_PROTOCOL_VERSION.to_owned(), key.public())
             .with_agent_version(format!("peerix/{}", env!("CARGO_PKG_VERSION")));
@@ -141,7 +151,7 @@ impl Behaviour {
             private_kad: kad_behaviour(peer_id, private_kad_protocol(&config.network_id)),
             public_kad: config
                 .public_dht
-                .then(|| public_kad_behaviour(peer_id))
+                .then(|| public_kad_behaviour(peer_id, config.public_dht_role))
                 .into(),
             mdns: mdns.into(),
             relay_client,
@@ -155,5 +165,18 @@ impl Behaviour {
             autonat_server: DirectOnly(autonat::v2::server::Behaviour::default()),
             app_streams,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_dht_role_decides_the_mode_unless_it_is_auto() {
+        assert_eq!(public_dht_mode(DhtRole::Auto, false), kad::Mode::Client);
+        assert_eq!(public_dht_mode(DhtRole::Auto, true), kad::Mode::Server);
+        assert_eq!(public_dht_mode(DhtRole::Client, true), kad::Mode::Client);
+        assert_eq!(public_dht_mode(DhtRole::Server, false), kad::Mode::Server);
     }
 }

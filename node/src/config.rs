@@ -21,6 +21,10 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Take part in the public IPFS DHT (`/ipfs/kad/1.0.0`) besides the private one.
     pub public_dht: bool,
+    /// Whether the node answers others' queries on the public DHT, or only asks.
+    pub public_dht_role: DhtRole,
+    /// QUIC (over UDP) beside TCP, to listen and to dial.
+    pub quic: bool,
     /// Serve as a relay (v2) for peers that cannot be reached directly. Peers accept a relay's
     /// reservation only with the relay's addresses in it: the relay needs a confirmed external
     /// address (from [`NodeConfig::announce_addrs`] or AutoNAT) before it serves anyone.
@@ -42,6 +46,10 @@ pub struct NodeConfig {
     pub allow_relayed_transfers: bool,
     /// Established connections at most, in and out together.
     pub max_connections: u32,
+    /// Established connections peers opened, at most (`None`: only `max_connections`).
+    pub max_inbound_connections: Option<u32>,
+    /// Established connections this node opened, at most (`None`: only `max_connections`).
+    pub max_outbound_connections: Option<u32>,
     /// Bytes per second at most in each direction, over all connections together.
     pub bandwidth_limit: Option<u64>,
     /// At start, dial the peers met in earlier runs (from the peer book).
@@ -59,6 +67,19 @@ pub struct NodeConfig {
     pub inbound_streams: InboundStreamLimits,
     /// How long an inbound Bitswap stream may stay silent, or take over one message.
     pub bitswap_deadlines: BitswapDeadlines,
+}
+
+/// The node's role in the public DHT.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DhtRole {
+    /// A server while the node has a confirmed direct external address, a client otherwise: a
+    /// node behind a NAT is of no use in others' routing tables.
+    #[default]
+    Auto,
+    /// Always only a client: it asks and announces, and answers no one.
+    Client,
+    /// Always a server, reachable or not.
+    Server,
 }
 
 /// Live inbound streams of the node's own protocols, counted from negotiation until the service
@@ -149,12 +170,16 @@ impl NodeConfig {
             network_id: "default".to_owned(),
             mdns: false,
             public_dht: false,
+            public_dht_role: DhtRole::Auto,
+            quic: true,
             relay_server: false,
             relay_limits: RelayLimits::default(),
             relay_servers: Vec::new(),
             announce_addrs: Vec::new(),
             allow_relayed_transfers: false,
             max_connections: 256,
+            max_inbound_connections: None,
+            max_outbound_connections: None,
             bandwidth_limit: None,
             redial_known_peers: false,
             announce_rate: None,

@@ -17,6 +17,7 @@ use crate::nat::NatState;
 use crate::reservations::Reservations;
 use crate::storage::{KnownPeer, Storage};
 use crate::traffic::Traffic;
+use crate::DhtRole;
 use crate::{AnnouncementStatus, NodeStatus, PeerEvent};
 
 mod announcements;
@@ -71,6 +72,7 @@ pub struct Settings {
     /// Relays to hold reservations on, with their addresses (ending in `/p2p/<relay>`).
     pub relays: Vec<(PeerId, Multiaddr)>,
     pub announce_provided_at_start: bool,
+    pub public_dht_role: DhtRole,
 }
 
 pub struct EventLoop {
@@ -97,6 +99,7 @@ pub struct EventLoop {
     announce_rate: Option<f64>,
     paused: bool,
     announce_provided_at_start: bool,
+    public_dht_role: DhtRole,
 }
 
 impl EventLoop {
@@ -113,6 +116,7 @@ impl EventLoop {
             announce_rate,
             relays,
             announce_provided_at_start,
+            public_dht_role,
         } = settings;
         Self {
             swarm,
@@ -135,6 +139,7 @@ impl EventLoop {
             announce_rate: announce_rate.filter(|r| r.is_finite() && *r > 0.0),
             paused: false,
             announce_provided_at_start,
+            public_dht_role,
         }
     }
 

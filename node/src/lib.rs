@@ -43,7 +43,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use app_streams::InboundStream;
 pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
 pub use config::{
-    BitswapDeadlines, InboundStreamLimits, NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS,
+    BitswapDeadlines, DhtRole, InboundStreamLimits, NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS,
 };
 pub use error::NodeError;
 pub use foreign_identity::{parse_foreign_identity, ForeignIdentity, ForeignIdentityError};

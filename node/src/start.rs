@@ -70,7 +70,8 @@ pub async fn start_with(
             // Dials reuse the listening port (`PortUse::Reuse`, libp2p's default), so peers
             // observe the port a hole-punching peer must dial (DCUtR relies on it).
             let tcp_config = tcp::Config::default().nodelay(true);
-            let (transport, relay) = traffic::build_transport(key, tcp_config, &traffic)?;
+            let (transport, relay) =
+                traffic::build_transport(key, tcp_config, config.quic, &traffic)?;
             relay_client = Some(relay);
             Ok::<_, BoxError>(transport)
         })
@@ -127,6 +128,7 @@ pub async fn start_with(
         announce_rate: config.announce_rate,
         relays,
         announce_provided_at_start: config.announce_provided_at_start,
+        public_dht_role: config.public_dht_role,
     };
     let event_loop = EventLoop::new(
         swarm,

@@ -38,6 +38,8 @@ pub enum ConfigError {
     TrackerInLan,
     #[error("--mode {0} needs --tracker-url")]
     TrackerNeeded(&'static str),
+    #[error("--listen-addrs {0}: a QUIC address, but --quic is off")]
+    QuicListenWithoutQuic(String),
     #[error("--tracker-url {0:?} is not an http:// or https:// URL")]
     TrackerUrl(String),
     #[error("--trusted-public-key {text:?}: {source}")]

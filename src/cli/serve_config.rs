@@ -52,18 +52,19 @@ impl ServeArgs {
             self.port.saturating_add(1000)
         };
         let listen_addrs = if self.node.listen_addrs.is_empty() {
-            [
-                format!("/ip4/0.0.0.0/tcp/{port}"),
-                format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
-            ]
-            .iter()
-            .map(|a| {
-                a.parse().map_err(|source| ConfigError::ListenMultiaddr {
-                    text: a.clone(),
-                    source,
+            let mut defaults = vec![format!("/ip4/0.0.0.0/tcp/{port}")];
+            if self.node.connections.quic {
+                defaults.push(format!("/ip4/0.0.0.0/udp/{port}/quic-v1"));
+            }
+            defaults
+                .iter()
+                .map(|a| {
+                    a.parse().map_err(|source| ConfigError::ListenMultiaddr {
+                        text: a.clone(),
+                        source,
+                    })
                 })
-            })
-            .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()?
         } else {
             self.node.listen_addrs.clone()
         };
@@ -94,6 +95,7 @@ impl ServeArgs {
             ..peerix_node::NodeConfig::offline(state_dir.to_owned(), listen_addrs)
         };
         self.node.reachability.apply(&mut config)?;
+        self.node.connections.apply(&mut config)?;
         Ok(config)
     }
 

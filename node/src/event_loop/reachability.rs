@@ -2,10 +2,10 @@
 //! reservations and hole punching.
 
 use libp2p::swarm::ConnectionId;
-use libp2p::{autonat, dcutr, kad, relay, Multiaddr, PeerId};
+use libp2p::{autonat, dcutr, relay, Multiaddr, PeerId};
 
 use super::EventLoop;
-use crate::behaviour::BehaviourEvent;
+use crate::behaviour::{public_dht_mode, BehaviourEvent};
 use crate::connections::is_relayed;
 use crate::PeerEvent;
 
@@ -100,13 +100,10 @@ impl EventLoop {
     }
 
     /// Serves the public DHT while the node has a confirmed external address that is not a
-    /// relay's, and is only its client otherwise.
+    /// relay's, and is only its client otherwise (unless its role is fixed).
     pub(super) fn set_public_dht_mode(&mut self) {
         let direct = self.swarm.external_addresses().any(|a| !is_relayed(a));
-        let mode = match direct {
-            true => kad::Mode::Server,
-            false => kad::Mode::Client,
-        };
+        let mode = public_dht_mode(self.public_dht_role, direct);
         if let Some(public) = self.swarm.behaviour_mut().public_kad.as_mut() {
             if public.mode() != mode {
                 tracing::info!(?mode, "public DHT");

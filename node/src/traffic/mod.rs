@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox};
-use libp2p::core::transport::{Boxed, Transport};
+use libp2p::core::transport::{Boxed, OptionalTransport, Transport};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::{dns, noise, quic, relay, tcp, yamux, PeerId};
@@ -165,13 +165,19 @@ where
 pub fn build_transport(
     key: &Keypair,
     tcp_config: tcp::Config,
+    quic: bool,
     traffic: &Arc<Traffic>,
 ) -> Result<(CountedTransport, relay::client::Behaviour), BoxError> {
     let tcp = OneDialPerAddress::new(tcp::tokio::Transport::new(tcp_config))
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux_config());
-    let quic = quic::tokio::Transport::new(quic::Config::new(key));
+    // Without QUIC, QUIC addresses are neither listened on nor dialled: the transport does not
+    // support them, so the swarm tries a peer's other addresses.
+    let quic = match quic {
+        true => OptionalTransport::some(quic::tokio::Transport::new(quic::Config::new(key))),
+        false => OptionalTransport::none(),
+    };
     let direct = counted(tcp, traffic.clone(), true)
         .or_transport(counted(quic, traffic.clone(), true))
         .map(|either, _| either.into_inner());

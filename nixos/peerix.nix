@@ -12,6 +12,9 @@ let
 
   url = "http://${cfg.listen}:${toString cfg.port}";
   loopback = builtins.match "(127[.].*|::1|[[]::1]|localhost)" cfg.listen != null;
+  wildcard = builtins.elem cfg.listen [ "0.0.0.0" "::" "[::]" ];
+  # Where a local client reaches the control routes, which answer loopback only.
+  localApi = if loopback then url else "http://127.0.0.1:${toString cfg.port}";
   lanMode = cfg.mode == "lan" || cfg.mode == "both";
   trackerMode = builtins.elem cfg.mode [ "wan" "hybrid" "both" ];
   embeddedNode = cfg.ipfs.enable;
@@ -368,6 +371,22 @@ in
         optionals (embeddedNode && !cfg.offline) libp2pUdp
         ++ optional (embeddedNode && !cfg.offline && cfg.mode != "wan") 5353
         ++ optional (lanMode && !cfg.offline) cfg.port;
+    };
+
+    # A system switch adds paths: publish them now rather than at the next scan.
+    systemd.paths.peerix-rescan = mkIf (loopback || wildcard) {
+      description = "Publish what a system switch added to the store";
+      wantedBy = [ "multi-user.target" ];
+      pathConfig.PathChanged = "/run/current-system";
+    };
+    systemd.services.peerix-rescan = mkIf (loopback || wildcard) {
+      description = "Peerix: look at the store again";
+      after = [ "peerix.service" ];
+      serviceConfig = hardening // {
+        Type = "oneshot";
+        DynamicUser = true;
+        ExecStart = lib.escapeShellArgs [ "${cfg.package}/bin/peerix" "rescan" "--api" localApi ];
+      };
     };
 
     systemd.services.peerix = {

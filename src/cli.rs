@@ -57,6 +57,8 @@ pub enum Command {
     Why(WhyArgs),
     /// Check a running `peerix serve` and Nix's configuration, one line a check with a hint.
     Doctor(DoctorArgs),
+    /// Make a running `peerix serve` look at the store again now (after a system switch, say).
+    Rescan(RescanArgs),
 }
 
 /// The running `peerix serve` an operator's command asks.
@@ -77,6 +79,12 @@ impl ApiArg {
     pub fn url(&self, route: &str) -> String {
         format!("{}{route}", self.api.trim_end_matches('/'))
     }
+}
+
+#[derive(Args, Debug)]
+pub struct RescanArgs {
+    #[command(flatten)]
+    pub api: ApiArg,
 }
 
 #[derive(Args, Debug)]

@@ -24,6 +24,7 @@ pub mod node_metrics;
 pub mod progress;
 pub mod publish;
 pub mod rate_limit;
+pub mod rescan_cli;
 pub mod status;
 pub mod status_cli;
 pub mod store;

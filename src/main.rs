@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use peerix::cli::{Cli, Command};
-use peerix::{cid, daemon, doctor, ipfs_cli, keygen, status_cli, tracker, why_cli};
+use peerix::{cid, daemon, doctor, ipfs_cli, keygen, rescan_cli, status_cli, tracker, why_cli};
 use tracing_subscriber::EnvFilter;
 
 /// Kademlia warns of states Peerix expects: a node with no peer yet cannot bootstrap (every
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status_cli::run(&args).map_err(|e| e.to_string()),
         Command::Why(args) => why_cli::run(&args).map_err(|e| e.to_string()),
         Command::Doctor(args) => doctor::run(&args).map_err(|e| e.to_string()),
+        Command::Rescan(args) => rescan_cli::run(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -57,13 +57,23 @@ pub(crate) fn agent() -> ureq::Agent {
 
 /// The `/status` document at `url`.
 pub(crate) fn fetch(agent: &ureq::Agent, url: &str) -> Result<Value, StatusError> {
-    let mut response = agent
-        .get(url)
-        .call()
-        .map_err(|e| StatusError::Unreachable {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
+    document(url, agent.get(url).call())
+}
+
+/// What a control route at `url` answers a POST with: the state it leaves.
+pub(crate) fn press(agent: &ureq::Agent, url: &str) -> Result<Value, StatusError> {
+    document(url, agent.post(url).send_empty())
+}
+
+/// The JSON document of a 200 answer from `url`.
+fn document(
+    url: &str,
+    answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Value, StatusError> {
+    let mut response = answer.map_err(|e| StatusError::Unreachable {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(StatusError::Status {

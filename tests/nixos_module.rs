@@ -4,7 +4,7 @@
 //! its flag and every `peerix serve` and `peerix tracker` flag has an option; the firewall opens
 //! what each mode listens on; the assertions and warnings say what they should; Nix's settings
 //! gain only the substituter and keys; the generated command lines are real `peerix` command
-//! lines.
+//! lines (the rescan a system switch triggers makes a running node scan again).
 
 mod common;
 
@@ -406,5 +406,47 @@ fn the_assertions_and_warnings_say_what_to_fix() {
         unused.contains("acceleratedDHTClient has no effect")
             && unused.contains("lowWater has no effect"),
         "{unused}"
+    );
+}
+
+#[test]
+fn a_system_switch_makes_the_node_scan_again() {
+    let Some(lib) = nixpkgs_lib() else { return };
+    let package = package();
+    let f = common::Fixture::get();
+    let store = common::ChrootStore::with_paths(&[&f.app]);
+    let node = common::Peerix::serve(store.root(), &[]);
+    let finished_ago = || node.status()["scan"]["finished_seconds_ago"].as_u64();
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "the first scan never finished long enough ago",
+        || finished_ago() >= Some(2),
+    );
+    let evaluated = evaluate(
+        &lib,
+        package.path(),
+        &format!(
+            "{{ services.peerix = {{ enable = true; listen = \"0.0.0.0\"; port = {}; }}; }}",
+            node.port
+        ),
+    );
+    assert_eq!(
+        evaluated["paths"]["peerix-rescan"]["pathConfig"]["PathChanged"],
+        "/run/current-system"
+    );
+    let rescan = words(&evaluated["rescan"]);
+    let out = Command::new(&rescan[0])
+        .args(&rescan[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{rescan:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "the node never scanned again",
+        || finished_ago() < Some(2),
     );
 }

@@ -104,6 +104,14 @@ impl ScanProgress {
         }
     }
 
+    /// A pass that found nothing to publish: the figures stay the last scan's, and the index was
+    /// complete as of now.
+    fn found_nothing_new(&self) {
+        if let Ok(mut f) = self.last_finished.lock() {
+            *f = Some(Instant::now());
+        }
+    }
+
     fn finish(&self) {
         let now = Some(Instant::now());
         for finished in [&self.finished, &self.last_finished] {
@@ -211,6 +219,7 @@ impl Scanner {
         }
         let mut todo: Vec<StoreHash> = target.difference(&indexed).copied().collect();
         if todo.is_empty() {
+            self.progress.found_nothing_new();
             return;
         }
         todo.sort_unstable();

@@ -40,6 +40,7 @@ in
   };
   peerix = unit "peerix";
   tracker = unit "peerix-tracker";
+  rescan = unit "peerix-rescan";
   paths = config.systemd.paths;
   kubo = config.services.kubo;
 }

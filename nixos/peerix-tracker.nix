@@ -4,9 +4,9 @@
 { config, lib, pkgs, ... }:
 let
   cfg = config.services.peerix-tracker;
-  inherit (lib) mkEnableOption mkOption mkIf types optionals concatMap;
+  inherit (lib) mkEnableOption mkOption mkIf types optionals;
   hardening = import ./hardening.nix;
-  value = flag: v: optionals (v != null) [ flag (toString v) ];
+  inherit (import ./flags.nix lib) value each;
   nullOr = t: description: mkOption { type = types.nullOr t; default = null; inherit description; };
   args = [
     "tracker"
@@ -14,7 +14,7 @@ let
     "--port" (toString cfg.port)
     "--db-path" cfg.dbPath
   ]
-  ++ concatMap (c: [ "--trust-proxy" c ]) cfg.trustProxy
+  ++ each "--trust-proxy" cfg.trustProxy
   ++ value "--ttl" cfg.ttl
   ++ value "--max-skew" cfg.maxSkew
   ++ value "--ip-rate" cfg.ipRate

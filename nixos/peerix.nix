@@ -50,9 +50,7 @@ let
     none = "off";
   }.${cfg.ipfs.routingType};
 
-  value = flag: v: optionals (v != null) [ flag (toString v) ];
-  each = flag: concatMap (v: [ flag (toString v) ]);
-  switch = flag: on: optional on flag;
+  inherit (import ./flags.nix lib) value each switch;
 
   args = [
     "serve"

@@ -7,22 +7,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::control::{connect, peer_count};
 use common::{eventually, ChrootStore, Peerix};
-
-fn connect(from: &Peerix, to: &str) -> bool {
-    Command::new(env!("CARGO_BIN_EXE_peerix"))
-        .args(["ipfs", "--api", &from.url(), "connect", to])
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-fn peers(node: &Peerix) -> usize {
-    node.status()["node"]["peers"]
-        .as_array()
-        .map_or(0, Vec::len)
-}
 
 #[test]
 fn quic_off_means_no_quic_address() {
@@ -79,9 +65,9 @@ fn the_connection_caps_hold_per_direction() {
     eventually(
         Duration::from_secs(10),
         "C kept a refused connection",
-        || peers(&c) == 0,
+        || peer_count(&c) == 0,
     );
-    assert_eq!(peers(&capped), 1, "a second inbound peer got in");
+    assert_eq!(peer_count(&capped), 1, "a second inbound peer got in");
     // Its own dial is outbound, which has a cap of its own: one goes, the next does not.
     assert!(
         connect(&capped, &c.p2p_addr()),
@@ -94,7 +80,7 @@ fn the_connection_caps_hold_per_direction() {
     eventually(
         Duration::from_secs(10),
         "D kept a refused connection",
-        || peers(&d) == 0,
+        || peer_count(&d) == 0,
     );
-    assert_eq!(peers(&capped), 2);
+    assert_eq!(peer_count(&capped), 2);
 }

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
+use common::control::{connect, peer_count};
 use common::{curl, eventually, hash_part, ChrootStore, Fixture, NixKey, Peerix};
 
 fn press(node: &Peerix, action: &str) -> serde_json::Value {
@@ -18,21 +18,6 @@ fn press(node: &Peerix, action: &str) -> serde_json::Value {
         String::from_utf8_lossy(&answer.body)
     );
     serde_json::from_slice(&answer.body).unwrap()
-}
-
-fn connect(from: &Peerix, to: &str) -> bool {
-    Command::new(env!("CARGO_BIN_EXE_peerix"))
-        .args(["ipfs", "--api", &from.url(), "connect", to])
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-fn peers(node: &Peerix) -> usize {
-    node.status()["node"]["peers"]
-        .as_array()
-        .map_or(0, Vec::len)
 }
 
 #[test]
@@ -59,11 +44,13 @@ fn the_stop_button_cuts_peers_off_and_start_lets_them_back() {
         &["-X", "POST", "-H", "Origin: http://evil.example"],
     );
     assert_eq!(from_a_page.status, 403);
-    assert_eq!(peers(&a), 1);
+    assert_eq!(peer_count(&a), 1);
 
     assert_eq!(press(&a, "stop")["traffic_stopped"], true);
-    eventually(Duration::from_secs(10), "B still sees A", || peers(&b) == 0);
-    assert_eq!(peers(&a), 0);
+    eventually(Duration::from_secs(10), "B still sees A", || {
+        peer_count(&b) == 0
+    });
+    assert_eq!(peer_count(&a), 0);
     assert_eq!(a.status()["node"]["traffic_stopped"], true);
     let metrics = String::from_utf8(curl(&format!("{}/metrics", a.url()), &[]).body).unwrap();
     assert!(metrics.contains("peerix_p2p_stopped 1"), "{metrics}");

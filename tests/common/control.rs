@@ -31,6 +31,16 @@ pub fn peer_count(node: &Peerix) -> usize {
         .count()
 }
 
+/// Whether `peerix ipfs connect` from `from` to the multiaddr `to` succeeds.
+pub fn connect(from: &Peerix, to: &str) -> bool {
+    Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["ipfs", "--api", &from.url(), "connect", to])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 /// Files in the state dir's `added` directory (where uploads go), none when it does not exist.
 pub fn added_files(state: &Path) -> Vec<String> {
     match std::fs::read_dir(state.join("added")) {

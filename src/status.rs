@@ -3,6 +3,7 @@
 //! reachability (NAT, relays, hole punching), and how many answers from others were refused.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -10,7 +11,9 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use peerix_http::BrowserGuard;
-use peerix_node::{AnnouncementStatus, Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
+use peerix_node::{
+    AnnouncementStatus, Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId, Protocol,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -148,6 +151,7 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
                 "direct": p.direct,
                 "relayed": p.relayed,
                 "rtt_ms": p.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+                "local_network": p.addr.as_ref().is_some_and(on_local_network),
                 "bytes_in": p.bytes_in,
                 "bytes_out": p.bytes_out,
             })
@@ -183,6 +187,27 @@ pub fn announcements_json(announcements: &AnnouncementStatus) -> Value {
         "done": announcements.done,
         "paused": announcements.paused,
     })
+}
+
+/// Whether a peer's address is on a private network (a LAN, a VPN, this machine): a peer found
+/// nearby rather than across the internet.
+fn on_local_network(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_private() || ip.is_loopback() || ip.is_link_local(),
+        Some(Protocol::Ip6(ip)) => {
+            let ip = crate::cidr::unmapped(ip.into());
+            match ip {
+                IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+                IpAddr::V6(v6) => {
+                    // Unique local (fc00::/7) and link-local (fe80::/10) addresses.
+                    v6.is_loopback()
+                        || (v6.segments()[0] & 0xfe00) == 0xfc00
+                        || (v6.segments()[0] & 0xffc0) == 0xfe80
+                }
+            }
+        }
+        _ => false,
+    }
 }
 
 /// What this node's NAT means for reaching peers behind other NATs.
@@ -244,5 +269,28 @@ impl HolePunchLog {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_loopback_and_link_local_addresses_are_the_local_network() {
+        for (addr, local) in [
+            ("/ip4/192.168.1.7/tcp/13304", true),
+            ("/ip4/10.2.0.1/udp/13304/quic-v1", true),
+            ("/ip4/127.0.0.1/tcp/1", true),
+            ("/ip4/203.0.113.9/tcp/13304", false),
+            ("/ip6/fd12:3456::1/tcp/13304", true),
+            ("/ip6/fe80::1/tcp/13304", true),
+            ("/ip6/::ffff:192.168.0.2/tcp/1", true),
+            ("/ip6/2001:db8::1/tcp/13304", false),
+            ("/dns4/example.org/tcp/13304", false),
+        ] {
+            let addr: Multiaddr = addr.parse().unwrap();
+            assert_eq!(on_local_network(&addr), local, "{addr}");
+        }
     }
 }

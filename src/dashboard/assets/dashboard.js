@@ -169,6 +169,8 @@ function renderDiscovery(status) {
     rows.push(["LAN protocol", "UDP " + status.lan.udp_port + (status.lan.broadcast ? ", broadcast" : ", no broadcast")]);
     rows.push(["old LAN peers", count(status.lan.old_peers_heard.length)]);
   }
+  const peers = (status.node && status.node.peers) || [];
+  rows.push(["peers nearby", count(peers.filter((p) => p.local_network).length) + " of " + count(peers.length) + " (LAN, VPN)"]);
   rows.push(["peers holding paths", count(status.peers.holders) + " (" + paths(status.peers.paths) + ")"]);
   const list = $("discovery-list");
   const shown = JSON.stringify(rows);
@@ -189,7 +191,7 @@ function renderPeers(status, node) {
     const row = element("tr");
     const cells = [
       ["peer", shortId(p.peer_id), "mono"],
-      ["link", p.relayed ? "relayed" : "direct"],
+      ["link", (p.relayed ? "relayed" : "direct") + (p.local_network ? ", nearby" : "")],
       ["round trip", p.rtt_ms == null ? "–" : p.rtt_ms.toFixed(1) + " ms"],
       ["in now", now(p, "bytes_in")],
       ["out now", now(p, "bytes_out")],

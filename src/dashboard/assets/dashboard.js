@@ -265,7 +265,7 @@ function render(status) {
 function renderGraph(throughput) {
   const samples = throughput.samples;
   const svg = $("graph");
-  const width = 600, height = 150, window = 600;
+  const width = 600, height = 150, span = 600; // seconds shown
   const series = ["to_nix", "p2p_in", "p2p_out"];
   const peak = Math.max(1, ...samples.flatMap((s) => series.map((k) => s[k])));
   setText("graph-peak", rate(peak));
@@ -279,7 +279,7 @@ function renderGraph(throughput) {
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
     line.setAttribute("class", key.replace("_", "-"));
     line.setAttribute("points", samples.map((s) => {
-      const x = width * (1 - Math.min(window, s.seconds_ago) / window);
+      const x = width * (1 - Math.min(span, s.seconds_ago) / span);
       const y = height - 2 - (height - 4) * s[key] / peak;
       return x.toFixed(1) + "," + y.toFixed(1);
     }).join(" "));

@@ -9,15 +9,18 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use peerix_http::BrowserGuard;
-use peerix_node::{AnnouncementStatus, Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId};
+use peerix_http::{BrowserGuard, FrontCounters};
+use peerix_node::{
+    AnnouncementStatus, BandwidthWaits, CapWaits, Multiaddr, NodeHandle, NodeStatus, PeerEvent,
+    PeerId,
+};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::Holders;
 use crate::fetch::refusals::Refusals;
-use crate::fetch::Served;
+use crate::fetch::{Lookups, Served};
 use crate::lan::Lan;
 use crate::publish::{IndexDb, ScanControl, ScanProgress};
 
@@ -39,6 +42,10 @@ pub struct StatusSources {
     pub tracker: Option<Arc<TrackerSource>>,
     pub lan: Option<Arc<Lan>>,
     pub refusals: Arc<Refusals>,
+    /// Narinfo lookups by where they were tried.
+    pub lookups: Arc<Lookups>,
+    /// The front's counts of Nix's requests, the very ones `/metrics` renders.
+    pub nix_requests: Arc<FrontCounters>,
 }
 
 /// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.
@@ -89,7 +96,14 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         "refusals": {
             "recent": sources.refusals.kept(),
             "latest": sources.refusals.recent(1).first().map(|r| r.to_json()),
+            "by_kind": sources
+                .refusals
+                .by_kind()
+                .map(|(kind, count)| (kind.to_owned(), json!(count)))
+                .collect::<serde_json::Map<_, _>>(),
         },
+        "lookups": sources.lookups.json(),
+        "nix_requests": sources.nix_requests.json(),
     }))
 }
 
@@ -125,6 +139,7 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
         "relayed_addrs": strings(&status.relayed_addrs),
         "hole_punch_failures": hole_punches.report(),
         "bandwidth_limit": status.bandwidth_limit,
+        "bandwidth_waits": bandwidth_waits_json(&status.bandwidth_waits),
         "provided_keys": status.provided_keys,
         "announcements": announcements_json(&status.announcements),
         "traffic_stopped": status.traffic_stopped,
@@ -132,6 +147,13 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
         "bytes_out": status.bytes_out,
         "peers": peers,
     })
+}
+
+/// How often, and how long in all, substreams waited for the bandwidth cap.
+fn bandwidth_waits_json(waits: &BandwidthWaits) -> Value {
+    let direction =
+        |waits: &CapWaits| json!({ "waits": waits.waits, "seconds": waits.waited.as_secs_f64() });
+    json!({ "in": direction(&waits.inbound), "out": direction(&waits.outbound) })
 }
 
 /// The DHT announcements (also the old program's `/announce-status`).

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use peerix_http::{CountRequestsLayer, Metrics, ServerLimits};
-use peerix_node::NodeHandle;
+use peerix_node::{NodeConfig, NodeHandle};
 use tokio::net::TcpListener;
 
 use super::{Peering, Settings, StartError};
 use crate::batch_narinfo::batch_narinfo_router;
 use crate::control_routes::control_router;
-use crate::discovery::{bootstrap_router, discover_network, follow_bootstrap_url};
+use crate::discovery::{
+    bootstrap_router, discover_network, follow_bootstrap_url, warn_when_alone, PeerSources,
+};
 use crate::fetch::P2pCache;
 use crate::kubo_rpc::KuboRpc;
 use crate::node_api::NodeApi;
@@ -38,6 +40,7 @@ impl Front {
             Some(peering) => (Some(peering.remote), Some(peering.status)),
             None => (None, None),
         };
+        let old_lan = status.as_ref().is_some_and(|status| status.lan.is_some());
         let why = WhySources {
             store: settings.store.clone(),
             filter: settings.filter.clone(),
@@ -81,6 +84,10 @@ impl Front {
             }
             if let Some(url) = settings.bootstrap_url.clone() {
                 tokio::spawn(follow_bootstrap_url(node.clone(), url, network_id));
+            }
+            if let (false, Some(config)) = (settings.offline, &settings.node) {
+                let sources = peer_sources(settings, config, old_lan);
+                tokio::spawn(warn_when_alone(node.clone(), sources));
             }
         }
         let api = NodeApi::new(
@@ -136,5 +143,20 @@ impl Front {
         )
         .await;
         Ok(())
+    }
+}
+
+/// The ways the node looks for peers, named in the warning when it finds none.
+fn peer_sources(settings: &Settings, config: &NodeConfig, old_lan: bool) -> PeerSources {
+    PeerSources {
+        mode: settings.mode,
+        rendezvous: settings.rendezvous,
+        mdns: config.mdns,
+        public_dht: config.public_dht,
+        bootstrap_peers: config.bootstrap_peers.len(),
+        tracker: settings.tracker_url.is_some(),
+        bootstrap_url: settings.bootstrap_url.is_some(),
+        old_lan,
+        network_id: settings.network_id.clone(),
     }
 }

@@ -1,6 +1,7 @@
 //! The node's families at `/metrics`, from the same sources as `/status`, so the two never
-//! disagree: the publication scan, DHT announcements, connected peers and traffic, what peers
-//! hold, the tracker's health and the LAN protocol. Prometheus conventions: `_total` for
+//! disagree: the publication scan, DHT announcements, connected peers and traffic, the
+//! bandwidth cap's waits, what peers hold, narinfo lookups by source, refusals by kind, the
+//! tracker's health and the LAN protocol. Prometheus conventions: `_total` for
 //! counters, units in names.
 
 use std::fmt::Write as _;
@@ -9,7 +10,7 @@ use std::pin::Pin;
 
 use peerix_http::MoreMetrics;
 
-use crate::fetch::Source;
+use crate::fetch::{LookupSource, Source};
 use crate::status::StatusSources;
 
 pub struct NodeMetrics(pub StatusSources);
@@ -102,6 +103,37 @@ impl NodeMetrics {
             "NAR bytes Nix got, by where they came from: none had to come from upstream.",
             &as_samples(&nar_bytes),
         );
+        let lookups: Vec<(String, f64)> = LookupSource::ALL
+            .iter()
+            .flat_map(|&source| {
+                let (hits, misses) = sources.lookups.count(source);
+                let labels =
+                    |outcome| format!("source=\"{}\",outcome=\"{outcome}\"", source.name());
+                [
+                    (labels("hit"), hits as f64),
+                    (labels("miss"), misses as f64),
+                ]
+            })
+            .collect();
+        family(
+            &mut out,
+            "narinfo_lookups_total",
+            "counter",
+            "Narinfo lookups by where they were tried (in this order), hit or miss.",
+            &as_samples(&lookups),
+        );
+        let refusals: Vec<(String, f64)> = sources
+            .refusals
+            .by_kind()
+            .map(|(kind, count)| (format!("kind=\"{kind}\""), count as f64))
+            .collect();
+        family(
+            &mut out,
+            "refusals_total",
+            "counter",
+            "What others sent for Nix and this node refused, by kind.",
+            &as_samples(&refusals),
+        );
         let (holders, remote_paths) = sources.holders.summary();
         family(
             &mut out,
@@ -156,6 +188,27 @@ impl NodeMetrics {
                 "gauge",
                 "1 while the operator has stopped all peer-to-peer traffic.",
                 &[("", flag(status.traffic_stopped))],
+            );
+            let waits = status.bandwidth_waits;
+            family(
+                &mut out,
+                "bandwidth_cap_waits_total",
+                "counter",
+                "Times a substream waited for the bandwidth cap, by direction.",
+                &[
+                    ("direction=\"in\"", waits.inbound.waits as f64),
+                    ("direction=\"out\"", waits.outbound.waits as f64),
+                ],
+            );
+            family(
+                &mut out,
+                "bandwidth_cap_wait_seconds_total",
+                "counter",
+                "Time substreams spent waiting for the bandwidth cap, by direction.",
+                &[
+                    ("direction=\"in\"", waits.inbound.waited.as_secs_f64()),
+                    ("direction=\"out\"", waits.outbound.waited.as_secs_f64()),
+                ],
             );
             let relayed = status.peers.iter().filter(|p| p.relayed).count();
             family(

@@ -10,9 +10,10 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use peerix_http::BrowserGuard;
+use peerix_http::{BrowserGuard, FrontCounters};
 use peerix_node::{
-    AnnouncementStatus, Multiaddr, NodeHandle, NodeStatus, PeerEvent, PeerId, Protocol,
+    AnnouncementStatus, BandwidthWaits, CapWaits, Multiaddr, NodeHandle, NodeStatus, PeerEvent,
+    PeerId, Protocol,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -22,7 +23,7 @@ use crate::build_id;
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::Holders;
 use crate::fetch::refusals::Refusals;
-use crate::fetch::Served;
+use crate::fetch::{Lookups, Served};
 use crate::lan::Lan;
 use crate::publish::{IndexDb, ScanControl, ScanProgress};
 use crate::throughput::Throughput;
@@ -66,6 +67,10 @@ pub struct StatusSources {
     pub refusals: Arc<Refusals>,
     /// Bytes per second over the last minutes, for the dashboard.
     pub throughput: Arc<Throughput>,
+    /// Narinfo lookups by where they were tried.
+    pub lookups: Arc<Lookups>,
+    /// The front's counts of Nix's requests, the very ones `/metrics` renders.
+    pub nix_requests: Arc<FrontCounters>,
 }
 
 /// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.
@@ -133,7 +138,14 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
                 .iter()
                 .map(|r| r.to_json())
                 .collect::<Vec<_>>(),
+            "by_kind": sources
+                .refusals
+                .by_kind()
+                .map(|(kind, count)| (kind.to_owned(), json!(count)))
+                .collect::<serde_json::Map<_, _>>(),
         },
+        "lookups": sources.lookups.json(),
+        "nix_requests": sources.nix_requests.json(),
     }))
 }
 
@@ -170,6 +182,7 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
         "relayed_addrs": strings(&status.relayed_addrs),
         "hole_punch_failures": hole_punches.report(),
         "bandwidth_limit": status.bandwidth_limit,
+        "bandwidth_waits": bandwidth_waits_json(&status.bandwidth_waits),
         "provided_keys": status.provided_keys,
         "announcements": announcements_json(&status.announcements),
         "traffic_stopped": status.traffic_stopped,
@@ -177,6 +190,13 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
         "bytes_out": status.bytes_out,
         "peers": peers,
     })
+}
+
+/// How often, and how long in all, substreams waited for the bandwidth cap.
+fn bandwidth_waits_json(waits: &BandwidthWaits) -> Value {
+    let direction =
+        |waits: &CapWaits| json!({ "waits": waits.waits, "seconds": waits.waited.as_secs_f64() });
+    json!({ "in": direction(&waits.inbound), "out": direction(&waits.outbound) })
 }
 
 /// The DHT announcements (also the old program's `/announce-status`).

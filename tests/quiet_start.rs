@@ -46,3 +46,29 @@ fn a_store_root_without_a_nix_database_is_said_once() {
     assert!(warnings[0].contains("no Nix database at"), "{warnings:?}");
     assert!(warnings[0].contains("--store-root"), "{warnings:?}");
 }
+
+#[test]
+fn a_tracker_that_never_answers_is_said_once_not_at_every_retry() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        eprintln!("skipped: RUST_LOG sets its own log levels");
+        return;
+    }
+    // A loopback port nothing listens on: every request is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let tracker = format!("http://{closed}");
+    let store = ChrootStore::empty();
+    let node = Peerix::serve(store.root(), &["--tracker-url", &tracker]);
+    // The membership, heartbeat and peer sampling tasks each retry after 1, 2 and 4 s.
+    std::thread::sleep(Duration::from_secs(8));
+    let said: Vec<String> = node
+        .log()
+        .into_iter()
+        .filter(|line| line.contains("tracker unreachable"))
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("WARN"), "{said:?}");
+    assert!(said[0].contains("--tracker-url"), "{said:?}");
+}

@@ -1,4 +1,8 @@
 //! Counters exported at `/metrics` in the Prometheus text format.
+//!
+//! The front's counters of Nix's requests are their own shared struct, [`FrontCounters`], so that
+//! the application's status reads the very numbers `/metrics` renders without holding the
+//! [`Metrics`] (which holds the application's families, which hold its status sources).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -6,6 +10,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::request_counts::{CountRequestsLayer, RequestCounts};
 
 /// Upper bounds, in seconds, of the narinfo latency histogram.
 const BUCKETS: [f64; 8] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0];
@@ -19,6 +27,13 @@ pub trait MoreMetrics: Send + Sync {
 #[derive(Default)]
 pub struct Metrics {
     more: Option<Arc<dyn MoreMetrics>>,
+    front: Arc<FrontCounters>,
+    requests: Arc<RequestCounts>,
+}
+
+/// What the binary-cache routes counted of Nix's requests.
+#[derive(Default)]
+pub struct FrontCounters {
     narinfo_hits: AtomicU64,
     narinfo_misses: AtomicU64,
     nar_requests: AtomicU64,
@@ -38,23 +53,38 @@ pub(crate) enum Outcome {
 }
 
 impl Metrics {
-    /// The front's counters, and `more` at each scrape.
-    pub fn with_more(more: Arc<dyn MoreMetrics>) -> Self {
+    /// `front`'s counters, requests by route, and `more` at each scrape.
+    pub fn new(front: Arc<FrontCounters>, more: Option<Arc<dyn MoreMetrics>>) -> Self {
         Self {
-            more: Some(more),
-            ..Self::default()
+            more,
+            front,
+            requests: Arc::default(),
         }
     }
 
-    /// Everything `/metrics` shows: the front's counters, then the application's families.
+    /// The layer that counts every request of a router by route and status, into these
+    /// metrics' `peerix_http_requests_total`.
+    pub fn count_requests(&self) -> CountRequestsLayer {
+        CountRequestsLayer::new(self.requests.clone())
+    }
+
+    pub(crate) fn front(&self) -> &Arc<FrontCounters> {
+        &self.front
+    }
+
+    /// Everything `/metrics` shows: the front's counters, requests by route, then the
+    /// application's families.
     pub async fn render_all(&self) -> String {
-        let mut text = self.render();
+        let mut text = self.front.render();
+        self.requests.render(&mut text);
         if let Some(more) = &self.more {
             text.push_str(&more.render().await);
         }
         text
     }
+}
 
+impl FrontCounters {
     pub(crate) fn narinfo(&self, outcome: Outcome, elapsed: Duration) {
         let counter = match outcome {
             Outcome::Hit => &self.narinfo_hits,
@@ -89,7 +119,20 @@ impl Metrics {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub fn render(&self) -> String {
+    /// For the application's status, under the names the dashboard reads.
+    pub fn json(&self) -> Value {
+        let count = |counter: &AtomicU64| counter.load(Relaxed);
+        json!({
+            "narinfo_hits": count(&self.narinfo_hits),
+            "narinfo_misses": count(&self.narinfo_misses),
+            "nar_requests": count(&self.nar_requests),
+            "nar_bytes": count(&self.nar_bytes),
+            "bad_requests": count(&self.bad_requests),
+            "errors": count(&self.errors),
+        })
+    }
+
+    fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
         let mut counter = |name: &str, help: &str, value: &AtomicU64| {
             let _ = writeln!(

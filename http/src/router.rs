@@ -14,11 +14,12 @@ use futures_util::StreamExt;
 use crate::encoding::{accepts_zstd, zstd_stream};
 use crate::error::FrontError;
 use crate::metrics::Outcome;
-use crate::{BinaryCache, ByteRange, Metrics, NarHash, StoreHash};
+use crate::{BinaryCache, ByteRange, FrontCounters, Metrics, NarHash, StoreHash};
 
 struct Front<C> {
     cache: C,
     metrics: Arc<Metrics>,
+    counters: Arc<FrontCounters>,
     cache_info: String,
 }
 
@@ -27,6 +28,7 @@ pub fn router<C: BinaryCache>(cache: C, metrics: Arc<Metrics>) -> Router {
     let cache_info = cache.cache_info().render();
     let front = Arc::new(Front {
         cache,
+        counters: metrics.front().clone(),
         metrics,
         cache_info,
     });
@@ -75,7 +77,7 @@ async fn narinfo_route<C: BinaryCache>(
         Err(FrontError::BadRequest(_)) => Outcome::BadRequest,
         Err(_) => Outcome::Error,
     };
-    front.metrics.narinfo(outcome, started.elapsed());
+    front.counters.narinfo(outcome, started.elapsed());
     result.into_response()
 }
 
@@ -103,7 +105,7 @@ async fn nar_route<C: BinaryCache>(
             FrontError::NotFound | FrontError::RangeNotSatisfiable { .. }
         ) {
             front
-                .metrics
+                .counters
                 .request_failed(matches!(e, FrontError::BadRequest(_)));
         }
     }
@@ -157,11 +159,11 @@ async fn nar<C: BinaryCache>(
         return Ok(response.body(Body::empty()).unwrap_or_default());
     }
 
-    front.metrics.nar_started();
-    let metrics = front.metrics.clone();
+    front.counters.nar_started();
+    let counters = front.counters.clone();
     let stream = nar.source.stream(start, end).inspect(move |chunk| {
         if let Ok(bytes) = chunk {
-            metrics.nar_bytes(bytes.len());
+            counters.nar_bytes(bytes.len());
         }
     });
     let body = if compress {

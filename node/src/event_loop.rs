@@ -265,6 +265,7 @@ impl EventLoop {
             bytes_in,
             bytes_out,
             bandwidth_limit: self.traffic.cap(),
+            bandwidth_waits: self.traffic.cap_waits(),
             provided_keys: self.storage.provided_count().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot count provided keys");
                 0

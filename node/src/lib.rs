@@ -52,7 +52,7 @@ pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 pub use network::network_protocol;
 pub use start::{start, start_with};
-pub use status::{AnnouncementStatus, NodeStatus, PeerEvent, PeerInfo};
+pub use status::{AnnouncementStatus, BandwidthWaits, CapWaits, NodeStatus, PeerEvent, PeerInfo};
 pub use storage::Persist;
 
 use app_streams::{InboundReceiver, StreamOpener};

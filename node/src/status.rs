@@ -41,11 +41,28 @@ pub struct NodeStatus {
     pub bytes_out: u64,
     /// The cap on each direction, in bytes per second, if one is set.
     pub bandwidth_limit: Option<u64>,
+    /// How substreams waited for the cap since start.
+    pub bandwidth_waits: BandwidthWaits,
     /// Keys this node provides (announces in the DHT), one per published item.
     pub provided_keys: u64,
     pub announcements: AnnouncementStatus,
     /// Whether the operator stopped all peer-to-peer traffic.
     pub traffic_stopped: bool,
+}
+
+/// The waits the bandwidth cap imposed, in each direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BandwidthWaits {
+    pub inbound: CapWaits,
+    pub outbound: CapWaits,
+}
+
+/// How many times a substream found the cap's bucket empty and waited for it to refill, and the
+/// time all those waits took together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapWaits {
+    pub waits: u64,
+    pub waited: Duration,
 }
 
 /// The DHT announcements: waiting, under way, done since start, and whether they are paused.

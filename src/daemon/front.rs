@@ -5,15 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use peerix_http::{Metrics, ServerLimits};
-use peerix_node::NodeHandle;
+use peerix_http::{CountRequestsLayer, Metrics, ServerLimits};
+use peerix_node::{NodeConfig, NodeHandle};
 use tokio::net::TcpListener;
 
 use super::{Peering, Settings, StartError};
 use crate::batch_narinfo::batch_narinfo_router;
 use crate::control_routes::control_router;
 use crate::dashboard::dashboard_router;
-use crate::discovery::{bootstrap_router, discover_network, follow_bootstrap_url};
+use crate::discovery::{
+    bootstrap_router, discover_network, follow_bootstrap_url, warn_when_alone, PeerSources,
+};
 use crate::fetch::P2pCache;
 use crate::kubo_rpc::KuboRpc;
 use crate::node_api::NodeApi;
@@ -21,7 +23,10 @@ use crate::node_metrics::NodeMetrics;
 use crate::status::{status_router, HolePunchLog};
 use crate::why::{why_router, WhySources};
 
-pub struct Front(Router);
+pub struct Front {
+    routes: Router,
+    count_requests: CountRequestsLayer,
+}
 
 impl Front {
     /// The routes, over the local store and (with a node) its peers. Starts the node's
@@ -36,28 +41,37 @@ impl Front {
             Some(peering) => (Some(peering.remote), Some(peering.status)),
             None => (None, None),
         };
+        let old_lan = status.as_ref().is_some_and(|status| status.lan.is_some());
         let why = WhySources {
             store: settings.store.clone(),
             filter: settings.filter.clone(),
             remote: remote.clone(),
         };
-        // What Nix got, counted once for every route that serves it.
+        // What Nix got and where narinfos were looked for, counted once for every route that
+        // serves them.
         let served = status
             .as_ref()
             .map_or_else(Default::default, |status| status.served.clone());
-        let metrics = match &status {
-            Some(status) => Metrics::with_more(Arc::new(NodeMetrics(status.clone()))),
+        let lookups = status
+            .as_ref()
+            .map_or_else(Default::default, |status| status.lookups.clone());
+        let metrics = Arc::new(match &status {
+            Some(status) => Metrics::new(
+                status.nix_requests.clone(),
+                Some(Arc::new(NodeMetrics(status.clone()))),
+            ),
             None => Metrics::default(),
+        });
+        let count_requests = metrics.count_requests();
+        let cache = |served, lookups| {
+            P2pCache::new(settings.store.clone(), remote.clone(), served, lookups)
         };
-        let mut routes = peerix_http::router(
-            P2pCache::new(settings.store.clone(), remote.clone(), served.clone()),
-            Arc::new(metrics),
-        )
-        .merge(batch_narinfo_router(
-            Arc::new(P2pCache::new(settings.store.clone(), remote, served)),
-            &settings.guard,
-        ))
-        .merge(why_router(why, &settings.guard));
+        let mut routes = peerix_http::router(cache(served.clone(), lookups.clone()), metrics)
+            .merge(batch_narinfo_router(
+                Arc::new(cache(served, lookups)),
+                &settings.guard,
+            ))
+            .merge(why_router(why, &settings.guard));
         if let Some(status) = status {
             routes = routes
                 .merge(control_router(status.clone(), &settings.guard))
@@ -73,6 +87,10 @@ impl Front {
             if let Some(url) = settings.bootstrap_url.clone() {
                 tokio::spawn(follow_bootstrap_url(node.clone(), url, network_id));
             }
+            if let (false, Some(config)) = (settings.offline, &settings.node) {
+                let sources = peer_sources(settings, config, old_lan);
+                tokio::spawn(warn_when_alone(node.clone(), sources));
+            }
         }
         let api = NodeApi::new(
             node,
@@ -80,11 +98,21 @@ impl Front {
             settings.ipfs_api.as_deref().map(KuboRpc::new),
             settings.state_dir.join("added"),
         );
-        Self(routes.merge(peerix_http::ipfs_api_router(
+        let routes = routes.merge(peerix_http::ipfs_api_router(
             api,
             settings.max_add_size,
             &settings.guard,
-        )))
+        ));
+        Self {
+            routes: routes.layer(count_requests.clone()),
+            count_requests,
+        }
+    }
+
+    /// The layer counting the front's requests by route and status, for the other listeners'
+    /// routes to be counted with them.
+    pub fn count_requests(&self) -> CountRequestsLayer {
+        self.count_requests.clone()
     }
 
     /// Binds `addr` before anything else starts, so that every part knows the port (a given
@@ -109,7 +137,28 @@ impl Front {
         let listener = TcpListener::from_std(listener)
             .map_err(|source| StartError::Listen { addr, source })?;
         eprintln!("peerix: serving the Nix store at http://{addr}");
-        peerix_http::serve(listener, self.0, limits, peerix_http::shutdown_signal()).await;
+        peerix_http::serve(
+            listener,
+            self.routes,
+            limits,
+            peerix_http::shutdown_signal(),
+        )
+        .await;
         Ok(())
+    }
+}
+
+/// The ways the node looks for peers, named in the warning when it finds none.
+fn peer_sources(settings: &Settings, config: &NodeConfig, old_lan: bool) -> PeerSources {
+    PeerSources {
+        mode: settings.mode,
+        rendezvous: settings.rendezvous,
+        mdns: config.mdns,
+        public_dht: config.public_dht,
+        bootstrap_peers: config.bootstrap_peers.len(),
+        tracker: settings.tracker_url.is_some(),
+        bootstrap_url: settings.bootstrap_url.is_some(),
+        old_lan,
+        network_id: settings.network_id.clone(),
     }
 }

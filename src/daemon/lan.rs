@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use peerix_http::ServerLimits;
+use peerix_http::{CountRequestsLayer, ServerLimits};
 use peerix_node::NodeHandle;
 
 use super::front::Front;
@@ -49,12 +49,14 @@ pub fn start_lan(
     Ok(Some(started))
 }
 
-/// Serves the `/local/` routes until a shutdown signal.
+/// Serves the `/local/` routes until a shutdown signal, their requests counted by
+/// `count_requests` with the front's.
 pub async fn serve_local_routes(
     listener: LanListener,
     lan: Arc<Lan>,
     store: Arc<LocalStore>,
     limits: ServerLimits,
+    count_requests: CountRequestsLayer,
 ) {
     let LanListener { listener, addr } = listener;
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -71,7 +73,7 @@ pub async fn serve_local_routes(
     };
     peerix_http::serve(
         listener,
-        local_router(store, lan),
+        local_router(store, lan).layer(count_requests),
         limits,
         peerix_http::shutdown_signal(),
     )

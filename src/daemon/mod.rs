@@ -51,6 +51,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
             )?),
             None => None,
         };
+        let front = Front::assemble(&settings, node, peering, hole_punches);
         if let (Some(listener), Some(lan)) = (lan_listener, lan) {
             let store = settings.store.clone();
             front_threads.spawn(serve_local_routes(
@@ -58,9 +59,9 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
                 lan,
                 store,
                 settings.server_limits,
+                front.count_requests(),
             ));
         }
-        let front = Front::assemble(&settings, node, peering, hole_punches);
         front_threads
             .spawn(front.serve(listener, settings.http_addr, settings.server_limits))
             .await

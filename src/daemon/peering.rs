@@ -117,6 +117,8 @@ impl Peering {
             tracker,
             lan,
             refusals: remote.refusals.clone(),
+            lookups: remote.lookups.clone(),
+            nix_requests: Arc::default(),
         };
         Ok(Self { remote, status })
     }

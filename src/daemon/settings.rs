@@ -39,6 +39,8 @@ pub struct Settings {
     pub cache_size: u64,
     /// Between full publication scans; `None` scans only at start and on changes.
     pub scan_interval: Option<Duration>,
+    /// `--offline`: having no peer is expected.
+    pub offline: bool,
 }
 
 impl Settings {
@@ -110,6 +112,7 @@ impl Settings {
             cache_size: args.cache_size,
             scan_interval: (args.scan_interval > 0)
                 .then(|| Duration::from_secs(args.scan_interval)),
+            offline: args.offline,
         };
         Ok((settings, trust))
     }

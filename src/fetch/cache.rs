@@ -10,6 +10,7 @@ use peerix_http::{BinaryCache, CacheError, CacheInfo, Nar, NarHash, NarInfo, Sto
 use peerix_node::{NodeHandle, PeerId};
 
 use super::lookup::first_answer;
+use super::lookups::{LookupSource, Lookups};
 use super::nar_cache::NarCache;
 use super::nar_log::NarLog;
 use super::old_peer_nar::OldPeerNars;
@@ -52,6 +53,7 @@ pub struct P2pCache {
     local: Arc<LocalStore>,
     remote: Option<Arc<Remote>>,
     served: Arc<Served>,
+    lookups: Arc<Lookups>,
 }
 
 pub struct Remote {
@@ -84,6 +86,8 @@ pub struct Remote {
     narinfo_streams: StreamPool,
     /// What was refused lately, and why (`peerix why`, the dashboard).
     pub refusals: Arc<Refusals>,
+    /// Narinfo lookups by where they were tried (`/status`, `/metrics`).
+    pub lookups: Arc<Lookups>,
 }
 
 impl Remote {
@@ -112,6 +116,7 @@ impl Remote {
             trusted_narinfos: Mutex::new(HashMap::new()),
             narinfo_streams: StreamPool::default(),
             refusals: Arc::default(),
+            lookups: Arc::default(),
         }
     }
 
@@ -161,18 +166,25 @@ impl Remote {
 
     /// The first trusted narinfo for `hash` among the peers that hold it, asked hedged in the
     /// order their answers so far earned them.
+    /// Each place tried counts in [`Remote::lookups`].
     async fn narinfo(self: &Arc<Self>, hash: StoreHash) -> Option<(Verified, Source)> {
         let mut holders = self.honest(self.holders.holders_of(&hash));
+        let mut asking = LookupSource::Peer;
         if let Some(tracker) = self.tracker.as_ref().filter(|_| holders.is_empty()) {
+            self.lookups.record(LookupSource::Peer, false);
             holders = self.honest(tracker.find(hash).await);
+            asking = LookupSource::Tracker;
         }
         if holders.is_empty() {
-            let found = self.old_peer_narinfo(hash).await?;
-            return Some((found, Source::OldPeer));
+            self.lookups.record(asking, false);
+            self.lan.as_ref()?;
+            let found = self.old_peer_narinfo(hash).await;
+            self.lookups.record(LookupSource::OldPeer, found.is_some());
+            return found.map(|found| (found, Source::OldPeer));
         }
-        self.peers_narinfo(hash, holders)
-            .await
-            .map(|verified| (verified, Source::Peer))
+        let found = self.peers_narinfo(hash, holders).await;
+        self.lookups.record(asking, found.is_some());
+        found.map(|verified| (verified, Source::Peer))
     }
 
     /// [`Remote::narinfo`] among `holders`, Peerix nodes all.
@@ -401,16 +413,25 @@ impl Remote {
 }
 
 impl P2pCache {
-    pub fn new(local: Arc<LocalStore>, remote: Option<Arc<Remote>>, served: Arc<Served>) -> Self {
+    /// `served` counts what Nix got, `lookups` where narinfos were looked for.
+    pub fn new(
+        local: Arc<LocalStore>,
+        remote: Option<Arc<Remote>>,
+        served: Arc<Served>,
+        lookups: Arc<Lookups>,
+    ) -> Self {
         Self {
             local,
             remote,
             served,
+            lookups,
         }
     }
 
     async fn find_narinfo(&self, hash: StoreHash) -> Result<Option<(NarInfo, Source)>, CacheError> {
-        if let Some(found) = self.local.shared_narinfo(hash)? {
+        let local = self.local.shared_narinfo(hash)?;
+        self.lookups.record(LookupSource::Local, local.is_some());
+        if let Some(found) = local {
             return Ok(Some((found, Source::Local)));
         }
         let Some(remote) = &self.remote else {

@@ -5,6 +5,7 @@
 
 mod cache;
 mod lookup;
+mod lookups;
 mod nar_cache;
 mod nar_log;
 mod old_peer_nar;
@@ -18,6 +19,7 @@ mod trust;
 mod upstream;
 
 pub use cache::{P2pCache, Remote};
+pub use lookups::{LookupSource, Lookups};
 pub use nar_cache::NarCache;
 pub use nar_log::NarLog;
 pub use served::{Served, Source};

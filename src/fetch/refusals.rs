@@ -1,11 +1,13 @@
 //! The latest refusals of what others sent for Nix: a narinfo no trusted key signed, a trusted
 //! path under a filtered name, a NAR with the wrong bytes, a CID that gave no NAR. Kept in memory,
 //! the last [`KEPT`] of them, for `peerix why` (the latest per path) and the dashboard (the most
-//! recent ones).
+//! recent ones). Beside the ring, a count of every refusal by kind since start, which never goes
+//! down as the ring drops entries.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -84,13 +86,25 @@ impl Reason {
         }
     }
 
+    /// The machine-readable names of the kinds, in the order of [`Reason::kind_index`].
+    pub const KINDS: [&'static str; 4] = [
+        "untrusted_narinfo",
+        "filtered_name",
+        "wrong_nar",
+        "cid_failed",
+    ];
+
     /// A machine-readable name of the kind.
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    fn kind_index(&self) -> usize {
         match self {
-            Self::Untrusted { .. } => "untrusted_narinfo",
-            Self::Filtered { .. } => "filtered_name",
-            Self::WrongNar { .. } => "wrong_nar",
-            Self::CidFailed { .. } => "cid_failed",
+            Self::Untrusted { .. } => 0,
+            Self::Filtered { .. } => 1,
+            Self::WrongNar { .. } => 2,
+            Self::CidFailed { .. } => 3,
         }
     }
 }
@@ -173,10 +187,12 @@ impl Refusal {
     }
 }
 
-/// The bounded log.
+/// The bounded log, and the counts by kind.
 #[derive(Default)]
 pub struct Refusals {
     log: Mutex<Log>,
+    /// Refusals since start, by [`Reason::kind_index`].
+    by_kind: [AtomicU64; Reason::KINDS.len()],
 }
 
 #[derive(Default)]
@@ -190,6 +206,7 @@ struct Log {
 
 impl Refusals {
     pub fn record(&self, hash: StoreHash, from: RefusedFrom, reason: Reason) {
+        self.by_kind[reason.kind_index()].fetch_add(1, Relaxed);
         let Ok(mut log) = self.log.lock() else {
             return;
         };
@@ -232,6 +249,14 @@ impl Refusals {
     /// How many refusals are kept (at most [`KEPT`]).
     pub fn kept(&self) -> usize {
         self.log.lock().map_or(0, |log| log.events.len())
+    }
+
+    /// Refusals since start, by kind (each of [`Reason::KINDS`]).
+    pub fn by_kind(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Reason::KINDS
+            .iter()
+            .zip(&self.by_kind)
+            .map(|(kind, count)| (*kind, count.load(Relaxed)))
     }
 
     /// The `n` latest refusals, newest first.
@@ -279,6 +304,17 @@ mod tests {
         assert_eq!(refusals.latest_for(&hash(10)).unwrap().reason, wrong(10));
         assert_eq!(refusals.recent(usize::MAX).len(), KEPT);
         assert_eq!(refusals.kept(), KEPT);
+        // The counts keep what the ring dropped.
+        let counts: Vec<_> = refusals.by_kind().collect();
+        assert_eq!(
+            counts,
+            [
+                ("untrusted_narinfo", 0),
+                ("filtered_name", 0),
+                ("wrong_nar", KEPT as u64 + 10),
+                ("cid_failed", 0)
+            ]
+        );
         let recent = refusals.recent(2);
         assert_eq!(recent[0].reason, wrong(KEPT + 9));
         assert_eq!(recent[1].reason, wrong(KEPT + 8));

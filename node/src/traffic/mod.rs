@@ -32,9 +32,10 @@ use libp2p::identity::Keypair;
 use libp2p::{dns, noise, quic, relay, tcp, yamux, PeerId};
 
 use muxer::CountedMuxer;
-use throttle::Bucket;
+use throttle::Meter;
 use tokio::time::Instant;
 
+use crate::status::BandwidthWaits;
 use crate::tcp_dials::OneDialPerAddress;
 
 /// What [`build_transport`] returns, ready for `with_other_transport`.
@@ -46,8 +47,8 @@ type BoxError = Box<dyn Error + Send + Sync>;
 #[derive(Debug)]
 pub struct Traffic {
     cap: Option<u64>,
-    inbound: Option<Mutex<Bucket>>,
-    outbound: Option<Mutex<Bucket>>,
+    inbound: Option<Meter>,
+    outbound: Option<Meter>,
     /// Entries are never removed: totals survive disconnects (a few dozen bytes per peer).
     peers: Mutex<HashMap<PeerId, Arc<Counters>>>,
     total: Counters,
@@ -73,11 +74,11 @@ impl Traffic {
     /// connections. `None` (or `Some(0)`, which would stall the node) means unlimited.
     pub fn new(cap: Option<u64>) -> Arc<Self> {
         let cap = cap.filter(|&c| c > 0);
-        let bucket = |c| Mutex::new(Bucket::new(c, Instant::now()));
+        let meter = |c| Meter::new(c, Instant::now());
         Arc::new(Self {
             cap,
-            inbound: cap.map(bucket),
-            outbound: cap.map(bucket),
+            inbound: cap.map(meter),
+            outbound: cap.map(meter),
             peers: Mutex::default(),
             total: Counters::default(),
         })
@@ -86,6 +87,15 @@ impl Traffic {
     /// The cap in bytes per second per direction, if any.
     pub fn cap(&self) -> Option<u64> {
         self.cap
+    }
+
+    /// The waits the cap made substreams do since start (none without a cap).
+    pub fn cap_waits(&self) -> BandwidthWaits {
+        let waits = |meter: &Option<Meter>| meter.as_ref().map(Meter::waits).unwrap_or_default();
+        BandwidthWaits {
+            inbound: waits(&self.inbound),
+            outbound: waits(&self.outbound),
+        }
     }
 
     /// Counts and throttles every substream of a direct connection to `peer`.

@@ -209,6 +209,27 @@ async fn throttles_each_direction_without_busy_looping() {
         write_polls < 400 && read_polls < 400,
         "{write_polls} {read_polls}"
     );
+    // Each direction waited for its bucket, most of the transfer (timers, however many, of one
+    // write or read count as one wait).
+    let waits = traffic.cap_waits();
+    let directions = [
+        ("in", waits.inbound, read_polls),
+        ("out", waits.outbound, write_polls),
+    ];
+    for (direction, waits, polls) in directions {
+        let waited = waits.waited.as_secs_f64();
+        println!(
+            "{direction}: {} waits, {waited:.3} s waited of {elapsed:.3} s",
+            waits.waits
+        );
+        // A wait is at least one pending poll.
+        assert!(
+            (1..=polls as u64).contains(&waits.waits),
+            "{direction}: {waits:?}"
+        );
+        assert!((0.5..=elapsed).contains(&waited), "{direction}: {waits:?}");
+    }
+    assert_eq!(Traffic::new(None).cap_waits(), BandwidthWaits::default());
 }
 
 #[derive(NetworkBehaviour)]

@@ -1,8 +1,10 @@
-//! The token bucket behind the bandwidth cap, and the waiting it makes substreams do.
+//! The token bucket behind the bandwidth cap, and the waiting it makes substreams do (counted,
+//! for the node's status).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::lock;
+use crate::status::CapWaits;
 
 /// The bucket holds at least this much, so small caps still allow a useful burst.
 pub(super) const MIN_BURST: f64 = 64.0 * 1024.0;
@@ -62,12 +65,40 @@ impl Bucket {
     }
 }
 
+/// One direction's cap: its bucket, and the waits it made substreams do.
+#[derive(Debug)]
+pub(super) struct Meter {
+    pub(super) bucket: Mutex<Bucket>,
+    waits: AtomicU64,
+    waited_micros: AtomicU64,
+}
+
+impl Meter {
+    pub(super) fn new(cap: u64, now: Instant) -> Self {
+        Self {
+            bucket: Mutex::new(Bucket::new(cap, now)),
+            waits: AtomicU64::new(0),
+            waited_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn waits(&self) -> CapWaits {
+        CapWaits {
+            waits: self.waits.load(Relaxed),
+            waited: Duration::from_micros(self.waited_micros.load(Relaxed)),
+        }
+    }
+}
+
 /// A pending delay before asking a bucket again; the `Sleep` is kept and reset to avoid an
 /// allocation per wait.
 #[derive(Default)]
 pub(super) struct Wait {
     sleep: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// When the substream found the bucket empty, until it is granted bytes again: one wait,
+    /// however many timers it takes.
+    since: Option<Instant>,
 }
 
 impl Wait {
@@ -93,21 +124,28 @@ impl Wait {
 /// Runs `io` with at most the tokens available (all of `want` when unthrottled), waiting on
 /// a timer while the bucket is empty, and returns unused tokens.
 pub(super) fn poll_metered(
-    bucket: Option<&Mutex<Bucket>>,
+    meter: Option<&Meter>,
     wait: &mut Wait,
     cx: &mut Context<'_>,
     want: usize,
     mut io: impl FnMut(&mut Context<'_>, usize) -> Poll<io::Result<usize>>,
 ) -> Poll<io::Result<usize>> {
-    let Some(bucket) = bucket.filter(|_| want > 0) else {
+    let Some(meter) = meter.filter(|_| want > 0) else {
         return io(cx, want);
     };
+    let bucket = &meter.bucket;
     loop {
         ready!(wait.poll(cx));
         let now = Instant::now();
         let taken = lock(bucket).take(want, now);
         match taken {
             Ok(granted) => {
+                if let Some(since) = wait.since.take() {
+                    let waited = now.saturating_duration_since(since).as_micros();
+                    meter
+                        .waited_micros
+                        .fetch_add(u64::try_from(waited).unwrap_or(u64::MAX), Relaxed);
+                }
                 let result = io(cx, granted);
                 let used = match result {
                     Poll::Ready(Ok(n)) => n.min(granted),
@@ -119,7 +157,13 @@ pub(super) fn poll_metered(
                 return result;
             }
             // Looping polls the new timer, which registers the wakeup.
-            Err(delay) => wait.arm(now + delay),
+            Err(delay) => {
+                if wait.since.is_none() {
+                    wait.since = Some(now);
+                    meter.waits.fetch_add(1, Relaxed);
+                }
+                wait.arm(now + delay)
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! holder. A path outside the set costs no request at all.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,31 +26,41 @@ const ADDRS_PER_PROVIDER: usize = 8;
 /// How long connecting to a provider may take, all its addresses together.
 const DIAL_DEADLINE: Duration = Duration::from_secs(3);
 
-/// Whether the tracker answers, told once in the log each time it changes.
+/// Whether the tracker answers, told once in the log each time it changes: an unreachable
+/// tracker is said once (at start too, if it never answered), not at every retry.
 #[derive(Default)]
 pub struct TrackerHealth {
-    reachable: AtomicBool,
+    /// [`REACHABLE`], [`UNREACHABLE`], or 0 before the first answer or failure.
+    state: AtomicU8,
     last_error: Mutex<Option<String>>,
 }
 
+const REACHABLE: u8 = 1;
+const UNREACHABLE: u8 = 2;
+
 impl TrackerHealth {
     pub fn is_reachable(&self) -> bool {
-        self.reachable.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) == REACHABLE
     }
 
     pub fn succeeded(&self, url: &str) {
-        if !self.reachable.swap(true, Ordering::AcqRel) {
+        if self.became(REACHABLE) {
             tracing::info!(tracker = url, "tracker reachable");
         }
     }
 
     pub fn failed(&self, url: &str, error: &TrackerError) {
-        if self.reachable.swap(false, Ordering::AcqRel) {
-            tracing::warn!(tracker = url, %error, "tracker unreachable: serving what is known, retrying");
+        if self.became(UNREACHABLE) {
+            tracing::warn!(tracker = url, %error, "tracker unreachable: serving what is known, retrying (is --tracker-url right, and the tracker running?)");
         }
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(error.to_string());
         }
+    }
+
+    /// Moves to `state`; whether that is a change, to be told.
+    fn became(&self, state: u8) -> bool {
+        self.state.swap(state, Ordering::AcqRel) != state
     }
 
     fn last_error(&self) -> Option<String> {
@@ -233,6 +243,21 @@ fn is_loopback_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_tracker_is_told_once_even_if_it_never_answered() {
+        let health = TrackerHealth::default();
+        assert!(!health.is_reachable());
+        // Unreachable from the start: told; the retries are not.
+        assert!(health.became(UNREACHABLE));
+        assert!(!health.became(UNREACHABLE));
+        assert!(health.became(REACHABLE));
+        assert!(!health.became(REACHABLE));
+        assert!(health.is_reachable());
+        // Lost again after it answered: told again.
+        assert!(health.became(UNREACHABLE));
+        assert!(!health.is_reachable());
+    }
 
     #[test]
     fn loopback_addresses_only_from_a_tracker_on_this_host() {

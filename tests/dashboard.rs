@@ -89,6 +89,18 @@ fn an_operator_watches_and_drives_the_dashboard_in_chromium() {
         "B's holding not shown: {seen}"
     );
     assert_ne!(seen["not_from_upstream"], "0 B", "{seen}");
+    // Nix's narinfo hits and where they were found, from the counters /metrics renders.
+    let hits: u64 = seen["hits"]
+        .as_str()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(hits >= 1, "{seen}");
+    assert!(
+        seen["lookups"].to_string().contains("found"),
+        "no lookups shown: {seen}"
+    );
     let refusals = seen["refusals"].to_string();
     assert!(
         refusals.contains("untrusted narinfo")

@@ -122,6 +122,8 @@ try {
   seen.transfers = await page.$$eval("#transfer-list li", (items) => items.map((i) => i.textContent));
   seen.peer_rows = await page.$$eval("#peer-rows tr", (rows) => rows.map((r) => r.textContent));
   seen.not_from_upstream = await text(page, "#not-upstream");
+  seen.hits = await text(page, "#hits");
+  seen.lookups = await page.$$eval("#lookup-list dd", (items) => items.map((i) => i.textContent));
   seen.refusals = await page.$$eval("#refusal-list li", (items) => items.map((i) => i.textContent));
 
   // A phone: everything fits 375 px, with no sideways scrolling.

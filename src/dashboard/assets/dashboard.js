@@ -91,6 +91,16 @@ function renderSavings(status) {
     const perSec = perSecond(status, (s) => s.nix_requests && s.nix_requests.narinfo_hits + s.nix_requests.narinfo_misses);
     setText("request-rate", perSec == null ? "–" : perSec.toFixed(1) + " narinfos/s");
   }
+  const lookups = status.lookups || {};
+  const places = { local: "own store", peer: "peers' indexes", tracker: "tracker", old_peer: "old LAN peers" };
+  const rows = Object.keys(places).filter((k) => lookups[k]).map((k) =>
+    [places[k], count(lookups[k].hit) + " found, " + count(lookups[k].miss) + " not"]);
+  const list = $("lookup-list");
+  const shown = JSON.stringify(rows);
+  if (list.dataset.shown !== shown) {
+    list.dataset.shown = shown;
+    list.replaceChildren(...rows.flatMap(([k, v]) => [element("dt", k), element("dd", v)]));
+  }
 }
 
 function renderScan(status) {

@@ -245,6 +245,32 @@ impl NodeMetrics {
                 &[("", flag(status["reachable"] == true))],
             );
         }
+        let (found, not_found) = sources.answered.narinfos();
+        family(
+            &mut out,
+            "peer_narinfo_requests_total",
+            "counter",
+            "Peers' narinfo requests this node answered, by outcome.",
+            &[
+                ("outcome=\"found\"", found as f64),
+                ("outcome=\"not_found\"", not_found as f64),
+            ],
+        );
+        let (nars, nar_bytes) = sources.answered.nars();
+        family(
+            &mut out,
+            "peer_nar_requests_total",
+            "counter",
+            "NAR ranges this node sent peers whole.",
+            &[("", nars as f64)],
+        );
+        family(
+            &mut out,
+            "peer_nar_bytes_total",
+            "counter",
+            "Bytes of the NAR ranges this node sent peers whole.",
+            &[("", nar_bytes as f64)],
+        );
         if let Some(lan) = &sources.lan {
             let status = lan.status();
             family(

@@ -25,7 +25,7 @@ use crate::discovery::Holders;
 use crate::fetch::refusals::Refusals;
 use crate::fetch::{Lookups, Served};
 use crate::lan::Lan;
-use crate::publish::{IndexDb, ScanControl, ScanProgress};
+use crate::publish::{Answered, IndexDb, ScanControl, ScanProgress};
 use crate::throughput::Throughput;
 
 /// Hole punching failures remembered (the latest ones).
@@ -71,6 +71,8 @@ pub struct StatusSources {
     pub lookups: Arc<Lookups>,
     /// The front's counts of Nix's requests, the very ones `/metrics` renders.
     pub nix_requests: Arc<FrontCounters>,
+    /// What this node answered its peers.
+    pub answered: Arc<Answered>,
 }
 
 /// `/status`, behind `guard`: it tells what this machine holds and whom it talks to.
@@ -145,6 +147,7 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
                 .collect::<serde_json::Map<_, _>>(),
         },
         "lookups": sources.lookups.json(),
+        "answered_peers": sources.answered.json(),
         "nix_requests": sources.nix_requests.json(),
     }))
 }

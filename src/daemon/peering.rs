@@ -11,7 +11,9 @@ use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, Trac
 use crate::discovery::{run_index, Holders};
 use crate::fetch::{NarCache, NarLog, Remote, Served, Trust};
 use crate::lan::Lan;
-use crate::publish::{answer_requests, IndexDb, ScanControl, ScanProgress, Scanner, StoreContent};
+use crate::publish::{
+    answer_requests, Answered, IndexDb, ScanControl, ScanProgress, Scanner, StoreContent,
+};
 use crate::status::{DiscoverySources, HolePunchLog, StatusSources};
 use crate::store::{watch_store, SharedPaths};
 use crate::throughput::Throughput;
@@ -67,6 +69,7 @@ impl Peering {
             tracker
         });
         tokio::spawn(watch_store(store.clone(), shared.clone(), STORE_POLL));
+        let shared_here = shared.subscribe();
         run_index(node.clone(), shared, holders.clone()).map_err(StartError::Node)?;
         // What this node serves is reported to the tracker, for the reputation of both sides.
         let served = tracker.as_ref().map(|tracker| {
@@ -75,7 +78,9 @@ impl Peering {
             tokio::spawn(report_served(queue, store.clone(), reports, node.peer_id()));
             served
         });
-        answer_requests(node, store.clone(), db.clone(), served).map_err(StartError::Node)?;
+        let answered = Arc::<Answered>::default();
+        answer_requests(node, store.clone(), db.clone(), served, answered.clone())
+            .map_err(StartError::Node)?;
         let nar_cache = (settings.cache_size > 0)
             .then(|| NarCache::open(&settings.state_dir.join("nar-cache"), settings.cache_size))
             .transpose()
@@ -91,7 +96,8 @@ impl Peering {
                 nar_cache,
                 tracker.clone(),
             )
-            .with_lan(lan.clone()),
+            .with_lan(lan.clone())
+            .with_shared_here(shared_here),
         );
         let served = Arc::<Served>::default();
         let config = settings.node.as_ref();
@@ -119,6 +125,7 @@ impl Peering {
             refusals: remote.refusals.clone(),
             lookups: remote.lookups.clone(),
             nix_requests: Arc::default(),
+            answered,
         };
         Ok(Self { remote, status })
     }

@@ -3,14 +3,16 @@
 //! verifier (one holder, several streams from a far one, or Bitswap from all of them), kept in
 //! the NAR cache when there is one.
 
-mod cache;
 mod lookup;
 mod lookups;
 mod nar_cache;
 mod nar_log;
 mod old_peer_nar;
+mod p2p_cache;
 mod peer;
+mod prefetch;
 pub mod refusals;
+mod remote;
 mod scores;
 mod served;
 mod stream_pool;
@@ -18,10 +20,11 @@ mod transfers;
 mod trust;
 mod upstream;
 
-pub use cache::{P2pCache, Remote};
 pub use lookups::{LookupSource, Lookups};
 pub use nar_cache::NarCache;
 pub use nar_log::NarLog;
+pub use p2p_cache::P2pCache;
+pub use remote::Remote;
 pub use served::{Served, Source};
 pub use trust::{Trust, NIXOS_CACHE_KEY, NIXOS_CACHE_URL};
 pub use upstream::Upstream;

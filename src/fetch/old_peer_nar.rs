@@ -12,8 +12,8 @@ use peerix_http::{channel_stream, ByteStream, NarHash, NarSource};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
-use super::cache::CHUNKS_IN_FLIGHT;
 use super::peer::{FetchError, NarOutcome, NarProgress};
+use super::remote::CHUNKS_IN_FLIGHT;
 use crate::lan::old_peer_http::{self, NAR_HEAD_DEADLINE};
 use crate::lan::NarLocation;
 

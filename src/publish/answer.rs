@@ -15,6 +15,7 @@ use peerix_node::{InboundStream, NodeError, NodeHandle, PeerId};
 use tokio::sync::mpsc;
 
 use super::admission::Admission;
+use super::answered::Answered;
 use super::IndexDb;
 use crate::store::LocalStore;
 use crate::wire::frames::{expect_frame, read_frame, write_frame};
@@ -59,11 +60,13 @@ pub fn run(
     store: Arc<LocalStore>,
     index: Arc<IndexDb>,
     served: Option<mpsc::Sender<ServedNar>>,
+    answered: Arc<Answered>,
 ) -> Result<(), NodeError> {
     let mut narinfos = node.accept(node.network_protocol(NARINFO_PROTOCOL))?;
     let mut nars = node.accept(node.network_protocol(NAR_PROTOCOL))?;
     let for_narinfos = store.clone();
     let narinfo_turns = Admission::new(NARINFOS_PER_PEER, NARINFOS, NARINFO_TURN_WAIT);
+    let narinfos_answered = answered.clone();
     tokio::spawn(async move {
         while let Some((peer, stream)) = narinfos.next().await {
             let (store, index) = (for_narinfos.clone(), index.clone());
@@ -73,6 +76,7 @@ pub fn run(
                 store,
                 index,
                 narinfo_turns.clone(),
+                narinfos_answered.clone(),
             ));
         }
     });
@@ -86,6 +90,7 @@ pub fn run(
                 store.clone(),
                 nar_turns.clone(),
                 served,
+                answered.clone(),
             ));
         }
     });
@@ -98,6 +103,7 @@ async fn answer_narinfo(
     store: Arc<LocalStore>,
     index: Arc<IndexDb>,
     turns: Arc<Admission>,
+    answered: Arc<Answered>,
 ) {
     let mut wait = REQUEST_TIMEOUT;
     loop {
@@ -118,7 +124,9 @@ async fn answer_narinfo(
             tracing::debug!(%peer, "too many narinfo requests at once: closing a stream");
             break;
         };
-        let answer = narinfo_answer(hash, &store, &index).encode();
+        let answer = narinfo_answer(hash, &store, &index);
+        answered.narinfo(matches!(answer, NarinfoAnswer::Found { .. }));
+        let answer = answer.encode();
         let written = tokio::time::timeout(WRITE_DEADLINE, write_frame(&mut stream, &answer));
         if !matches!(written.await, Ok(Ok(()))) {
             return;
@@ -154,6 +162,7 @@ async fn answer_nar(
     store: Arc<LocalStore>,
     turns: Arc<Admission>,
     served: Option<mpsc::Sender<ServedNar>>,
+    answered: Arc<Answered>,
 ) {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, expect_frame(&mut stream)).await;
     let request = match request.map(|r| r.map(|f| NarRequest::decode(&f))) {
@@ -196,6 +205,7 @@ async fn answer_nar(
             return;
         }
     }
+    answered.nar(request.end - request.start);
     if let Some(served) = served {
         let _ = served.try_send(ServedNar {
             peer,

@@ -4,11 +4,13 @@
 
 mod admission;
 mod answer;
+mod answered;
 mod content;
 mod db;
 mod scan;
 
 pub use answer::{run as answer_requests, ServedNar};
+pub use answered::Answered;
 pub use content::StoreContent;
 pub use db::{IndexDb, IndexError, RemoteNar};
 pub use scan::{ScanControl, ScanProgress, Scanner};

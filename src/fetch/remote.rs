@@ -1,13 +1,15 @@
-//! The binary cache Nix talks to: this machine's store first, then the peers that announced a
-//! path. A peer's narinfo reaches Nix only when trusted, its NAR only as it hashes correctly.
+//! What this machine lacks, from others: the peers that announced a path (or the tracker names),
+//! then the LAN's old peers. A peer's narinfo passes only when trusted, its NAR only as it
+//! hashes correctly.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use peerix_http::{BinaryCache, CacheError, CacheInfo, Nar, NarHash, NarInfo, StoreHash};
+use peerix_http::{Nar, NarHash, NarInfo, StoreHash};
 use peerix_node::{NodeHandle, PeerId};
+use tokio::sync::watch;
 
 use super::lookup::first_answer;
 use super::lookups::{LookupSource, Lookups};
@@ -15,9 +17,10 @@ use super::nar_cache::NarCache;
 use super::nar_log::NarLog;
 use super::old_peer_nar::OldPeerNars;
 use super::peer::{self as fetch, FetchError, NarOutcome};
+use super::prefetch::Prefetch;
 use super::refusals::{Reason, Refusals, RefusedFrom};
 use super::scores::{Answer, Scores};
-use super::served::{Served, Source};
+use super::served::Source;
 use super::stream_pool::StreamPool;
 use super::trust::{Refused, Trust, Untrusted, Verified};
 use crate::discovery::tracker::{TrackerSource, Transfer};
@@ -25,7 +28,6 @@ use crate::discovery::Holders;
 use crate::filter::PathFilter;
 use crate::lan::Lan;
 use crate::publish::RemoteNar;
-use crate::store::LocalStore;
 use peers_nar::PeersNar;
 
 #[path = "peers_nar.rs"]
@@ -48,13 +50,6 @@ pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 /// NARs whose CID came from a peer remembered with that peer, and CIDs a fetch failed with,
 /// at most.
 const CID_SOURCES: usize = 1 << 14;
-
-pub struct P2pCache {
-    local: Arc<LocalStore>,
-    remote: Option<Arc<Remote>>,
-    served: Arc<Served>,
-    lookups: Arc<Lookups>,
-}
 
 pub struct Remote {
     pub node: NodeHandle,
@@ -88,6 +83,8 @@ pub struct Remote {
     pub refusals: Arc<Refusals>,
     /// Narinfo lookups by where they were tried (`/status`, `/metrics`).
     pub lookups: Arc<Lookups>,
+    /// The references of narinfos that passed, fetched ahead of Nix's questions.
+    prefetch: Prefetch,
 }
 
 impl Remote {
@@ -117,6 +114,15 @@ impl Remote {
             narinfo_streams: StreamPool::default(),
             refusals: Arc::default(),
             lookups: Arc::default(),
+            prefetch: Prefetch::default(),
+        }
+    }
+
+    /// Prefetches no path of `shared_here`, the paths this machine shares (Nix has them).
+    pub fn with_shared_here(self, shared_here: watch::Receiver<Arc<HashSet<StoreHash>>>) -> Self {
+        Self {
+            prefetch: Prefetch::with_shared_here(shared_here),
+            ..self
         }
     }
 
@@ -167,7 +173,7 @@ impl Remote {
     /// The first trusted narinfo for `hash` among the peers that hold it, asked hedged in the
     /// order their answers so far earned them.
     /// Each place tried counts in [`Remote::lookups`].
-    async fn narinfo(self: &Arc<Self>, hash: StoreHash) -> Option<(Verified, Source)> {
+    pub(super) async fn narinfo(self: &Arc<Self>, hash: StoreHash) -> Option<(Verified, Source)> {
         let mut holders = self.honest(self.holders.holders_of(&hash));
         let mut asking = LookupSource::Peer;
         if let Some(tracker) = self.tracker.as_ref().filter(|_| holders.is_empty()) {
@@ -211,13 +217,45 @@ impl Remote {
         self.refusals.passed(&hash);
         // Until the holder has published the NAR's CID, ask again: the next answer may
         // carry it, and with it the way to fetch from every holder at once.
-        if let Some(mut trusted) = self.trusted_narinfos.lock().ok().filter(|_| published) {
+        if published {
+            self.keep_trusted(hash, &verified);
+        }
+        self.prefetch_references(verified.narinfo());
+        Some(verified)
+    }
+
+    fn keep_trusted(&self, hash: StoreHash, verified: &Verified) {
+        if let Ok(mut trusted) = self.trusted_narinfos.lock() {
             if trusted.len() >= TRUSTED_NARINFOS {
                 trusted.clear();
             }
             trusted.insert(hash, (Instant::now(), verified.clone()));
         }
-        Some(verified)
+    }
+
+    /// Fetches ahead, from their holders, the narinfos of the references of a narinfo that
+    /// passed: Nix asks for them next (see [`Prefetch`]). Those fetched are kept as trusted,
+    /// CID or not: Nix's next question is answered from memory.
+    fn prefetch_references(self: &Arc<Self>, narinfo: &NarInfo) {
+        let wanted = self
+            .prefetch
+            .references_to_fetch(narinfo, |hash| self.recently_trusted(hash).is_some());
+        for hash in wanted {
+            let holders = self.honest(self.holders.holders_of(&hash));
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _claim = this.prefetch.claim(hash);
+                if holders.is_empty() {
+                    return;
+                }
+                let Some(_turn) = this.prefetch.turn().await else {
+                    return;
+                };
+                if let Some(verified) = this.peers_narinfo(hash, holders).await {
+                    this.keep_trusted(hash, &verified);
+                }
+            });
+        }
     }
 
     /// Asks `peer` for `hash`'s narinfo in a task of its own, which scores the answer.
@@ -410,109 +448,33 @@ impl Remote {
         let holders = self.honest(self.holders.holders_of(&nar.path));
         Some((nar, holders))
     }
-}
 
-impl P2pCache {
-    /// `served` counts what Nix got, `lookups` where narinfos were looked for.
-    pub fn new(
-        local: Arc<LocalStore>,
-        remote: Option<Arc<Remote>>,
-        served: Arc<Served>,
-        lookups: Arc<Lookups>,
-    ) -> Self {
-        Self {
-            local,
-            remote,
-            served,
-            lookups,
+    /// A NAR this machine lacks, from wherever it can come: the NAR cache, the honest peers
+    /// holding its path now, or the LAN's old peer that served its narinfo.
+    pub(super) fn nar(self: &Arc<Self>, nar_hash: NarHash) -> Option<(Nar, Source)> {
+        if let Some((size, source)) = self.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
+            return Some((Nar { size, source }, Source::NarCache));
         }
-    }
-
-    async fn find_narinfo(&self, hash: StoreHash) -> Result<Option<(NarInfo, Source)>, CacheError> {
-        let local = self.local.shared_narinfo(hash)?;
-        self.lookups.record(LookupSource::Local, local.is_some());
-        if let Some(found) = local {
-            return Ok(Some((found, Source::Local)));
-        }
-        let Some(remote) = &self.remote else {
-            return Ok(None);
-        };
-        let Some((verified, source)) = remote.narinfo(hash).await else {
-            return Ok(None);
-        };
-        let whole = matches!(verified, Verified::Whole(_));
-        let (Verified::Whole(mut narinfo) | Verified::Unchecked(mut narinfo)) = verified;
-        // Served as this node serves its own: uncompressed, under a URL naming the content.
-        narinfo.url = format!("nar/{}.nar", narinfo.nar_hash.to_base32());
-        narinfo.compression = "none".to_owned();
-        narinfo.file_hash = Some(narinfo.nar_hash);
-        narinfo.file_size = Some(narinfo.nar_size);
-        // Only over what was verified whole: never over a field a peer alone vouched for.
-        if whole {
-            self.local.add_own_signature(&mut narinfo);
-        }
-        Ok(Some((narinfo, source)))
-    }
-
-    async fn find_nar(&self, nar_hash: NarHash) -> Result<Option<(Nar, Source)>, CacheError> {
-        if let Some(nar) = self.local.nar(nar_hash).await? {
-            return Ok(Some((nar, Source::Local)));
-        }
-        let Some(remote) = &self.remote else {
-            return Ok(None);
-        };
-        if let Some((size, source)) = remote.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
-            return Ok(Some((Nar { size, source }, Source::NarCache)));
-        }
-        let Some((nar, peers)) = remote.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
-            let old_peer_nar = remote.old_peer_nars.get(&nar_hash);
-            return Ok(old_peer_nar.map(|nar| {
-                let size = nar.size;
-                (
-                    Nar {
-                        size,
-                        source: Box::new(nar),
-                    },
-                    Source::OldPeer,
-                )
-            }));
+        let Some((nar, peers)) = self.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
+            let nar = self.old_peer_nars.get(&nar_hash)?;
+            let size = nar.size;
+            let source = Box::new(nar);
+            return Some((Nar { size, source }, Source::OldPeer));
         };
         let source = Box::new(PeersNar {
-            remote: remote.clone(),
+            remote: self.clone(),
             nar_hash,
             path: nar.path,
             size: nar.size,
             cid: nar.cid,
             peers,
         });
-        Ok(Some((
+        Some((
             Nar {
                 size: nar.size,
                 source,
             },
             Source::Peer,
-        )))
-    }
-}
-
-impl BinaryCache for P2pCache {
-    fn cache_info(&self) -> CacheInfo {
-        self.local.cache_info()
-    }
-
-    async fn narinfo(&self, hash: StoreHash) -> Result<Option<NarInfo>, CacheError> {
-        let found = self.find_narinfo(hash).await?;
-        Ok(found.map(|(narinfo, source)| {
-            self.served.narinfo(source);
-            narinfo
-        }))
-    }
-
-    async fn nar(&self, nar_hash: NarHash) -> Result<Option<Nar>, CacheError> {
-        let found = self.find_nar(nar_hash).await?;
-        Ok(found.map(|(nar, source)| Nar {
-            size: nar.size,
-            source: self.served.counting(source, nar_hash, nar.source),
-        }))
+        ))
     }
 }

@@ -19,6 +19,7 @@ use crate::kubo_rpc::KuboRpc;
 use crate::node_api::NodeApi;
 use crate::node_metrics::NodeMetrics;
 use crate::status::{status_router, HolePunchLog};
+use crate::systemd::Shutdown;
 use crate::why::{why_router, WhySources};
 
 pub struct Front(Router);
@@ -99,17 +100,18 @@ impl Front {
         bind().map_err(|source| StartError::Listen { addr, source })
     }
 
-    /// Serves on `listener`, bound to `addr`, until a shutdown signal.
+    /// Serves on `listener`, bound to `addr`, until `shutdown`.
     pub async fn serve(
         self,
         listener: std::net::TcpListener,
         addr: SocketAddr,
         limits: ServerLimits,
+        shutdown: Shutdown,
     ) -> Result<(), StartError> {
         let listener = TcpListener::from_std(listener)
             .map_err(|source| StartError::Listen { addr, source })?;
         eprintln!("peerix: serving the Nix store at http://{addr}");
-        peerix_http::serve(listener, self.0, limits, peerix_http::shutdown_signal()).await;
+        peerix_http::serve(listener, self.0, limits, shutdown).await;
         Ok(())
     }
 }

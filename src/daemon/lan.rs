@@ -12,6 +12,7 @@ use super::{Settings, StartError};
 use crate::cli::LanSettings;
 use crate::lan::{routes::local_router, Lan};
 use crate::store::LocalStore;
+use crate::systemd::Shutdown;
 
 /// LAN peers share the `/local/` routes' connections; Nix's front keeps its own.
 const LOCAL_ROUTES_CONNECTIONS: usize = 256;
@@ -49,12 +50,13 @@ pub fn start_lan(
     Ok(Some(started))
 }
 
-/// Serves the `/local/` routes until a shutdown signal.
+/// Serves the `/local/` routes until `shutdown`.
 pub async fn serve_local_routes(
     listener: LanListener,
     lan: Arc<Lan>,
     store: Arc<LocalStore>,
     limits: ServerLimits,
+    shutdown: Shutdown,
 ) {
     let LanListener { listener, addr } = listener;
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -69,11 +71,5 @@ pub async fn serve_local_routes(
         max_connections: LOCAL_ROUTES_CONNECTIONS,
         ..limits
     };
-    peerix_http::serve(
-        listener,
-        local_router(store, lan),
-        limits,
-        peerix_http::shutdown_signal(),
-    )
-    .await;
+    peerix_http::serve(listener, local_router(store, lan), limits, shutdown).await;
 }

@@ -231,6 +231,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PEERIX_TRACKER_URL", value_name = "URL")]
     pub tracker_url: Option<String>,
 
+    /// Check every flag and file, print what would run, and exit (0, or 2 for a bad setting)
+    /// without binding a port, starting the node or writing anything. No environment
+    /// variable: one left set would keep the service from ever starting.
+    #[arg(long)]
+    pub check_config: bool,
+
     #[command(flatten)]
     pub lan: LanArgs,
 
@@ -292,7 +298,7 @@ impl Mode {
 #[derive(Args, Debug)]
 pub struct TrustArgs {
     /// Key whose signature makes a peer's path acceptable, as in Nix's trusted-public-keys
-    /// (repeatable) [default: cache.nixos.org-1's key].
+    /// (repeatable), trusted besides cache.nixos.org-1's key.
     #[arg(
         long = "trusted-public-key",
         visible_alias = "trusted-public-keys",
@@ -301,6 +307,10 @@ pub struct TrustArgs {
         value_name = "KEY"
     )]
     pub trusted_public_keys: Vec<String>,
+
+    /// Trust only the --trusted-public-key keys, not cache.nixos.org-1's key as well.
+    #[arg(long, env = "PEERIX_NO_DEFAULT_TRUSTED_KEYS", value_parser = BoolishValueParser::new())]
+    pub no_default_trusted_keys: bool,
 
     /// Binary cache asked about paths no trusted key signed: a peer's path is accepted, with
     /// this cache's narinfo, if it has the same NAR for it; "" for none [default:

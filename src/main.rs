@@ -28,14 +28,25 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// What `--check-config` exits with for a bad setting, as clap does for a bad flag.
+const BAD_SETTING: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    let checking = match &cli.command {
+        Command::Serve(args) => args.check_config,
+        Command::Tracker(args) => args.check_config,
+        _ => false,
+    };
     let result = match cli.command {
         Command::Serve(args) => daemon::run(*args).map_err(|e| e.to_string()),
         Command::Keygen(args) => keygen::run(&args),
         Command::Cid(args) => cid::run(&args),
         Command::Ipfs(args) => ipfs_cli::run(&args),
+        Command::Tracker(args) if args.check_config => {
+            tracker::check_config::check_config(&args.settings()).map_err(|e| e.to_string())
+        }
         Command::Tracker(args) => tracker::server::run(args.settings()).map_err(|e| e.to_string()),
         Command::Status(args) => status_cli::run(&args).map_err(|e| e.to_string()),
         Command::Why(args) => why_cli::run(&args).map_err(|e| e.to_string()),
@@ -46,7 +57,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("peerix: {e:#}");
-            ExitCode::FAILURE
+            match checking {
+                true => ExitCode::from(BAD_SETTING),
+                false => ExitCode::FAILURE,
+            }
         }
     }
 }

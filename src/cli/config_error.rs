@@ -19,8 +19,10 @@ pub enum ConfigError {
         text: String,
         source: MultiaddrError,
     },
-    #[error("cannot create state dir {dir}: {source}")]
+    #[error("--state-dir {dir}: cannot create or write it: {source}")]
     StateDir { dir: PathBuf, source: io::Error },
+    #[error("--identity-file {file}: {source}")]
+    IdentityFile { file: PathBuf, source: io::Error },
     #[error("no writable state dir: pass --state-dir")]
     NoStateDir,
     #[error("--announce-addr {text:?}: {source}")]
@@ -40,8 +42,8 @@ pub enum ConfigError {
     TrackerNeeded(&'static str),
     #[error("--listen-addrs {0}: a QUIC address, but --quic is off")]
     QuicListenWithoutQuic(String),
-    #[error("--tracker-url {0:?} is not an http:// or https:// URL")]
-    TrackerUrl(String),
+    #[error("{flag} {text:?} is not an http:// or https:// URL with a host")]
+    Url { flag: &'static str, text: String },
     #[error("--trusted-public-key {text:?}: {source}")]
     TrustedKey { text: String, source: KeyError },
 }

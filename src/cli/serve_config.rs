@@ -2,7 +2,7 @@
 //! node's configuration and the trust in peers' paths, with their defaults.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{ConfigError, Mode, ServeArgs};
 
@@ -21,7 +21,24 @@ impl ServeArgs {
 
     /// Creates and returns the state directory (see `--state-dir`).
     pub fn state_dir(&self) -> Result<PathBuf, ConfigError> {
-        let create = |dir: PathBuf| match std::fs::create_dir_all(&dir) {
+        self.choose_state_dir(|dir| {
+            std::fs::create_dir_all(dir)?;
+            crate::fs_access::writable_dir(dir)
+        })
+    }
+
+    /// The state directory [`Self::state_dir`] would settle on, found creatable or writable
+    /// without creating it.
+    pub fn check_state_dir(&self) -> Result<PathBuf, ConfigError> {
+        self.choose_state_dir(crate::fs_access::creatable_dir)
+    }
+
+    /// The first state directory `usable` accepts, in `--state-dir`'s order of defaults.
+    fn choose_state_dir(
+        &self,
+        usable: impl Fn(&Path) -> std::io::Result<()>,
+    ) -> Result<PathBuf, ConfigError> {
+        let accept = |dir: PathBuf| match usable(&dir) {
             Ok(()) => Ok(dir),
             Err(source) => Err(ConfigError::StateDir { dir, source }),
         };
@@ -30,14 +47,28 @@ impl ServeArgs {
             .clone()
             .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from));
         if let Some(dir) = explicit {
-            return create(dir);
+            return accept(dir);
         }
-        create(PathBuf::from("/var/lib/peerix")).or_else(|_| {
+        accept(PathBuf::from("/var/lib/peerix")).or_else(|_| {
             let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"));
             let base = std::env::var_os("XDG_STATE_HOME")
                 .map(PathBuf::from)
                 .or(home);
-            create(base.ok_or(ConfigError::NoStateDir)?.join("peerix"))
+            accept(base.ok_or(ConfigError::NoStateDir)?.join("peerix"))
+        })
+    }
+
+    /// The node's identity file, which it reads, or creates when missing, at start.
+    pub fn check_identity_file(&self, file: &Path) -> Result<(), ConfigError> {
+        let usable = match (file.exists(), file.parent()) {
+            (true, _) => std::fs::File::open(file).map(drop),
+            // The default one is in the state dir, which a start creates first.
+            (false, Some(dir)) => crate::fs_access::creatable_dir(dir),
+            (false, None) => crate::fs_access::creatable_dir(Path::new(".")),
+        };
+        usable.map_err(|source| ConfigError::IdentityFile {
+            file: file.to_owned(),
+            source,
         })
     }
 
@@ -103,10 +134,7 @@ impl ServeArgs {
     pub fn tracker_url(&self) -> Result<Option<String>, ConfigError> {
         match &self.tracker_url {
             Some(_) if self.mode == Mode::Lan => Err(ConfigError::TrackerInLan),
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Ok(Some(url.clone()))
-            }
-            Some(url) => Err(ConfigError::TrackerUrl(url.clone())),
+            Some(url) => http_url("--tracker-url", url).map(Some),
             None if self.mode.needs_tracker() => Err(ConfigError::TrackerNeeded(match self.mode {
                 Mode::Wan => "wan",
                 Mode::Both => "both",
@@ -116,27 +144,44 @@ impl ServeArgs {
         }
     }
 
+    /// `--bootstrap-url`, checked.
+    pub fn bootstrap_url(&self) -> Result<Option<String>, ConfigError> {
+        let url = self.node.bootstrap_url.as_deref();
+        url.map(|url| http_url("--bootstrap-url", url)).transpose()
+    }
+
+    /// `--ipfs-api`, checked.
+    pub fn ipfs_api(&self) -> Result<Option<String>, ConfigError> {
+        let url = self.node.ipfs_api.as_deref();
+        url.map(|url| http_url("--ipfs-api", url)).transpose()
+    }
+
     /// Which peers' paths may reach Nix.
     pub fn trust(&self) -> Result<crate::fetch::Trust, ConfigError> {
-        let texts = if self.trust.trusted_public_keys.is_empty() {
-            vec![crate::fetch::NIXOS_CACHE_KEY.to_owned()]
-        } else {
-            self.trust.trusted_public_keys.clone()
+        // The keys given are trusted besides the default one, unless that is refused.
+        let defaults = match self.trust.no_default_trusted_keys {
+            true => None,
+            false => Some(crate::fetch::NIXOS_CACHE_KEY),
         };
-        let keys = texts
-            .iter()
-            .map(|t| {
-                crate::nix::signing::PublicKey::parse(t.trim()).map_err(|source| {
-                    ConfigError::TrustedKey {
-                        text: t.clone(),
-                        source,
-                    }
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let texts = defaults
+            .into_iter()
+            .chain(self.trust.trusted_public_keys.iter().map(String::as_str));
+        let mut keys = Vec::new();
+        for text in texts {
+            let key = crate::nix::signing::PublicKey::parse(text.trim()).map_err(|source| {
+                ConfigError::TrustedKey {
+                    text: text.to_owned(),
+                    source,
+                }
+            })?;
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
         // One given explicitly is used offline too: it was asked for.
-        let upstream = match &self.trust.upstream_cache {
-            Some(url) => (!url.is_empty()).then(|| url.clone()),
+        let upstream = match self.trust.upstream_cache.as_deref() {
+            Some("") => None,
+            Some(url) => Some(http_url("--upstream-cache", url)?),
             None => (!self.offline).then(|| crate::fetch::NIXOS_CACHE_URL.to_owned()),
         };
         if self.trust.no_verify && self.trust.trusted_peers.is_empty() {
@@ -159,5 +204,99 @@ impl ServeArgs {
         self.private_key
             .clone()
             .or_else(|| std::env::var_os("NIX_SECRET_KEY_FILE").map(PathBuf::from))
+    }
+}
+
+/// `text`, when it is an http:// or https:// URL with a host.
+fn http_url(flag: &'static str, text: &str) -> Result<String, ConfigError> {
+    let uri = text.parse::<axum::http::Uri>().ok();
+    let web = uri.as_ref().is_some_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+    });
+    match web {
+        true => Ok(text.to_owned()),
+        false => Err(ConfigError::Url {
+            flag,
+            text: text.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, ConfigError, ServeArgs};
+    use crate::fetch::NIXOS_CACHE_KEY;
+
+    fn serve(args: &[&str]) -> Box<ServeArgs> {
+        let cli = Cli::try_parse_from(["peerix", "serve"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn key_names(args: &[&str]) -> Vec<String> {
+        let trust = serve(args).trust().unwrap();
+        trust.keys.iter().map(|k| k.name().to_owned()).collect()
+    }
+
+    // A valid point under another name: a key of its own to Peerix.
+    const OWN_KEY: &str = "own-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+
+    #[test]
+    fn keys_given_are_trusted_besides_the_default_one() {
+        assert_eq!(key_names(&[]), ["cache.nixos.org-1"]);
+        let given = ["--trusted-public-key", OWN_KEY];
+        assert_eq!(key_names(&given), ["cache.nixos.org-1", "own-1"]);
+        // Naming the default key again trusts it once.
+        let again = [
+            "--trusted-public-key",
+            NIXOS_CACHE_KEY,
+            "--trusted-public-key",
+            OWN_KEY,
+        ];
+        assert_eq!(key_names(&again), ["cache.nixos.org-1", "own-1"]);
+        let only_own = ["--no-default-trusted-keys", "--trusted-public-key", OWN_KEY];
+        assert_eq!(key_names(&only_own), ["own-1"]);
+        assert!(key_names(&["--no-default-trusted-keys"]).is_empty());
+        let bad = serve(&["--trusted-public-key", "own-1:short"]).trust();
+        assert!(matches!(bad, Err(ConfigError::TrustedKey { .. })));
+    }
+
+    #[test]
+    fn urls_need_a_web_scheme_and_a_host() {
+        for good in ["http://t:12305", "https://tracker.example.org/base"] {
+            assert!(super::http_url("--x", good).is_ok(), "{good}");
+        }
+        for bad in ["t:12305", "ftp://t", "http://", "http//t", ""] {
+            let err = super::http_url("--x", bad).unwrap_err();
+            assert!(err.to_string().starts_with("--x "), "{bad}: {err}");
+        }
+        let upstream = serve(&["--upstream-cache", "cache.nixos.org"]).trust();
+        assert!(matches!(
+            upstream,
+            Err(ConfigError::Url {
+                flag: "--upstream-cache",
+                ..
+            })
+        ));
+        assert!(serve(&["--upstream-cache", ""])
+            .trust()
+            .unwrap()
+            .upstream
+            .is_none());
+        let bootstrap = serve(&["--bootstrap-url", "peer:12304/bootstrap"]).bootstrap_url();
+        assert!(matches!(
+            bootstrap,
+            Err(ConfigError::Url {
+                flag: "--bootstrap-url",
+                ..
+            })
+        ));
+        let api = serve(&["--ipfs-api", "http://127.0.0.1:5001"]).ipfs_api();
+        assert_eq!(api.unwrap().as_deref(), Some("http://127.0.0.1:5001"));
     }
 }

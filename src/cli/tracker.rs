@@ -104,6 +104,12 @@ pub struct TrackerArgs {
     /// HTTP connections open at once; further ones wait in the kernel's listen backlog.
     #[arg(long, env = "PEERIX_TRACKER_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
     pub max_connections: u64,
+
+    /// Check the flags and the database path, print what would run, and exit (0, or 2 for a
+    /// bad setting) without binding a port or writing anything. No environment variable: one
+    /// left set would keep the service from ever starting.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// A rate of at least one token in a while: a zero or negative flag would refuse everything

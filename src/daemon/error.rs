@@ -14,14 +14,16 @@ use crate::publish::IndexError;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot read secret key {path}: {source}")]
+    #[error("--private-key {path}: cannot read it: {source}")]
     ReadSecretKey { path: PathBuf, source: io::Error },
-    #[error("secret key {path}: {source}")]
+    #[error("--private-key {path}: {source}")]
     SecretKey { path: PathBuf, source: KeyError },
     #[error("bad --filter-pattern: {0}")]
     FilterPattern(#[from] globset::Error),
     #[error("cannot start a runtime: {0}")]
     Runtime(io::Error),
+    #[error("cannot listen for shutdown signals: {0}")]
+    Signals(io::Error),
     #[error("cannot start the peer-to-peer node: {0}")]
     Node(peerix_node::NodeError),
     #[error("cannot open the index: {0}")]

@@ -21,6 +21,7 @@ use crate::kubo_rpc::KuboRpc;
 use crate::node_api::NodeApi;
 use crate::node_metrics::NodeMetrics;
 use crate::status::{status_router, HolePunchLog};
+use crate::systemd::Shutdown;
 use crate::why::{why_router, WhySources};
 
 pub struct Front {
@@ -127,23 +128,18 @@ impl Front {
         bind().map_err(|source| StartError::Listen { addr, source })
     }
 
-    /// Serves on `listener`, bound to `addr`, until a shutdown signal.
+    /// Serves on `listener`, bound to `addr`, until `shutdown`.
     pub async fn serve(
         self,
         listener: std::net::TcpListener,
         addr: SocketAddr,
         limits: ServerLimits,
+        shutdown: Shutdown,
     ) -> Result<(), StartError> {
         let listener = TcpListener::from_std(listener)
             .map_err(|source| StartError::Listen { addr, source })?;
         eprintln!("peerix: serving the Nix store at http://{addr}");
-        peerix_http::serve(
-            listener,
-            self.routes,
-            limits,
-            peerix_http::shutdown_signal(),
-        )
-        .await;
+        peerix_http::serve(listener, self.routes, limits, shutdown).await;
         Ok(())
     }
 }

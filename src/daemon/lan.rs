@@ -12,6 +12,7 @@ use super::{Settings, StartError};
 use crate::cli::LanSettings;
 use crate::lan::{routes::local_router, Lan};
 use crate::store::LocalStore;
+use crate::systemd::Shutdown;
 
 /// LAN peers share the `/local/` routes' connections; Nix's front keeps its own.
 const LOCAL_ROUTES_CONNECTIONS: usize = 256;
@@ -49,14 +50,15 @@ pub fn start_lan(
     Ok(Some(started))
 }
 
-/// Serves the `/local/` routes until a shutdown signal, their requests counted by
-/// `count_requests` with the front's.
+/// Serves the `/local/` routes until `shutdown`, their requests counted by `count_requests`
+/// with the front's.
 pub async fn serve_local_routes(
     listener: LanListener,
     lan: Arc<Lan>,
     store: Arc<LocalStore>,
     limits: ServerLimits,
     count_requests: CountRequestsLayer,
+    shutdown: Shutdown,
 ) {
     let LanListener { listener, addr } = listener;
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -75,7 +77,7 @@ pub async fn serve_local_routes(
         listener,
         local_router(store, lan).layer(count_requests),
         limits,
-        peerix_http::shutdown_signal(),
+        shutdown,
     )
     .await;
 }

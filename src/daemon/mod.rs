@@ -3,6 +3,7 @@
 //! front. Each part is started by one function here or in a submodule; nothing else starts
 //! tasks of its own.
 
+mod check;
 mod error;
 mod front;
 mod lan;
@@ -18,15 +19,21 @@ use tokio::runtime::{Builder, Runtime};
 use crate::cli::ServeArgs;
 use crate::publish::StoreContent;
 use crate::status::HolePunchLog;
+use crate::systemd::{ShutdownSignal, Systemd};
+pub use check::check_config;
 pub use error::StartError;
 use front::Front;
 use lan::{serve_local_routes, start_lan, LanListener};
 use peering::Peering;
-use settings::Settings;
+use settings::{Purpose, Settings};
 
-/// Runs `peerix serve` until a shutdown signal.
+/// Runs `peerix serve` until a shutdown signal (or only checks its settings, with
+/// `--check-config`).
 pub fn run(args: ServeArgs) -> Result<(), StartError> {
-    let (mut settings, trust) = Settings::from_args(args)?;
+    if args.check_config {
+        return check_config(args);
+    }
+    let (mut settings, trust) = Settings::from_args(args, Purpose::Start)?;
     let identity_file = settings.node.as_ref().map(|n| n.identity_file.as_path());
     legacy_state::adopt(&settings.state_dir, identity_file)?;
     let listener;
@@ -34,7 +41,12 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
     let lan_listener = LanListener::bind(&mut settings)?;
     let runtimes = Runtimes::start()?;
     let front_threads = runtimes.front.handle().clone();
+    let watched = vec![runtimes.peers.handle().clone(), front_threads.clone()];
     runtimes.peers.block_on(async move {
+        // Listened for before anything starts: a signal during the start stops it right after.
+        let signal = ShutdownSignal::listen().map_err(StartError::Signals)?;
+        let systemd = Systemd::from_env();
+        let shutdown = systemd.clone().stopping_at(signal);
         // One reader of the store for the node and the scan, so they share NAR layouts.
         let content = Arc::new(StoreContent::new(settings.store.clone()));
         let node = start_node(&settings, content.clone()).await?;
@@ -60,12 +72,14 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
                 store,
                 settings.server_limits,
                 front.count_requests(),
+                shutdown.clone(),
             ));
         }
-        front_threads
-            .spawn(front.serve(listener, settings.http_addr, settings.server_limits))
-            .await
-            .map_err(StartError::FrontStopped)?
+        let (addr, limits) = (settings.http_addr, settings.server_limits);
+        let serving = front_threads.spawn(front.serve(listener, addr, limits, shutdown));
+        // The listener is bound and the node started: Nix's requests are answered from now on.
+        systemd.ready(&format!("serving on http://{addr}"), watched);
+        serving.await.map_err(StartError::FrontStopped)?
     })
 }
 

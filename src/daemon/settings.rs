@@ -15,8 +15,17 @@ use crate::filter::PathFilter;
 use crate::nix::signing::SecretKey;
 use crate::store::{CachingSigner, LocalStore, StoreDb};
 
+/// What [`Settings::from_args`] is for: a start creates the state directory; `--check-config`
+/// only finds it usable, and writes nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Start,
+    Check,
+}
+
 pub struct Settings {
     pub http_addr: SocketAddr,
+    pub store_root: PathBuf,
     pub server_limits: ServerLimits,
     pub guard: BrowserGuard,
     pub max_add_size: u64,
@@ -46,7 +55,7 @@ pub struct Settings {
 impl Settings {
     /// The settings, and which peers' paths may reach Nix (for the peering alone: it keeps the
     /// upstream cache's answers).
-    pub fn from_args(args: ServeArgs) -> Result<(Self, Trust), StartError> {
+    pub fn from_args(args: ServeArgs, purpose: Purpose) -> Result<(Self, Trust), StartError> {
         let http_addr = args.listen_addr()?;
         let signer = load_signer(&args)?;
         let filter = PathFilter::new(
@@ -54,8 +63,13 @@ impl Settings {
             !args.filter.no_default_filters,
             &args.filter.patterns,
         )?;
-        let state_dir = args.state_dir()?;
+        let state_dir = match purpose {
+            Purpose::Start => args.state_dir()?,
+            Purpose::Check => args.check_state_dir()?,
+        };
         let tracker_url = args.tracker_url()?;
+        let bootstrap_url = args.bootstrap_url()?;
+        let ipfs_api = args.ipfs_api()?;
         tracing::info!(
             %http_addr,
             store_root = %args.store_root.display(),
@@ -74,6 +88,9 @@ impl Settings {
                 ..args.node_config(&state_dir)?
             }),
         };
+        if let (Purpose::Check, Some(node)) = (purpose, &node) {
+            args.check_identity_file(&node.identity_file)?;
+        }
         let trust = Trust {
             own_key_name: signer.as_ref().map(|k| k.name().to_owned()),
             ..args.trust()?
@@ -95,6 +112,7 @@ impl Settings {
         let lan = args.lan_settings();
         let settings = Self {
             http_addr,
+            store_root: args.store_root,
             server_limits: args.http.server_limits(),
             guard: BrowserGuard::new(&args.http.allowed_hosts),
             max_add_size: args.http.max_add_size,
@@ -107,8 +125,8 @@ impl Settings {
             rendezvous: args.mode.finds_peers_itself(),
             tracker_url,
             lan,
-            bootstrap_url: args.node.bootstrap_url,
-            ipfs_api: args.node.ipfs_api,
+            bootstrap_url,
+            ipfs_api,
             cache_size: args.cache_size,
             scan_interval: (args.scan_interval > 0)
                 .then(|| Duration::from_secs(args.scan_interval)),

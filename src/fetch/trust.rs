@@ -13,7 +13,8 @@ use super::upstream::{Upstream, UpstreamError};
 use crate::nix::ca;
 use crate::nix::signing::{fingerprint, PublicKey};
 
-/// The key of cache.nixos.org, trusted unless `--trusted-public-key` says otherwise.
+/// The key of cache.nixos.org, trusted besides any `--trusted-public-key` unless
+/// `--no-default-trusted-keys`.
 pub const NIXOS_CACHE_KEY: &str = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
 pub const NIXOS_CACHE_URL: &str = "https://cache.nixos.org";
 

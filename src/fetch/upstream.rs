@@ -52,6 +52,10 @@ impl Upstream {
         }
     }
 
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Upstream's narinfo for `hash`, `None` if it has none.
     pub async fn narinfo(&self, hash: StoreHash) -> Result<Option<NarInfo>, UpstreamError> {
         if let Some(known) = self.remembered(hash) {

@@ -1,6 +1,7 @@
 //! `peerix tracker`: a directory of peers and the store paths they share, written to only with
 //! writes signed by the peers themselves.
 
+pub mod check_config;
 mod cid_mappings;
 mod dial_addrs;
 mod directory;

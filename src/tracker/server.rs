@@ -21,6 +21,7 @@ use super::transfers::{TransferLimits, Transfers};
 use super::trusted_proxy::{client_ip, Cidr};
 use super::{read_routes, write_routes};
 use crate::rate_limit::{ip_key, Buckets, RateLimit};
+use crate::systemd::{ShutdownSignal, Systemd};
 
 /// Clients (IPs, IPv6 /64s) and peers whose buckets are kept at once.
 const MAX_BUCKETS: usize = 100_000;
@@ -50,6 +51,13 @@ pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for shutdown signals: {0}")]
+    Signals(std::io::Error),
+    #[error("--db-path {path}: cannot create or write it: {source}")]
+    DbPath {
+        path: PathBuf,
         source: std::io::Error,
     },
 }
@@ -127,14 +135,15 @@ async fn serve(settings: Settings) -> Result<(), ServerError> {
     // Tests and operators read where it listens (with --port 0, the port the kernel chose).
     eprintln!("peerix tracker: listening on http://{bound}");
     tokio::spawn(expire_forever(tracker.clone(), settings.ttl));
+    let signal = ShutdownSignal::listen().map_err(ServerError::Signals)?;
+    let systemd = Systemd::from_env();
+    let shutdown = systemd.clone().stopping_at(signal);
+    systemd.ready(
+        &format!("tracking on http://{bound}"),
+        vec![tokio::runtime::Handle::current()],
+    );
     let app = router(tracker);
-    peerix_http::serve(
-        listener,
-        app,
-        settings.server_limits,
-        peerix_http::shutdown_signal(),
-    )
-    .await;
+    peerix_http::serve(listener, app, settings.server_limits, shutdown).await;
     Ok(())
 }
 

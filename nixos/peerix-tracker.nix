@@ -93,6 +93,9 @@ in
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
       serviceConfig = hardening // {
+        Type = "notify";
+        WatchdogSec = "60s";
+        ExecStartPre = lib.escapeShellArgs ([ "${cfg.package}/bin/peerix" ] ++ args ++ [ "--check-config" ]);
         ExecStart = lib.escapeShellArgs ([ "${cfg.package}/bin/peerix" ] ++ args);
         DynamicUser = true;
         StateDirectory = "peerix-tracker";

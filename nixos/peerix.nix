@@ -72,6 +72,7 @@ let
   ++ each "--relay-servers" cfg.relayServers
   ++ each "--listen-addrs" cfg.listenAddrs
   ++ each "--trusted-public-key" (publicKeys ++ cfg.trustedPublicKeys)
+  ++ switch "--no-default-trusted-keys" cfg.noDefaultTrustedKeys
   ++ each "--trusted-peer" cfg.trustedPeers
   ++ switch "--no-verify" cfg.noVerify
   ++ each "--filter-pattern" cfg.filterPatterns
@@ -164,6 +165,8 @@ in
     '';
 
     trustedPublicKeys = mkOption' (types.listOf types.str) [ ] "Further keys Peerix trusts for peers' paths (not added to Nix's).";
+
+    noDefaultTrustedKeys = mkOption' types.bool false "Trust only `publicKey`, `publicKeyFile` and `trustedPublicKeys` for peers' paths, not cache.nixos.org's key too.";
 
     trustedPeers = mkOption' (types.listOf types.str) [ ] "Peer ids whose paths `noVerify` accepts without a trusted signature.";
 
@@ -393,6 +396,11 @@ in
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
       serviceConfig = hardening // {
+        # Ready once the binary cache answers; restarted when a runtime stops answering.
+        Type = "notify";
+        WatchdogSec = "60s";
+        # A bad setting stops the start with a message naming the option's flag.
+        ExecStartPre = lib.escapeShellArgs ([ "${cfg.package}/bin/peerix" ] ++ args ++ [ "--check-config" ]);
         ExecStart = lib.escapeShellArgs ([ "${cfg.package}/bin/peerix" ] ++ args);
         LoadCredential = optional (cfg.privateKeyFile != null) "signing-key:${toString cfg.privateKeyFile}";
         DynamicUser = cfg.user == null;

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::NixKey;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -64,9 +65,10 @@ fn evaluate(lib: &Path, package: &Path, configuration: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The words of a unit's `ExecStart`, split as a shell (and systemd) does.
-fn words(unit: &Value) -> Vec<String> {
-    let command = unit["serviceConfig"]["ExecStart"].as_str().unwrap();
+/// The words of a unit's command `key` (`ExecStart`, `ExecStartPre`), split as a shell (and
+/// systemd) does.
+fn command_words(unit: &Value, key: &str) -> Vec<String> {
+    let command = unit["serviceConfig"][key].as_str().unwrap();
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("printf '%s\\n' {command}"))
@@ -77,6 +79,28 @@ fn words(unit: &Value) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+fn words(unit: &Value) -> Vec<String> {
+    command_words(unit, "ExecStart")
+}
+
+/// Runs a unit's `ExecStartPre` (its `--check-config`) as systemd would: `%d` is the
+/// credentials directory, also in `CREDENTIALS_DIRECTORY`. Returns its output.
+fn check_as_systemd(unit: &Value, credentials: &Path) -> std::process::Output {
+    let mut pre = command_words(unit, "ExecStartPre");
+    let start = words(unit);
+    assert_eq!(pre.pop().as_deref(), Some("--check-config"));
+    assert_eq!(pre, start, "ExecStartPre checks another command line");
+    let resolved: Vec<String> = command_words(unit, "ExecStartPre")
+        .iter()
+        .map(|w| w.replace("%d", credentials.to_str().unwrap()))
+        .collect();
+    Command::new(&resolved[0])
+        .args(&resolved[1..])
+        .env("CREDENTIALS_DIRECTORY", credentials)
+        .output()
+        .unwrap()
 }
 
 /// The long flags `peerix <command> --help` lists.
@@ -124,9 +148,10 @@ const EVERYTHING: &str = r#"{
     user = "peerix";
     group = "peerix";
     privateKeyFile = "/run/keys/peerix-secret";
-    publicKey = "test-1:ZyUrL3I1hKrZ2mqHi4kkAAJhH8ZNfv27y09mCtzA3Tg=";
-    trustedPublicKeys = [ "test-2:qDFNo/FE7a6U5kH3JQsaL0fg4RwMkhkfUGWPz+pUIts=" ];
-    trustedPeers = [ "12D3KooWGRUVh9wKDbqmUHj4r1nV5MA3Q8ZkDNxwH4sQmZzq9t5N" ];
+    publicKey = "@KEY1@";
+    trustedPublicKeys = [ "@KEY2@" ];
+    noDefaultTrustedKeys = true;
+    trustedPeers = [ "QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN" ];
     globalCacheTTL = 300;
     trackerUrl = "http://tracker.example:12305";
     announceAddr = "203.0.113.7";
@@ -137,8 +162,8 @@ const EVERYTHING: &str = r#"{
     noDefaultFilters = true;
     filterPatterns = [ "*-secret-*" ];
     bootstrapUrl = "http://bootstrap.example:12304/bootstrap";
-    bootstrapPeers = [ "/ip4/192.0.2.1/tcp/13304/p2p/12D3KooWGRUVh9wKDbqmUHj4r1nV5MA3Q8ZkDNxwH4sQmZzq9t5N" ];
-    relayServers = [ "/ip4/192.0.2.2/tcp/13304/p2p/12D3KooWGRUVh9wKDbqmUHj4r1nV5MA3Q8ZkDNxwH4sQmZzq9t5N" ];
+    bootstrapPeers = [ "/ip4/192.0.2.1/tcp/13304/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN" ];
+    relayServers = [ "/ip4/192.0.2.2/tcp/13304/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN" ];
     networkId = "office";
     listenAddrs = [ "/ip4/0.0.0.0/tcp/14000" "/ip4/0.0.0.0/udp/14001/quic-v1" ];
     scanInterval = 600;
@@ -176,7 +201,11 @@ const EVERYTHING: &str = r#"{
 fn every_flag_has_an_option_and_every_option_its_flag() {
     let Some(lib) = nixpkgs_lib() else { return };
     let package = package();
-    let evaluated = evaluate(&lib, package.path(), EVERYTHING);
+    let (key1, key2) = (NixKey::generate("test-1"), NixKey::generate("test-2"));
+    let everything = EVERYTHING
+        .replace("@KEY1@", &key1.public)
+        .replace("@KEY2@", &key2.public);
+    let evaluated = evaluate(&lib, package.path(), &everything);
     assert_eq!(evaluated["failedAssertions"], serde_json::json!([]));
     let serve = words(&evaluated["peerix"]);
     assert_eq!(
@@ -191,6 +220,10 @@ fn every_flag_has_an_option_and_every_option_its_flag() {
         "{ services.peerix = { enable = true; noFilter = true; offline = true; }; }",
     );
     let mut passed = flags_in(&serve);
+    passed.extend(flags_in(&command_words(
+        &evaluated["peerix"],
+        "ExecStartPre",
+    )));
     passed.extend(flags_in(&words(&alone["peerix"])));
     // What the module passes differently: the state directory is systemd's, the help and version
     // flags are not for a service; the log level is given as -v; a kubo RPC fallback without the
@@ -219,10 +252,7 @@ fn every_flag_has_an_option_and_every_option_its_flag() {
     assert_eq!(after("--private-key"), ["%d/signing-key"]);
     assert_eq!(
         after("--trusted-public-key"),
-        [
-            "test-1:ZyUrL3I1hKrZ2mqHi4kkAAJhH8ZNfv27y09mCtzA3Tg=",
-            "test-2:qDFNo/FE7a6U5kH3JQsaL0fg4RwMkhkfUGWPz+pUIts="
-        ]
+        [key1.public.as_str(), key2.public.as_str()]
     );
     assert_eq!(after("--listen-addrs").len(), 2);
     assert_eq!(after("--relay-max-circuit-duration"), ["2m"]);
@@ -233,6 +263,8 @@ fn every_flag_has_an_option_and_every_option_its_flag() {
     assert_eq!(after("--max-inbound-peer-connections"), ["150"]);
     assert_eq!(after("--max-outbound-peer-connections"), ["120"]);
     let unit = &evaluated["peerix"]["serviceConfig"];
+    assert_eq!(unit["Type"], "notify");
+    assert_eq!(unit["WatchdogSec"], "60s");
     assert_eq!(unit["User"], "peerix");
     assert_eq!(unit["DynamicUser"], false);
     assert_eq!(
@@ -248,7 +280,7 @@ fn every_flag_has_an_option_and_every_option_its_flag() {
     );
     assert_eq!(
         nix["extra-trusted-public-keys"],
-        serde_json::json!(["test-1:ZyUrL3I1hKrZ2mqHi4kkAAJhH8ZNfv27y09mCtzA3Tg="])
+        serde_json::json!([key1.public])
     );
     assert_eq!(nix["narinfo-cache-positive-ttl"], 300);
     let keys: BTreeSet<&str> = nix
@@ -448,5 +480,65 @@ fn a_system_switch_makes_the_node_scan_again() {
         std::time::Duration::from_secs(20),
         "the node never scanned again",
         || finished_ago() < Some(2),
+    );
+}
+
+#[test]
+fn the_generated_command_lines_pass_peerix_s_own_check() {
+    let Some(lib) = nixpkgs_lib() else { return };
+    let package = package();
+    let credentials = TempDir::new().unwrap();
+    let key = NixKey::peerix_keygen("module-check-1");
+    std::fs::copy(&key.secret, credentials.path().join("signing-key")).unwrap();
+    let configurations = [
+        "{ services.peerix.enable = true; }".to_owned(),
+        format!(
+            r#"{{ services.peerix = {{ enable = true; mode = "both"; trackerUrl = "http://t.example:12305";
+               privateKeyFile = "/run/keys/peerix"; publicKey = "{}"; ipfs.lowBandwidth = true;
+               extraHosts = [ "192.0.2.4" ]; cacheSize = "1GiB"; }}; }}"#,
+            key.public
+        ),
+        r#"{ services.peerix = { enable = true; mode = "lan"; listen = "0.0.0.0"; ipfs.enableQUIC = false;
+             ipfs.routingType = "none"; ipfs.resourceMgr.connsInbound = 20; }; }"#
+            .to_owned(),
+    ];
+    for configuration in &configurations {
+        let evaluated = evaluate(&lib, package.path(), configuration);
+        let out = check_as_systemd(&evaluated["peerix"], credentials.path());
+        assert!(
+            out.status.success(),
+            "{configuration}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A bad setting stops the unit before it starts, naming the flag.
+    let evaluated = evaluate(
+        &lib,
+        package.path(),
+        r#"{ services.peerix = { enable = true; bootstrapUrl = "ftp://nowhere"; }; }"#,
+    );
+    let out = check_as_systemd(&evaluated["peerix"], credentials.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bootstrap-url"));
+
+    let tracker_db = TempDir::new().unwrap();
+    let evaluated = evaluate(
+        &lib,
+        package.path(),
+        &format!(
+            r#"{{ services.peerix-tracker = {{ enable = true; dbPath = "{}/t.redb"; }}; }}"#,
+            tracker_db.path().display()
+        ),
+    );
+    let out = check_as_systemd(&evaluated["tracker"], credentials.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !tracker_db.path().join("t.redb").exists(),
+        "the check wrote"
     );
 }

@@ -277,7 +277,7 @@ impl Peerix {
         let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("http://").nth(1) {
+                if let Some(addr) = line.split("serving the Nix store at http://").nth(1) {
                     let _ = tx.send(addr.rsplit(':').next().unwrap_or("").parse::<u16>());
                 }
                 eprintln!("[peerix] {line}");

@@ -266,6 +266,34 @@ mod tests {
         assert!(matches!(bad, Err(ConfigError::TrustedKey { .. })));
     }
 
+    /// A narinfo as cache.nixos.org publishes it, with its real signature.
+    const NIXOS_SIGNED: &str = "StorePath: /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin
+URL: nar/05ra3y72i3qjri7xskf9qj8kb29r6naqy1sqpbs3azi3xcigmj56.nar.xz
+Compression: xz
+FileHash: sha256:05ra3y72i3qjri7xskf9qj8kb29r6naqy1sqpbs3azi3xcigmj56
+FileSize: 68852
+NarHash: sha256:1b4sb93wp679q4zx9k1ignby1yna3z7c4c2ri3wphylbc2dwsys0
+NarSize: 196040
+References: 0jqd0rlxzra1rs38rdxl43yh6rxchgc6-curl-7.82.0 6w8g7njm4mck5dmjxws0z1xnrxvl81xa-glibc-2.34-115 j5jxw3iy7bbz4a57fh9g2xm2gxmyal8h-zlib-1.2.12 yxvjs9drzsphm9pcf42a4byzj1kb9m7k-openssl-1.1.1n
+Deriver: 5rwxzi7pal3qhpsyfc16gzkh939q1np6-curl-7.82.0.drv
+Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCPMVLkj6TMJ4GMX3HPVWRdD1hkeKZBQ==
+";
+
+    #[tokio::test]
+    async fn a_cache_nixos_org_path_still_passes_when_the_user_s_own_key_is_trusted() {
+        let narinfo = peerix_http::NarInfo::parse(NIXOS_SIGNED).unwrap();
+        let no_upstream = ["--upstream-cache", ""];
+        let with_own = [&no_upstream[..], &["--trusted-public-key", OWN_KEY]].concat();
+        let trust = serve(&with_own).trust().unwrap();
+        let passed = trust.verify(None, narinfo.clone()).await.unwrap();
+        assert_eq!(passed.narinfo().sigs, narinfo.sigs);
+        // Only the user's own key: cache.nixos.org's signature no longer counts.
+        let only_own = [&with_own[..], &["--no-default-trusted-keys"]].concat();
+        let trust = serve(&only_own).trust().unwrap();
+        let refused = trust.verify(None, narinfo).await.unwrap_err();
+        assert_eq!(refused.signed_by, ["cache.nixos.org-1"]);
+    }
+
     #[test]
     fn urls_need_a_web_scheme_and_a_host() {
         for good in ["http://t:12305", "https://tracker.example.org/base"] {

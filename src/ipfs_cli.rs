@@ -1,14 +1,26 @@
 //! `peerix ipfs ...`: a client of the kubo-style RPC of a running `peerix serve`.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 
 use serde_json::json;
+use thiserror::Error;
 
 use crate::cli::{IpfsArgs, IpfsCommand};
-use crate::kubo_rpc::KuboRpc;
+use crate::kubo_rpc::{KuboError, KuboRpc};
 use crate::progress;
 
-pub fn run(args: &IpfsArgs) -> Result<(), String> {
+#[derive(Debug, Error)]
+pub enum IpfsCliError {
+    #[error(transparent)]
+    Rpc(#[from] KuboError),
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cat {cid}: {source}")]
+    Output { cid: String, source: io::Error },
+}
+
+pub fn run(args: &IpfsArgs) -> Result<(), IpfsCliError> {
     let rpc = KuboRpc::new(&args.api);
     match &args.command {
         IpfsCommand::Id => {
@@ -26,8 +38,10 @@ pub fn run(args: &IpfsArgs) -> Result<(), String> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let content = std::fs::File::open(file)
-                .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+            let content = std::fs::File::open(file).map_err(|source| IpfsCliError::Open {
+                path: file.clone(),
+                source,
+            })?;
             let size = content.metadata().ok().map(|m| m.len());
             let (cid, _) = rpc.add(&name, progress::reading(content, size, "adding"))?;
             println!("{cid}");
@@ -51,8 +65,12 @@ pub fn run(args: &IpfsArgs) -> Result<(), String> {
         IpfsCommand::Cat { cid } => {
             let mut body = progress::reading(rpc.cat(cid)?, None, "fetching");
             let mut stdout = io::stdout().lock();
-            io::copy(&mut body, &mut stdout).map_err(|e| format!("cat {cid}: {e}"))?;
-            stdout.flush().map_err(|e| format!("cat {cid}: {e}"))?;
+            let output = |source| IpfsCliError::Output {
+                cid: cid.clone(),
+                source,
+            };
+            io::copy(&mut body, &mut stdout).map_err(output)?;
+            stdout.flush().map_err(output)?;
         }
     }
     Ok(())

@@ -4,6 +4,34 @@
 use std::io::{self, Read};
 
 use serde_json::Value;
+use thiserror::Error;
+
+/// What can go wrong with a call to kubo's RPC.
+#[derive(Debug, Error)]
+pub enum KuboError {
+    #[error("cannot reach {base}: {source}")]
+    Unreachable { base: String, source: ureq::Error },
+    #[error("{command}: {message}")]
+    Refused { command: String, message: String },
+    #[error("{command}: {source}")]
+    Read { command: String, source: io::Error },
+    #[error("{command}: bad JSON from the RPC: {source}")]
+    Json {
+        command: String,
+        source: serde_json::Error,
+    },
+    #[error("add: the answer has no Hash")]
+    NoHash,
+    #[error("cannot read what to add: {0}")]
+    Upload(io::Error),
+}
+
+fn read_error(command: &str) -> impl FnOnce(io::Error) -> KuboError + '_ {
+    move |source| KuboError::Read {
+        command: command.to_owned(),
+        source,
+    }
+}
 
 #[derive(Clone)]
 pub struct KuboRpc {
@@ -22,25 +50,30 @@ pub(crate) fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-fn parse_json(command: &str, mut body: impl Read) -> Result<Value, String> {
+fn parse_json(command: &str, mut body: impl Read) -> Result<Value, KuboError> {
     let mut text = String::new();
     body.read_to_string(&mut text)
-        .map_err(|e| format!("{command}: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("{command}: bad JSON from the RPC: {e}"))
+        .map_err(read_error(command))?;
+    serde_json::from_str(&text).map_err(|source| KuboError::Json {
+        command: command.to_owned(),
+        source,
+    })
 }
 
 /// The last file `add` reports: its answer is a stream of JSON objects, one a line, where
 /// progress lines have no `Hash`.
-fn last_added(text: &str) -> Result<Value, String> {
+fn last_added(text: &str) -> Result<Value, KuboError> {
     let mut added = None;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| format!("add: bad JSON from the RPC: {e}"))?;
+        let value: Value = serde_json::from_str(line).map_err(|source| KuboError::Json {
+            command: "add".to_owned(),
+            source,
+        })?;
         if value.get("Hash").is_some() {
             added = Some(value);
         }
     }
-    added.ok_or_else(|| "add: the answer has no Hash".to_owned())
+    added.ok_or(KuboError::NoHash)
 }
 
 /// The peer ids in a stream of kubo query events (one JSON object a line).
@@ -85,19 +118,26 @@ impl KuboRpc {
     }
 
     /// POSTs a command; returns the response body, or the RPC's error message.
-    pub fn call(&self, command: &str, query: &[(&str, &str)]) -> Result<impl Read, String> {
+    pub fn call(&self, command: &str, query: &[(&str, &str)]) -> Result<impl Read, KuboError> {
         let response = self
             .agent
             .post(&self.url(command, query))
             .send_empty()
-            .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+            .map_err(|source| self.unreachable(source))?;
         Self::body_or_error(command, response)
+    }
+
+    fn unreachable(&self, source: ureq::Error) -> KuboError {
+        KuboError::Unreachable {
+            base: self.base.clone(),
+            source,
+        }
     }
 
     fn body_or_error(
         command: &str,
         response: ureq::http::Response<ureq::Body>,
-    ) -> Result<impl Read, String> {
+    ) -> Result<impl Read, KuboError> {
         let status = response.status();
         let body = response.into_body().into_reader();
         if status.is_success() {
@@ -109,20 +149,23 @@ impl KuboRpc {
             .ok()
             .and_then(|v| v["Message"].as_str().map(str::to_owned))
             .unwrap_or(text);
-        Err(format!("{command}: {message}"))
+        Err(KuboError::Refused {
+            command: command.to_owned(),
+            message,
+        })
     }
 
-    pub fn call_json(&self, command: &str, query: &[(&str, &str)]) -> Result<Value, String> {
+    pub fn call_json(&self, command: &str, query: &[(&str, &str)]) -> Result<Value, KuboError> {
         parse_json(command, self.call(command, query)?)
     }
 
     /// `id`: the node's peer id and addresses, in kubo's shape.
-    pub fn id(&self) -> Result<Value, String> {
+    pub fn id(&self) -> Result<Value, KuboError> {
         self.call_json("id", &[])
     }
 
     /// Connects the node to `addr`; returns the lines kubo reports.
-    pub fn connect(&self, addr: &str) -> Result<Vec<String>, String> {
+    pub fn connect(&self, addr: &str) -> Result<Vec<String>, KuboError> {
         let answer = self.call_json("swarm/connect", &[("arg", addr)])?;
         Ok(answer["Strings"]
             .as_array()
@@ -133,7 +176,7 @@ impl KuboRpc {
     }
 
     /// Connected peers as `(peer id, address)`.
-    pub fn peers(&self) -> Result<Vec<(String, String)>, String> {
+    pub fn peers(&self) -> Result<Vec<(String, String)>, KuboError> {
         let answer = self.call_json("swarm/peers", &[])?;
         let field = |p: &Value, k: &str| p[k].as_str().unwrap_or_default().to_owned();
         Ok(answer["Peers"]
@@ -150,7 +193,7 @@ impl KuboRpc {
         &self,
         name: &str,
         content: impl Read + Send + 'static,
-    ) -> Result<(String, u64), String> {
+    ) -> Result<(String, u64), KuboError> {
         let boundary = format!("peerix-{}", std::process::id());
         // kubo percent-decodes file names, as its own clients encode them.
         let head = format!(
@@ -170,17 +213,14 @@ impl KuboRpc {
                 format!("multipart/form-data; boundary={boundary}"),
             )
             .send(ureq::SendBody::from_owned_reader(body))
-            .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+            .map_err(|source| self.unreachable(source))?;
         let mut text = String::new();
         Self::body_or_error("add", response)?
             .take(16 << 20)
             .read_to_string(&mut text)
-            .map_err(|e| format!("add: {e}"))?;
+            .map_err(read_error("add"))?;
         let answer = last_added(&text)?;
-        let cid = answer["Hash"]
-            .as_str()
-            .ok_or("add: the Hash is not a string")?
-            .to_owned();
+        let cid = answer["Hash"].as_str().ok_or(KuboError::NoHash)?.to_owned();
         let size = answer["Size"]
             .as_str()
             .and_then(|s| s.parse().ok())
@@ -189,36 +229,36 @@ impl KuboRpc {
     }
 
     /// The content of `cid`, streamed.
-    pub fn cat(&self, cid: &str) -> Result<impl Read, String> {
+    pub fn cat(&self, cid: &str) -> Result<impl Read, KuboError> {
         self.call("cat", &[("arg", cid)])
     }
 
-    pub fn block(&self, cid: &str) -> Result<Vec<u8>, String> {
+    pub fn block(&self, cid: &str) -> Result<Vec<u8>, KuboError> {
         let mut block = Vec::new();
         // A block is at most 2 MiB; a longer answer is not one.
         self.call("block/get", &[("arg", cid)])?
             .take(4 << 20)
             .read_to_end(&mut block)
-            .map_err(|e| format!("block/get {cid}: {e}"))?;
+            .map_err(read_error("block/get"))?;
         Ok(block)
     }
 
     /// Peer ids of the providers of `cid`.
-    pub fn find_providers(&self, cid: &str) -> Result<Vec<String>, String> {
+    pub fn find_providers(&self, cid: &str) -> Result<Vec<String>, KuboError> {
         let mut text = String::new();
         self.call("routing/findprovs", &[("arg", cid)])?
             .take(16 << 20)
             .read_to_string(&mut text)
-            .map_err(|e| format!("routing/findprovs: {e}"))?;
+            .map_err(read_error("routing/findprovs"))?;
         Ok(provider_ids(&text))
     }
 
-    pub fn provide(&self, cid: &str) -> Result<(), String> {
+    pub fn provide(&self, cid: &str) -> Result<(), KuboError> {
         let mut ignored = Vec::new();
         self.call("routing/provide", &[("arg", cid)])?
             .take(16 << 20)
             .read_to_end(&mut ignored)
-            .map_err(|e| format!("routing/provide: {e}"))?;
+            .map_err(read_error("routing/provide"))?;
         Ok(())
     }
 }

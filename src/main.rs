@@ -41,9 +41,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => daemon::run(*args).map_err(|e| e.to_string()),
-        Command::Keygen(args) => keygen::run(&args),
-        Command::Cid(args) => cid::run(&args),
-        Command::Ipfs(args) => ipfs_cli::run(&args),
+        Command::Keygen(args) => keygen::run(&args).map_err(|e| e.to_string()),
+        Command::Cid(args) => cid::run(&args).map_err(|e| e.to_string()),
+        Command::Ipfs(args) => ipfs_cli::run(&args).map_err(|e| e.to_string()),
         Command::Tracker(args) if args.check_config => {
             tracker::check_config::check_config(&args.settings()).map_err(|e| e.to_string())
         }

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::kubo_rpc::KuboRpc;
+use crate::kubo_rpc::{KuboError, KuboRpc};
 use crate::status::{node_json, HolePunchLog};
 
 /// Multihash code of the identity "hash", which holds its input as is.
@@ -144,7 +144,7 @@ impl NodeApi {
     /// Runs a (blocking) call on the kubo client, if there is one.
     async fn kubo<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&KuboRpc) -> Result<T, String> + Send + 'static,
+        call: impl FnOnce(&KuboRpc) -> Result<T, KuboError> + Send + 'static,
     ) -> Option<Result<T, ApiError>> {
         let kubo = self.kubo.clone()?;
         let joined = tokio::task::spawn_blocking(move || call(&kubo)).await;
@@ -202,7 +202,7 @@ impl NodeApi {
     async fn kubo_add(&self, path: &Path) -> Option<Result<(String, u64), ApiError>> {
         let path = path.to_owned();
         self.kubo(move |kubo| {
-            let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+            let file = std::fs::File::open(&path).map_err(KuboError::Upload)?;
             kubo.add("", file)
         })
         .await

@@ -308,31 +308,43 @@ impl Scanner {
     }
 
     /// Imports one path's NAR into the node; returns the NAR's size and the path's index entry.
-    async fn publish(&self, hash: StoreHash) -> Result<(u64, (StoreHash, Cid, String)), String> {
-        let narinfo = self
-            .store
-            .shared_narinfo(hash)
-            .map_err(|e| e.to_string())?
-            .ok_or("no longer in the store")?;
+    async fn publish(
+        &self,
+        hash: StoreHash,
+    ) -> Result<(u64, (StoreHash, Cid, String)), PublishError> {
+        let narinfo = self.store.shared_narinfo(hash)?.ok_or(PublishError::Gone)?;
         let content = self.content.clone();
         let plan = tokio::task::spawn_blocking(move || content.plan(hash))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PublishError::Read(std::io::Error::other(e)))?
+            .map_err(PublishError::Read)?;
         if plan.size() != narinfo.nar_size {
-            return Err(format!(
-                "NAR is {} bytes, the store database says {}",
-                plan.size(),
-                narinfo.nar_size
-            ));
+            return Err(PublishError::Size {
+                nar: plan.size(),
+                database: narinfo.nar_size,
+            });
         }
         let cid = self
             .node
             .add_content(nar_source(hash), NarReader::new(plan), Persist::Later)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok((narinfo.nar_size, (hash, cid, narinfo.render())))
     }
+}
+
+/// Why a path could not be published.
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("cannot read the store database: {0}")]
+    Store(#[from] peerix_http::CacheError),
+    #[error("no longer in the store")]
+    Gone,
+    #[error("cannot read the path: {0}")]
+    Read(std::io::Error),
+    #[error("NAR is {nar} bytes, the store database says {database}")]
+    Size { nar: u64, database: u64 },
+    #[error("the node cannot publish it: {0}")]
+    Node(#[from] peerix_node::NodeError),
 }
 
 fn log_progress(report: &ScanReport) {

@@ -100,6 +100,8 @@ in
         DynamicUser = true;
         StateDirectory = "peerix-tracker";
         Restart = "on-failure";
+        # A bad setting (--check-config's exit 2) is not retried: its message stays the last word.
+        RestartPreventExitStatus = 2;
         # The tracker has no business with the Nix store.
         InaccessiblePaths = [ "/nix/var/nix" ];
         ReadWritePaths = optionals (!(lib.hasPrefix "/var/lib/peerix-tracker/" cfg.dbPath)) [ (dirOf cfg.dbPath) ];

@@ -10,11 +10,14 @@ let
   inherit (lib) mkEnableOption mkOption mkIf types optional optionals concatMap;
   hardening = import ./hardening.nix;
 
-  url = "http://${cfg.listen}:${toString cfg.port}";
   loopback = builtins.match "(127[.].*|::1|[[]::1]|localhost)" cfg.listen != null;
   wildcard = builtins.elem cfg.listen [ "0.0.0.0" "::" "[::]" ];
+  # An IPv6 literal goes in brackets in a URL.
+  host = if lib.hasInfix ":" cfg.listen && !lib.hasPrefix "[" cfg.listen then "[${cfg.listen}]" else cfg.listen;
+  # Where this machine's Nix and tools reach the front: a wildcard address is no destination.
+  url = "http://${if wildcard then "127.0.0.1" else host}:${toString cfg.port}";
   # Where a local client reaches the control routes, which answer loopback only.
-  localApi = if loopback then url else "http://127.0.0.1:${toString cfg.port}";
+  localApi = if loopback || wildcard then url else "http://127.0.0.1:${toString cfg.port}";
   lanMode = cfg.mode == "lan" || cfg.mode == "both";
   trackerMode = builtins.elem cfg.mode [ "wan" "hybrid" "both" ];
   embeddedNode = cfg.ipfs.enable;
@@ -164,7 +167,11 @@ in
       A file holding such a public key (read when the configuration is evaluated); as `publicKey`.
     '';
 
-    trustedPublicKeys = mkOption' (types.listOf types.str) [ ] "Further keys Peerix trusts for peers' paths (not added to Nix's).";
+    trustedPublicKeys = mkOption' (types.listOf types.str) [ ] ''
+      Further keys Peerix trusts for peers' paths. They are not added to Nix's keys, but with
+      `privateKeyFile` set Peerix signs what they signed, so Nix, trusting Peerix's key, trusts
+      those paths too.
+    '';
 
     noDefaultTrustedKeys = mkOption' types.bool false "Trust only `publicKey`, `publicKeyFile` and `trustedPublicKeys` for peers' paths, not cache.nixos.org's key too.";
 
@@ -328,7 +335,7 @@ in
         message = "services.peerix.noFilter shares every path: filterPatterns and noDefaultFilters would have no effect; set one or the other.";
       }
       {
-        assertion = !(cfg.bandwidthLimit != null && cfg.ipfs.rateLimit.totalBandwidth != null);
+        assertion = !(cfg.bandwidthLimit != null && cfg.ipfs.rateLimit.enable && cfg.ipfs.rateLimit.totalBandwidth != null);
         message = "services.peerix: bandwidthLimit and ipfs.rateLimit.totalBandwidth both cap peer-to-peer traffic; set one.";
       }
       {
@@ -341,6 +348,8 @@ in
       "services.peerix.peerId has no effect: a node's peer id comes from its key; to keep an identity, keep /var/lib/peerix/identity.key or set services.peerix.identityFile."
     ++ optional (cfg.ipfs.acceleratedDHTClient && cfg.ipfsApi == null)
       "services.peerix.ipfs.acceleratedDHTClient has no effect on the embedded node (it has no such client); it is passed to kubo only with ipfsApi and configureKubo."
+    ++ optional (cfg.ipfs.rateLimit.totalBandwidth != null && !cfg.ipfs.rateLimit.enable && !cfg.ipfs.lowBandwidth)
+      "services.peerix.ipfs.rateLimit.totalBandwidth has no effect without ipfs.rateLimit.enable."
     ++ optional (cfg.ipfs.connMgr.lowWater != 600 && cfg.ipfsApi == null)
       "services.peerix.ipfs.connMgr.lowWater has no effect on the embedded node (it prunes no connections); ipfs.connMgr.highWater is its cap.";
 
@@ -383,6 +392,8 @@ in
     systemd.services.peerix-rescan = mkIf (loopback || wildcard) {
       description = "Peerix: look at the store again";
       after = [ "peerix.service" ];
+      # Only while Peerix runs: a node that (re)starts scans anyway.
+      requisite = [ "peerix.service" ];
       serviceConfig = hardening // {
         Type = "oneshot";
         DynamicUser = true;
@@ -406,6 +417,8 @@ in
         DynamicUser = cfg.user == null;
         StateDirectory = "peerix";
         Restart = "on-failure";
+        # A bad setting (--check-config's exit 2) is not retried: its message stays the last word.
+        RestartPreventExitStatus = 2;
         # Peerix reads the store and its database; it never writes to either.
         ReadOnlyPaths = [ "/nix/store" "/nix/var/nix/db" ];
       } // lib.optionalAttrs (cfg.user != null) {

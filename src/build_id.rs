@@ -5,10 +5,9 @@
 use std::sync::OnceLock;
 use std::time::UNIX_EPOCH;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Build {
     pub version: &'static str,
     pub id: String,

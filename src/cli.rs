@@ -465,6 +465,16 @@ pub struct KeygenArgs {
     pub public_file: PathBuf,
 }
 
+/// `peerix serve ARGS`, parsed as the command line would be (for the flags' tests).
+#[cfg(test)]
+pub(crate) fn parse_serve(args: &[&str]) -> Box<ServeArgs> {
+    let cli = Cli::try_parse_from(["peerix", "serve"].iter().chain(args)).unwrap();
+    match cli.command {
+        Command::Serve(args) => args,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{parse_amount, parse_rate};

@@ -216,11 +216,11 @@ pub fn announcements_json(announcements: &AnnouncementStatus) -> Value {
 /// nearby rather than across the internet.
 fn on_local_network(addr: &Multiaddr) -> bool {
     match addr.iter().next() {
-        Some(Protocol::Ip4(ip)) => ip.is_private() || ip.is_loopback() || ip.is_link_local(),
+        Some(Protocol::Ip4(ip)) => local_ipv4(ip),
         Some(Protocol::Ip6(ip)) => {
             let ip = crate::cidr::unmapped(ip.into());
             match ip {
-                IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+                IpAddr::V4(v4) => local_ipv4(v4),
                 IpAddr::V6(v6) => {
                     // Unique local (fc00::/7) and link-local (fe80::/10) addresses.
                     v6.is_loopback()
@@ -231,6 +231,12 @@ fn on_local_network(addr: &Multiaddr) -> bool {
         }
         _ => false,
     }
+}
+
+/// Private, loopback, link-local, and the shared range VPNs such as Tailscale use (100.64/10).
+fn local_ipv4(ip: std::net::Ipv4Addr) -> bool {
+    let shared = ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64;
+    ip.is_private() || ip.is_loopback() || ip.is_link_local() || shared
 }
 
 /// What this node's NAT means for reaching peers behind other NATs.
@@ -306,6 +312,8 @@ mod tests {
             ("/ip4/10.2.0.1/udp/13304/quic-v1", true),
             ("/ip4/127.0.0.1/tcp/1", true),
             ("/ip4/203.0.113.9/tcp/13304", false),
+            ("/ip4/100.101.7.3/tcp/13304", true),
+            ("/ip4/100.128.0.1/tcp/13304", false),
             ("/ip6/fd12:3456::1/tcp/13304", true),
             ("/ip6/fe80::1/tcp/13304", true),
             ("/ip6/::ffff:192.168.0.2/tcp/1", true),

@@ -311,9 +311,17 @@ pub fn render(api: &str, status: &Value) -> String {
     out
 }
 
+/// A value as text for a terminal. Strings may come from peers (signer names in a refusal):
+/// control characters are shown escaped, so none can move the cursor or recolour the screen.
 pub(crate) fn text(value: &Value) -> String {
     match value {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s
+            .chars()
+            .flat_map(|c| match c.is_control() {
+                true => c.escape_default().collect::<Vec<_>>(),
+                false => vec![c],
+            })
+            .collect(),
         Value::Null => "-".to_owned(),
         other => other.to_string(),
     }
@@ -356,6 +364,12 @@ pub(crate) fn duration(seconds: f64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn control_characters_from_peers_are_shown_escaped() {
+        let hostile = json!("signed by \u{1b}[2Jevil\n");
+        assert_eq!(text(&hostile), "signed by \\u{1b}[2Jevil\\n");
+    }
 
     #[test]
     fn the_table_says_each_section_in_words() {

@@ -276,7 +276,7 @@ fn every_flag_has_an_option_and_every_option_its_flag() {
     let nix = &evaluated["nixSettings"];
     assert_eq!(
         nix["extra-substituters"],
-        serde_json::json!(["http://0.0.0.0:12400"])
+        serde_json::json!(["http://127.0.0.1:12400"])
     );
     assert_eq!(
         nix["extra-trusted-public-keys"],
@@ -403,9 +403,29 @@ fn the_assertions_and_warnings_say_what_to_fix() {
     }
     assert!(failed("noVerify = true;").contains("trustedPeers"));
     assert!(failed(r#"noFilter = true; filterPatterns = [ "x" ];"#).contains("noFilter"));
+    assert!(failed(
+        r#"bandwidthLimit = "1M"; ipfs.rateLimit = { enable = true; totalBandwidth = 100; };"#
+    )
+    .contains("set one"));
+    let ignored = check("ipfs.rateLimit.totalBandwidth = 100;")["warnings"].to_string();
     assert!(
-        failed(r#"bandwidthLimit = "1M"; ipfs.rateLimit.totalBandwidth = 100;"#)
-            .contains("set one")
+        ignored.contains("without ipfs.rateLimit.enable"),
+        "{ignored}"
+    );
+    // IPv6 and wildcard addresses make URLs Nix can use.
+    let v6 = check(r#"listen = "::1";"#);
+    assert_eq!(
+        v6["nixSettings"]["extra-substituters"],
+        serde_json::json!(["http://[::1]:12304"])
+    );
+    let anywhere = check(r#"listen = "::";"#);
+    assert_eq!(
+        anywhere["nixSettings"]["extra-substituters"],
+        serde_json::json!(["http://127.0.0.1:12304"])
+    );
+    assert_eq!(
+        anywhere["peerix"]["serviceConfig"]["RestartPreventExitStatus"],
+        2
     );
     assert!(failed(r#"group = "g";"#).contains("needs services.peerix.user"));
     assert_eq!(check("")["failedAssertions"], serde_json::json!([]));

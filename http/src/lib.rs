@@ -28,5 +28,5 @@ pub use narinfo::NarInfo;
 pub use range::ByteRange;
 pub use request_counts::{CountRequests, CountRequestsLayer};
 pub use router::router;
-pub use server::{serve, shutdown_signal, ServerLimits};
+pub use server::{serve, ServerLimits};
 pub use store_path::{StoreHash, StorePathName};

@@ -107,19 +107,3 @@ async fn accept(
         }
     }
 }
-
-/// Resolves on SIGINT or SIGTERM: how a server run by systemd or from a terminal is told to stop.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-}

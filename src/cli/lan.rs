@@ -78,17 +78,8 @@ impl ServeArgs {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
 
-    use crate::cli::{Cli, Command, ConfigError, ServeArgs};
-
-    fn serve(args: &[&str]) -> Box<ServeArgs> {
-        let cli = Cli::try_parse_from(["peerix", "serve"].iter().chain(args)).unwrap();
-        match cli.command {
-            Command::Serve(args) => args,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::cli::{parse_serve as serve, ConfigError};
 
     #[test]
     fn lan_modes_take_the_old_flags_and_their_defaults() {
@@ -138,7 +129,10 @@ mod tests {
             &["--timeout", "x"],
         ] {
             let args = ["peerix", "serve"].iter().chain(bad);
-            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+            assert!(
+                <crate::cli::Cli as clap::Parser>::try_parse_from(args).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -99,7 +99,10 @@ impl ServeArgs {
         } else {
             self.node.listen_addrs.clone()
         };
-        let public_peers = !self.offline && self.mode == Mode::Ipfs;
+        // The public bootstrap peers serve the public DHT alone: not without it.
+        let public_peers = !self.offline
+            && self.mode == Mode::Ipfs
+            && self.node.connections.dht_mode != super::peer_connections::DhtMode::Off;
         let bootstrap_peers = if !self.node.bootstrap_peers.is_empty() || !public_peers {
             self.node.bootstrap_peers.clone()
         } else {
@@ -225,18 +228,9 @@ fn http_url(flag: &'static str, text: &str) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
 
-    use crate::cli::{Cli, Command, ConfigError, ServeArgs};
+    use crate::cli::{parse_serve as serve, ConfigError};
     use crate::fetch::NIXOS_CACHE_KEY;
-
-    fn serve(args: &[&str]) -> Box<ServeArgs> {
-        let cli = Cli::try_parse_from(["peerix", "serve"].iter().chain(args)).unwrap();
-        match cli.command {
-            Command::Serve(args) => args,
-            other => panic!("{other:?}"),
-        }
-    }
 
     fn key_names(args: &[&str]) -> Vec<String> {
         let trust = serve(args).trust().unwrap();
@@ -292,6 +286,15 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
         let trust = serve(&only_own).trust().unwrap();
         let refused = trust.verify(None, narinfo).await.unwrap_err();
         assert_eq!(refused.signed_by, ["cache.nixos.org-1"]);
+    }
+
+    #[test]
+    fn no_public_dht_means_no_public_bootstrap_peers() {
+        let state = std::env::temp_dir();
+        let config = serve(&[]).node_config(&state).unwrap();
+        assert!(config.public_dht && !config.bootstrap_peers.is_empty());
+        let config = serve(&["--dht-mode", "off"]).node_config(&state).unwrap();
+        assert!(!config.public_dht && config.bootstrap_peers.is_empty());
     }
 
     #[test]

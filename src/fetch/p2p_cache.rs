@@ -7,7 +7,8 @@ use peerix_http::{BinaryCache, CacheError, CacheInfo, Nar, NarHash, NarInfo, Sto
 
 use super::lookups::{LookupSource, Lookups};
 use super::remote::Remote;
-use super::served::{Served, Source};
+use super::served::Served;
+use super::source::Source;
 use super::trust::Verified;
 use crate::store::LocalStore;
 

@@ -20,7 +20,7 @@ use super::peer::{self as fetch, FetchError, NarOutcome};
 use super::prefetch::Prefetch;
 use super::refusals::{Reason, Refusals, RefusedFrom};
 use super::scores::{Answer, Scores};
-use super::served::Source;
+use super::source::Source;
 use super::stream_pool::StreamPool;
 use super::trust::{Refused, Trust, Untrusted, Verified};
 use crate::discovery::tracker::{TrackerSource, Transfer};

@@ -9,37 +9,8 @@ use futures_util::StreamExt;
 use peerix_http::{ByteStream, NarHash, NarSource};
 use serde_json::{json, Value};
 
+use super::source::Source;
 use super::transfers::Transfers;
-
-/// Where a narinfo or NAR Nix got came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// This machine's store.
-    Local,
-    /// A Peerix peer.
-    Peer,
-    /// The NAR cache (`--cache-size`): fetched from a peer before.
-    NarCache,
-    /// A machine on the LAN running the old program.
-    OldPeer,
-}
-
-impl Source {
-    pub const ALL: [Source; 4] = [Self::Local, Self::Peer, Self::NarCache, Self::OldPeer];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Peer => "peer",
-            Self::NarCache => "nar_cache",
-            Self::OldPeer => "old_peer",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 #[derive(Default)]
 pub struct Served {

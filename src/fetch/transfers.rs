@@ -10,7 +10,7 @@ use std::time::Instant;
 use peerix_http::NarHash;
 use serde_json::{json, Value};
 
-use super::Source;
+use super::source::Source;
 
 /// Transfers kept (the newest); the oldest is dropped first.
 pub const KEPT: usize = 32;

@@ -15,13 +15,12 @@ use peerix_node::{
     AnnouncementStatus, BandwidthWaits, CapWaits, Multiaddr, NodeHandle, NodeStatus, PeerEvent,
     PeerId, Protocol,
 };
-use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::build_id;
 use crate::discovery::tracker::TrackerSource;
-use crate::discovery::Holders;
+use crate::discovery::{Holders, PeerSources};
 use crate::fetch::refusals::Refusals;
 use crate::fetch::{Lookups, Served};
 use crate::lan::Lan;
@@ -33,27 +32,12 @@ const FAILURES_KEPT: usize = 32;
 /// Refusals listed in full, the newest.
 const REFUSALS_LISTED: usize = 20;
 
-/// Where this node looks for peers, as its mode and flags set it.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct DiscoverySources {
-    /// Multicast DNS on the local links.
-    pub mdns: bool,
-    /// The public IPFS DHT (and its bootstrap peers).
-    pub public_dht: bool,
-    /// Peers of this network found through the DHT.
-    pub rendezvous: bool,
-    /// Peers given with `--bootstrap-peers`.
-    pub bootstrap_peers: usize,
-    pub tracker: bool,
-    /// The old program's LAN protocol.
-    pub lan_protocol: bool,
-}
-
 #[derive(Clone)]
 pub struct StatusSources {
     /// `--mode`.
     pub mode: &'static str,
-    pub discovery: DiscoverySources,
+    /// Where this node looks for peers.
+    pub discovery: PeerSources,
     /// What Nix got from this node, by source.
     pub served: Arc<Served>,
     pub progress: Arc<ScanProgress>,

@@ -6,16 +6,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use peerix_http::{CountRequestsLayer, Metrics, ServerLimits};
-use peerix_node::{NodeConfig, NodeHandle};
+use peerix_node::NodeHandle;
 use tokio::net::TcpListener;
 
 use super::{Peering, Settings, StartError};
 use crate::batch_narinfo::batch_narinfo_router;
 use crate::control_routes::control_router;
 use crate::dashboard::dashboard_router;
-use crate::discovery::{
-    bootstrap_router, discover_network, follow_bootstrap_url, warn_when_alone, PeerSources,
-};
+use crate::discovery::{bootstrap_router, discover_network, follow_bootstrap_url, warn_when_alone};
 use crate::fetch::P2pCache;
 use crate::kubo_rpc::KuboRpc;
 use crate::node_api::NodeApi;
@@ -42,7 +40,8 @@ impl Front {
             Some(peering) => (Some(peering.remote), Some(peering.status)),
             None => (None, None),
         };
-        let old_lan = status.as_ref().is_some_and(|status| status.lan.is_some());
+        // Said when the node finds no peer: the ways it looks, as `/status` tells them.
+        let peer_sources = status.as_ref().map(|status| status.discovery.clone());
         let why = WhySources {
             store: settings.store.clone(),
             filter: settings.filter.clone(),
@@ -88,8 +87,7 @@ impl Front {
             if let Some(url) = settings.bootstrap_url.clone() {
                 tokio::spawn(follow_bootstrap_url(node.clone(), url, network_id));
             }
-            if let (false, Some(config)) = (settings.offline, &settings.node) {
-                let sources = peer_sources(settings, config, old_lan);
+            if let (false, Some(sources)) = (settings.offline, peer_sources) {
                 tokio::spawn(warn_when_alone(node.clone(), sources));
             }
         }
@@ -141,20 +139,5 @@ impl Front {
         eprintln!("peerix: serving the Nix store at http://{addr}");
         peerix_http::serve(listener, self.routes, limits, shutdown).await;
         Ok(())
-    }
-}
-
-/// The ways the node looks for peers, named in the warning when it finds none.
-fn peer_sources(settings: &Settings, config: &NodeConfig, old_lan: bool) -> PeerSources {
-    PeerSources {
-        mode: settings.mode,
-        rendezvous: settings.rendezvous,
-        mdns: config.mdns,
-        public_dht: config.public_dht,
-        bootstrap_peers: config.bootstrap_peers.len(),
-        tracker: settings.tracker_url.is_some(),
-        bootstrap_url: settings.bootstrap_url.is_some(),
-        old_lan,
-        network_id: settings.network_id.clone(),
     }
 }

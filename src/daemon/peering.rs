@@ -8,13 +8,13 @@ use peerix_node::NodeHandle;
 
 use super::{Settings, StartError};
 use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, TrackerSource};
-use crate::discovery::{run_index, Holders};
+use crate::discovery::{run_index, Holders, PeerSources};
 use crate::fetch::{NarCache, NarLog, Remote, Served, Trust};
 use crate::lan::Lan;
 use crate::publish::{
     answer_requests, Answered, IndexDb, ScanControl, ScanProgress, Scanner, StoreContent,
 };
-use crate::status::{DiscoverySources, HolePunchLog, StatusSources};
+use crate::status::{HolePunchLog, StatusSources};
 use crate::store::{watch_store, SharedPaths};
 use crate::throughput::Throughput;
 
@@ -101,13 +101,16 @@ impl Peering {
         );
         let served = Arc::<Served>::default();
         let config = settings.node.as_ref();
-        let discovery = DiscoverySources {
+        let discovery = PeerSources {
+            mode: settings.mode,
+            rendezvous: settings.rendezvous,
             mdns: config.is_some_and(|c| c.mdns),
             public_dht: config.is_some_and(|c| c.public_dht),
-            rendezvous: settings.rendezvous,
             bootstrap_peers: config.map_or(0, |c| c.bootstrap_peers.len()),
             tracker: tracker.is_some(),
-            lan_protocol: lan.is_some(),
+            bootstrap_url: settings.bootstrap_url.is_some(),
+            old_lan: lan.is_some(),
+            network_id: settings.network_id.clone(),
         };
         let status = StatusSources {
             mode: settings.mode,

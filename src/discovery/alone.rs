@@ -6,14 +6,16 @@
 use std::time::{Duration, Instant};
 
 use peerix_node::NodeHandle;
+use serde::Serialize;
 
 /// How long without a peer before it is said.
 pub const ALONE_FOR: Duration = Duration::from_secs(5 * 60);
 /// How often the node's peers are counted.
 const CHECK_EVERY: Duration = Duration::from_secs(15);
 
-/// The ways this node looks for peers, as its settings turn them on.
-#[derive(Clone, Debug, Default)]
+/// The ways this node looks for peers, as its settings turn them on (also `/status`'s
+/// `discovery`).
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PeerSources {
     /// `--mode`.
     pub mode: &'static str,
@@ -26,6 +28,7 @@ pub struct PeerSources {
     pub tracker: bool,
     pub bootstrap_url: bool,
     /// The old program's UDP protocol on the LAN (its machines are not libp2p peers).
+    #[serde(rename = "lan_protocol")]
     pub old_lan: bool,
     pub network_id: String,
 }

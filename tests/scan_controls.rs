@@ -7,20 +7,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::control::press;
 use common::synthetic_store::SyntheticStore;
 use common::{curl, eventually, Peerix};
 use serde_json::Value;
-
-fn post(node: &Peerix, route: &str) -> Value {
-    let answer = curl(&format!("{}{route}", node.url()), &["-X", "POST"]);
-    assert_eq!(
-        answer.status,
-        200,
-        "{route}: {}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    serde_json::from_slice(&answer.body).unwrap()
-}
 
 fn get(node: &Peerix, route: &str) -> Value {
     let answer = curl(&format!("{}{route}", node.url()), &[]);
@@ -38,7 +28,7 @@ fn the_scan_and_the_announcements_pause_and_resume() {
     });
 
     // Announcements held while the scan goes on: the queue grows, none is done.
-    let announcing = post(&node, "/reannounce/pause");
+    let announcing = press(&node, "/reannounce/pause");
     assert_eq!(announcing["paused"], true);
     std::thread::sleep(Duration::from_millis(500));
     let done = get(&node, "/announce-status")["done"].clone();
@@ -47,7 +37,7 @@ fn the_scan_and_the_announcements_pause_and_resume() {
     assert_eq!(still["done"], done, "paused announcements went on: {still}");
     assert!(still["queued"].as_u64() > Some(0), "{still}");
 
-    let paused = post(&node, "/scan/pause");
+    let paused = press(&node, "/scan/pause");
     assert_eq!(paused["paused"], true);
     assert!(
         paused["paths_done"].as_u64() < paused["paths_total"].as_u64(),
@@ -62,8 +52,8 @@ fn the_scan_and_the_announcements_pause_and_resume() {
         "a paused scan went on"
     );
 
-    assert_eq!(post(&node, "/scan/resume")["paused"], false);
-    assert_eq!(post(&node, "/reannounce/resume")["paused"], false);
+    assert_eq!(press(&node, "/scan/resume")["paused"], false);
+    assert_eq!(press(&node, "/reannounce/resume")["paused"], false);
     eventually(
         Duration::from_secs(20),
         "resumed announcements never went on",

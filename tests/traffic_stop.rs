@@ -6,19 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::control::{connect, peer_count};
+use common::control::{connect, peer_count, press};
 use common::{curl, eventually, hash_part, ChrootStore, Fixture, NixKey, Peerix};
-
-fn press(node: &Peerix, action: &str) -> serde_json::Value {
-    let answer = curl(&format!("{}/p2p/{action}", node.url()), &["-X", "POST"]);
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    serde_json::from_slice(&answer.body).unwrap()
-}
 
 #[test]
 fn the_stop_button_cuts_peers_off_and_start_lets_them_back() {
@@ -46,7 +35,7 @@ fn the_stop_button_cuts_peers_off_and_start_lets_them_back() {
     assert_eq!(from_a_page.status, 403);
     assert_eq!(peer_count(&a), 1);
 
-    assert_eq!(press(&a, "stop")["traffic_stopped"], true);
+    assert_eq!(press(&a, "/p2p/stop")["traffic_stopped"], true);
     eventually(Duration::from_secs(10), "B still sees A", || {
         peer_count(&b) == 0
     });
@@ -61,7 +50,7 @@ fn the_stop_button_cuts_peers_off_and_start_lets_them_back() {
         b.get(&narinfo).0 == 404
     });
 
-    assert_eq!(press(&a, "start")["traffic_stopped"], false);
+    assert_eq!(press(&a, "/p2p/start")["traffic_stopped"], false);
     assert!(connect(&b, &a_addr), "a started node refused a connection");
     b.wait_for_narinfo(&f.lib, Duration::from_secs(30));
     assert_eq!(a.status()["node"]["traffic_stopped"], false);

@@ -15,6 +15,18 @@ pub fn ipfs(node: &Peerix, args: &[&str]) -> Vec<u8> {
     run(&mut command).stdout
 }
 
+/// `POST <node><route>` of a control route, which must answer 200: the state it leaves.
+pub fn press(node: &Peerix, route: &str) -> Value {
+    let answer = super::curl(&format!("{}{route}", node.url()), &["-X", "POST"]);
+    assert_eq!(
+        answer.status,
+        200,
+        "{route}: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    serde_json::from_slice(&answer.body).unwrap()
+}
+
 /// Whether the node's DHT announcements are paused.
 pub fn announcements_paused(node: &Peerix) -> bool {
     let status: Value = serde_json::from_slice(&ipfs(node, &["status"])).unwrap();

@@ -4,104 +4,15 @@
 //! its flag and every `peerix serve` and `peerix tracker` flag has an option; the firewall opens
 //! what each mode listens on; the assertions and warnings say what they should; Nix's settings
 //! gain only the substituter and keys; the generated command lines are real `peerix` command
-//! lines (the rescan a system switch triggers makes a running node scan again).
+//! lines (`tests/nixos_units.rs` runs them).
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::nixos::{command_words, evaluate, nixpkgs_lib, package, words};
 use common::NixKey;
-use serde_json::Value;
-use tempfile::TempDir;
-
-/// Where Nixpkgs' lib is, or `None` (and a loud note) when it is not on this machine.
-fn nixpkgs_lib() -> Option<PathBuf> {
-    let path = std::env::var_os("NIXPKGS_LIB").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/nixpkgs-lib/lib"),
-        PathBuf::from,
-    );
-    if path.join("default.nix").exists() {
-        return Some(path);
-    }
-    eprintln!(
-        "SKIPPED: no Nixpkgs lib at {} (set NIXPKGS_LIB to a nixpkgs/lib): the NixOS modules \
-         were NOT evaluated",
-        path.display()
-    );
-    None
-}
-
-/// A package directory whose `bin/peerix` is the binary under test.
-fn package() -> TempDir {
-    let dir = TempDir::new().unwrap();
-    std::fs::create_dir(dir.path().join("bin")).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_peerix"), dir.path().join("bin/peerix"))
-        .unwrap();
-    dir
-}
-
-/// The evaluation of `configuration` (a Nix expression: a module).
-fn evaluate(lib: &Path, package: &Path, configuration: &str) -> Value {
-    common::require_nix();
-    let out = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nixos/eval.nix"))
-        .arg("--argstr")
-        .arg("nixpkgsLib")
-        .arg(lib)
-        .arg("--argstr")
-        .arg("peerixDir")
-        .arg(package)
-        .args(["--arg", "configuration", configuration])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "evaluating {configuration}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The words of a unit's command `key` (`ExecStart`, `ExecStartPre`), split as a shell (and
-/// systemd) does.
-fn command_words(unit: &Value, key: &str) -> Vec<String> {
-    let command = unit["serviceConfig"][key].as_str().unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("printf '%s\\n' {command}"))
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn words(unit: &Value) -> Vec<String> {
-    command_words(unit, "ExecStart")
-}
-
-/// Runs a unit's `ExecStartPre` (its `--check-config`) as systemd would: `%d` is the
-/// credentials directory, also in `CREDENTIALS_DIRECTORY`. Returns its output.
-fn check_as_systemd(unit: &Value, credentials: &Path) -> std::process::Output {
-    let mut pre = command_words(unit, "ExecStartPre");
-    let start = words(unit);
-    assert_eq!(pre.pop().as_deref(), Some("--check-config"));
-    assert_eq!(pre, start, "ExecStartPre checks another command line");
-    let resolved: Vec<String> = command_words(unit, "ExecStartPre")
-        .iter()
-        .map(|w| w.replace("%d", credentials.to_str().unwrap()))
-        .collect();
-    Command::new(&resolved[0])
-        .args(&resolved[1..])
-        .env("CREDENTIALS_DIRECTORY", credentials)
-        .output()
-        .unwrap()
-}
 
 /// The long flags `peerix <command> --help` lists.
 fn help_flags(command: &str) -> BTreeSet<String> {
@@ -458,107 +369,5 @@ fn the_assertions_and_warnings_say_what_to_fix() {
         unused.contains("acceleratedDHTClient has no effect")
             && unused.contains("lowWater has no effect"),
         "{unused}"
-    );
-}
-
-#[test]
-fn a_system_switch_makes_the_node_scan_again() {
-    let Some(lib) = nixpkgs_lib() else { return };
-    let package = package();
-    let f = common::Fixture::get();
-    let store = common::ChrootStore::with_paths(&[&f.app]);
-    let node = common::Peerix::serve(store.root(), &[]);
-    let finished_ago = || node.status()["scan"]["finished_seconds_ago"].as_u64();
-    common::eventually(
-        std::time::Duration::from_secs(20),
-        "the first scan never finished long enough ago",
-        || finished_ago() >= Some(2),
-    );
-    let evaluated = evaluate(
-        &lib,
-        package.path(),
-        &format!(
-            "{{ services.peerix = {{ enable = true; listen = \"0.0.0.0\"; port = {}; }}; }}",
-            node.port
-        ),
-    );
-    assert_eq!(
-        evaluated["paths"]["peerix-rescan"]["pathConfig"]["PathChanged"],
-        "/run/current-system"
-    );
-    let rescan = words(&evaluated["rescan"]);
-    let out = Command::new(&rescan[0])
-        .args(&rescan[1..])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{rescan:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    common::eventually(
-        std::time::Duration::from_secs(20),
-        "the node never scanned again",
-        || finished_ago() < Some(2),
-    );
-}
-
-#[test]
-fn the_generated_command_lines_pass_peerix_s_own_check() {
-    let Some(lib) = nixpkgs_lib() else { return };
-    let package = package();
-    let credentials = TempDir::new().unwrap();
-    let key = NixKey::peerix_keygen("module-check-1");
-    std::fs::copy(&key.secret, credentials.path().join("signing-key")).unwrap();
-    let configurations = [
-        "{ services.peerix.enable = true; }".to_owned(),
-        format!(
-            r#"{{ services.peerix = {{ enable = true; mode = "both"; trackerUrl = "http://t.example:12305";
-               privateKeyFile = "/run/keys/peerix"; publicKey = "{}"; ipfs.lowBandwidth = true;
-               extraHosts = [ "192.0.2.4" ]; cacheSize = "1GiB"; }}; }}"#,
-            key.public
-        ),
-        r#"{ services.peerix = { enable = true; mode = "lan"; listen = "0.0.0.0"; ipfs.enableQUIC = false;
-             ipfs.routingType = "none"; ipfs.resourceMgr.connsInbound = 20; }; }"#
-            .to_owned(),
-    ];
-    for configuration in &configurations {
-        let evaluated = evaluate(&lib, package.path(), configuration);
-        let out = check_as_systemd(&evaluated["peerix"], credentials.path());
-        assert!(
-            out.status.success(),
-            "{configuration}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    // A bad setting stops the unit before it starts, naming the flag.
-    let evaluated = evaluate(
-        &lib,
-        package.path(),
-        r#"{ services.peerix = { enable = true; bootstrapUrl = "ftp://nowhere"; }; }"#,
-    );
-    let out = check_as_systemd(&evaluated["peerix"], credentials.path());
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--bootstrap-url"));
-
-    let tracker_db = TempDir::new().unwrap();
-    let evaluated = evaluate(
-        &lib,
-        package.path(),
-        &format!(
-            r#"{{ services.peerix-tracker = {{ enable = true; dbPath = "{}/t.redb"; }}; }}"#,
-            tracker_db.path().display()
-        ),
-    );
-    let out = check_as_systemd(&evaluated["tracker"], credentials.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !tracker_db.path().join("t.redb").exists(),
-        "the check wrote"
     );
 }

@@ -8,6 +8,7 @@ pub mod interop;
 pub mod nar_flood;
 pub mod netns;
 mod nix_commands;
+pub mod nixos;
 pub mod proc_stats;
 pub mod synthetic_store;
 

@@ -126,17 +126,20 @@ impl Front {
         bind().map_err(|source| StartError::Listen { addr, source })
     }
 
-    /// Serves on `listener`, bound to `addr`, until `shutdown`.
+    /// Serves on `listener`, bound to `addr`, until `shutdown`; `serving` is called once
+    /// requests are answered from then on (and never if the listener cannot be served).
     pub async fn serve(
         self,
         listener: std::net::TcpListener,
         addr: SocketAddr,
         limits: ServerLimits,
         shutdown: Shutdown,
+        serving: impl FnOnce(),
     ) -> Result<(), StartError> {
         let listener = TcpListener::from_std(listener)
             .map_err(|source| StartError::Listen { addr, source })?;
         eprintln!("peerix: serving the Nix store at http://{addr}");
+        serving();
         peerix_http::serve(listener, self.routes, limits, shutdown).await;
         Ok(())
     }

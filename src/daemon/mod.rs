@@ -76,9 +76,9 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
             ));
         }
         let (addr, limits) = (settings.http_addr, settings.server_limits);
-        let serving = front_threads.spawn(front.serve(listener, addr, limits, shutdown));
-        // The listener is bound and the node started: Nix's requests are answered from now on.
-        systemd.ready(&format!("serving on http://{addr}"), watched);
+        // Ready once the node has started and the front serves its bound listener.
+        let ready = move || systemd.ready(&format!("serving on http://{addr}"), watched);
+        let serving = front_threads.spawn(front.serve(listener, addr, limits, shutdown, ready));
         serving.await.map_err(StartError::FrontStopped)?
     })
 }

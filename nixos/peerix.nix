@@ -95,6 +95,7 @@ let
   ++ switch "--allow-relayed-transfers" cfg.allowRelayedTransfers
   ++ value "--announce-rate" cfg.announceRate
   ++ value "--cache-size" cfg.cacheSize
+  ++ switch "--pull-through" cfg.pullThrough
   ++ value "--identity-file" cfg.identityFile
   ++ value "--timeout" cfg.timeout
   ++ each "--extra-hosts" cfg.extraHosts
@@ -254,6 +255,8 @@ in
 
     cacheSize = nullOr types.str "Disk space for NARs fetched from peers (suffixes as `bandwidthLimit`); none by default.";
 
+    pullThrough = mkOption' types.bool false "Serve Nix the paths no peer holds from `upstreamCache`, through this node; the near nodes of the network pull each file once for all of them. Turn it on on every machine of a LAN that shares one uplink; off by default, since alone it only adds a hop.";
+
     timeout = nullOr (types.ints.between 1 10000) "Milliseconds a LAN query waits for an answer (`lan`, `both`; 150 by default).";
 
     extraHosts = mkOption' (types.listOf types.str) [ ] "Hosts (HOST or HOST:PORT) asked by unicast besides the LAN broadcast, and answered (`lan`, `both`).";
@@ -329,6 +332,10 @@ in
       {
         assertion = cfg.noVerify -> cfg.trustedPeers != [ ];
         message = "services.peerix.noVerify accepts only trustedPeers' paths unchecked: list them in services.peerix.trustedPeers.";
+      }
+      {
+        assertion = cfg.pullThrough -> cfg.upstreamCache != "";
+        message = "services.peerix.pullThrough serves paths from the upstream cache: set services.peerix.upstreamCache.";
       }
       {
         assertion = cfg.noFilter -> (cfg.filterPatterns == [ ] && !cfg.noDefaultFilters);

@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use peerix_node::{Multiaddr, Protocol};
+
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +76,56 @@ pub fn unmapped(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether a peer's address is on a private network (a LAN, a VPN, this machine): a peer found
+/// nearby rather than across the internet.
+pub fn on_local_network(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => local_ipv4(ip),
+        Some(Protocol::Ip6(ip)) => {
+            let ip = unmapped(ip.into());
+            match ip {
+                IpAddr::V4(v4) => local_ipv4(v4),
+                IpAddr::V6(v6) => {
+                    // Unique local (fc00::/7) and link-local (fe80::/10) addresses.
+                    v6.is_loopback()
+                        || (v6.segments()[0] & 0xfe00) == 0xfc00
+                        || (v6.segments()[0] & 0xffc0) == 0xfe80
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Private, loopback, link-local, and the shared range VPNs such as Tailscale use (100.64/10).
+fn local_ipv4(ip: std::net::Ipv4Addr) -> bool {
+    let shared = ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64;
+    ip.is_private() || ip.is_loopback() || ip.is_link_local() || shared
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_loopback_and_link_local_addresses_are_the_local_network() {
+        for (addr, local) in [
+            ("/ip4/192.168.1.7/tcp/13304", true),
+            ("/ip4/10.2.0.1/udp/13304/quic-v1", true),
+            ("/ip4/127.0.0.1/tcp/1", true),
+            ("/ip4/203.0.113.9/tcp/13304", false),
+            ("/ip4/100.101.7.3/tcp/13304", true),
+            ("/ip4/100.128.0.1/tcp/13304", false),
+            ("/ip6/fd12:3456::1/tcp/13304", true),
+            ("/ip6/fe80::1/tcp/13304", true),
+            ("/ip6/::ffff:192.168.0.2/tcp/1", true),
+            ("/ip6/2001:db8::1/tcp/13304", false),
+            ("/dns4/example.org/tcp/13304", false),
+        ] {
+            let addr: Multiaddr = addr.parse().unwrap();
+            assert_eq!(on_local_network(&addr), local, "{addr}");
+        }
+    }
 
     #[test]
     fn blocks_contain_their_addresses_only() {

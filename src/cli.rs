@@ -18,6 +18,9 @@ mod tracker;
 mod why;
 
 pub use config_error::ConfigError;
+
+/// The network a node joins unless `--network-id` names another.
+pub const DEFAULT_NETWORK_ID: &str = "default";
 pub use doctor::DoctorArgs;
 
 pub use http::HttpArgs;
@@ -209,6 +212,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PEERIX_CACHE_SIZE", value_parser = parse_amount, default_value = "0", value_name = "SIZE")]
     pub cache_size: u64,
 
+    /// Serve Nix the paths no peer holds from --upstream-cache, through this node: upstream's
+    /// narinfo and signatures as they are, its file passed unchanged with FileHash checked; the
+    /// near nodes of the network (on the LAN, or all of an explicitly set --network-id)
+    /// get each file from one of them, so it crosses the uplink once.
+    #[arg(long, env = "PEERIX_PULL_THROUGH", value_parser = BoolishValueParser::new())]
+    pub pull_through: bool,
+
     /// Seconds between full publication scans of the store (new paths are noticed within
     /// seconds anyway); 0 turns the periodic scan off.
     #[arg(
@@ -367,7 +377,7 @@ pub struct NodeArgs {
     #[arg(
         long,
         env = "PEERIX_NETWORK_ID",
-        default_value = "default",
+        default_value = DEFAULT_NETWORK_ID,
         value_name = "ID"
     )]
     pub network_id: String,

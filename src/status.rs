@@ -3,7 +3,6 @@
 //! reachability (NAT, relays, hole punching), and how many answers from others were refused.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,7 +12,7 @@ use axum::{Json, Router};
 use peerix_http::{BrowserGuard, FrontCounters};
 use peerix_node::{
     AnnouncementStatus, BandwidthWaits, CapWaits, Multiaddr, NodeHandle, NodeStatus, PeerEvent,
-    PeerId, Protocol,
+    PeerId,
 };
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -22,7 +21,7 @@ use crate::build_id;
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::{Holders, PeerSources};
 use crate::fetch::refusals::Refusals;
-use crate::fetch::{Lookups, Served};
+use crate::fetch::{Lookups, PullThrough, Served};
 use crate::lan::Lan;
 use crate::publish::{Answered, IndexDb, ScanControl, ScanProgress};
 use crate::throughput::Throughput;
@@ -48,6 +47,7 @@ pub struct StatusSources {
     pub hole_punches: Arc<HolePunchLog>,
     pub tracker: Option<Arc<TrackerSource>>,
     pub lan: Option<Arc<Lan>>,
+    pub pull_through: Option<Arc<PullThrough>>,
     pub refusals: Arc<Refusals>,
     /// Bytes per second over the last minutes, for the dashboard.
     pub throughput: Arc<Throughput>,
@@ -115,6 +115,7 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         "transfers": sources.served.transfers.json(),
         "tracker": sources.tracker.as_ref().map(|t| t.status()),
         "lan": sources.lan.as_ref().map(|l| l.status()),
+        "pull_through": sources.pull_through.as_ref().map(|p| p.status()),
         "refusals": {
             "recent": sources.refusals.kept(),
             "latest": sources.refusals.recent(1).first().map(|r| r.to_json()),
@@ -150,7 +151,7 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
                 "direct": p.direct,
                 "relayed": p.relayed,
                 "rtt_ms": p.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
-                "local_network": p.addr.as_ref().is_some_and(on_local_network),
+                "local_network": p.addr.as_ref().is_some_and(crate::cidr::on_local_network),
                 "bytes_in": p.bytes_in,
                 "bytes_out": p.bytes_out,
             })
@@ -194,33 +195,6 @@ pub fn announcements_json(announcements: &AnnouncementStatus) -> Value {
         "done": announcements.done,
         "paused": announcements.paused,
     })
-}
-
-/// Whether a peer's address is on a private network (a LAN, a VPN, this machine): a peer found
-/// nearby rather than across the internet.
-fn on_local_network(addr: &Multiaddr) -> bool {
-    match addr.iter().next() {
-        Some(Protocol::Ip4(ip)) => local_ipv4(ip),
-        Some(Protocol::Ip6(ip)) => {
-            let ip = crate::cidr::unmapped(ip.into());
-            match ip {
-                IpAddr::V4(v4) => local_ipv4(v4),
-                IpAddr::V6(v6) => {
-                    // Unique local (fc00::/7) and link-local (fe80::/10) addresses.
-                    v6.is_loopback()
-                        || (v6.segments()[0] & 0xfe00) == 0xfc00
-                        || (v6.segments()[0] & 0xffc0) == 0xfe80
-                }
-            }
-        }
-        _ => false,
-    }
-}
-
-/// Private, loopback, link-local, and the shared range VPNs such as Tailscale use (100.64/10).
-fn local_ipv4(ip: std::net::Ipv4Addr) -> bool {
-    let shared = ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64;
-    ip.is_private() || ip.is_loopback() || ip.is_link_local() || shared
 }
 
 /// What this node's NAT means for reaching peers behind other NATs.
@@ -282,30 +256,5 @@ impl HolePunchLog {
                 })
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn private_loopback_and_link_local_addresses_are_the_local_network() {
-        for (addr, local) in [
-            ("/ip4/192.168.1.7/tcp/13304", true),
-            ("/ip4/10.2.0.1/udp/13304/quic-v1", true),
-            ("/ip4/127.0.0.1/tcp/1", true),
-            ("/ip4/203.0.113.9/tcp/13304", false),
-            ("/ip4/100.101.7.3/tcp/13304", true),
-            ("/ip4/100.128.0.1/tcp/13304", false),
-            ("/ip6/fd12:3456::1/tcp/13304", true),
-            ("/ip6/fe80::1/tcp/13304", true),
-            ("/ip6/::ffff:192.168.0.2/tcp/1", true),
-            ("/ip6/2001:db8::1/tcp/13304", false),
-            ("/dns4/example.org/tcp/13304", false),
-        ] {
-            let addr: Multiaddr = addr.parse().unwrap();
-            assert_eq!(on_local_network(&addr), local, "{addr}");
-        }
     }
 }

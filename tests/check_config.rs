@@ -155,6 +155,10 @@ fn each_bad_setting_exits_2_naming_its_flag() {
         (&["--ipfs-api", "ftp://127.0.0.1:5001"], "--ipfs-api"),
         (&["--filter-pattern", "*[z-a]"], "--filter-pattern"),
         (&["--mode", "wan"], "--mode wan needs --tracker-url"),
+        (
+            &["--pull-through"],
+            "--pull-through needs an upstream cache",
+        ),
         (&["--mode", "both"], "--mode both needs --tracker-url"),
         (
             &["--mode", "lan", "--tracker-url", "http://127.0.0.1:9"],

@@ -85,6 +85,7 @@ const EVERYTHING: &str = r#"{
     allowRelayedTransfers = true;
     announceRate = 20;
     cacheSize = "1GiB";
+    pullThrough = true;
     timeout = 300;
     extraHosts = [ "192.0.2.9" ];
     disableBroadcast = true;
@@ -313,6 +314,12 @@ fn the_assertions_and_warnings_say_what_to_fix() {
         );
     }
     assert!(failed("noVerify = true;").contains("trustedPeers"));
+    assert!(failed(r#"pullThrough = true; upstreamCache = "";"#)
+        .contains("set services.peerix.upstreamCache"));
+    assert_eq!(
+        check("pullThrough = true;")["failedAssertions"],
+        serde_json::json!([])
+    );
     assert!(failed(r#"noFilter = true; filterPatterns = [ "x" ];"#).contains("noFilter"));
     assert!(failed(
         r#"bandwidthLimit = "1M"; ipfs.rateLimit = { enable = true; totalBandwidth = 100; };"#

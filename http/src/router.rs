@@ -1,4 +1,5 @@
-//! Routes: `/nix-cache-info`, `/<hash>.narinfo`, `/nar/<narhash>.nar`, `/health`, `/metrics`.
+//! Routes: `/nix-cache-info`, `/<hash>.narinfo`, `/nar/<filehash>.nar[.xz|.zst|.bz2]`, `/health`,
+//! `/metrics`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -112,13 +113,23 @@ async fn nar_route<C: BinaryCache>(
     result.into_response()
 }
 
+/// The file suffixes of NARs Nix asks for: plain, or compressed the ways upstream caches
+/// compress them (a file named by the hash of its own bytes either way).
+const NAR_SUFFIXES: [&str; 4] = [".nar", ".nar.xz", ".nar.zst", ".nar.bz2"];
+
+fn nar_file_digest(file: &str) -> Option<&str> {
+    NAR_SUFFIXES
+        .iter()
+        .find_map(|suffix| file.strip_suffix(suffix))
+}
+
 async fn nar<C: BinaryCache>(
     front: &Front<C>,
     method: &Method,
     headers: &HeaderMap,
     file: &str,
 ) -> Result<Response, FrontError> {
-    let digest = file.strip_suffix(".nar").ok_or(FrontError::NotFound)?;
+    let digest = nar_file_digest(file).ok_or(FrontError::NotFound)?;
     let hash = NarHash::from_base32(digest).map_err(|_| FrontError::BadRequest("NAR hash"))?;
     let nar = front.cache.nar(hash).await?.ok_or(FrontError::NotFound)?;
     let size = nar.size;

@@ -44,6 +44,8 @@ pub enum ConfigError {
     QuicListenWithoutQuic(String),
     #[error("{flag} {text:?} is not an http:// or https:// URL with a host")]
     Url { flag: &'static str, text: String },
+    #[error("--pull-through needs an upstream cache: --upstream-cache is \"\" (or --offline without it)")]
+    PullThroughWithoutUpstream,
     #[error("--trusted-public-key {text:?}: {source}")]
     TrustedKey { text: String, source: KeyError },
 }

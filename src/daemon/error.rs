@@ -36,6 +36,8 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error(transparent)]
     Lan(#[from] crate::lan::LanError),
+    #[error("cannot start pull-through: {0}")]
+    PullThrough(#[from] crate::fetch::PullThroughError),
     #[error("the HTTP front stopped: {0}")]
     FrontStopped(tokio::task::JoinError),
 }

@@ -36,9 +36,13 @@ impl Front {
         peering: Option<Peering>,
         hole_punches: Arc<HolePunchLog>,
     ) -> Self {
-        let (remote, status) = match peering {
-            Some(peering) => (Some(peering.remote), Some(peering.status)),
-            None => (None, None),
+        let (remote, pull_through, status) = match peering {
+            Some(peering) => (
+                Some(peering.remote),
+                peering.pull_through,
+                Some(peering.status),
+            ),
+            None => (None, None, None),
         };
         // Said when the node finds no peer: the ways it looks, as `/status` tells them.
         let peer_sources = status.as_ref().map(|status| status.discovery.clone());
@@ -65,6 +69,7 @@ impl Front {
         let count_requests = metrics.count_requests();
         let cache = |served, lookups| {
             P2pCache::new(settings.store.clone(), remote.clone(), served, lookups)
+                .with_pull_through(pull_through.clone())
         };
         let mut routes = peerix_http::router(cache(served.clone(), lookups.clone()), metrics)
             .merge(batch_narinfo_router(

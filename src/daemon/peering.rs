@@ -7,9 +7,10 @@ use std::time::Duration;
 use peerix_node::NodeHandle;
 
 use super::{Settings, StartError};
+use crate::cli::DEFAULT_NETWORK_ID;
 use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, TrackerSource};
 use crate::discovery::{run_index, Holders, PeerSources};
-use crate::fetch::{NarCache, NarLog, Remote, Served, Trust};
+use crate::fetch::{NarCache, NarLog, PullThrough, PullThroughParts, Remote, Served, Trust};
 use crate::lan::Lan;
 use crate::publish::{
     answer_requests, Answered, IndexDb, ScanControl, ScanProgress, Scanner, StoreContent,
@@ -28,6 +29,8 @@ const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
 pub struct Peering {
     /// What the front asks for paths this store lacks.
     pub remote: Arc<Remote>,
+    /// What it asks for paths no peer has either (`--pull-through`).
+    pub pull_through: Option<Arc<PullThrough>>,
     /// What `/status` reports.
     pub status: StatusSources,
 }
@@ -99,6 +102,22 @@ impl Peering {
             .with_lan(lan.clone())
             .with_shared_here(shared_here),
         );
+        let pull_through = settings
+            .pull_through
+            .clone()
+            .map(|upstream_url| {
+                PullThrough::start(PullThroughParts {
+                    node: node.clone(),
+                    upstream_url,
+                    state_dir: settings.state_dir.clone(),
+                    cache_size: settings.cache_size,
+                    members: holders.clone(),
+                    members_are_near: settings.network_id != DEFAULT_NETWORK_ID,
+                    remote: remote.clone(),
+                })
+            })
+            .transpose()
+            .map_err(StartError::PullThrough)?;
         let served = Arc::<Served>::default();
         let config = settings.node.as_ref();
         let discovery = PeerSources {
@@ -125,11 +144,16 @@ impl Peering {
             hole_punches: hole_punches.clone(),
             tracker,
             lan,
+            pull_through: pull_through.clone(),
             refusals: remote.refusals.clone(),
             lookups: remote.lookups.clone(),
             nix_requests: Arc::default(),
             answered,
         };
-        Ok(Self { remote, status })
+        Ok(Self {
+            remote,
+            pull_through,
+            status,
+        })
     }
 }

@@ -9,7 +9,7 @@ use peerix_http::{BrowserGuard, ServerLimits};
 use peerix_node::NodeConfig;
 
 use super::StartError;
-use crate::cli::{LanSettings, ServeArgs};
+use crate::cli::{ConfigError, LanSettings, ServeArgs};
 use crate::fetch::Trust;
 use crate::filter::PathFilter;
 use crate::nix::signing::SecretKey;
@@ -46,6 +46,8 @@ pub struct Settings {
     pub ipfs_api: Option<String>,
     /// Bytes of NARs fetched from peers kept on disk; 0 keeps none.
     pub cache_size: u64,
+    /// The upstream cache paths no peer holds come through (`--pull-through`).
+    pub pull_through: Option<String>,
     /// Between full publication scans; `None` scans only at start and on changes.
     pub scan_interval: Option<Duration>,
     /// `--offline`: having no peer is expected.
@@ -82,7 +84,7 @@ impl Settings {
         let node = match args.node.no_embedded_node {
             true => None,
             false => Some(NodeConfig {
-                app_protocols: crate::wire::protocols(&args.node.network_id),
+                app_protocols: crate::wire::protocols(&args.node.network_id, args.pull_through),
                 // The scan first withdraws paths collected or filtered since the last run.
                 announce_provided_at_start: false,
                 ..args.node_config(&state_dir)?
@@ -94,6 +96,11 @@ impl Settings {
         let trust = Trust {
             own_key_name: signer.as_ref().map(|k| k.name().to_owned()),
             ..args.trust()?
+        };
+        let pull_through = match (args.pull_through, &trust.upstream) {
+            (false, _) => None,
+            (true, Some(upstream)) => Some(upstream.url().to_owned()),
+            (true, None) => return Err(ConfigError::PullThroughWithoutUpstream.into()),
         };
         let database = StoreDb::file(&args.store_root);
         if !database.exists() {
@@ -128,6 +135,7 @@ impl Settings {
             bootstrap_url,
             ipfs_api,
             cache_size: args.cache_size,
+            pull_through,
             scan_interval: (args.scan_interval > 0)
                 .then(|| Duration::from_secs(args.scan_interval)),
             offline: args.offline,

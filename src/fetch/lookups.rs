@@ -1,6 +1,7 @@
 //! Narinfo lookups by the place they were tried, hit or miss, in the order a lookup tries them:
 //! this machine's store, the holders peers' indexes name, the tracker (when no known peer holds
-//! the path), the LAN's old peers (when no Peerix node does). Each place tried counts one
+//! the path), the LAN's old peers (when no Peerix node does), then the upstream cache
+//! (`--pull-through`, when no peer has it). Each place tried counts one
 //! outcome, so a path found by the tracker's holders is a `peer` miss and a `tracker` hit.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,10 +19,18 @@ pub enum LookupSource {
     Tracker,
     /// Machines on the LAN running the old program (`--mode lan`, `both`).
     OldPeer,
+    /// The upstream cache, for a path no peer has (`--pull-through`).
+    Upstream,
 }
 
 impl LookupSource {
-    pub const ALL: [Self; 4] = [Self::Local, Self::Peer, Self::Tracker, Self::OldPeer];
+    pub const ALL: [Self; 5] = [
+        Self::Local,
+        Self::Peer,
+        Self::Tracker,
+        Self::OldPeer,
+        Self::Upstream,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -29,6 +38,7 @@ impl LookupSource {
             Self::Peer => "peer",
             Self::Tracker => "tracker",
             Self::OldPeer => "old_peer",
+            Self::Upstream => "upstream",
         }
     }
 }
@@ -88,6 +98,7 @@ mod tests {
                 "peer": {"hit": 0, "miss": 1},
                 "tracker": {"hit": 1, "miss": 0},
                 "old_peer": {"hit": 0, "miss": 0},
+                "upstream": {"hit": 0, "miss": 0},
             })
         );
     }

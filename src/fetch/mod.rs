@@ -1,7 +1,8 @@
 //! The path Nix's requests take when this machine lacks a path: the holders are asked for its
 //! narinfo (hedged, the best-scored first), which must pass the trust checks, and its NAR is streamed from them through a
 //! verifier (one holder, several streams from a far one, or Bitswap from all of them), kept in
-//! the NAR cache when there is one.
+//! the NAR cache when there is one. A path no peer holds may come through from the upstream
+//! cache (`--pull-through`), one near node pulling each file for the others.
 
 mod lookup;
 mod lookups;
@@ -11,6 +12,7 @@ mod old_peer_nar;
 mod p2p_cache;
 mod peer;
 mod prefetch;
+mod pull_through;
 pub mod refusals;
 mod remote;
 mod scores;
@@ -25,6 +27,7 @@ pub use lookups::{LookupSource, Lookups};
 pub use nar_cache::NarCache;
 pub use nar_log::NarLog;
 pub use p2p_cache::P2pCache;
+pub use pull_through::{PullThrough, PullThroughError, PullThroughParts};
 pub use remote::Remote;
 pub use served::Served;
 pub use source::Source;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use peerix_http::{BinaryCache, CacheError, CacheInfo, Nar, NarHash, NarInfo, StoreHash};
 
 use super::lookups::{LookupSource, Lookups};
+use super::pull_through::PullThrough;
 use super::remote::Remote;
 use super::served::Served;
 use super::source::Source;
@@ -15,6 +16,7 @@ use crate::store::LocalStore;
 pub struct P2pCache {
     local: Arc<LocalStore>,
     remote: Option<Arc<Remote>>,
+    pull_through: Option<Arc<PullThrough>>,
     served: Arc<Served>,
     lookups: Arc<Lookups>,
 }
@@ -30,8 +32,17 @@ impl P2pCache {
         Self {
             local,
             remote,
+            pull_through: None,
             served,
             lookups,
+        }
+    }
+
+    /// Asks the upstream cache last, for what no peer has (`--pull-through`).
+    pub fn with_pull_through(self, pull_through: Option<Arc<PullThrough>>) -> Self {
+        Self {
+            pull_through,
+            ..self
         }
     }
 
@@ -45,7 +56,14 @@ impl P2pCache {
             return Ok(None);
         };
         let Some((verified, source)) = remote.narinfo(hash).await else {
-            return Ok(None);
+            let Some(pull_through) = &self.pull_through else {
+                return Ok(None);
+            };
+            // Upstream's narinfo as it is: Nix checks its signatures, Peerix adds none.
+            let pulled = pull_through.narinfo(hash).await;
+            self.lookups
+                .record(LookupSource::Upstream, pulled.is_some());
+            return Ok(pulled.map(|narinfo| (narinfo, Source::PullThrough)));
         };
         let whole = matches!(verified, Verified::Whole(_));
         let (Verified::Whole(mut narinfo) | Verified::Unchecked(mut narinfo)) = verified;
@@ -65,7 +83,12 @@ impl P2pCache {
         if let Some(nar) = self.local.nar(nar_hash).await? {
             return Ok(Some((nar, Source::Local)));
         }
-        Ok(self.remote.as_ref().and_then(|remote| remote.nar(nar_hash)))
+        let from_peers = self.remote.as_ref().and_then(|remote| remote.nar(nar_hash));
+        let pulled = || {
+            let pull_through = self.pull_through.as_ref()?;
+            Some((pull_through.nar(nar_hash)?, Source::PullThrough))
+        };
+        Ok(from_peers.or_else(pulled))
     }
 }
 

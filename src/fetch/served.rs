@@ -1,5 +1,6 @@
 //! What this node served Nix, by where it came from: narinfos, and NAR bytes as they stream.
-//! Every byte counted here is one Nix did not have to fetch from upstream.  The latest transfers
+//! Every byte counted here, but pulled-through ones, is one Nix did not have to fetch from
+//! upstream. The latest transfers
 //! are kept too, for the dashboard.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -14,8 +15,8 @@ use super::transfers::Transfers;
 
 #[derive(Default)]
 pub struct Served {
-    narinfos: [AtomicU64; 4],
-    nar_bytes: [AtomicU64; 4],
+    narinfos: [AtomicU64; Source::ALL.len()],
+    nar_bytes: [AtomicU64; Source::ALL.len()],
     pub transfers: Transfers,
 }
 
@@ -56,7 +57,12 @@ impl Served {
                 .collect::<serde_json::Map<_, _>>()
                 .into()
         };
-        let not_from_upstream: u64 = Source::ALL.iter().map(|s| self.nar_bytes(*s)).sum();
+        // Pulled-through bytes crossed the uplink once for the LAN, but they did come from upstream.
+        let not_from_upstream: u64 = Source::ALL
+            .iter()
+            .filter(|s| **s != Source::PullThrough)
+            .map(|s| self.nar_bytes(*s))
+            .sum();
         json!({
             "narinfos": by_source(&|s| self.narinfos(s)),
             "nar_bytes": by_source(&|s| self.nar_bytes(s)),

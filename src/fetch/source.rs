@@ -11,10 +11,19 @@ pub enum Source {
     NarCache,
     /// A machine on the LAN running the old program.
     OldPeer,
+    /// The upstream cache, through this node or the near node that pulled it
+    /// (`--pull-through`).
+    PullThrough,
 }
 
 impl Source {
-    pub const ALL: [Source; 4] = [Self::Local, Self::Peer, Self::NarCache, Self::OldPeer];
+    pub const ALL: [Source; 5] = [
+        Self::Local,
+        Self::Peer,
+        Self::NarCache,
+        Self::OldPeer,
+        Self::PullThrough,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -22,6 +31,7 @@ impl Source {
             Self::Peer => "peer",
             Self::NarCache => "nar_cache",
             Self::OldPeer => "old_peer",
+            Self::PullThrough => "pull_through",
         }
     }
 

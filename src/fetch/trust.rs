@@ -105,7 +105,8 @@ impl Trust {
         Ok(Verified::Whole(theirs))
     }
 
-    fn drop_own_signatures(&self, narinfo: &mut NarInfo) {
+    /// Removes signatures under Peerix's own key's name: only Peerix itself signs with it.
+    pub fn drop_own_signatures(&self, narinfo: &mut NarInfo) {
         if let Some(name) = &self.own_key_name {
             narinfo
                 .sigs

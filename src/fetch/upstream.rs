@@ -31,6 +31,15 @@ pub enum UpstreamError {
     Failed(String),
 }
 
+impl From<PoolError> for UpstreamError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::TooSlow(_) => Self::TooSlow,
+            PoolError::Failed(e) => Self::Failed(e),
+        }
+    }
+}
+
 pub struct Upstream {
     url: String,
     agent: ureq::Agent,
@@ -63,14 +72,7 @@ impl Upstream {
         }
         let agent = self.agent.clone();
         let url = format!("{}/{hash}.narinfo", self.url);
-        let answer = self
-            .pool
-            .run(move || fetch(&agent, &url))
-            .await
-            .map_err(|e| match e {
-                PoolError::TooSlow(_) => UpstreamError::TooSlow,
-                PoolError::Failed(e) => UpstreamError::Failed(e),
-            })??;
+        let answer = self.pool.run(move || fetch(&agent, &url)).await??;
         // Upstream may only speak for the path asked about.
         let answer = answer.filter(|n| n.store_path.hash() == hash);
         if let Ok(mut answers) = self.answers.lock() {
@@ -88,6 +90,23 @@ impl Upstream {
             answers.insert(hash, (Instant::now() + ttl, answer.clone()));
         }
         Ok(answer)
+    }
+
+    /// How long upstream takes to answer `/nix-cache-info` over the connections narinfo
+    /// requests use (which this keeps warm).
+    pub async fn round_trip(&self) -> Result<Duration, UpstreamError> {
+        let agent = self.agent.clone();
+        let url = format!("{}/nix-cache-info", self.url);
+        let started = Instant::now();
+        self.pool
+            .run(move || {
+                let failed = |e: ureq::Error| UpstreamError::Failed(e.to_string());
+                let mut response = agent.get(&url).call().map_err(failed)?;
+                let body = response.body_mut().with_config().limit(MAX_BODY);
+                body.read_to_string().map(drop).map_err(failed)
+            })
+            .await??;
+        Ok(started.elapsed())
     }
 
     fn remembered(&self, hash: StoreHash) -> Option<Option<NarInfo>> {

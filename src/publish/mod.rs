@@ -9,6 +9,7 @@ mod content;
 mod db;
 mod scan;
 
+pub use admission::Admission;
 pub use answer::{run as answer_requests, ServedNar};
 pub use answered::Answered;
 pub use content::StoreContent;

@@ -14,6 +14,9 @@
 //! - `/peerix/<tag>/nar/1.0.0`: one frame with a [`NarRequest`]; the answer is one frame, [`NOT_FOUND`]
 //!   or [`FOUND`] followed by the u64 length of what follows, then the NAR bytes themselves,
 //!   unframed.
+//! - `/peerix/<tag>/pull/1.0.0` (only with `--pull-through`): one frame with a store hash, as
+//!   for a narinfo; the answer is the NAR protocol's head, then the bytes of the file upstream
+//!   serves for that path, unframed and as upstream sent them (compressed or not).
 
 pub mod frames;
 pub mod lan;
@@ -27,11 +30,15 @@ use thiserror::Error;
 pub const INDEX_PROTOCOL: &str = "index/1.0.0";
 pub const NARINFO_PROTOCOL: &str = "narinfo/1.0.0";
 pub const NAR_PROTOCOL: &str = "nar/1.0.0";
+pub const PULL_PROTOCOL: &str = "pull/1.0.0";
 
-/// Every protocol of Peerix's own in the network `network_id`, for the node to accept.
-pub fn protocols(network_id: &str) -> Vec<peerix_node::StreamProtocol> {
+/// Every protocol of Peerix's own in the network `network_id`, for the node to accept (the pull
+/// protocol only when `pull_through`: a node without it refuses at once).
+pub fn protocols(network_id: &str, pull_through: bool) -> Vec<peerix_node::StreamProtocol> {
+    let pull = pull_through.then_some(PULL_PROTOCOL);
     [INDEX_PROTOCOL, NARINFO_PROTOCOL, NAR_PROTOCOL]
         .into_iter()
+        .chain(pull)
         .map(|name| peerix_node::network_protocol(network_id, name))
         .collect()
 }

@@ -10,6 +10,7 @@ pub mod netns;
 mod nix_commands;
 pub mod nixos;
 pub mod proc_stats;
+pub mod static_cache;
 pub mod synthetic_store;
 
 use std::io::{BufRead, BufReader};

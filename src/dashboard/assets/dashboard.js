@@ -5,8 +5,8 @@
 
 const POLL_MS = 1000;
 const HIDDEN_POLL_MS = 5000;
-const SOURCES = ["local", "peer", "nar_cache", "old_peer"];
-const SOURCE_NAMES = { local: "own store", peer: "peers", nar_cache: "NAR cache", old_peer: "old LAN peers" };
+const SOURCES = ["local", "peer", "nar_cache", "old_peer", "pull_through"];
+const SOURCE_NAMES = { local: "own store", peer: "peers", nar_cache: "NAR cache", old_peer: "old LAN peers", pull_through: "pull-through" };
 
 const $ = (id) => document.getElementById(id);
 
@@ -92,7 +92,7 @@ function renderSavings(status) {
     setText("request-rate", perSec == null ? "–" : perSec.toFixed(1) + " narinfos/s");
   }
   const lookups = status.lookups || {};
-  const places = { local: "own store", peer: "peers' indexes", tracker: "tracker", old_peer: "old LAN peers" };
+  const places = { local: "own store", peer: "peers' indexes", tracker: "tracker", old_peer: "old LAN peers", upstream: "upstream (pull-through)" };
   const rows = Object.keys(places).filter((k) => lookups[k]).map((k) =>
     [places[k], count(lookups[k].hit) + " found, " + count(lookups[k].miss) + " not"]);
   const list = $("lookup-list");

@@ -161,6 +161,10 @@ fn each_bad_setting_exits_2_naming_its_flag() {
             "--mode lan uses no tracker",
         ),
         (&["--no-embedded-node"], "--ipfs-api"),
+        (
+            &["--ipfs-api", "http://127.0.0.1:5001", "--no-embedded-node"],
+            "--no-embedded-node needs --tracker-url",
+        ),
         (&["--mode", "nat"], "--mode"),
     ];
     for (flags, named) in cases {

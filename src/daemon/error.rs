@@ -36,6 +36,11 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error(transparent)]
     Lan(#[from] crate::lan::LanError),
+    #[error(
+        "--no-embedded-node needs --tracker-url: without the embedded node no peer names the \
+         CIDs of the paths kubo would fetch, and no one learns those this node publishes"
+    )]
+    KuboAloneWithoutTracker,
     #[error("the HTTP front stopped: {0}")]
     FrontStopped(tokio::task::JoinError),
 }

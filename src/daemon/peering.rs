@@ -10,9 +10,11 @@ use super::{Settings, StartError};
 use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, TrackerSource};
 use crate::discovery::{run_index, Holders, PeerSources};
 use crate::fetch::{NarCache, NarLog, Remote, Served, Trust};
+use crate::kubo_rpc::KuboRpc;
 use crate::lan::Lan;
 use crate::publish::{
-    answer_requests, Answered, IndexDb, ScanControl, ScanProgress, Scanner, StoreContent,
+    answer_requests, Answered, IndexDb, KuboPublisher, ScanControl, ScanProgress, Scanner,
+    StoreContent,
 };
 use crate::status::{HolePunchLog, StatusSources};
 use crate::store::{watch_store, SharedPaths};
@@ -47,6 +49,7 @@ impl Peering {
         let holders = Arc::new(Holders::default());
         let progress = Arc::new(ScanProgress::default());
         let scan_control = Arc::new(ScanControl::default());
+        let kubo = settings.ipfs_api.as_deref().map(KuboRpc::new);
         let scanner = Scanner {
             store: store.clone(),
             content,
@@ -54,6 +57,7 @@ impl Peering {
             db: db.clone(),
             progress: progress.clone(),
             control: scan_control.clone(),
+            kubo: kubo.clone().map(KuboPublisher::new),
         };
         tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
         let tracker = settings.tracker_url.as_deref().map(|url| {
@@ -97,6 +101,7 @@ impl Peering {
                 tracker.clone(),
             )
             .with_lan(lan.clone())
+            .with_kubo(kubo)
             .with_shared_here(shared_here),
         );
         let served = Arc::<Served>::default();

@@ -3,6 +3,7 @@
 //! verifier (one holder, several streams from a far one, or Bitswap from all of them), kept in
 //! the NAR cache when there is one.
 
+mod kubo_nar;
 mod lookup;
 mod lookups;
 mod nar_cache;

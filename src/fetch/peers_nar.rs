@@ -1,5 +1,5 @@
-//! A NAR streamed from the peers that hold it, resumed from the next holder when one stops, and
-//! kept in the NAR cache when it arrived whole.
+//! A NAR streamed from the peers that hold it, resumed from the next holder when one stops (and
+//! from kubo, by its CID, when none is left), and kept in the NAR cache when it arrived whole.
 
 use std::io;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use peerix_node::PeerId;
 use tokio::sync::mpsc;
 
 use super::{Remote, CHUNKS_IN_FLIGHT, MULTI_SOURCE_MIN, STRIPED_MIN, STRIPED_RTT, STRIPES};
+use crate::fetch::kubo_nar;
 use crate::fetch::nar_cache::Filling;
 use crate::fetch::peer::{self as fetch, NarOutcome, NarProgress};
 use crate::fetch::refusals::{Reason, RefusedFrom};
@@ -159,6 +160,37 @@ impl PeersNar {
                 }
             }
         }
-        Some(last)
+        self.through_kubo(&mut progress, output)
+            .await
+            .unwrap_or(Some(last))
+    }
+
+    /// Goes on through kubo by the NAR's CID, if there is a kubo and the CID has not failed:
+    /// `None` once the reader has the NAR (or left), else why it failed. A CID that gives no
+    /// verified NAR is not used again.
+    async fn through_kubo(
+        &self,
+        progress: &mut NarProgress,
+        output: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> Option<Option<String>> {
+        let remote = &self.remote;
+        let kubo = remote.kubo.as_ref()?;
+        let cid = self
+            .cid
+            .filter(|cid| !remote.cid_failed(self.nar_hash, *cid))?;
+        let outcome = kubo_nar::nar(kubo, cid, progress, output).await;
+        if let NarOutcome::Complete = outcome {
+            return Some(None);
+        }
+        if let NarOutcome::Wrong(e) = &outcome {
+            tracing::warn!(%cid, nar = %self.nar_hash, error = %e, "kubo sent a wrong NAR");
+        }
+        remote
+            .forget_cid(self.path, self.nar_hash, cid, &outcome)
+            .await;
+        match outcome {
+            NarOutcome::Abandoned => Some(None),
+            outcome => Some(Some(outcome.to_string())),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! What this machine lacks, from others: the peers that announced a path (or the tracker names),
-//! then the LAN's old peers. A peer's narinfo passes only when trusted, its NAR only as it
-//! hashes correctly.
+//! then kubo (`--ipfs-api`) by the CID a holder named or the tracker maps, then the LAN's old
+//! peers. A narinfo passes only when trusted, a NAR only as it hashes correctly.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,7 @@ use super::trust::{Refused, Trust, Untrusted, Verified};
 use crate::discovery::tracker::{TrackerSource, Transfer};
 use crate::discovery::Holders;
 use crate::filter::PathFilter;
+use crate::kubo_rpc::KuboRpc;
 use crate::lan::Lan;
 use crate::publish::RemoteNar;
 use peers_nar::PeersNar;
@@ -56,6 +57,8 @@ pub struct Remote {
     pub holders: Arc<Holders>,
     /// Asked who holds a path no known holder has (`--tracker-url`).
     tracker: Option<Arc<TrackerSource>>,
+    /// Asked for a NAR no Peerix holder sends, by its CID (`--ipfs-api`).
+    kubo: Option<KuboRpc>,
     /// Asked last, for a path no Peerix node holds (`--mode lan`, `both`).
     lan: Option<Arc<Lan>>,
     /// Where the NARs of paths the LAN's old peers served are.
@@ -101,6 +104,7 @@ impl Remote {
             node,
             holders,
             tracker,
+            kubo: None,
             lan: None,
             old_peer_nars: OldPeerNars::default(),
             trust,
@@ -129,6 +133,11 @@ impl Remote {
     /// Asks the LAN's old peers too, last (`--mode lan`, `both`).
     pub fn with_lan(self, lan: Option<Arc<Lan>>) -> Self {
         Self { lan, ..self }
+    }
+
+    /// Fetches through kubo what no holder sends (`--ipfs-api`).
+    pub fn with_kubo(self, kubo: Option<KuboRpc>) -> Self {
+        Self { kubo, ..self }
     }
 
     /// Asked who holds a path no known holder has, if a tracker is set.
@@ -183,6 +192,9 @@ impl Remote {
         }
         if holders.is_empty() {
             self.lookups.record(asking, false);
+            if let Some(found) = self.kubo_narinfo(hash).await {
+                return Some((found, Source::Peer));
+            }
             self.lan.as_ref()?;
             let found = self.old_peer_narinfo(hash).await;
             self.lookups.record(LookupSource::OldPeer, found.is_some());
@@ -190,7 +202,63 @@ impl Remote {
         }
         let found = self.peers_narinfo(hash, holders).await;
         self.lookups.record(asking, found.is_some());
+        let found = match found {
+            Some(found) => Some(found),
+            None => self.kubo_narinfo(hash).await,
+        };
         found.map(|verified| (verified, Source::Peer))
+    }
+
+    /// For a path no holder answered for, whose CID the tracker maps, when kubo can fetch it:
+    /// the upstream cache's narinfo (the holder's is out of reach), verified like any other, its
+    /// NAR to come through kubo by that CID.
+    async fn kubo_narinfo(&self, hash: StoreHash) -> Option<Verified> {
+        let (Some(tracker), Some(upstream)) = (
+            self.kubo.as_ref().and(self.tracker.as_ref()),
+            self.trust.upstream.as_ref(),
+        ) else {
+            return None;
+        };
+        let cid = tracker.cid(hash).await?;
+        let narinfo = match upstream.narinfo(hash).await {
+            Ok(narinfo) => narinfo?,
+            Err(e) => {
+                tracing::debug!(%hash, error = %e, "no upstream narinfo for a path kubo could fetch");
+                return None;
+            }
+        };
+        if self.cid_failed(narinfo.nar_hash, cid) {
+            tracing::debug!(%hash, %cid, "the tracker maps a CID that failed");
+            return None;
+        }
+        let verified = match self.trust.verify(None, narinfo).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                tracing::warn!(%hash, error = %e, "untrusted upstream narinfo refused");
+                self.refused_narinfo(hash, RefusedFrom::Holders, &e);
+                return None;
+            }
+        };
+        let narinfo = verified.narinfo();
+        if self.filtered(RefusedFrom::Holders, narinfo) {
+            return None;
+        }
+        let nar = RemoteNar {
+            size: narinfo.nar_size,
+            path: hash,
+            cid: Some(cid),
+        };
+        if !self.nars.record(narinfo.nar_hash, nar).await {
+            return None;
+        }
+        self.refusals.passed(&hash);
+        Some(verified)
+    }
+
+    fn cid_failed(&self, nar_hash: NarHash, cid: Cid) -> bool {
+        self.failed_cids
+            .lock()
+            .is_ok_and(|f| f.contains(&(nar_hash, cid)))
     }
 
     /// [`Remote::narinfo`] among `holders`, Peerix nodes all.
@@ -353,11 +421,7 @@ impl Remote {
 
     /// Records the NAR a narinfo names, durably: without it, its URL would be a 404 later.
     async fn remember(&self, narinfo: &NarInfo, source: PeerId, cid: Option<Cid>) -> bool {
-        let failed = |cid: &Cid| {
-            self.failed_cids
-                .lock()
-                .is_ok_and(|f| f.contains(&(narinfo.nar_hash, *cid)))
-        };
+        let failed = |cid: &Cid| self.cid_failed(narinfo.nar_hash, *cid);
         if cid.as_ref().is_some_and(failed) {
             tracing::debug!(peer = %source, nar = %narinfo.nar_hash, "a peer names a CID that failed");
             self.scores.record(source, Answer::Untrusted);
@@ -455,7 +519,11 @@ impl Remote {
         if let Some((size, source)) = self.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
             return Some((Nar { size, source }, Source::NarCache));
         }
-        let Some((nar, peers)) = self.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
+        // With no holder, kubo may fetch it by its CID.
+        let fetchable = |(nar, peers): &(RemoteNar, Vec<PeerId>)| {
+            !peers.is_empty() || (nar.cid.is_some() && self.kubo.is_some())
+        };
+        let Some((nar, peers)) = self.known_nar(&nar_hash).filter(fetchable) else {
             let nar = self.old_peer_nars.get(&nar_hash)?;
             let size = nar.size;
             let source = Box::new(nar);

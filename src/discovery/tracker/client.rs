@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cid::Cid;
 use peerix_http::StoreHash;
 use peerix_node::NodeHandle;
 use serde::de::DeserializeOwned;
@@ -11,8 +12,8 @@ use thiserror::Error;
 
 use crate::blocking_pool::{BlockingPool, PoolError};
 use crate::wire::tracker::{
-    parse_answer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, ReadError, SignedWrite,
-    WritePayload, MAX_READ_BODY, NONCE_LEN,
+    parse_answer, CidAnswer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, ReadError,
+    SignedWrite, WritePayload, MAX_READ_BODY, NONCE_LEN,
 };
 
 /// Requests to the tracker at once; more wait for a turn (within their deadline).
@@ -92,6 +93,24 @@ impl TrackerClient {
 
     pub async fn find(&self, hash: StoreHash) -> Result<FindAnswer, TrackerError> {
         self.request(format!("/find/{hash}"), None).await
+    }
+
+    /// The CID a peer registered for `hash`'s NAR, `None` if none did.
+    pub async fn cid(&self, hash: StoreHash) -> Result<Option<Cid>, TrackerError> {
+        let answer = match self
+            .request::<CidAnswer>(format!("/cid/{hash}"), None)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(TrackerError::Refused { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match Cid::try_from(answer.cid.as_str()) {
+            Ok(cid) if answer.hash == hash.as_str() => Ok(Some(cid)),
+            _ => Err(TrackerError::BadAnswer(ReadError::Malformed(format!(
+                "no CID of {hash}: {answer:?}"
+            )))),
+        }
     }
 
     /// `count` of the tracker's live peers, at random.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cid::Cid;
 use futures_util::future::join_all;
 use peerix_http::StoreHash;
 use peerix_node::{Multiaddr, NodeHandle, PeerId, Protocol};
@@ -116,6 +117,20 @@ impl TrackerSource {
         let reached = self.connect(providers, PROVIDERS, &connected).await;
         self.holders.learn(hash, reached.clone());
         reached
+    }
+
+    /// The CID the tracker maps `hash`'s NAR to, for a path the network holds (none at once for
+    /// another, or while the tracker does not answer).
+    pub async fn cid(&self, hash: StoreHash) -> Option<Cid> {
+        if !self.membership.probably_held(&hash) || !self.health.is_reachable() {
+            return None;
+        }
+        self.client
+            .cid(hash)
+            .await
+            .inspect_err(|e| self.health.failed(self.client.url(), e))
+            .ok()
+            .flatten()
     }
 
     /// Connects to some of the tracker's peers (a random few each time), so that the index

@@ -2,8 +2,8 @@
 //! behind `tests/interop/kubo_rpc_shim.py`, which speaks kubo's RPC) gets every shared NAR from
 //! the scan, and a node whose holder is gone fetches through its own kubo by the CID the tracker
 //! maps, with real `nix copy` (require-sigs) checking the result; a kubo sending a wrong NAR
-//! gets no byte of it to Nix, and its CID is not used again. Everything on 127.0.0.1, every node
-//! `--offline`.
+//! gets no byte of it to Nix, and its CID is not used again; with `--no-embedded-node`, kubo
+//! and a tracker do all of it alone. Everything on 127.0.0.1, every node `--offline`.
 
 mod common;
 #[path = "common/tracker_process.rs"]
@@ -31,6 +31,7 @@ struct Kubo {
     child: Child,
     stdin: Option<ChildStdin>,
     api: String,
+    peer_id: String,
     multiaddr: String,
 }
 
@@ -54,6 +55,7 @@ impl Kubo {
         let api = hello["api"].as_str().unwrap_or_else(|| panic!("{hello}"));
         Self {
             api: api.to_owned(),
+            peer_id: hello["peer_id"].as_str().unwrap().to_owned(),
             multiaddr: hello["multiaddrs"][0].as_str().unwrap().to_owned(),
             child,
             stdin,
@@ -297,4 +299,46 @@ fn a_kubo_sending_a_wrong_nar_gets_no_byte_of_it_to_nix() {
     // The CID is refused from now on: the path is no longer offered.
     let narinfo = format!("/{}.narinfo", hash_part(&f.lib));
     assert_eq!(gone.b.get(&narinfo).0, 404);
+}
+
+#[test]
+fn kubo_alone_publishes_and_fetches_given_a_tracker() {
+    let f = Fixture::get();
+    let paths = [f.app.as_str(), f.lib.as_str()];
+    let key = NixKey::generate("upstream-test-1");
+    let db = TempDir::new().unwrap();
+    let tracker = tracker(&db);
+    let (a_kubo, b_kubo) = (Kubo::start(&[]), Kubo::start(&[]));
+    b_kubo.connect(&a_kubo);
+    let a_store = ChrootStore::signed(&key, &paths);
+    let kubo_alone = ["--no-embedded-node"];
+    let a = node(&a_store, &tracker, &a_kubo, &kubo_alone);
+    for path in paths {
+        // Published by kubo alone: the index's CID, and the tracker's, are kubo's.
+        assert!(tracker_cid(&tracker, path).starts_with("Qm"), "{path}");
+    }
+    let upstream = UpstreamCache::copying(&a, &paths);
+    let b_store = ChrootStore::empty();
+    let b = node(
+        &b_store,
+        &tracker,
+        &b_kubo,
+        &[
+            "--no-embedded-node",
+            "--trusted-public-key",
+            &key.public,
+            "--upstream-cache",
+            &upstream.url,
+        ],
+    );
+    b.wait_for_narinfo(&f.app, WAIT);
+    let dest = ChrootStore::empty();
+    nix_copy_ok(&b.url(), &dest, &key.public, &[&f.app]);
+    a_store.assert_same_nars(&dest, &paths);
+    // Neither runs a node of its own: the RPC's identity is its kubo's.
+    for (node, kubo) in [(&a, &a_kubo), (&b, &b_kubo)] {
+        let id = curl(&format!("{}/api/v0/id", node.url()), &["-X", "POST"]);
+        let id: serde_json::Value = serde_json::from_slice(&id.body).unwrap();
+        assert_eq!(id["ID"], kubo.peer_id.as_str(), "{id}");
+    }
 }

@@ -63,7 +63,7 @@ pub async fn start_with(
     let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
     let traffic = Traffic::new(config.bandwidth_limit);
     let mut relay_client = None;
-    let identity = Arc::new(keypair.clone());
+    let identity = identity::Identity(Arc::new(keypair.clone()));
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| {

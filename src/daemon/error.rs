@@ -26,6 +26,8 @@ pub enum StartError {
     Signals(io::Error),
     #[error("cannot start the peer-to-peer node: {0}")]
     Node(peerix_node::NodeError),
+    #[error("cannot load the node's identity: {0}")]
+    Identity(peerix_node::NodeError),
     #[error("cannot open the index: {0}")]
     Index(#[from] IndexError),
     #[error("cannot open the NAR cache: {0}")]

@@ -37,7 +37,7 @@ impl Front {
         hole_punches: Arc<HolePunchLog>,
     ) -> Self {
         let (remote, status) = match peering {
-            Some(peering) => (Some(peering.remote), Some(peering.status)),
+            Some(peering) => (Some(peering.remote), peering.status),
             None => (None, None),
         };
         // Said when the node finds no peer: the ways it looks, as `/status` tells them.

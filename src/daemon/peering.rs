@@ -21,17 +21,17 @@ use crate::store::{watch_store, SharedPaths};
 use crate::throughput::Throughput;
 
 /// How often the store database is checked for added or removed paths (a cheap query).
-const STORE_POLL: Duration = Duration::from_secs(2);
+pub(super) const STORE_POLL: Duration = Duration::from_secs(2);
 /// NAR ranges served and not yet added up for the tracker, at most.
 const SERVED_QUEUE: usize = 1024;
 /// The longest a request to the tracker may take.
-const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
+pub(super) const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
 
 pub struct Peering {
     /// What the front asks for paths this store lacks.
     pub remote: Arc<Remote>,
-    /// What `/status` reports.
-    pub status: StatusSources,
+    /// What `/status` reports; `None` under kubo alone, which has no node to report on.
+    pub status: Option<StatusSources>,
 }
 
 impl Peering {
@@ -53,7 +53,7 @@ impl Peering {
         let scanner = Scanner {
             store: store.clone(),
             content,
-            node: node.clone(),
+            node: Some(node.clone()),
             db: db.clone(),
             progress: progress.clone(),
             control: scan_control.clone(),
@@ -61,8 +61,12 @@ impl Peering {
         };
         tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
         let tracker = settings.tracker_url.as_deref().map(|url| {
-            let client = TrackerClient::new(url, node.clone(), TRACKER_DEADLINE);
-            let tracker = Arc::new(TrackerSource::new(client, holders.clone(), node.clone()));
+            let client = TrackerClient::new(url, node.identity(), TRACKER_DEADLINE);
+            let tracker = Arc::new(TrackerSource::new(
+                client,
+                holders.clone(),
+                Some(node.clone()),
+            ));
             let port = settings.http_addr.port();
             tokio::spawn(keep_in_step(
                 tracker.clone(),
@@ -92,7 +96,7 @@ impl Peering {
         let nars = NarLog::start(db.clone()).map_err(StartError::NarLog)?;
         let remote = Arc::new(
             Remote::new(
-                node.clone(),
+                Some(node.clone()),
                 holders.clone(),
                 trust,
                 settings.filter.clone(),
@@ -135,6 +139,9 @@ impl Peering {
             nix_requests: Arc::default(),
             answered,
         };
-        Ok(Self { remote, status })
+        Ok(Self {
+            remote,
+            status: Some(status),
+        })
     }
 }

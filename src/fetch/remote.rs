@@ -53,7 +53,9 @@ pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 const CID_SOURCES: usize = 1 << 14;
 
 pub struct Remote {
-    pub node: NodeHandle,
+    /// The embedded node holders are asked through; `None` under kubo alone
+    /// (`--no-embedded-node`), where no holder is known and kubo fetches by the tracker's CIDs.
+    node: Option<NodeHandle>,
     pub holders: Arc<Holders>,
     /// Asked who holds a path no known holder has (`--tracker-url`).
     tracker: Option<Arc<TrackerSource>>,
@@ -92,7 +94,7 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(
-        node: NodeHandle,
+        node: Option<NodeHandle>,
         holders: Arc<Holders>,
         trust: Trust,
         filter: PathFilter,
@@ -341,7 +343,8 @@ impl Remote {
     }
 
     async fn ask_one(&self, peer: PeerId, hash: StoreHash) -> Option<(Verified, Option<Cid>)> {
-        let answer = fetch::narinfo(&self.node, &self.narinfo_streams, peer, hash).await;
+        let node = self.node.as_ref()?;
+        let answer = fetch::narinfo(node, &self.narinfo_streams, peer, hash).await;
         let (narinfo, cid) = match answer {
             Ok(answer) => answer,
             Err(FetchError::NotFound) => {
@@ -482,7 +485,10 @@ impl Remote {
 
     /// The round trip to `peer` over a direct connection, as last measured (zero if unknown).
     async fn rtt(&self, peer: PeerId) -> Duration {
-        let Ok(status) = self.node.status().await else {
+        let Some(node) = &self.node else {
+            return Duration::ZERO;
+        };
+        let Ok(status) = node.status().await else {
             return Duration::ZERO;
         };
         status
@@ -496,10 +502,10 @@ impl Remote {
     /// Tells the tracker, if there is one, that `sender` sent this node the whole NAR of
     /// `hash`.
     fn report_received(&self, sender: PeerId, hash: StoreHash, bytes: u64) {
-        if let Some(tracker) = &self.tracker {
+        if let (Some(tracker), Some(node)) = (&self.tracker, &self.node) {
             tracker.reports().record(Transfer {
                 sender,
-                receiver: self.node.peer_id(),
+                receiver: node.peer_id(),
                 hash,
                 bytes,
             });

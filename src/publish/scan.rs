@@ -17,7 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use super::content::{nar_source, StoreContent};
 use super::db::{IndexDb, IndexError};
-use super::kubo::KuboPublisher;
+use super::kubo::{KuboPublishError, KuboPublisher};
 use crate::nix::nar::NarReader;
 use crate::store::LocalStore;
 
@@ -165,7 +165,8 @@ impl ScanControl {
 pub struct Scanner {
     pub store: Arc<LocalStore>,
     pub content: Arc<StoreContent>,
-    pub node: NodeHandle,
+    /// The embedded node; `None` under kubo alone (`--no-embedded-node`), then `kubo` is set.
+    pub node: Option<NodeHandle>,
     pub db: Arc<IndexDb>,
     pub progress: Arc<ScanProgress>,
     pub control: Arc<ScanControl>,
@@ -219,8 +220,8 @@ impl Scanner {
         if !vanished.is_empty() {
             self.withdraw(vanished).await;
         }
-        if first {
-            if let Err(e) = self.node.announce_provided().await {
+        if let (true, Some(node)) = (first, &self.node) {
+            if let Err(e) = node.announce_provided().await {
                 tracing::error!(error = %e, "cannot announce published content again");
             }
         }
@@ -285,8 +286,10 @@ impl Scanner {
             Ok(Err(e)) => return tracing::error!(error = %e, "cannot read the index"),
             Err(e) => return tracing::error!(error = %e, "cannot read the index"),
         };
-        if let Err(e) = self.node.withdraw(published).await {
-            return tracing::error!(error = %e, "cannot withdraw published content");
+        if let Some(node) = &self.node {
+            if let Err(e) = node.withdraw(published).await {
+                return tracing::error!(error = %e, "cannot withdraw published content");
+            }
         }
         let (db, paths) = (self.db.clone(), vanished.len());
         match tokio::task::spawn_blocking(move || db.remove(&vanished)).await {
@@ -302,9 +305,11 @@ impl Scanner {
     /// index never claims a path whose blocks a crash lost (paths not written are published
     /// again by the next scan).
     async fn persist(&self, published: Vec<Published>) {
-        if let Err(e) = self.node.persist().await {
-            tracing::error!(error = %e, "cannot persist published content");
-            return;
+        if let Some(node) = &self.node {
+            if let Err(e) = node.persist().await {
+                tracing::error!(error = %e, "cannot persist published content");
+                return;
+            }
         }
         let db = self.db.clone();
         let (entries, kubo): (Vec<_>, Vec<_>) = published.into_iter().unzip();
@@ -335,8 +340,13 @@ impl Scanner {
                 database: narinfo.nar_size,
             });
         }
-        let cid = self
-            .node
+        let Some(node) = &self.node else {
+            // kubo alone: its CID is the path's.
+            let kubo = self.kubo.as_ref().ok_or(PublishError::Nowhere)?;
+            let cid = kubo.publish(hash, plan).await?;
+            return Ok((narinfo.nar_size, ((hash, cid, narinfo.render()), None)));
+        };
+        let cid = node
             .add_content(
                 nar_source(hash),
                 NarReader::new(plan.clone()),
@@ -374,6 +384,10 @@ enum PublishError {
     Size { nar: u64, database: u64 },
     #[error("the node cannot publish it: {0}")]
     Node(#[from] peerix_node::NodeError),
+    #[error("cannot add it to kubo: {0}")]
+    Kubo(#[from] KuboPublishError),
+    #[error("neither an embedded node nor kubo to publish it to")]
+    Nowhere,
 }
 
 fn log_progress(report: &ScanReport) {

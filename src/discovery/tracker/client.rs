@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cid::Cid;
 use peerix_http::StoreHash;
-use peerix_node::NodeHandle;
+use peerix_node::{Identity, PeerId};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
@@ -42,13 +42,13 @@ pub enum TrackerError {
 pub struct TrackerClient {
     url: Arc<str>,
     agent: ureq::Agent,
-    node: NodeHandle,
+    identity: Identity,
     pool: BlockingPool,
 }
 
 impl TrackerClient {
-    /// A client of the tracker at `url`, signing with `node`'s identity.
-    pub fn new(url: &str, node: NodeHandle, deadline: Duration) -> Self {
+    /// A client of the tracker at `url`, signing with `identity` (the node's).
+    pub fn new(url: &str, identity: Identity, deadline: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(deadline))
             .http_status_as_error(false)
@@ -57,13 +57,18 @@ impl TrackerClient {
         Self {
             url: url.trim_end_matches('/').into(),
             agent,
-            node,
+            identity,
             pool: BlockingPool::new(AT_ONCE, deadline),
         }
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Who this client writes as.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
     }
 
     /// Signs `payload` with this node's key and posts it to its route; the answer is a
@@ -76,9 +81,9 @@ impl TrackerClient {
         let mut nonce = [0; NONCE_LEN];
         getrandom::getrandom(&mut nonce).map_err(|e| TrackerError::Sign(e.to_string()))?;
         let mut failure = None;
-        let key = self.node.public_key();
+        let key = self.identity.public_key();
         let sign = |message: &[u8]| {
-            self.node.sign(message).unwrap_or_else(|e| {
+            self.identity.sign(message).unwrap_or_else(|e| {
                 failure = Some(e.to_string());
                 Vec::new()
             })

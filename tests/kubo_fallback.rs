@@ -2,7 +2,8 @@
 //! behind `tests/interop/kubo_rpc_shim.py`, which speaks kubo's RPC) gets every shared NAR from
 //! the scan, and a node whose holder is gone fetches through its own kubo by the CID the tracker
 //! maps, with real `nix copy` (require-sigs) checking the result; a kubo sending a wrong NAR
-//! gets no byte of it to Nix, and its CID is not used again; with `--no-embedded-node`, kubo
+//! gets no byte of it to Nix, and its CID is not used again; a stuck one is given up at its
+//! deadline; with `--no-embedded-node`, kubo
 //! and a tracker do all of it alone. Everything on 127.0.0.1, every node `--offline`.
 
 mod common;
@@ -222,11 +223,13 @@ fn the_scan_publishes_every_shared_nar_to_kubo() {
     assert_eq!(told, 1, "the differing CIDs are said once");
 }
 
-/// A holder A (with its kubo, connected to B's) published `paths` and went away; B, with its
-/// kubo, an upstream cache having the narinfos and a tracker still naming A's CIDs, is ready.
+/// A holder A (with its kubo, connected to B's) published `paths` and a file of several MiB
+/// (`file`), and went away; B, with its kubo, an upstream cache having the narinfos and a
+/// tracker still naming A's CIDs, is ready.
 struct HolderGone {
     key: NixKey,
     a_store: ChrootStore,
+    file: String,
     b: Peerix,
     _upstream: UpstreamCache,
     _kubos: (Kubo, Kubo),
@@ -241,11 +244,20 @@ impl HolderGone {
         let (a_kubo, b_kubo) = (Kubo::start(&[]), Kubo::start(b_kubo_args));
         b_kubo.connect(&a_kubo);
         let a_store = ChrootStore::signed(&key, paths);
+        let scratch = TempDir::new().unwrap();
+        // Several of the pieces kubo's answer is handed on in, from pseudo-random bytes.
+        let content: Vec<u8> = (0u32..(3 << 20) + 12345)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let file = a_store.add_file(scratch.path(), "kubo-pieces", &content);
+        a_store.sign(&key.secret, &[&file]);
+        let mut published = paths.to_vec();
+        published.push(&file);
         let a = node(&a_store, &tracker, &a_kubo, &[]);
-        for path in paths {
+        for path in &published {
             tracker_cid(&tracker, path);
         }
-        let upstream = UpstreamCache::copying(&a, paths);
+        let upstream = UpstreamCache::copying(&a, &published);
         // The holder's node is gone; its kubo still serves what it was given.
         drop(a);
         let b_store = ChrootStore::empty();
@@ -263,6 +275,7 @@ impl HolderGone {
         Self {
             key,
             a_store,
+            file,
             b,
             _upstream: upstream,
             _kubos: (a_kubo, b_kubo),
@@ -278,15 +291,36 @@ fn a_path_whose_holder_is_gone_comes_through_kubo() {
     let gone = HolderGone::set_up(&paths, &[]);
     gone.b.wait_for_narinfo(&f.app, WAIT);
     let dest = ChrootStore::empty();
-    nix_copy_ok(&gone.b.url(), &dest, &gone.key.public, &[&f.app]);
+    nix_copy_ok(
+        &gone.b.url(),
+        &dest,
+        &gone.key.public,
+        &[&f.app, &gone.file],
+    );
     gone.a_store.assert_same_nars(&dest, &paths);
+    gone.a_store.assert_same_nars(&dest, &[&gone.file]);
 }
 
 #[test]
 fn a_kubo_sending_a_wrong_nar_gets_no_byte_of_it_to_nix() {
     let f = Fixture::get();
-    let gone = HolderGone::set_up(&[&f.lib], &["--corrupt-cat"]);
+    let gone = HolderGone::set_up(&[&f.app, &f.lib], &["--corrupt-cat"]);
     gone.b.wait_for_narinfo(&f.lib, WAIT);
+    gone.b.wait_for_narinfo(&f.app, WAIT);
+    // Read as a client would: whatever arrives is a part of the right NAR (here nothing: a NAR
+    // this small is held back whole until it hashes right), and the response is cut short.
+    let url = format!("{}/{}", gone.b.url(), gone.b.nar_url(&f.app));
+    let got = Command::new("curl")
+        .args(["-sS", "--max-time", "60", &url])
+        .output()
+        .unwrap();
+    assert!(!got.status.success(), "a wrong NAR was served whole");
+    let right = gone.a_store.dump(&f.app);
+    assert!(
+        right.starts_with(&got.stdout),
+        "a wrong byte reached the client"
+    );
+    println!("bytes the client got of a wrong NAR: {}", got.stdout.len());
     let dest = ChrootStore::empty();
     let copied = nix_copy_from(&gone.b.url(), &dest, &gone.key.public, &[&f.lib]);
     assert!(!copied.status.success(), "a wrong NAR was accepted");
@@ -296,9 +330,13 @@ fn a_kubo_sending_a_wrong_nar_gets_no_byte_of_it_to_nix() {
         .log()
         .iter()
         .any(|l| l.contains("kubo sent a wrong NAR")));
-    // The CID is refused from now on: the path is no longer offered.
+    // The CID is refused from now on: the path is no longer offered, and `peerix why` says why.
     let narinfo = format!("/{}.narinfo", hash_part(&f.lib));
     assert_eq!(gone.b.get(&narinfo).0, 404);
+    let (status, why) = gone.b.get(&format!("/why/{}", hash_part(&f.lib)));
+    let why = String::from_utf8_lossy(&why);
+    assert_eq!(status, 200, "{why}");
+    assert!(why.contains("kubo (by the tracker's CID)"), "{why}");
 }
 
 #[test]
@@ -341,4 +379,23 @@ fn kubo_alone_publishes_and_fetches_given_a_tracker() {
         let id: serde_json::Value = serde_json::from_slice(&id.body).unwrap();
         assert_eq!(id["ID"], kubo.peer_id.as_str(), "{id}");
     }
+}
+
+#[test]
+fn a_kubo_that_stalls_is_given_up_within_its_deadline() {
+    let f = Fixture::get();
+    let gone = HolderGone::set_up(&[&f.lib], &["--stall-cat"]);
+    gone.b.wait_for_narinfo(&f.lib, WAIT);
+    let url = format!("{}/{}", gone.b.url(), gone.b.nar_url(&f.lib));
+    let started = Instant::now();
+    let got = Command::new("curl")
+        .args(["-sS", "--max-time", "100", &url])
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    println!("a stalled kubo was given up after {waited:?} (deadline 30 s)");
+    assert!(!got.status.success(), "the stalled NAR looked complete");
+    assert!(got.stdout.is_empty(), "bytes of an unverified NAR arrived");
+    // 30 s between bytes, asserted generously; curl's own limit is 100 s.
+    assert!(waited < Duration::from_secs(60), "{waited:?}");
 }

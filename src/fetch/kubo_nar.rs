@@ -22,6 +22,8 @@ const BASE_DEADLINE: Duration = Duration::from_secs(60);
 const MIN_RATE: u64 = 1 << 20;
 /// Handed on in pieces of this size: a NAR no larger reaches the reader only once verified.
 const PIECE: usize = 1 << 20;
+/// Bytes read from kubo's answer at a time.
+const READ: usize = 64 << 10;
 
 /// Continues `progress` from kubo, by `cid`, from the offset it reached.
 pub async fn nar(
@@ -30,26 +32,39 @@ pub async fn nar(
     progress: &mut NarProgress,
     output: &mpsc::Sender<io::Result<Bytes>>,
 ) -> NarOutcome {
-    let (pieces, mut incoming) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let (reads, mut incoming) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let (kubo, offset) = (kubo.clone(), progress.offset);
     let whole = BASE_DEADLINE + Duration::from_secs((progress.size - offset) / MIN_RATE);
-    tokio::task::spawn_blocking(move || read_cat(&kubo, cid, offset, whole, &pieces));
+    tokio::task::spawn_blocking(move || read_cat(&kubo, cid, offset, whole, &reads));
     let mut wait = FIRST_BYTE;
+    // Pieces are handed on whole: a NAR of one piece reaches the reader only once it hashed
+    // right, since the last piece is held back until then.
+    let mut pending = BytesMut::with_capacity(PIECE);
     loop {
-        let piece = tokio::select! {
-            piece = tokio::time::timeout(wait, incoming.recv()) => piece,
+        let read = tokio::select! {
+            read = tokio::time::timeout(wait, incoming.recv()) => read,
             () = output.closed() => return NarOutcome::Abandoned,
         };
-        let piece = match piece {
+        match read {
             Err(_) => return interrupted("kubo stalled".to_owned()),
             Ok(None) => break,
             Ok(Some(Err(e))) => return interrupted(e.to_string()),
-            Ok(Some(Ok(piece))) => piece,
-        };
-        if let Err(outcome) = progress.take_bounded(piece, output).await {
-            return outcome;
+            Ok(Some(Ok(bytes))) => pending.extend_from_slice(&bytes),
+        }
+        if pending.len() >= PIECE {
+            if let Err(outcome) = progress
+                .take_bounded(pending.split().freeze(), output)
+                .await
+            {
+                return outcome;
+            }
         }
         wait = STALL;
+    }
+    if !pending.is_empty() {
+        if let Err(outcome) = progress.take_bounded(pending.freeze(), output).await {
+            return outcome;
+        }
     }
     progress.end_of_stream(output).await
 }
@@ -58,41 +73,32 @@ fn interrupted(why: String) -> NarOutcome {
     NarOutcome::Interrupted(FetchError::Unreachable(format!("kubo: {why}")))
 }
 
-/// Reads kubo's answer (blocking) into [`PIECE`]-sized pieces, until it ends, fails, or nobody
-/// takes them any more.
+/// Reads kubo's answer (blocking), passing on what each read gives, until it ends, fails, or
+/// nobody takes it any more.
 fn read_cat(
     kubo: &KuboRpc,
     cid: Cid,
     offset: u64,
     whole: Duration,
-    pieces: &mpsc::Sender<io::Result<Bytes>>,
+    reads: &mpsc::Sender<io::Result<Bytes>>,
 ) {
     let mut body = match kubo.cat_from(&cid.to_string(), offset, FIRST_BYTE, whole) {
         Ok(body) => body,
         Err(e) => {
-            let _ = pieces.blocking_send(Err(io::Error::other(e)));
+            let _ = reads.blocking_send(Err(io::Error::other(e)));
             return;
         }
     };
-    let mut piece = BytesMut::with_capacity(PIECE);
-    let mut buf = vec![0; 64 << 10];
+    let mut buf = vec![0; READ];
     loop {
-        match body.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => piece.extend_from_slice(&buf[..n]),
-            Err(e) => {
-                let _ = pieces.blocking_send(Err(e));
-                return;
-            }
+        let read = match body.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
+            Err(e) => Err(e),
+        };
+        let failed = read.is_err();
+        if reads.blocking_send(read).is_err() || failed {
+            return;
         }
-        if piece.len() >= PIECE {
-            let full = piece.split().freeze();
-            if pieces.blocking_send(Ok(full)).is_err() {
-                return;
-            }
-        }
-    }
-    if !piece.is_empty() {
-        let _ = pieces.blocking_send(Ok(piece.freeze()));
     }
 }

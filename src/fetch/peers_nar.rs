@@ -128,21 +128,18 @@ impl PeersNar {
                 // The reader may have left because the bytes were wrong (Nix stops at the
                 // first that is not a NAR): a CID that gave no verified NAR is not used again.
                 outcome @ NarOutcome::Abandoned => {
-                    remote
-                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
-                        .await;
+                    let nar = (self.path, self.nar_hash, cid);
+                    remote.forget_cid(nar, &outcome, RefusedFrom::Holders).await;
                     return Some(None);
                 }
                 outcome if progress.handed_on => {
-                    remote
-                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
-                        .await;
+                    let nar = (self.path, self.nar_hash, cid);
+                    remote.forget_cid(nar, &outcome, RefusedFrom::Holders).await;
                     return Some(Some(outcome.to_string()));
                 }
                 outcome => {
-                    remote
-                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
-                        .await;
+                    let nar = (self.path, self.nar_hash, cid);
+                    remote.forget_cid(nar, &outcome, RefusedFrom::Holders).await;
                     tracing::debug!(%cid, reason = %outcome, "Bitswap fetch failed: streaming instead");
                     *progress = NarProgress::new(self.nar_hash, self.size, start, end);
                 }
@@ -205,9 +202,8 @@ impl PeersNar {
         if let NarOutcome::Wrong(e) = &outcome {
             tracing::warn!(%cid, nar = %self.nar_hash, error = %e, "kubo sent a wrong NAR");
         }
-        remote
-            .forget_cid(self.path, self.nar_hash, cid, &outcome)
-            .await;
+        let nar = (self.path, self.nar_hash, cid);
+        remote.forget_cid(nar, &outcome, RefusedFrom::Kubo).await;
         match outcome {
             NarOutcome::Abandoned => Some(None),
             outcome => Some(Some(outcome.to_string())),

@@ -237,12 +237,12 @@ impl Remote {
             Ok(verified) => verified,
             Err(e) => {
                 tracing::warn!(%hash, error = %e, "untrusted upstream narinfo refused");
-                self.refused_narinfo(hash, RefusedFrom::Holders, &e);
+                self.refused_narinfo(hash, RefusedFrom::Kubo, &e);
                 return None;
             }
         };
         let narinfo = verified.narinfo();
-        if self.filtered(RefusedFrom::Holders, narinfo) {
+        if self.filtered(RefusedFrom::Kubo, narinfo) {
             return None;
         }
         let nar = RemoteNar {
@@ -448,8 +448,14 @@ impl Remote {
 
     /// Forgets `cid` for the NAR after a fetch by it failed, for good, and penalises the peer
     /// that named it (as a liar if the bytes were wrong): it would make every retry of the NAR
-    /// fail the same way.
-    async fn forget_cid(&self, path: StoreHash, nar_hash: NarHash, cid: Cid, outcome: &NarOutcome) {
+    /// fail the same way. `fetched_by` is where the refusal is said to come from when no peer
+    /// named the CID.
+    async fn forget_cid(
+        &self,
+        (path, nar_hash, cid): (StoreHash, NarHash, Cid),
+        outcome: &NarOutcome,
+        fetched_by: RefusedFrom,
+    ) {
         if let Ok(mut failed) = self.failed_cids.lock() {
             if failed.len() >= CID_SOURCES {
                 failed.clear();
@@ -473,7 +479,7 @@ impl Remote {
             cid: cid.to_string(),
             error: outcome.to_string(),
         };
-        let from = source.map_or(RefusedFrom::Holders, RefusedFrom::Peer);
+        let from = source.map_or(fetched_by, RefusedFrom::Peer);
         self.refusals.record(path, from, reason);
         if let Some(nar) = self.nars.get(&nar_hash).filter(|n| n.cid == Some(cid)) {
             let nar = RemoteNar { cid: None, ..nar };

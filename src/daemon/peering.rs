@@ -89,11 +89,7 @@ impl Peering {
         let answered = Arc::<Answered>::default();
         answer_requests(node, store.clone(), db.clone(), served, answered.clone())
             .map_err(StartError::Node)?;
-        let nar_cache = (settings.cache_size > 0)
-            .then(|| NarCache::open(&settings.state_dir.join("nar-cache"), settings.cache_size))
-            .transpose()
-            .map_err(StartError::NarCache)?;
-        let nars = NarLog::start(db.clone()).map_err(StartError::NarLog)?;
+        let (nar_cache, nars) = nar_stores(settings, &db)?;
         let remote = Arc::new(
             Remote::new(
                 Some(node.clone()),
@@ -144,4 +140,18 @@ impl Peering {
             status: Some(status),
         })
     }
+}
+
+/// Where the NARs of peers' paths are kept: the NAR cache (`--cache-size`), and the log of the
+/// NARs offered to Nix.
+pub(super) fn nar_stores(
+    settings: &Settings,
+    db: &Arc<IndexDb>,
+) -> Result<(Option<NarCache>, NarLog), StartError> {
+    let nar_cache = (settings.cache_size > 0)
+        .then(|| NarCache::open(&settings.state_dir.join("nar-cache"), settings.cache_size))
+        .transpose()
+        .map_err(StartError::NarCache)?;
+    let nars = NarLog::start(db.clone()).map_err(StartError::NarLog)?;
+    Ok((nar_cache, nars))
 }

@@ -105,6 +105,18 @@ impl IndexDb {
         decode(value.value()).map(Some)
     }
 
+    /// The CID kubo gave `hash`'s NAR where it is not the one [`IndexDb::get`] tells.
+    pub fn kubo_cid(&self, hash: StoreHash) -> Result<Option<Cid>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(KUBO_CIDS).map_err(db_error)?;
+        let Some(value) = table.get(hash.as_str()).map_err(db_error)? else {
+            return Ok(None);
+        };
+        Cid::try_from(value.value())
+            .map(Some)
+            .map_err(|_| corrupt())
+    }
+
     pub fn hashes(&self) -> Result<HashSet<StoreHash>, IndexError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(PATHS).map_err(db_error)?;
@@ -242,6 +254,7 @@ mod tests {
         db.put_all(&[(hash, cid, "StorePath: x\n".to_owned())], &[(hash, kubo)])
             .unwrap();
         assert_eq!(db.cids().unwrap(), vec![(hash, kubo)]);
+        assert_eq!(db.kubo_cid(hash).unwrap(), Some(kubo));
         assert_eq!(db.get(hash).unwrap().map(|(c, _)| c), Some(cid));
         assert_eq!(db.hashes().unwrap(), HashSet::from([hash]));
         assert_eq!(db.count().unwrap(), 1);

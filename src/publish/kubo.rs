@@ -1,5 +1,6 @@
 //! Publication to kubo (`--ipfs-api`): each shared NAR is also added to kubo, streamed from the
-//! store (never held whole in memory) and pinned, then announced there. kubo keeps its own copy
+//! store (never held whole in memory) and pinned, then announced there; unpinned once its path
+//! is no longer shared. kubo keeps its own copy
 //! of every block: a NAR is no file, so kubo's filestore cannot point into the store instead.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +62,22 @@ impl KuboPublisher {
         .await
         .map_err(|e| KuboPublishError::Stopped(e.to_string()))??;
         Cid::try_from(added.as_str()).map_err(|_| KuboPublishError::BadCid(added))
+    }
+
+    /// Unpins the NARs of paths no longer shared, so that kubo may collect their blocks; one
+    /// kubo does not hold (pinned) is no failure.
+    pub async fn withdraw(&self, cids: Vec<Cid>) {
+        let rpc = self.rpc.clone();
+        let unpinned = tokio::task::spawn_blocking(move || {
+            for cid in cids {
+                if let Err(e) = rpc.unpin(&cid.to_string()) {
+                    tracing::debug!(%cid, error = %e, "kubo did not unpin the NAR");
+                }
+            }
+        });
+        if let Err(e) = unpinned.await {
+            tracing::warn!(error = %e, "cannot unpin withdrawn NARs in kubo");
+        }
     }
 
     /// Records that kubo named the NAR of `hash` `kubo` where the embedded node has `embedded`;

@@ -272,16 +272,20 @@ impl Scanner {
     async fn withdraw(&self, vanished: Vec<StoreHash>) {
         let db = self.db.clone();
         let listed = vanished.clone();
+        let with_kubo = self.kubo.is_some();
         let found = tokio::task::spawn_blocking(move || {
-            let mut published = Vec::new();
+            let (mut published, mut in_kubo) = (Vec::new(), Vec::new());
             for hash in listed {
                 if let Some((cid, _)) = db.get(hash)? {
                     published.push((cid, nar_source(hash)));
+                    if with_kubo {
+                        in_kubo.push(db.kubo_cid(hash)?.unwrap_or(cid));
+                    }
                 }
             }
-            Ok::<_, IndexError>(published)
+            Ok::<_, IndexError>((published, in_kubo))
         });
-        let published = match found.await {
+        let (published, in_kubo) = match found.await {
             Ok(Ok(published)) => published,
             Ok(Err(e)) => return tracing::error!(error = %e, "cannot read the index"),
             Err(e) => return tracing::error!(error = %e, "cannot read the index"),
@@ -290,6 +294,9 @@ impl Scanner {
             if let Err(e) = node.withdraw(published).await {
                 return tracing::error!(error = %e, "cannot withdraw published content");
             }
+        }
+        if let Some(kubo) = &self.kubo {
+            kubo.withdraw(in_kubo).await;
         }
         let (db, paths) = (self.db.clone(), vanished.len());
         match tokio::task::spawn_blocking(move || db.remove(&vanished)).await {

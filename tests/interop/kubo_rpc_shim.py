@@ -42,11 +42,17 @@ Exactly what it covers (POST only, as kubo; a GET is kubo's 405):
     swarm/connect     arg=MULTIADDR: ConnectToPeer.
     swarm/peers       ListPeers.
     pin/add           arg=CID: PinCID.
+    pin/rm            arg=CID: UnpinCID; kubo's "not pinned or pinned
+                      indirectly" when it fails.
+    pin/ls            ListPins, as {"Keys": {CID: {"Type": "recursive"}}}: the
+                      library lists every pinned block, the leaves of a
+                      pinned DAG too, and says nothing of the pin's type.
 
 Errors are kubo's JSON {"Message": ..., "Code": 0, "Type": "error"} with
 status 500 (400 for a missing argument, 404 for an unknown command).
 """
 
+import ctypes
 import json
 import os
 import re
@@ -93,22 +99,20 @@ def body_reader(handler):
                 while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass
                 return
-            left = size
-            while left:
-                piece = rfile.read(min(left, READ))
-                if not piece:
-                    raise BadRequest("the body ended early")
-                left -= len(piece)
-                yield piece
+            yield from read_exactly(rfile, size)
             rfile.readline(16)
     else:
-        left = int(handler.headers.get("Content-Length") or 0)
-        while left:
-            piece = rfile.read(min(left, READ))
-            if not piece:
-                raise BadRequest("the body ended early")
-            left -= len(piece)
-            yield piece
+        yield from read_exactly(rfile, int(handler.headers.get("Content-Length") or 0))
+
+
+def read_exactly(rfile, left):
+    """Yields the next `left` bytes of `rfile` in pieces."""
+    while left:
+        piece = rfile.read(min(left, READ))
+        if not piece:
+            raise BadRequest("the body ended early")
+        left -= len(piece)
+        yield piece
 
 
 def save_first_part(pieces, boundary, out):
@@ -197,6 +201,8 @@ class Handler(BaseHTTPRequestHandler):
             "swarm/connect": self.connect,
             "swarm/peers": self.peers,
             "pin/add": self.pin,
+            "pin/rm": self.unpin,
+            "pin/ls": self.pins,
         }
         route = routes.get(command)
         try:
@@ -300,6 +306,18 @@ class Handler(BaseHTTPRequestHandler):
             raise kubo_lib.KuboError(f"PinCID returned {rc}")
         self.json({"Pins": [cid]})
 
+    def unpin(self, query):
+        cid = self.arg(query)
+        rc = self.shim.node.lib.UnpinCID(self.shim.node.brepo, cid.encode())
+        if rc != 0:
+            raise kubo_lib.KuboError("not pinned or pinned indirectly")
+        self.json({"Pins": [cid]})
+
+    def pins(self, query):
+        listed = kubo_lib.take_string(self.shim.node.lib.ListPins(self.shim.node.brepo))
+        keys = {cid: {"Type": "recursive"} for cid in json.loads(listed or "[]")}
+        self.json({"Keys": keys})
+
 
 def main():
     corrupt_cat = "--corrupt-cat" in sys.argv[1:]
@@ -318,8 +336,11 @@ def main():
 
     try:
         lib = kubo_lib.load_library(kubo_lib.find_library())
-        lib.PinCID.argtypes = [lib.CreateRepo.argtypes[0]] * 2
-        lib.PinCID.restype = lib.CreateRepo.restype
+        for name in ("PinCID", "UnpinCID"):
+            getattr(lib, name).argtypes = [ctypes.c_char_p] * 2
+            getattr(lib, name).restype = ctypes.c_int
+        lib.ListPins.argtypes = [ctypes.c_char_p]
+        lib.ListPins.restype = ctypes.c_void_p
         node = Node(lib, workdir, cwd)
         info = node.start()
         # The library's Go code took SIGINT and SIGTERM (see kubo_node.py).

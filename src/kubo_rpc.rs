@@ -2,6 +2,7 @@
 //! `peerix serve`, and what `peerix serve --ipfs-api` uses to drive a running kubo.
 
 use std::io::{self, Read};
+use std::time::Duration;
 
 use serde_json::Value;
 use thiserror::Error;
@@ -187,12 +188,22 @@ impl KuboRpc {
             .collect())
     }
 
-    /// Uploads `content` as kubo's clients do (one multipart form part), as CIDv1 with raw
-    /// leaves; returns the CID and the size kubo reports.
+    /// Uploads `content` as kubo's clients do (one multipart form part), pinned, as CIDv1 with
+    /// raw leaves; returns the CID and the size kubo reports.
     pub fn add(
         &self,
         name: &str,
         content: impl Read + Send + 'static,
+    ) -> Result<(String, u64), KuboError> {
+        self.add_within(name, content, None)
+    }
+
+    /// [`KuboRpc::add`], given up after `deadline` (the upload and kubo's answer together).
+    pub fn add_within(
+        &self,
+        name: &str,
+        content: impl Read + Send + 'static,
+        deadline: Option<Duration>,
     ) -> Result<(String, u64), KuboError> {
         let boundary = format!("peerix-{}", std::process::id());
         // kubo percent-decodes file names, as its own clients encode them.
@@ -207,7 +218,17 @@ impl KuboRpc {
             .chain(io::Cursor::new(tail));
         let response = self
             .agent
-            .post(&self.url("add", &[("cid-version", "1"), ("raw-leaves", "true")]))
+            .post(&self.url(
+                "add",
+                &[
+                    ("pin", "true"),
+                    ("cid-version", "1"),
+                    ("raw-leaves", "true"),
+                ],
+            ))
+            .config()
+            .timeout_global(deadline)
+            .build()
             .header(
                 "Content-Type",
                 format!("multipart/form-data; boundary={boundary}"),
@@ -233,6 +254,28 @@ impl KuboRpc {
         self.call("cat", &[("arg", cid)])
     }
 
+    /// The content of `cid` from byte `offset` on, streamed: kubo must begin its answer within
+    /// `first_byte` and send all of it within `whole`.
+    pub fn cat_from(
+        &self,
+        cid: &str,
+        offset: u64,
+        first_byte: Duration,
+        whole: Duration,
+    ) -> Result<impl Read, KuboError> {
+        let offset = offset.to_string();
+        let response = self
+            .agent
+            .post(&self.url("cat", &[("arg", cid), ("offset", &offset)]))
+            .config()
+            .timeout_recv_response(Some(first_byte))
+            .timeout_global(Some(whole))
+            .build()
+            .send_empty()
+            .map_err(|source| self.unreachable(source))?;
+        Self::body_or_error("cat", response)
+    }
+
     pub fn block(&self, cid: &str) -> Result<Vec<u8>, KuboError> {
         let mut block = Vec::new();
         // A block is at most 2 MiB; a longer answer is not one.
@@ -251,6 +294,11 @@ impl KuboRpc {
             .read_to_string(&mut text)
             .map_err(read_error("routing/findprovs"))?;
         Ok(provider_ids(&text))
+    }
+
+    /// Unpins `cid`: kubo may then collect its blocks.
+    pub fn unpin(&self, cid: &str) -> Result<(), KuboError> {
+        self.call_json("pin/rm", &[("arg", cid)]).map(drop)
     }
 
     pub fn provide(&self, cid: &str) -> Result<(), KuboError> {

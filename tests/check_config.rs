@@ -117,6 +117,23 @@ fn no_default_trusted_keys_trusts_the_given_keys_alone() {
 }
 
 #[test]
+fn kubo_alone_is_accepted_with_a_tracker_to_name_cids() {
+    let scratch = TempDir::new().unwrap();
+    let state = scratch.path().join("state");
+    let kubo = ["--ipfs-api", "http://127.0.0.1:5001", "--no-embedded-node"];
+    let tracker = [&kubo[..], &["--tracker-url", "http://127.0.0.1:12305"]].concat();
+    let out = check_serve(&state, &tracker, &[]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("libp2p listen: none (no embedded node)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("kubo at http://127.0.0.1:5001"), "{stdout}");
+    assert!(!state.exists());
+}
+
+#[test]
 fn each_bad_setting_exits_2_naming_its_flag() {
     let scratch = TempDir::new().unwrap();
     let state = scratch.path().join("state");
@@ -159,12 +176,25 @@ fn each_bad_setting_exits_2_naming_its_flag() {
             &["--pull-through"],
             "--pull-through needs an upstream cache",
         ),
+        (
+            &[
+                "--pull-through",
+                "--no-embedded-node",
+                "--ipfs-api",
+                "http://127.0.0.1:9",
+            ],
+            "drop --no-embedded-node",
+        ),
         (&["--mode", "both"], "--mode both needs --tracker-url"),
         (
             &["--mode", "lan", "--tracker-url", "http://127.0.0.1:9"],
             "--mode lan uses no tracker",
         ),
         (&["--no-embedded-node"], "--ipfs-api"),
+        (
+            &["--ipfs-api", "http://127.0.0.1:5001", "--no-embedded-node"],
+            "--no-embedded-node needs --tracker-url",
+        ),
         (&["--mode", "nat"], "--mode"),
     ];
     for (flags, named) in cases {

@@ -4,6 +4,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use libp2p::identity::Keypair;
 use libp2p::PeerId;
@@ -81,8 +82,35 @@ pub fn adopt_foreign_identity(path: &Path) -> Result<Adoption, NodeError> {
     })
 }
 
+/// A node's identity, also where no node runs: what signs in its name.
+#[derive(Clone)]
+pub struct Identity(pub(crate) Arc<Keypair>);
+
+impl Identity {
+    /// The identity at `path`, created (mode 0600) when missing, as a node would load it.
+    pub fn load_or_create(path: &Path) -> Result<Self, NodeError> {
+        load_or_create(path).map(|keypair| Self(Arc::new(keypair)))
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.0.public().to_peer_id()
+    }
+
+    /// The public key in libp2p's protobuf encoding: what the peer id is made of.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.0.public().encode_protobuf()
+    }
+
+    /// Signs `message`, so that others can tell this identity wrote it.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, NodeError> {
+        self.0
+            .sign(message)
+            .map_err(|e| NodeError::Identity(e.to_string()))
+    }
+}
+
 /// Loads the identity at `path`, creating it (mode 0600, written atomically) when missing.
-pub fn load_or_create(path: &Path) -> Result<Keypair, NodeError> {
+pub(crate) fn load_or_create(path: &Path) -> Result<Keypair, NodeError> {
     let shown = || path.display().to_string();
     match fs::read(path) {
         Ok(bytes) => {

@@ -47,7 +47,7 @@ pub use config::{
 };
 pub use error::NodeError;
 pub use foreign_identity::{parse_foreign_identity, ForeignIdentity, ForeignIdentityError};
-pub use identity::{adopt_foreign_identity, Adoption};
+pub use identity::{adopt_foreign_identity, Adoption, Identity};
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 pub use network::network_protocol;
@@ -78,7 +78,7 @@ impl Incoming {
 #[derive(Clone)]
 pub struct NodeHandle {
     peer_id: PeerId,
-    identity: Arc<libp2p::identity::Keypair>,
+    identity: Identity,
     streams: StreamOpener,
     incoming: Arc<std::sync::Mutex<HashMap<StreamProtocol, InboundReceiver>>>,
     peer_events: broadcast::Sender<PeerEvent>,
@@ -96,14 +96,17 @@ impl NodeHandle {
 
     /// The node's public key in libp2p's protobuf encoding: what its peer id is made of.
     pub fn public_key(&self) -> Vec<u8> {
-        self.identity.public().encode_protobuf()
+        self.identity.public_key()
     }
 
     /// Signs `message` with the node's identity, so that others can tell it wrote it.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, NodeError> {
-        self.identity
-            .sign(message)
-            .map_err(|e| NodeError::Identity(e.to_string()))
+        self.identity.sign(message)
+    }
+
+    /// The node's identity, to sign with apart from the node.
+    pub fn identity(&self) -> Identity {
+        self.identity.clone()
     }
 
     /// The protocol `name` (like `index/1.0.0`) of this node's network id (see

@@ -65,7 +65,7 @@ pub async fn start_with(
     let traffic = Traffic::new(config.bandwidth_limit);
     let mut relay_client = None;
     let dialed_from = DialedFrom::default();
-    let identity = Arc::new(keypair.clone());
+    let identity = identity::Identity(Arc::new(keypair.clone()));
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| {

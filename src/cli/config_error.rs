@@ -46,6 +46,8 @@ pub enum ConfigError {
     Url { flag: &'static str, text: String },
     #[error("--pull-through needs an upstream cache: --upstream-cache is \"\" (or --offline without it)")]
     PullThroughWithoutUpstream,
+    #[error("--pull-through shares files between near nodes over the embedded node: drop --no-embedded-node")]
+    PullThroughWithoutNode,
     #[error("--trusted-public-key {text:?}: {source}")]
     TrustedKey { text: String, source: KeyError },
 }

@@ -72,6 +72,14 @@ impl ServeArgs {
         })
     }
 
+    /// The node's identity file: `--identity-file`, else in the state dir.
+    pub fn identity_file(&self, state_dir: &Path) -> PathBuf {
+        self.node
+            .identity_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("identity.key"))
+    }
+
     /// The embedded node's configuration, from the flags and their defaults.
     pub fn node_config(
         &self,
@@ -111,11 +119,7 @@ impl ServeArgs {
                 .filter_map(|a| a.parse().ok())
                 .collect()
         };
-        let identity_file = self
-            .node
-            .identity_file
-            .clone()
-            .unwrap_or_else(|| state_dir.join("identity.key"));
+        let identity_file = self.identity_file(state_dir);
         let mut config = peerix_node::NodeConfig {
             identity_file,
             bootstrap_peers,

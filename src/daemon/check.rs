@@ -11,6 +11,9 @@ use crate::fetch::Trust;
 /// Checks every flag and file `args` name, writing nothing, and prints what would run.
 pub fn check_config(args: ServeArgs) -> Result<(), StartError> {
     let (settings, trust) = Settings::from_args(args, Purpose::Check)?;
+    if settings.node.is_none() && settings.tracker_url.is_none() {
+        return Err(StartError::KuboAloneWithoutTracker);
+    }
     print!("{}", Summary(&settings, &trust));
     Ok(())
 }

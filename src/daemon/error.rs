@@ -26,6 +26,8 @@ pub enum StartError {
     Signals(io::Error),
     #[error("cannot start the peer-to-peer node: {0}")]
     Node(peerix_node::NodeError),
+    #[error("cannot load the node's identity: {0}")]
+    Identity(peerix_node::NodeError),
     #[error("cannot open the index: {0}")]
     Index(#[from] IndexError),
     #[error("cannot open the NAR cache: {0}")]
@@ -38,6 +40,11 @@ pub enum StartError {
     Lan(#[from] crate::lan::LanError),
     #[error("cannot start pull-through: {0}")]
     PullThrough(#[from] crate::fetch::PullThroughError),
+    #[error(
+        "--no-embedded-node needs --tracker-url: without the embedded node no peer names the \
+         CIDs of the paths kubo would fetch, and no one learns those this node publishes"
+    )]
+    KuboAloneWithoutTracker,
     #[error("the HTTP front stopped: {0}")]
     FrontStopped(tokio::task::JoinError),
 }

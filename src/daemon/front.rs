@@ -37,11 +37,7 @@ impl Front {
         hole_punches: Arc<HolePunchLog>,
     ) -> Self {
         let (remote, pull_through, status) = match peering {
-            Some(peering) => (
-                Some(peering.remote),
-                peering.pull_through,
-                Some(peering.status),
-            ),
+            Some(peering) => (Some(peering.remote), peering.pull_through, peering.status),
             None => (None, None, None),
         };
         // Said when the node finds no peer: the ways it looks, as `/status` tells them.

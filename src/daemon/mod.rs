@@ -1,11 +1,12 @@
 //! The daemon `peerix serve` runs, assembled from named parts: its settings, the embedded node,
-//! the peering (publication, discovery, answers to peers, substitution from them) and the HTTP
-//! front. Each part is started by one function here or in a submodule; nothing else starts
+//! the peering (publication, discovery, answers to peers, substitution from them; or kubo's
+//! alone, with `--no-embedded-node`) and the HTTP front. Each part is started by one function here or in a submodule; nothing else starts
 //! tasks of its own.
 
 mod check;
 mod error;
 mod front;
+mod kubo_peering;
 mod lan;
 mod legacy_state;
 mod peering;
@@ -61,7 +62,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
                 &hole_punches,
                 lan.clone(),
             )?),
-            None => None,
+            None => kubo_peering::start(&settings, trust, content)?,
         };
         let front = Front::assemble(&settings, node, peering, hole_punches);
         if let (Some(listener), Some(lan)) = (lan_listener, lan) {

@@ -11,28 +11,30 @@ use crate::cli::DEFAULT_NETWORK_ID;
 use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, TrackerSource};
 use crate::discovery::{run_index, Holders, PeerSources};
 use crate::fetch::{NarCache, NarLog, PullThrough, PullThroughParts, Remote, Served, Trust};
+use crate::kubo_rpc::KuboRpc;
 use crate::lan::Lan;
 use crate::publish::{
-    answer_requests, Answered, IndexDb, ScanControl, ScanProgress, Scanner, StoreContent,
+    answer_requests, Answered, IndexDb, KuboPublisher, ScanControl, ScanProgress, Scanner,
+    StoreContent,
 };
 use crate::status::{HolePunchLog, StatusSources};
 use crate::store::{watch_store, SharedPaths};
 use crate::throughput::Throughput;
 
 /// How often the store database is checked for added or removed paths (a cheap query).
-const STORE_POLL: Duration = Duration::from_secs(2);
+pub(super) const STORE_POLL: Duration = Duration::from_secs(2);
 /// NAR ranges served and not yet added up for the tracker, at most.
 const SERVED_QUEUE: usize = 1024;
 /// The longest a request to the tracker may take.
-const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
+pub(super) const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
 
 pub struct Peering {
     /// What the front asks for paths this store lacks.
     pub remote: Arc<Remote>,
     /// What it asks for paths no peer has either (`--pull-through`).
     pub pull_through: Option<Arc<PullThrough>>,
-    /// What `/status` reports.
-    pub status: StatusSources,
+    /// What `/status` reports; `None` under kubo alone, which has no node to report on.
+    pub status: Option<StatusSources>,
 }
 
 impl Peering {
@@ -50,18 +52,24 @@ impl Peering {
         let holders = Arc::new(Holders::default());
         let progress = Arc::new(ScanProgress::default());
         let scan_control = Arc::new(ScanControl::default());
+        let kubo = settings.ipfs_api.as_deref().map(KuboRpc::new);
         let scanner = Scanner {
             store: store.clone(),
             content,
-            node: node.clone(),
+            node: Some(node.clone()),
             db: db.clone(),
             progress: progress.clone(),
             control: scan_control.clone(),
+            kubo: kubo.clone().map(KuboPublisher::new),
         };
         tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
         let tracker = settings.tracker_url.as_deref().map(|url| {
-            let client = TrackerClient::new(url, node.clone(), TRACKER_DEADLINE);
-            let tracker = Arc::new(TrackerSource::new(client, holders.clone(), node.clone()));
+            let client = TrackerClient::new(url, node.identity(), TRACKER_DEADLINE);
+            let tracker = Arc::new(TrackerSource::new(
+                client,
+                holders.clone(),
+                Some(node.clone()),
+            ));
             let port = settings.http_addr.port();
             tokio::spawn(keep_in_step(
                 tracker.clone(),
@@ -84,14 +92,10 @@ impl Peering {
         let answered = Arc::<Answered>::default();
         answer_requests(node, store.clone(), db.clone(), served, answered.clone())
             .map_err(StartError::Node)?;
-        let nar_cache = (settings.cache_size > 0)
-            .then(|| NarCache::open(&settings.state_dir.join("nar-cache"), settings.cache_size))
-            .transpose()
-            .map_err(StartError::NarCache)?;
-        let nars = NarLog::start(db.clone()).map_err(StartError::NarLog)?;
+        let (nar_cache, nars) = nar_stores(settings, &db)?;
         let remote = Arc::new(
             Remote::new(
-                node.clone(),
+                Some(node.clone()),
                 holders.clone(),
                 trust,
                 settings.filter.clone(),
@@ -100,6 +104,7 @@ impl Peering {
                 tracker.clone(),
             )
             .with_lan(lan.clone())
+            .with_kubo(kubo)
             .with_shared_here(shared_here),
         );
         let pull_through = settings
@@ -153,7 +158,21 @@ impl Peering {
         Ok(Self {
             remote,
             pull_through,
-            status,
+            status: Some(status),
         })
     }
+}
+
+/// Where the NARs of peers' paths are kept: the NAR cache (`--cache-size`), and the log of the
+/// NARs offered to Nix.
+pub(super) fn nar_stores(
+    settings: &Settings,
+    db: &Arc<IndexDb>,
+) -> Result<(Option<NarCache>, NarLog), StartError> {
+    let nar_cache = (settings.cache_size > 0)
+        .then(|| NarCache::open(&settings.state_dir.join("nar-cache"), settings.cache_size))
+        .transpose()
+        .map_err(StartError::NarCache)?;
+    let nars = NarLog::start(db.clone()).map_err(StartError::NarLog)?;
+    Ok((nar_cache, nars))
 }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub filter: PathFilter,
     /// The embedded node's configuration; `None` with `--no-embedded-node`.
     pub node: Option<NodeConfig>,
+    /// The node's identity, which signs the tracker's writes also without the node.
+    pub identity_file: PathBuf,
     pub network_id: String,
     /// `--mode`, for `/status`.
     pub mode: &'static str,
@@ -90,13 +92,17 @@ impl Settings {
                 ..args.node_config(&state_dir)?
             }),
         };
-        if let (Purpose::Check, Some(node)) = (purpose, &node) {
-            args.check_identity_file(&node.identity_file)?;
+        let identity_file = args.identity_file(&state_dir);
+        if purpose == Purpose::Check {
+            args.check_identity_file(&identity_file)?;
         }
         let trust = Trust {
             own_key_name: signer.as_ref().map(|k| k.name().to_owned()),
             ..args.trust()?
         };
+        if args.pull_through && args.node.no_embedded_node {
+            return Err(ConfigError::PullThroughWithoutNode.into());
+        }
         let pull_through = match (args.pull_through, &trust.upstream) {
             (false, _) => None,
             (true, Some(upstream)) => Some(upstream.url().to_owned()),
@@ -127,6 +133,7 @@ impl Settings {
             store,
             filter,
             node,
+            identity_file,
             network_id: args.node.network_id,
             mode: args.mode.name(),
             rendezvous: args.mode.finds_peers_itself(),

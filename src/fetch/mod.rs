@@ -4,6 +4,7 @@
 //! the NAR cache when there is one. A path no peer holds may come through from the upstream
 //! cache (`--pull-through`), one near node pulling each file for the others.
 
+mod kubo_nar;
 mod lookup;
 mod lookups;
 mod nar_cache;

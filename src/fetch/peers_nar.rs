@@ -1,5 +1,5 @@
-//! A NAR streamed from the peers that hold it, resumed from the next holder when one stops, and
-//! kept in the NAR cache when it arrived whole.
+//! A NAR streamed from the peers that hold it, resumed from the next holder when one stops (and
+//! from kubo, by its CID, when none is left), and kept in the NAR cache when it arrived whole.
 
 use std::io;
 use std::sync::Arc;
@@ -7,10 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cid::Cid;
 use peerix_http::{channel_stream, ByteStream, NarHash, NarSource, StoreHash};
-use peerix_node::PeerId;
+use peerix_node::{NodeHandle, PeerId};
 use tokio::sync::mpsc;
 
 use super::{Remote, CHUNKS_IN_FLIGHT, MULTI_SOURCE_MIN, STRIPED_MIN, STRIPED_RTT, STRIPES};
+use crate::fetch::kubo_nar;
 use crate::fetch::nar_cache::Filling;
 use crate::fetch::peer::{self as fetch, NarOutcome, NarProgress};
 use crate::fetch::refusals::{Reason, RefusedFrom};
@@ -83,16 +84,38 @@ impl PeersNar {
 
     /// Reads the NAR from the holders in turn: one that stops is replaced by the next, which
     /// resumes where it stopped; one that sends wrong bytes ends the response (Nix retries, and
-    /// that peer is not asked again). Returns why it failed, if it did.
+    /// that peer is not asked again); kubo, by the NAR's CID, goes on where the last stopped.
+    /// Returns why it failed, if it did.
     async fn fetch(
         &self,
         start: u64,
         end: u64,
         output: &mpsc::Sender<io::Result<Bytes>>,
     ) -> Option<String> {
-        let remote = &self.remote;
         let mut progress = NarProgress::new(self.nar_hash, self.size, start, end);
         let mut last = "no peer holds it any more".to_owned();
+        if let Some(node) = &self.remote.node {
+            let from_peers = self.fetch_from_peers(node, &mut progress, &mut last, output);
+            if let Some(done) = from_peers.await {
+                return done;
+            }
+        }
+        self.through_kubo(&mut progress, output)
+            .await
+            .unwrap_or(Some(last))
+    }
+
+    /// [`PeersNar::fetch`] from the holders: `Some` once that is the end of it (`None` inside
+    /// if it succeeded), `None` if they could not send the rest, which kubo may then resume.
+    async fn fetch_from_peers(
+        &self,
+        node: &NodeHandle,
+        progress: &mut NarProgress,
+        last: &mut String,
+        output: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> Option<Option<String>> {
+        let remote = &self.remote;
+        let (start, end) = (progress.start, progress.end);
         // A large NAR held by several peers comes from all of them at once, block by block; if
         // that fails before the reader got anything, the holders are asked one at a time.
         let peers = remote.honest(self.peers.clone());
@@ -100,47 +123,44 @@ impl PeersNar {
             .cid
             .filter(|_| peers.len() > 1 && self.size >= MULTI_SOURCE_MIN)
         {
-            match fetch::nar_by_cid(&remote.node, cid, peers, &mut progress, output).await {
-                NarOutcome::Complete => return None,
+            match fetch::nar_by_cid(node, cid, peers, progress, output).await {
+                NarOutcome::Complete => return Some(None),
                 // The reader may have left because the bytes were wrong (Nix stops at the
                 // first that is not a NAR): a CID that gave no verified NAR is not used again.
                 outcome @ NarOutcome::Abandoned => {
-                    remote
-                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
-                        .await;
-                    return None;
+                    let nar = (self.path, self.nar_hash, cid);
+                    remote.forget_cid(nar, &outcome, RefusedFrom::Holders).await;
+                    return Some(None);
                 }
                 outcome if progress.handed_on => {
-                    remote
-                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
-                        .await;
-                    return Some(outcome.to_string());
+                    let nar = (self.path, self.nar_hash, cid);
+                    remote.forget_cid(nar, &outcome, RefusedFrom::Holders).await;
+                    return Some(Some(outcome.to_string()));
                 }
                 outcome => {
-                    remote
-                        .forget_cid(self.path, self.nar_hash, cid, &outcome)
-                        .await;
+                    let nar = (self.path, self.nar_hash, cid);
+                    remote.forget_cid(nar, &outcome, RefusedFrom::Holders).await;
                     tracing::debug!(%cid, reason = %outcome, "Bitswap fetch failed: streaming instead");
-                    progress = NarProgress::new(self.nar_hash, self.size, start, end);
+                    *progress = NarProgress::new(self.nar_hash, self.size, start, end);
                 }
             }
         }
         for peer in remote.honest(self.peers.clone()) {
             let whole = progress.offset == 0 && end == self.size;
             let fetched = if self.size >= STRIPED_MIN && remote.rtt(peer).await >= STRIPED_RTT {
-                fetch::nar_striped(&remote.node, peer, &mut progress, output, STRIPES).await
+                fetch::nar_striped(node, peer, progress, output, STRIPES).await
             } else {
-                fetch::nar(&remote.node, peer, &mut progress, output).await
+                fetch::nar(node, peer, progress, output).await
             };
             match fetched {
                 NarOutcome::Complete if whole => {
                     remote.report_received(peer, self.path, self.size);
-                    return None;
+                    return Some(None);
                 }
-                NarOutcome::Complete | NarOutcome::Abandoned => return None,
+                NarOutcome::Complete | NarOutcome::Abandoned => return Some(None),
                 NarOutcome::Interrupted(e) => {
                     tracing::debug!(%peer, offset = progress.offset, error = %e, "NAR source stopped");
-                    last = e.to_string();
+                    *last = e.to_string();
                 }
                 NarOutcome::Wrong(e) => {
                     remote.penalise(peer, &e);
@@ -151,14 +171,42 @@ impl PeersNar {
                         .refusals
                         .record(self.path, RefusedFrom::Peer(peer), reason);
                     if progress.handed_on {
-                        return Some(e.to_string());
+                        return Some(Some(e.to_string()));
                     }
                     // Nothing reached the reader: start over from the next peer.
-                    progress = NarProgress::new(self.nar_hash, self.size, start, end);
-                    last = e.to_string();
+                    *progress = NarProgress::new(self.nar_hash, self.size, start, end);
+                    *last = e.to_string();
                 }
             }
         }
-        Some(last)
+        None
+    }
+
+    /// Goes on through kubo by the NAR's CID, if there is a kubo and the CID has not failed:
+    /// `None` once the reader has the NAR (or left), else why it failed. A CID that gives no
+    /// verified NAR is not used again.
+    async fn through_kubo(
+        &self,
+        progress: &mut NarProgress,
+        output: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> Option<Option<String>> {
+        let remote = &self.remote;
+        let kubo = remote.kubo.as_ref()?;
+        let cid = self
+            .cid
+            .filter(|cid| !remote.cid_failed(self.nar_hash, *cid))?;
+        let outcome = kubo_nar::nar(kubo, cid, progress, output).await;
+        if let NarOutcome::Complete = outcome {
+            return Some(None);
+        }
+        if let NarOutcome::Wrong(e) = &outcome {
+            tracing::warn!(%cid, nar = %self.nar_hash, error = %e, "kubo sent a wrong NAR");
+        }
+        let nar = (self.path, self.nar_hash, cid);
+        remote.forget_cid(nar, &outcome, RefusedFrom::Kubo).await;
+        match outcome {
+            NarOutcome::Abandoned => Some(None),
+            outcome => Some(Some(outcome.to_string())),
+        }
     }
 }

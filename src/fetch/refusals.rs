@@ -28,6 +28,9 @@ pub enum RefusedFrom {
     OldPeer(SocketAddr),
     /// Blocks fetched by CID from several holders, when no one peer named the CID.
     Holders,
+    /// kubo (`--ipfs-api`), fetching by the CID the tracker maps, with the upstream cache's
+    /// narinfo.
+    Kubo,
 }
 
 impl fmt::Display for RefusedFrom {
@@ -36,6 +39,7 @@ impl fmt::Display for RefusedFrom {
             Self::Peer(peer) => write!(f, "peer {peer}"),
             Self::OldPeer(addr) => write!(f, "old LAN peer {addr}"),
             Self::Holders => f.write_str("the holders (by CID)"),
+            Self::Kubo => f.write_str("kubo (by the tracker's CID)"),
         }
     }
 }
@@ -157,7 +161,7 @@ impl Refusal {
         let (peer_id, old_peer) = match &self.from {
             RefusedFrom::Peer(peer) => (Some(peer.to_string()), None),
             RefusedFrom::OldPeer(addr) => (None, Some(addr.to_string())),
-            RefusedFrom::Holders => (None, None),
+            RefusedFrom::Holders | RefusedFrom::Kubo => (None, None),
         };
         let mut details = match &self.reason {
             Reason::Untrusted {

@@ -1,6 +1,6 @@
 //! What this machine lacks, from others: the peers that announced a path (or the tracker names),
-//! then the LAN's old peers. A peer's narinfo passes only when trusted, its NAR only as it
-//! hashes correctly.
+//! then kubo (`--ipfs-api`) by the CID a holder named or the tracker maps, then the LAN's old
+//! peers. A narinfo passes only when trusted, a NAR only as it hashes correctly.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,10 +26,13 @@ use super::trust::{Refused, Trust, Untrusted, Verified};
 use crate::discovery::tracker::{TrackerSource, Transfer};
 use crate::discovery::Holders;
 use crate::filter::PathFilter;
+use crate::kubo_rpc::KuboRpc;
 use crate::lan::Lan;
 use crate::publish::RemoteNar;
 use peers_nar::PeersNar;
 
+#[path = "kubo_narinfo.rs"]
+mod kubo_narinfo;
 #[path = "peers_nar.rs"]
 mod peers_nar;
 
@@ -52,10 +55,14 @@ pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 const CID_SOURCES: usize = 1 << 14;
 
 pub struct Remote {
-    pub node: NodeHandle,
+    /// The embedded node holders are asked through; `None` under kubo alone
+    /// (`--no-embedded-node`), where no holder is known and kubo fetches by the tracker's CIDs.
+    node: Option<NodeHandle>,
     pub holders: Arc<Holders>,
     /// Asked who holds a path no known holder has (`--tracker-url`).
     tracker: Option<Arc<TrackerSource>>,
+    /// Asked for a NAR no Peerix holder sends, by its CID (`--ipfs-api`).
+    kubo: Option<KuboRpc>,
     /// Asked last, for a path no Peerix node holds (`--mode lan`, `both`).
     lan: Option<Arc<Lan>>,
     /// Where the NARs of paths the LAN's old peers served are.
@@ -89,7 +96,7 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(
-        node: NodeHandle,
+        node: Option<NodeHandle>,
         holders: Arc<Holders>,
         trust: Trust,
         filter: PathFilter,
@@ -101,6 +108,7 @@ impl Remote {
             node,
             holders,
             tracker,
+            kubo: None,
             lan: None,
             old_peer_nars: OldPeerNars::default(),
             trust,
@@ -129,6 +137,11 @@ impl Remote {
     /// Asks the LAN's old peers too, last (`--mode lan`, `both`).
     pub fn with_lan(self, lan: Option<Arc<Lan>>) -> Self {
         Self { lan, ..self }
+    }
+
+    /// Fetches through kubo what no holder sends (`--ipfs-api`).
+    pub fn with_kubo(self, kubo: Option<KuboRpc>) -> Self {
+        Self { kubo, ..self }
     }
 
     /// Asked who holds a path no known holder has, if a tracker is set.
@@ -183,6 +196,9 @@ impl Remote {
         }
         if holders.is_empty() {
             self.lookups.record(asking, false);
+            if let Some(found) = self.kubo_narinfo(hash).await {
+                return Some((found, Source::Peer));
+            }
             self.lan.as_ref()?;
             let found = self.old_peer_narinfo(hash).await;
             self.lookups.record(LookupSource::OldPeer, found.is_some());
@@ -190,7 +206,17 @@ impl Remote {
         }
         let found = self.peers_narinfo(hash, holders).await;
         self.lookups.record(asking, found.is_some());
+        let found = match found {
+            Some(found) => Some(found),
+            None => self.kubo_narinfo(hash).await,
+        };
         found.map(|verified| (verified, Source::Peer))
+    }
+
+    fn cid_failed(&self, nar_hash: NarHash, cid: Cid) -> bool {
+        self.failed_cids
+            .lock()
+            .is_ok_and(|f| f.contains(&(nar_hash, cid)))
     }
 
     /// [`Remote::narinfo`] among `holders`, Peerix nodes all.
@@ -273,7 +299,8 @@ impl Remote {
     }
 
     async fn ask_one(&self, peer: PeerId, hash: StoreHash) -> Option<(Verified, Option<Cid>)> {
-        let answer = fetch::narinfo(&self.node, &self.narinfo_streams, peer, hash).await;
+        let node = self.node.as_ref()?;
+        let answer = fetch::narinfo(node, &self.narinfo_streams, peer, hash).await;
         let (narinfo, cid) = match answer {
             Ok(answer) => answer,
             Err(FetchError::NotFound) => {
@@ -353,11 +380,7 @@ impl Remote {
 
     /// Records the NAR a narinfo names, durably: without it, its URL would be a 404 later.
     async fn remember(&self, narinfo: &NarInfo, source: PeerId, cid: Option<Cid>) -> bool {
-        let failed = |cid: &Cid| {
-            self.failed_cids
-                .lock()
-                .is_ok_and(|f| f.contains(&(narinfo.nar_hash, *cid)))
-        };
+        let failed = |cid: &Cid| self.cid_failed(narinfo.nar_hash, *cid);
         if cid.as_ref().is_some_and(failed) {
             tracing::debug!(peer = %source, nar = %narinfo.nar_hash, "a peer names a CID that failed");
             self.scores.record(source, Answer::Untrusted);
@@ -381,8 +404,14 @@ impl Remote {
 
     /// Forgets `cid` for the NAR after a fetch by it failed, for good, and penalises the peer
     /// that named it (as a liar if the bytes were wrong): it would make every retry of the NAR
-    /// fail the same way.
-    async fn forget_cid(&self, path: StoreHash, nar_hash: NarHash, cid: Cid, outcome: &NarOutcome) {
+    /// fail the same way. `fetched_by` is where the refusal is said to come from when no peer
+    /// named the CID.
+    async fn forget_cid(
+        &self,
+        (path, nar_hash, cid): (StoreHash, NarHash, Cid),
+        outcome: &NarOutcome,
+        fetched_by: RefusedFrom,
+    ) {
         if let Ok(mut failed) = self.failed_cids.lock() {
             if failed.len() >= CID_SOURCES {
                 failed.clear();
@@ -406,7 +435,7 @@ impl Remote {
             cid: cid.to_string(),
             error: outcome.to_string(),
         };
-        let from = source.map_or(RefusedFrom::Holders, RefusedFrom::Peer);
+        let from = source.map_or(fetched_by, RefusedFrom::Peer);
         self.refusals.record(path, from, reason);
         if let Some(nar) = self.nars.get(&nar_hash).filter(|n| n.cid == Some(cid)) {
             let nar = RemoteNar { cid: None, ..nar };
@@ -418,7 +447,10 @@ impl Remote {
 
     /// The round trip to `peer` over a direct connection, as last measured (zero if unknown).
     async fn rtt(&self, peer: PeerId) -> Duration {
-        let Ok(status) = self.node.status().await else {
+        let Some(node) = &self.node else {
+            return Duration::ZERO;
+        };
+        let Ok(status) = node.status().await else {
             return Duration::ZERO;
         };
         status
@@ -432,10 +464,10 @@ impl Remote {
     /// Tells the tracker, if there is one, that `sender` sent this node the whole NAR of
     /// `hash`.
     fn report_received(&self, sender: PeerId, hash: StoreHash, bytes: u64) {
-        if let Some(tracker) = &self.tracker {
+        if let (Some(tracker), Some(node)) = (&self.tracker, &self.node) {
             tracker.reports().record(Transfer {
                 sender,
-                receiver: self.node.peer_id(),
+                receiver: node.peer_id(),
                 hash,
                 bytes,
             });
@@ -455,7 +487,11 @@ impl Remote {
         if let Some((size, source)) = self.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
             return Some((Nar { size, source }, Source::NarCache));
         }
-        let Some((nar, peers)) = self.known_nar(&nar_hash).filter(|(_, p)| !p.is_empty()) else {
+        // With no holder, kubo may fetch it by its CID.
+        let fetchable = |(nar, peers): &(RemoteNar, Vec<PeerId>)| {
+            !peers.is_empty() || (nar.cid.is_some() && self.kubo.is_some())
+        };
+        let Some((nar, peers)) = self.known_nar(&nar_hash).filter(fetchable) else {
             let nar = self.old_peer_nars.get(&nar_hash)?;
             let size = nar.size;
             let source = Box::new(nar);

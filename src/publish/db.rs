@@ -1,6 +1,7 @@
 //! The publication index (`STATE_DIR/index.redb`): for every shared store path, its narinfo as
-//! this node serves it and the root CID its NAR is published under. Each entry is written in its
-//! own transaction, so an interrupted scan leaves whole entries only and resumes after them.
+//! this node serves it and the root CID its NAR is published under, and the CID kubo gave it
+//! where that is another (`--ipfs-api`). Each entry is written in its own transaction, so an
+//! interrupted scan leaves whole entries only and resumes after them.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -11,6 +12,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 /// Store hash -> u16 CID length, CID bytes, narinfo text.
 const PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("paths");
+/// Store hash -> the CID kubo reports for the path's NAR, kept only where it is not the CID in
+/// [`PATHS`] (a kubo that cannot make CIDv1 with raw leaves): what is fetched through kubo.
+const KUBO_CIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("kubo_cids");
 /// NAR hash -> NAR size, store hash and CID (empty if unknown), for NARs of peers' paths this
 /// node has offered Nix: Nix caches narinfos and may ask for the NAR long after, across restarts.
 const REMOTE_NARS: TableDefinition<&[u8], (u64, &str, &str)> = TableDefinition::new("remote_nars");
@@ -41,14 +45,27 @@ impl IndexDb {
         let txn = db.begin_write().map_err(db_error)?;
         txn.open_table(PATHS).map_err(db_error)?;
         txn.open_table(REMOTE_NARS).map_err(db_error)?;
+        txn.open_table(KUBO_CIDS).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db })
     }
 
-    /// Records each path's CID and narinfo, in one durable transaction: a bulk scan pays one
-    /// fsync per batch.
-    pub fn put_all(&self, entries: &[(StoreHash, Cid, String)]) -> Result<(), IndexError> {
+    /// Records each path's CID and narinfo, and the other CIDs kubo gave some of them, in one
+    /// durable transaction: a bulk scan pays one fsync per batch.
+    pub fn put_all(
+        &self,
+        entries: &[(StoreHash, Cid, String)],
+        kubo_cids: &[(StoreHash, Cid)],
+    ) -> Result<(), IndexError> {
         let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(KUBO_CIDS).map_err(db_error)?;
+            for (hash, cid) in kubo_cids {
+                table
+                    .insert(hash.as_str(), cid.to_bytes().as_slice())
+                    .map_err(db_error)?;
+            }
+        }
         {
             let mut table = txn.open_table(PATHS).map_err(db_error)?;
             for (hash, cid, narinfo) in entries {
@@ -69,8 +86,10 @@ impl IndexDb {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut table = txn.open_table(PATHS).map_err(db_error)?;
+            let mut kubo = txn.open_table(KUBO_CIDS).map_err(db_error)?;
             for hash in hashes {
                 table.remove(hash.as_str()).map_err(db_error)?;
+                kubo.remove(hash.as_str()).map_err(db_error)?;
             }
         }
         txn.commit().map_err(db_error)
@@ -84,6 +103,18 @@ impl IndexDb {
             return Ok(None);
         };
         decode(value.value()).map(Some)
+    }
+
+    /// The CID kubo gave `hash`'s NAR where it is not the one [`IndexDb::get`] tells.
+    pub fn kubo_cid(&self, hash: StoreHash) -> Result<Option<Cid>, IndexError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(KUBO_CIDS).map_err(db_error)?;
+        let Some(value) = table.get(hash.as_str()).map_err(db_error)? else {
+            return Ok(None);
+        };
+        Cid::try_from(value.value())
+            .map(Some)
+            .map_err(|_| corrupt())
     }
 
     pub fn hashes(&self) -> Result<HashSet<StoreHash>, IndexError> {
@@ -100,16 +131,24 @@ impl IndexDb {
         Ok(hashes)
     }
 
-    /// Every shared path with the CID its NAR is published under.
+    /// Every shared path with the CID the tracker is told: kubo's where it gave another (the
+    /// tracker's CIDs are fetched through kubo by nodes that have no holder to ask), else the
+    /// one its NAR is published under.
     pub fn cids(&self) -> Result<Vec<(StoreHash, Cid)>, IndexError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(PATHS).map_err(db_error)?;
+        let kubo = txn.open_table(KUBO_CIDS).map_err(db_error)?;
         let mut cids = Vec::new();
         for entry in table.iter().map_err(db_error)? {
             let (key, value) = entry.map_err(db_error)?;
-            if let Ok(hash) = StoreHash::parse(key.value()) {
-                cids.push((hash, decode_cid(value.value())?.0));
-            }
+            let Ok(hash) = StoreHash::parse(key.value()) else {
+                continue;
+            };
+            let cid = match kubo.get(key.value()).map_err(db_error)? {
+                Some(other) => Cid::try_from(other.value()).map_err(|_| corrupt())?,
+                None => decode_cid(value.value())?.0,
+            };
+            cids.push((hash, cid));
         }
         Ok(cids)
     }
@@ -201,7 +240,7 @@ mod tests {
             Cid::try_from("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").unwrap();
         {
             let db = IndexDb::open(&path).unwrap();
-            db.put_all(&[(hash, cid, "StorePath: x\n".to_owned())])
+            db.put_all(&[(hash, cid, "StorePath: x\n".to_owned())], &[])
                 .unwrap();
         }
         let db = IndexDb::open(&path).unwrap();
@@ -209,6 +248,14 @@ mod tests {
             db.get(hash).unwrap(),
             Some((cid, "StorePath: x\n".to_owned()))
         );
+        assert_eq!(db.cids().unwrap(), vec![(hash, cid)]);
+        // Another CID from kubo is what the tracker is told; the entry keeps its own.
+        let kubo = Cid::try_from("QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH").unwrap();
+        db.put_all(&[(hash, cid, "StorePath: x\n".to_owned())], &[(hash, kubo)])
+            .unwrap();
+        assert_eq!(db.cids().unwrap(), vec![(hash, kubo)]);
+        assert_eq!(db.kubo_cid(hash).unwrap(), Some(kubo));
+        assert_eq!(db.get(hash).unwrap().map(|(c, _)| c), Some(cid));
         assert_eq!(db.hashes().unwrap(), HashSet::from([hash]));
         assert_eq!(db.count().unwrap(), 1);
         db.remove(&[hash]).unwrap();

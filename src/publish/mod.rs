@@ -7,6 +7,7 @@ mod answer;
 mod answered;
 mod content;
 mod db;
+mod kubo;
 mod scan;
 
 pub use admission::Admission;
@@ -14,4 +15,5 @@ pub use answer::{run as answer_requests, ServedNar};
 pub use answered::Answered;
 pub use content::StoreContent;
 pub use db::{IndexDb, IndexError, RemoteNar};
+pub use kubo::KuboPublisher;
 pub use scan::{ScanControl, ScanProgress, Scanner};

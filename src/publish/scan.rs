@@ -1,6 +1,7 @@
 //! The publication scan: keeps the index equal to the store's shared paths. New paths get their
 //! NAR imported into the embedded node (no copy: only the DAG's inner nodes are stored, leaves are
-//! re-read from the store) and their root CID announced; vanished ones leave the index. It runs
+//! re-read from the store) and their root CID announced, and are added to kubo too with
+//! `--ipfs-api`; vanished ones leave the index. It runs
 //! whenever the store changes, every `--scan-interval`, and resumes after the last whole entry.
 
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use super::content::{nar_source, StoreContent};
 use super::db::{IndexDb, IndexError};
+use super::kubo::{KuboPublishError, KuboPublisher};
 use crate::nix::nar::NarReader;
 use crate::store::LocalStore;
 
@@ -163,11 +165,17 @@ impl ScanControl {
 pub struct Scanner {
     pub store: Arc<LocalStore>,
     pub content: Arc<StoreContent>,
-    pub node: NodeHandle,
+    /// The embedded node; `None` under kubo alone (`--no-embedded-node`), then `kubo` is set.
+    pub node: Option<NodeHandle>,
     pub db: Arc<IndexDb>,
     pub progress: Arc<ScanProgress>,
     pub control: Arc<ScanControl>,
+    /// Given NARs too (`--ipfs-api`).
+    pub kubo: Option<KuboPublisher>,
 }
+
+/// A path published: its index entry and, where kubo named its NAR otherwise, kubo's CID.
+type Published = ((StoreHash, Cid, String), Option<Cid>);
 
 impl Scanner {
     /// Reconciles the index with `wanted` each time it changes, and every `interval` (if any),
@@ -212,8 +220,8 @@ impl Scanner {
         if !vanished.is_empty() {
             self.withdraw(vanished).await;
         }
-        if first {
-            if let Err(e) = self.node.announce_provided().await {
+        if let (true, Some(node)) = (first, &self.node) {
+            if let Err(e) = node.announce_provided().await {
                 tracing::error!(error = %e, "cannot announce published content again");
             }
         }
@@ -264,22 +272,31 @@ impl Scanner {
     async fn withdraw(&self, vanished: Vec<StoreHash>) {
         let db = self.db.clone();
         let listed = vanished.clone();
+        let with_kubo = self.kubo.is_some();
         let found = tokio::task::spawn_blocking(move || {
-            let mut published = Vec::new();
+            let (mut published, mut in_kubo) = (Vec::new(), Vec::new());
             for hash in listed {
                 if let Some((cid, _)) = db.get(hash)? {
                     published.push((cid, nar_source(hash)));
+                    if with_kubo {
+                        in_kubo.push(db.kubo_cid(hash)?.unwrap_or(cid));
+                    }
                 }
             }
-            Ok::<_, IndexError>(published)
+            Ok::<_, IndexError>((published, in_kubo))
         });
-        let published = match found.await {
+        let (published, in_kubo) = match found.await {
             Ok(Ok(published)) => published,
             Ok(Err(e)) => return tracing::error!(error = %e, "cannot read the index"),
             Err(e) => return tracing::error!(error = %e, "cannot read the index"),
         };
-        if let Err(e) = self.node.withdraw(published).await {
-            return tracing::error!(error = %e, "cannot withdraw published content");
+        if let Some(node) = &self.node {
+            if let Err(e) = node.withdraw(published).await {
+                return tracing::error!(error = %e, "cannot withdraw published content");
+            }
+        }
+        if let Some(kubo) = &self.kubo {
+            kubo.withdraw(in_kubo).await;
         }
         let (db, paths) = (self.db.clone(), vanished.len());
         match tokio::task::spawn_blocking(move || db.remove(&vanished)).await {
@@ -294,24 +311,30 @@ impl Scanner {
     /// Makes the node's records durable, then writes the index entries of `published`: the
     /// index never claims a path whose blocks a crash lost (paths not written are published
     /// again by the next scan).
-    async fn persist(&self, published: Vec<(StoreHash, Cid, String)>) {
-        if let Err(e) = self.node.persist().await {
-            tracing::error!(error = %e, "cannot persist published content");
-            return;
+    async fn persist(&self, published: Vec<Published>) {
+        if let Some(node) = &self.node {
+            if let Err(e) = node.persist().await {
+                tracing::error!(error = %e, "cannot persist published content");
+                return;
+            }
         }
         let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || db.put_all(&published)).await {
+        let (entries, kubo): (Vec<_>, Vec<_>) = published.into_iter().unzip();
+        let kubo_cids: Vec<(StoreHash, Cid)> = entries
+            .iter()
+            .zip(kubo)
+            .filter_map(|((hash, _, _), kubo)| Some((*hash, kubo?)))
+            .collect();
+        match tokio::task::spawn_blocking(move || db.put_all(&entries, &kubo_cids)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the index"),
             Err(e) => tracing::error!(error = %e, "cannot persist the index"),
         }
     }
 
-    /// Imports one path's NAR into the node; returns the NAR's size and the path's index entry.
-    async fn publish(
-        &self,
-        hash: StoreHash,
-    ) -> Result<(u64, (StoreHash, Cid, String)), PublishError> {
+    /// Imports one path's NAR into the node (and kubo); returns the NAR's size and what the
+    /// index records of the path.
+    async fn publish(&self, hash: StoreHash) -> Result<(u64, Published), PublishError> {
         let narinfo = self.store.shared_narinfo(hash)?.ok_or(PublishError::Gone)?;
         let content = self.content.clone();
         let plan = tokio::task::spawn_blocking(move || content.plan(hash))
@@ -324,11 +347,34 @@ impl Scanner {
                 database: narinfo.nar_size,
             });
         }
-        let cid = self
-            .node
-            .add_content(nar_source(hash), NarReader::new(plan), Persist::Later)
+        let Some(node) = &self.node else {
+            // kubo alone: its CID is the path's.
+            let kubo = self.kubo.as_ref().ok_or(PublishError::Nowhere)?;
+            let cid = kubo.publish(hash, plan).await?;
+            return Ok((narinfo.nar_size, ((hash, cid, narinfo.render()), None)));
+        };
+        let cid = node
+            .add_content(
+                nar_source(hash),
+                NarReader::new(plan.clone()),
+                Persist::Later,
+            )
             .await?;
-        Ok((narinfo.nar_size, (hash, cid, narinfo.render())))
+        // kubo failing costs its copy only: the path stays published by the node.
+        let kubo_cid = match &self.kubo {
+            Some(kubo) => match kubo.publish(hash, plan).await {
+                Ok(kubo_cid) => (kubo_cid != cid).then(|| {
+                    kubo.other_cid(hash, cid, kubo_cid);
+                    kubo_cid
+                }),
+                Err(e) => {
+                    tracing::warn!(%hash, error = %e, "cannot add the NAR to kubo");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok((narinfo.nar_size, ((hash, cid, narinfo.render()), kubo_cid)))
     }
 }
 
@@ -345,6 +391,10 @@ enum PublishError {
     Size { nar: u64, database: u64 },
     #[error("the node cannot publish it: {0}")]
     Node(#[from] peerix_node::NodeError),
+    #[error("cannot add it to kubo: {0}")]
+    Kubo(#[from] KuboPublishError),
+    #[error("neither an embedded node nor kubo to publish it to")]
+    Nowhere,
 }
 
 fn log_progress(report: &ScanReport) {

@@ -4,15 +4,16 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cid::Cid;
 use peerix_http::StoreHash;
-use peerix_node::NodeHandle;
+use peerix_node::{Identity, PeerId};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use crate::blocking_pool::{BlockingPool, PoolError};
 use crate::wire::tracker::{
-    parse_answer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, ReadError, SignedWrite,
-    WritePayload, MAX_READ_BODY, NONCE_LEN,
+    parse_answer, CidAnswer, EnvelopeError, FindAnswer, MembershipAnswer, PeersAnswer, ReadError,
+    SignedWrite, WritePayload, MAX_READ_BODY, NONCE_LEN,
 };
 
 /// Requests to the tracker at once; more wait for a turn (within their deadline).
@@ -41,13 +42,13 @@ pub enum TrackerError {
 pub struct TrackerClient {
     url: Arc<str>,
     agent: ureq::Agent,
-    node: NodeHandle,
+    identity: Identity,
     pool: BlockingPool,
 }
 
 impl TrackerClient {
-    /// A client of the tracker at `url`, signing with `node`'s identity.
-    pub fn new(url: &str, node: NodeHandle, deadline: Duration) -> Self {
+    /// A client of the tracker at `url`, signing with `identity` (the node's).
+    pub fn new(url: &str, identity: Identity, deadline: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(deadline))
             .http_status_as_error(false)
@@ -56,13 +57,18 @@ impl TrackerClient {
         Self {
             url: url.trim_end_matches('/').into(),
             agent,
-            node,
+            identity,
             pool: BlockingPool::new(AT_ONCE, deadline),
         }
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Who this client writes as.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
     }
 
     /// Signs `payload` with this node's key and posts it to its route; the answer is a
@@ -75,9 +81,9 @@ impl TrackerClient {
         let mut nonce = [0; NONCE_LEN];
         getrandom::getrandom(&mut nonce).map_err(|e| TrackerError::Sign(e.to_string()))?;
         let mut failure = None;
-        let key = self.node.public_key();
+        let key = self.identity.public_key();
         let sign = |message: &[u8]| {
-            self.node.sign(message).unwrap_or_else(|e| {
+            self.identity.sign(message).unwrap_or_else(|e| {
                 failure = Some(e.to_string());
                 Vec::new()
             })
@@ -92,6 +98,24 @@ impl TrackerClient {
 
     pub async fn find(&self, hash: StoreHash) -> Result<FindAnswer, TrackerError> {
         self.request(format!("/find/{hash}"), None).await
+    }
+
+    /// The CID a peer registered for `hash`'s NAR, `None` if none did.
+    pub async fn cid(&self, hash: StoreHash) -> Result<Option<Cid>, TrackerError> {
+        let answer = match self
+            .request::<CidAnswer>(format!("/cid/{hash}"), None)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(TrackerError::Refused { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match Cid::try_from(answer.cid.as_str()) {
+            Ok(cid) if answer.hash == hash.as_str() => Ok(Some(cid)),
+            _ => Err(TrackerError::BadAnswer(ReadError::Malformed(format!(
+                "no CID of {hash}: {answer:?}"
+            )))),
+        }
     }
 
     /// `count` of the tracker's live peers, at random.

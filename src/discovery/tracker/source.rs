@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cid::Cid;
 use futures_util::future::join_all;
 use peerix_http::StoreHash;
 use peerix_node::{Multiaddr, NodeHandle, PeerId, Protocol};
@@ -73,7 +74,9 @@ pub struct TrackerSource {
     pub(super) membership: Membership,
     pub(super) health: TrackerHealth,
     holders: Arc<Holders>,
-    node: NodeHandle,
+    /// The node holders are dialled with; `None` under kubo alone (`--no-embedded-node`),
+    /// which only announces and reads CIDs.
+    node: Option<NodeHandle>,
     reports: TransferReports,
     /// Whether the tracker runs on this host: only then can the loopback addresses it lists
     /// (a peer's own listen addresses) be the peer's rather than this node's own.
@@ -82,9 +85,9 @@ pub struct TrackerSource {
 
 impl TrackerSource {
     /// Starts the task that reports transfers too.
-    pub fn new(client: TrackerClient, holders: Arc<Holders>, node: NodeHandle) -> Self {
+    pub fn new(client: TrackerClient, holders: Arc<Holders>, node: Option<NodeHandle>) -> Self {
         Self {
-            reports: TransferReports::start(client.clone(), node.peer_id()),
+            reports: TransferReports::start(client.clone(), client.peer_id()),
             tracker_on_loopback: is_loopback_url(client.url()),
             client,
             membership: Membership::default(),
@@ -98,7 +101,8 @@ impl TrackerSource {
     /// recorded in [`Holders`] too); none at once for a path the network does not hold, or
     /// while the tracker does not answer.
     pub async fn find(&self, hash: StoreHash) -> Vec<PeerId> {
-        if !self.membership.probably_held(&hash) || !self.health.is_reachable() {
+        let reachable = self.node.is_some() && self.health.is_reachable();
+        if !reachable || !self.membership.probably_held(&hash) {
             return Vec::new();
         }
         let answer = match self.client.find(hash).await {
@@ -118,10 +122,27 @@ impl TrackerSource {
         reached
     }
 
+    /// The CID the tracker maps `hash`'s NAR to, for a path the network holds (none at once for
+    /// another, or while the tracker does not answer).
+    pub async fn cid(&self, hash: StoreHash) -> Option<Cid> {
+        if !self.membership.probably_held(&hash) || !self.health.is_reachable() {
+            return None;
+        }
+        self.client
+            .cid(hash)
+            .await
+            .inspect_err(|e| self.health.failed(self.client.url(), e))
+            .ok()
+            .flatten()
+    }
+
     /// Connects to some of the tracker's peers (a random few each time), so that the index
     /// protocol tells what they hold before Nix asks: their paths are then hits from memory.
     /// Once the node has [`MET_PEERS`] peers, it looks for no more.
     pub(super) async fn meet_peers(&self) -> Result<(), TrackerError> {
+        if self.node.is_none() {
+            return Ok(());
+        }
         let connected = self.connected_peers().await;
         if connected.len() >= MET_PEERS {
             return Ok(());
@@ -136,8 +157,10 @@ impl TrackerSource {
     }
 
     async fn connected_peers(&self) -> HashSet<PeerId> {
-        self.node
-            .status()
+        let Some(node) = &self.node else {
+            return HashSet::new();
+        };
+        node.status()
             .await
             .map(|status| status.peers.iter().map(|p| p.peer_id).collect())
             .unwrap_or_default()
@@ -151,7 +174,10 @@ impl TrackerSource {
         max: usize,
         connected: &HashSet<PeerId>,
     ) -> Vec<PeerId> {
-        let me = self.node.peer_id();
+        let Some(node) = &self.node else {
+            return Vec::new();
+        };
+        let me = node.peer_id();
         let providers: Vec<(PeerId, Vec<Multiaddr>)> = providers
             .filter_map(|(peer, addrs)| provider_addrs(peer, addrs, self.tracker_on_loopback))
             .filter(|(peer, _)| *peer != me)
@@ -161,7 +187,7 @@ impl TrackerSource {
             let connected = connected.contains(&peer);
             async move {
                 let reached = connected
-                    || tokio::time::timeout(DIAL_DEADLINE, self.dial(peer, addrs))
+                    || tokio::time::timeout(DIAL_DEADLINE, dial(node, peer, addrs))
                         .await
                         .unwrap_or(false);
                 reached.then_some(peer)
@@ -171,24 +197,13 @@ impl TrackerSource {
         reached.into_iter().flatten().collect()
     }
 
-    /// Tries every address of `addrs` at once; true once connected to `peer` itself.
-    async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> bool {
-        match self.node.dial_peer_at(peer, addrs).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "tracker's addresses unreachable");
-                false
-            }
-        }
-    }
-
     /// Where transfers are reported.
     pub fn reports(&self) -> &TransferReports {
         &self.reports
     }
 
-    pub(super) fn node(&self) -> &NodeHandle {
-        &self.node
+    pub(super) fn node(&self) -> Option<&NodeHandle> {
+        self.node.as_ref()
     }
 
     /// What `/status` says of the tracker.
@@ -199,6 +214,17 @@ impl TrackerSource {
             "last_error": self.health.last_error(),
             "network_paths": self.membership.len(),
         })
+    }
+}
+
+/// Tries every address of `addrs` at once; true once connected to `peer` itself.
+async fn dial(node: &NodeHandle, peer: PeerId, addrs: Vec<Multiaddr>) -> bool {
+    match node.dial_peer_at(peer, addrs).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "tracker's addresses unreachable");
+            false
+        }
     }
 }
 

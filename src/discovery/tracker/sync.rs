@@ -223,7 +223,10 @@ async fn heartbeat(
 
 /// The addresses others may reach this node at: confirmed external ones first.
 async fn own_addrs(source: &TrackerSource) -> Vec<Multiaddr> {
-    let Ok(status) = source.node().status().await else {
+    let Some(node) = source.node() else {
+        return Vec::new();
+    };
+    let Ok(status) = node.status().await else {
         return Vec::new();
     };
     let mut addrs = status.advertised_addrs();

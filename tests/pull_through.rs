@@ -7,11 +7,15 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use common::bare_peer::BarePeer;
 use common::static_cache::StaticCache;
 use common::{hash_part, ChrootStore, Fixture, NixKey, Peerix};
+use futures_util::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 /// The narinfo answer the issue allows a failing upstream to cost.
@@ -228,4 +232,107 @@ fn a_stopped_or_silent_upstream_means_404_at_once() {
     let limit = AT_ONCE.max(Duration::from_secs_f64(wait / 1000.0) + slack);
     assert_404_within(&node, "went silent, first", 200, limit);
     assert_404_at_once(&node, "went silent, then", 300);
+}
+
+/// How the pull protocol's puller is chosen: the near node whose id, hashed with the file's
+/// hash, scores highest.
+fn puller_score(node: &peerix_node::PeerId, file_hash: &[u8; 32]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(node.to_bytes());
+    hasher.update(file_hash);
+    hasher.finalize().into()
+}
+
+/// The FileHash a binary cache directory's narinfo names for `path`.
+fn file_hash(dir: &Path, path: &str) -> [u8; 32] {
+    let narinfo =
+        std::fs::read_to_string(dir.join(format!("{}.narinfo", hash_part(path)))).unwrap();
+    let line = narinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("FileHash: "))
+        .unwrap();
+    peerix_http::NarHash::parse(line).unwrap().0
+}
+
+#[test]
+fn a_near_node_sending_a_wrong_file_is_never_asked_again() {
+    let _turn = turn();
+    let f = Fixture::get();
+    let key = NixKey::generate("upstream-test-1");
+    let dir = upstream_dir(&[f.lib.as_str()], &key, "xz");
+    let file = file_hash(dir.path(), &f.lib);
+    let upstream = StaticCache::serve(dir.path());
+    let store = ChrootStore::empty();
+    let node = pull_through_node(&store, &upstream.url(), &[]);
+    let addr: libp2p::Multiaddr = node.p2p_addr().parse().unwrap();
+    let Some(libp2p::multiaddr::Protocol::P2p(node_id)) = addr.iter().last() else {
+        panic!("{addr}");
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // A peer the node would pick to pull the file: of a few new identities, one outscores it.
+    let mut liar = None;
+    for _ in 0..64 {
+        let peer = runtime.block_on(BarePeer::connect(&addr));
+        if puller_score(&peer.id, &file) > puller_score(&node_id, &file) {
+            liar = Some(peer);
+            break;
+        }
+    }
+    let mut liar = liar.expect("no identity outscored the node");
+    // A member of the network: it opened an index stream (announcing nothing) and keeps it.
+    let _index = runtime.block_on(async {
+        let mut index = liar.open("index/1.0.0").await;
+        index.write_all(&[0, 0, 0, 1, 1]).await.unwrap();
+        index.flush().await.unwrap();
+        index
+    });
+    let liar_id = liar.id.to_string();
+    common::eventually(
+        Duration::from_secs(10),
+        "the liar never became a member",
+        || {
+            let status = node.status();
+            status["peers"]["held_by_peer"].get(&liar_id).is_some()
+                && status["pull_through"]["upstream_answers"] == true
+        },
+    );
+    // It answers every pull request with the right length of wrong bytes.
+    let size = std::fs::metadata(dir.path().join(&nar_files(dir.path())[0][1..]))
+        .unwrap()
+        .len();
+    let asked = Arc::new(AtomicU64::new(0));
+    let mut requests = liar.accept("pull/1.0.0");
+    let counting = asked.clone();
+    runtime.spawn(async move {
+        while let Some((_, mut stream)) = requests.next().await {
+            counting.fetch_add(1, Ordering::SeqCst);
+            let mut request = vec![0u8; 4 + 32];
+            stream.read_exact(&mut request).await.unwrap();
+            let mut head = vec![0, 0, 0, 9, 1];
+            head.extend_from_slice(&size.to_be_bytes());
+            stream.write_all(&head).await.unwrap();
+            stream.write_all(&vec![0x5a; size as usize]).await.unwrap();
+            let _ = stream.close().await;
+        }
+    });
+
+    common::nix_copy_ok(&node.url(), &store, &key.public, &[f.lib.as_str()]);
+    ChrootStore::with_paths(&[f.lib.as_str()]).assert_same_nars(&store, &[f.lib.as_str()]);
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the liar was asked once");
+    assert!(
+        node.log()
+            .iter()
+            .any(|l| l.contains("sent a wrong file: never asked again")),
+        "the liar was not named"
+    );
+    // Another copy is served from the file pulled, and the liar is not asked again.
+    let again = ChrootStore::empty();
+    common::nix_copy_ok(&node.url(), &again, &key.public, &[f.lib.as_str()]);
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the liar was asked again");
+    let pulled: u64 = nar_files(dir.path())
+        .iter()
+        .map(|f| upstream.requests_for(f))
+        .sum();
+    assert_eq!(pulled, 1, "the node pulled the file itself, once");
+    drop(liar);
 }

@@ -26,6 +26,8 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct BarePeer {
     control: libp2p_stream::Control,
     node: PeerId,
+    /// Its own identity.
+    pub id: PeerId,
     connected: Arc<AtomicBool>,
     swarm: tokio::task::AbortHandle,
 }
@@ -44,6 +46,7 @@ impl BarePeer {
             panic!("{addr} names no peer");
         };
         let mut swarm = stream_swarm(IDLE_CONNECTION_TIMEOUT);
+        let id = *swarm.local_peer_id();
         swarm.dial(addr.clone()).unwrap();
         let deadline = tokio::time::sleep(DIAL_TIMEOUT);
         tokio::pin!(deadline);
@@ -73,6 +76,7 @@ impl BarePeer {
         Self {
             control,
             node,
+            id,
             connected,
             swarm: swarm.abort_handle(),
         }
@@ -93,6 +97,14 @@ impl BarePeer {
     ) -> Result<Stream, libp2p_stream::OpenStreamError> {
         let protocol = peerix_node::network_protocol("default", protocol);
         self.control.open_stream(self.node, protocol).await
+    }
+
+    /// The streams the node opens of the Peerix protocol `protocol` of the default network.
+    pub fn accept(&mut self, protocol: &'static str) -> libp2p_stream::IncomingStreams {
+        let protocol = peerix_node::network_protocol("default", protocol);
+        self.control
+            .accept(protocol)
+            .expect("first to accept the protocol")
     }
 
     /// Whether the connection to the node is still open (false once the node cut it).

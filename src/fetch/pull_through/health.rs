@@ -4,7 +4,7 @@
 //! or silent upstream makes Peerix answer 404 at once (Nix then asks upstream itself).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::fetch::Upstream;
 
@@ -17,7 +17,8 @@ const LEAST_WAIT: Duration = Duration::from_millis(50);
 const MOST_WAIT: Duration = Duration::from_secs(1);
 /// The weight of the newest answer time in the typical one.
 const NEWEST_WEIGHT: f64 = 0.3;
-/// Narinfo requests in a row that may run out of time before upstream counts as not answering.
+/// Narinfo requests that may run out of time, with no answer to any request meanwhile, before
+/// upstream counts as not answering (a busy moment makes some late while others are answered).
 const LATE_IN_A_ROW: u32 = 3;
 
 #[derive(Default)]
@@ -26,6 +27,8 @@ struct State {
     /// does not answer.
     typical: Option<Duration>,
     late: u32,
+    /// When a request was last answered.
+    answered_at: Option<Instant>,
 }
 
 impl State {
@@ -62,13 +65,18 @@ impl UpstreamHealth {
     /// Upstream answered a request in time (or it was answered from memory: only probes
     /// measure upstream).
     pub fn answered(&self) {
-        self.lock().late = 0;
+        let mut state = self.lock();
+        state.late = 0;
+        state.answered_at = Some(Instant::now());
     }
 
-    /// A request ran out of time: after a few in a row, upstream is not asked until a probe
-    /// answers.
-    pub fn late(&self) {
+    /// A request asked at `asked_at` ran out of time: after a few with nothing answered since
+    /// they were asked, upstream is not asked until a probe answers.
+    pub fn late(&self, asked_at: Instant) {
         let mut state = self.lock();
+        if state.answered_at.is_some_and(|at| at > asked_at) {
+            return;
+        }
         state.late += 1;
         if state.late >= LATE_IN_A_ROW {
             state.typical = None;

@@ -145,6 +145,7 @@ impl PullThrough {
     ) -> Option<(NarInfo, PulledFile)> {
         let wait = self.health.wait()?;
         let wait = if for_peer { wait.max(PEER_WAIT) } else { wait };
+        let asked_at = std::time::Instant::now();
         let mut narinfo = match tokio::time::timeout(wait, self.upstream.narinfo(hash)).await {
             Ok(Ok(found)) => {
                 self.health.answered();
@@ -152,7 +153,7 @@ impl PullThrough {
             }
             Ok(Err(UpstreamError::TooSlow)) | Err(_) => {
                 tracing::debug!(%hash, ?wait, "pull-through: upstream too slow for a narinfo");
-                self.health.late();
+                self.health.late(asked_at);
                 return None;
             }
             Ok(Err(e)) => {

@@ -334,8 +334,12 @@ in
         message = "services.peerix.noVerify accepts only trustedPeers' paths unchecked: list them in services.peerix.trustedPeers.";
       }
       {
-        assertion = cfg.pullThrough -> cfg.upstreamCache != "";
-        message = "services.peerix.pullThrough serves paths from the upstream cache: set services.peerix.upstreamCache.";
+        assertion = !embeddedNode -> (cfg.ipfsApi != null && cfg.trackerUrl != null);
+        message = "services.peerix.ipfs.enable = false leaves the peer-to-peer work to kubo, which needs services.peerix.ipfsApi and a services.peerix.trackerUrl to name the CIDs of the paths it fetches.";
+      }
+      {
+        assertion = cfg.pullThrough -> (embeddedNode && cfg.upstreamCache != "");
+        message = "services.peerix.pullThrough serves paths from the upstream cache between the near nodes: set services.peerix.upstreamCache, and keep ipfs.enable.";
       }
       {
         assertion = cfg.noFilter -> (cfg.filterPatterns == [ ] && !cfg.noDefaultFilters);

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -163,19 +161,7 @@ fn answering_node(store: &ChrootStore, upstream: &StaticCache, narinfo: &str) ->
 /// `GET path` on a fresh connection: the status and how long the answer took.
 fn timed_get(node: &Peerix, path: &str) -> (u16, Duration) {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(("127.0.0.1", node.port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let (status, _) = common::front_latency::get(node.port, path);
     (status, started.elapsed())
 }
 

@@ -88,6 +88,10 @@ fn near_nodes_pull_each_file_from_upstream_once() {
                     && status["pull_through"]["upstream_answers"] == true
             })
         });
+        // `why` names pull-through among the places asked for what no one has.
+        let (_, why) = a.get(&format!("/why/{}", unknown_hash(7)));
+        let why = String::from_utf8_lossy(&why);
+        assert!(why.contains("through pull-through (answering"), "{why}");
         // A narinfo upstream is slow to give is a 404 (Nix would ask upstream itself): asked
         // once ahead, on this busy machine, each is answered from memory when Nix asks.
         for node in nodes {
@@ -255,16 +259,13 @@ fn a_near_node_sending_a_wrong_file_is_never_asked_again() {
         panic!("{addr}");
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    // A peer the node would pick to pull the file: of a few new identities, one outscores it.
-    let mut liar = None;
-    for _ in 0..64 {
-        let peer = runtime.block_on(BarePeer::connect(&addr));
-        if puller_score(&peer.id, &file) > puller_score(&node_id, &file) {
-            liar = Some(peer);
-            break;
-        }
-    }
-    let mut liar = liar.expect("no identity outscored the node");
+    // A peer the node would pick to pull the file: an identity that outscores it.
+    let node_score = puller_score(&node_id, &file);
+    let keypair = (0..1_000_000)
+        .map(|_| libp2p::identity::Keypair::generate_ed25519())
+        .find(|key| puller_score(&key.public().to_peer_id(), &file) > node_score)
+        .expect("no identity outscored the node");
+    let mut liar = runtime.block_on(BarePeer::connect_as(&addr, keypair));
     // A member of the network: it opened an index stream (announcing nothing) and keeps it.
     let _index = runtime.block_on(async {
         let mut index = liar.open("index/1.0.0").await;

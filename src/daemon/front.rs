@@ -46,6 +46,7 @@ impl Front {
             store: settings.store.clone(),
             filter: settings.filter.clone(),
             remote: remote.clone(),
+            pull_through: pull_through.clone(),
         };
         // What Nix got and where narinfos were looked for, counted once for every route that
         // serves them.

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use peerix_http::{BrowserGuard, StoreHash};
 use serde_json::{json, Value};
 
-use crate::fetch::Remote;
+use crate::fetch::{PullThrough, Remote};
 use crate::filter::PathFilter;
 use crate::store::LocalStore;
 pub use target::{store_hash_of, TargetError};
@@ -29,6 +29,8 @@ pub struct WhySources {
     pub filter: PathFilter,
     /// What asks peers, when there is an embedded node.
     pub remote: Option<Arc<Remote>>,
+    /// What asks the upstream cache for what no peer has (`--pull-through`).
+    pub pull_through: Option<Arc<PullThrough>>,
 }
 
 /// `/why/{hash}`, behind `guard` like `/status`: it tells what this machine holds.
@@ -53,7 +55,11 @@ async fn why(State(sources): State<WhySources>, Path(target): Path<String>) -> R
     let local = tokio::task::spawn_blocking(move || local_verdict(&store, &filter, hash)).await;
     let verdict = match local {
         Ok(Ok(Some(verdict))) => verdict,
-        Ok(Ok(None)) => remote_verdict(sources.remote.as_deref(), hash),
+        Ok(Ok(None)) => remote_verdict(
+            sources.remote.as_deref(),
+            sources.pull_through.as_deref(),
+            hash,
+        ),
         Ok(Err(e)) => return internal_error(&e),
         Err(e) => return internal_error(&e),
     };
@@ -133,7 +139,11 @@ fn local_verdict(
 }
 
 /// What the peers say of a path the local store lacks.
-fn remote_verdict(remote: Option<&Remote>, hash: StoreHash) -> Verdict {
+fn remote_verdict(
+    remote: Option<&Remote>,
+    pull_through: Option<&PullThrough>,
+    hash: StoreHash,
+) -> Verdict {
     let Some(remote) = remote else {
         return Verdict {
             name: "absent",
@@ -175,11 +185,11 @@ fn remote_verdict(remote: Option<&Remote>, hash: StoreHash) -> Verdict {
             facts: json!({ "holders": holder_ids, "refusal": null }),
         };
     }
-    absent(remote, hash)
+    absent(remote, pull_through, hash)
 }
 
 /// Nobody known holds it: which sources there were to ask.
-fn absent(remote: &Remote, hash: StoreHash) -> Verdict {
+fn absent(remote: &Remote, pull_through: Option<&PullThrough>, hash: StoreHash) -> Verdict {
     let (announcing, _) = remote.holders.summary();
     let tracker = remote.tracker().map(|t| t.status());
     let lan = remote.lan().map(|l| l.status());
@@ -206,6 +216,19 @@ fn absent(remote: &Remote, hash: StoreHash) -> Verdict {
         )),
         None => asked.push("not the LAN".to_owned()),
     }
+    let upstream = pull_through.map(PullThrough::status);
+    match &upstream {
+        Some(status) => asked.push(format!(
+            "the upstream cache {} through pull-through ({})",
+            status["upstream"].as_str().unwrap_or_default(),
+            if status["upstream_answers"] == true {
+                "answering: Nix gets it from there through this node if upstream has it"
+            } else {
+                "not answering now"
+            }
+        )),
+        None => asked.push("no pull-through".to_owned()),
+    }
     Verdict {
         name: "absent",
         summary: format!("nobody known holds {hash}"),
@@ -216,6 +239,7 @@ fn absent(remote: &Remote, hash: StoreHash) -> Verdict {
                 "peers": announcing,
                 "tracker": tracker,
                 "lan_old_peers": lan.map(|l| l.old_peers_heard.len()),
+                "pull_through": upstream,
             },
         }),
     }

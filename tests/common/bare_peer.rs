@@ -5,7 +5,7 @@
 #[path = "../../node/tests/common/stream_swarm.rs"]
 mod stream_swarm;
 
-use stream_swarm::stream_swarm;
+use stream_swarm::stream_swarm_as;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,10 +42,15 @@ impl BarePeer {
     /// Dials `addr` (which must end in `/p2p/<node>`) and drives the swarm from a task of the
     /// current runtime.
     pub async fn connect(addr: &Multiaddr) -> Self {
+        Self::connect_as(addr, libp2p::identity::Keypair::generate_ed25519()).await
+    }
+
+    /// [`BarePeer::connect`] with the identity `keypair`.
+    pub async fn connect_as(addr: &Multiaddr, keypair: libp2p::identity::Keypair) -> Self {
         let Some(Protocol::P2p(node)) = addr.iter().last() else {
             panic!("{addr} names no peer");
         };
-        let mut swarm = stream_swarm(IDLE_CONNECTION_TIMEOUT);
+        let mut swarm = stream_swarm_as(keypair, IDLE_CONNECTION_TIMEOUT);
         let id = *swarm.local_peer_id();
         swarm.dial(addr.clone()).unwrap();
         let deadline = tokio::time::sleep(DIAL_TIMEOUT);

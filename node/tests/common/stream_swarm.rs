@@ -7,7 +7,15 @@ use libp2p::{noise, tcp, yamux, Swarm};
 
 /// The swarm; its connections close after `idle` without streams.
 pub fn stream_swarm(idle: Duration) -> Swarm<libp2p_stream::Behaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
+    stream_swarm_as(libp2p::identity::Keypair::generate_ed25519(), idle)
+}
+
+/// [`stream_swarm`] of the identity `keypair`.
+pub fn stream_swarm_as(
+    keypair: libp2p::identity::Keypair,
+    idle: Duration,
+) -> Swarm<libp2p_stream::Behaviour> {
+    libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),

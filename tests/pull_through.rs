@@ -266,6 +266,29 @@ fn a_near_node_sending_a_wrong_file_is_never_asked_again() {
         .find(|key| puller_score(&key.public().to_peer_id(), &file) > node_score)
         .expect("no identity outscored the node");
     let mut liar = runtime.block_on(BarePeer::connect_as(&addr, keypair));
+    // Not a member yet: a stranger cannot have the node pull for it.
+    let refused = runtime.block_on(async {
+        let mut pull = liar.open("pull/1.0.0").await;
+        let mut request = vec![0, 0, 0, 32];
+        request.extend_from_slice(hash_part(&f.lib).as_bytes());
+        pull.write_all(&request).await.unwrap();
+        let mut answer = [0u8; 5];
+        pull.read_exact(&mut answer).await.unwrap();
+        answer
+    });
+    assert_eq!(
+        refused,
+        [0, 0, 0, 1, 0],
+        "a stranger's pull request is not found"
+    );
+    assert!(
+        upstream
+            .requests()
+            .keys()
+            .all(|path| !path.starts_with("/nar/")),
+        "{:?}",
+        upstream.requests()
+    );
     // A member of the network: it opened an index stream (announcing nothing) and keeps it.
     let _index = runtime.block_on(async {
         let mut index = liar.open("index/1.0.0").await;

@@ -281,9 +281,8 @@ impl PullThrough {
         }
     }
 
-    /// The near node that pulls `file`, or `None` if this one does.
-    async fn puller(&self, file: &PulledFile) -> Option<PeerId> {
-        let own = self.node.peer_id();
+    /// The members of the network connected directly and near: the nodes this one pulls with.
+    async fn near_members(&self) -> Vec<PeerId> {
         let members: HashSet<PeerId> = self
             .members
             .per_peer()
@@ -296,12 +295,28 @@ impl PullThrough {
             .await
             .map(|s| s.peers)
             .unwrap_or_default();
-        let file_hash = file.expected.file_hash;
-        let near: Vec<PeerId> = peers
+        peers
             .into_iter()
             .filter(|p| members.contains(&p.peer_id) && p.direct)
             .filter(|p| self.members_are_near || near(p))
             .map(|p| p.peer_id)
+            .collect()
+    }
+
+    /// Whether `peer` may have this node pull files for it: only a near member may spend its
+    /// uplink.
+    async fn pulls_for(&self, peer: PeerId) -> bool {
+        self.near_members().await.contains(&peer)
+    }
+
+    /// The near node that pulls `file`, or `None` if this one does.
+    async fn puller(&self, file: &PulledFile) -> Option<PeerId> {
+        let own = self.node.peer_id();
+        let file_hash = file.expected.file_hash;
+        let near: Vec<PeerId> = self
+            .near_members()
+            .await
+            .into_iter()
             .filter(|p| !lock(&self.liars).contains_key(p))
             .filter(|p| !lock(&self.failed).contains_key(&(*p, file_hash)))
             .collect();

@@ -1,7 +1,8 @@
 //! The pull protocol between near nodes, both sides: the asker sends a store hash, the puller
 //! answers with [`encode_nar_answer`]'s head (not found, or the file's length) and the file's
 //! bytes as upstream sent them, which the asker checks against the FileHash its own upstream
-//! narinfo gave. The puller fetches only files its own upstream names for that path.
+//! narinfo gave. The puller fetches only files its own upstream names for that path, and only
+//! for near members of the network: a stranger cannot spend its uplink.
 
 use std::io;
 use std::sync::Arc;
@@ -67,6 +68,12 @@ async fn answer_one(
         tracing::debug!(%peer, "bad pull request");
         return;
     };
+    if !pull.pulls_for(peer).await {
+        tracing::debug!(%peer, "pull request from a node that is not near: not found");
+        let not_found = encode_nar_answer(None);
+        let _ = tokio::time::timeout(WRITE_DEADLINE, write_frame(&mut stream, &not_found)).await;
+        return;
+    }
     let Some(_turn) = turns.turn(peer).await else {
         tracing::debug!(%peer, "too many pull requests at once: closing a stream");
         return;

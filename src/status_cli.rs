@@ -270,6 +270,22 @@ pub fn render(api: &str, status: &Value) -> String {
             ),
         );
     }
+    let pull_through = &status["pull_through"];
+    if pull_through.is_object() {
+        let answers = match pull_through["upstream_answers"].as_bool() {
+            Some(true) => "answering",
+            _ => "not answering: paths no peer has are 404",
+        };
+        line(
+            "pull-through",
+            format!(
+                "{} {answers}; {} files kept ({})",
+                text(&pull_through["upstream"]),
+                number(&pull_through["files_kept"]),
+                bytes(&pull_through["bytes_kept"])
+            ),
+        );
+    }
     let lan = &status["lan"];
     if lan.is_object() {
         let heard: Vec<String> = lan["old_peers_heard"]
@@ -389,7 +405,9 @@ mod tests {
                         "network_paths": 7},
             "lan": {"udp_port": 12304, "http_port": 12306, "broadcast": true, "timeout_ms": 150,
                     "old_peers_heard": ["10.0.0.9"], "requests_answered": 3,
-                    "requests_rate_limited": 0, "queries": 4, "queries_answered": 1}
+                    "requests_rate_limited": 0, "queries": 4, "queries_answered": 1},
+            "pull_through": {"upstream": "https://cache.nixos.org", "upstream_answers": true,
+                             "files_kept": 3, "bytes_kept": 4096}
         });
         let table = render("http://127.0.0.1:12304", &status);
         for expected in [
@@ -405,6 +423,7 @@ mod tests {
             "http://t:12305 unreachable: timed out, 7 paths in the network",
             "UDP 12304, /local/ on TCP 12306, broadcast on, timeout 150 ms",
             "old peers heard: 10.0.0.9; answered 3, rate-limited 0; asked 4, answered 1",
+            "pull-through https://cache.nixos.org answering; 3 files kept (4.0 KiB)",
         ] {
             assert!(
                 table.contains(expected),

@@ -7,6 +7,7 @@
 mod kubo_nar;
 mod lookup;
 mod lookups;
+mod named_cids;
 mod nar_cache;
 mod nar_log;
 mod old_peer_nar;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::lookup::first_answer;
 use super::lookups::{LookupSource, Lookups};
+use super::named_cids::NamedCids;
 use super::nar_cache::NarCache;
 use super::nar_log::NarLog;
 use super::old_peer_nar::OldPeerNars;
@@ -50,9 +51,6 @@ const STRIPED_RTT: Duration = Duration::from_millis(2);
 const STRIPES: usize = 6;
 /// Chunks buffered between a peer and the HTTP response.
 pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
-/// NARs whose CID came from a peer remembered with that peer, and CIDs a fetch failed with,
-/// at most.
-const CID_SOURCES: usize = 1 << 14;
 
 pub struct Remote {
     /// The embedded node holders are asked through; `None` under kubo alone
@@ -75,10 +73,8 @@ pub struct Remote {
     nars: NarLog,
     /// How holders answered: liars are never asked again, silent ones only once they answer.
     scores: Scores,
-    /// Which peer named the CID of a NAR, to be penalised if fetching by it fails.
-    cid_sources: Mutex<HashMap<NarHash, PeerId>>,
-    /// CIDs a fetch of a NAR failed with: never used for it again, whoever names them.
-    failed_cids: Mutex<HashSet<(NarHash, Cid)>>,
+    /// Which peer named each NAR's CID, and which CIDs failed.
+    named_cids: NamedCids,
     /// Narinfos that passed the trust check lately, so that a fleet asking for the same paths
     /// does not make every request a round trip and a signature check. Served only while some
     /// peer still announces the path.
@@ -116,8 +112,7 @@ impl Remote {
             nars,
             nar_cache,
             scores: Scores::default(),
-            cid_sources: Mutex::new(HashMap::new()),
-            failed_cids: Mutex::new(HashSet::new()),
+            named_cids: NamedCids::default(),
             trusted_narinfos: Mutex::new(HashMap::new()),
             narinfo_streams: StreamPool::default(),
             refusals: Arc::default(),
@@ -214,9 +209,7 @@ impl Remote {
     }
 
     fn cid_failed(&self, nar_hash: NarHash, cid: Cid) -> bool {
-        self.failed_cids
-            .lock()
-            .is_ok_and(|f| f.contains(&(nar_hash, cid)))
+        self.named_cids.failed(nar_hash, cid)
     }
 
     /// [`Remote::narinfo`] among `holders`, Peerix nodes all.
@@ -387,12 +380,7 @@ impl Remote {
         }
         let cid = cid.filter(|c| !failed(c));
         if cid.is_some() {
-            if let Ok(mut sources) = self.cid_sources.lock() {
-                if sources.len() >= CID_SOURCES {
-                    sources.clear();
-                }
-                sources.insert(narinfo.nar_hash, source);
-            }
+            self.named_cids.named_by(narinfo.nar_hash, source);
         }
         let nar = RemoteNar {
             size: narinfo.nar_size,
@@ -412,17 +400,7 @@ impl Remote {
         outcome: &NarOutcome,
         fetched_by: RefusedFrom,
     ) {
-        if let Ok(mut failed) = self.failed_cids.lock() {
-            if failed.len() >= CID_SOURCES {
-                failed.clear();
-            }
-            failed.insert((nar_hash, cid));
-        }
-        let source = self
-            .cid_sources
-            .lock()
-            .ok()
-            .and_then(|mut s| s.remove(&nar_hash));
+        let source = self.named_cids.fail(nar_hash, cid);
         if let Some(peer) = source {
             let answer = match outcome {
                 NarOutcome::Wrong(_) => Answer::Lied,

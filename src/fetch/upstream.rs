@@ -49,8 +49,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(url: &str) -> Self {
+        // As many idle connections kept as requests run at once: a request that finds none
+        // pays a new connection (a TLS handshake, for a real upstream).
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(DEADLINE))
+            .max_idle_connections(AT_ONCE)
+            .max_idle_connections_per_host(AT_ONCE)
             .build()
             .into();
         Self {

@@ -1,7 +1,8 @@
 //! Embedded-node benchmark: Peerix -> Peerix `cat` of a 256 MiB file over loopback Bitswap, next to
 //! one plain loopback TCP stream moving the same bytes; and UnixFS `add` (hashing and DAG building,
-//! no copy) next to `sha256sum` of the same file. Baselines are measured in the same run; nothing
-//! is asserted. Run: `cargo bench --bench ipfs_cat`.
+//! no copy) next to `sha256sum` of the same file; and the cat next to one core's SHA-256
+//! (`openssl speed -evp sha256`). Baselines are measured in the same rounds, which alternate their
+//! order; every round is printed; nothing is asserted. Run: `cargo bench --bench ipfs_cat`.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,6 +12,9 @@ use libp2p::multiaddr::Protocol;
 use peerix_node::unixfs::{file_cid, CidVersion};
 use peerix_node::{start, NodeConfig, NodeHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "common/openssl_speed.rs"]
+mod openssl_speed;
 
 const FILE_BYTES: usize = 256 << 20;
 const ROUNDS: usize = 3;
@@ -106,22 +110,44 @@ async fn main() {
         .with(Protocol::P2p(holder.peer_id()));
     reader.dial(addr).await.unwrap();
 
-    let (mut tcp, mut cat, mut sha, mut add) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    let (mut tcp, mut cat, mut sha, mut add, mut openssl) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // The cat and its baselines take turns going first.
+        if round % 2 == 1 {
+            openssl.push(openssl_speed::sha256_mb_s().expect("openssl speed runs"));
+            cat.push(cat_mb_s(&reader, cid).await);
+        } else {
+            cat.push(cat_mb_s(&reader, cid).await);
+            openssl.push(openssl_speed::sha256_mb_s().expect("openssl speed runs"));
+        }
         tcp.push(tcp_stream_mb_s().await);
-        cat.push(cat_mb_s(&reader, cid).await);
         sha.push(sha256sum_mb_s(&file));
         add.push(add_mb_s(&file));
+        eprintln!(
+            "round {}: cat {:.0}, openssl sha256 {:.0}, TCP {:.0}, add {:.0}, sha256sum {:.0} MB/s",
+            round + 1,
+            cat[round],
+            openssl[round],
+            tcp[round],
+            add[round],
+            sha[round]
+        );
     }
-    let (tcp, cat, sha, add) = (
+    let cat_ratio = best(cat.iter().zip(&openssl).map(|(c, o)| c / o));
+    let (tcp, cat, sha, add, openssl) = (
         best(tcp.into_iter()),
         best(cat.into_iter()),
         best(sha.into_iter()),
         best(add.into_iter()),
+        best(openssl.into_iter()),
     );
     println!("- 256 MiB file, page cache warm, {ROUNDS} rounds, best of each; MB = 1e6 bytes\n");
     println!("| measurement | Peerix | baseline | ratio |\n| --- | ---: | ---: | ---: |");
     println!("| cat over loopback Bitswap vs one loopback TCP stream (MB/s) | {cat:.0} | {tcp:.0} | {:.2} |", cat / tcp);
+    println!(
+        "| cat over loopback Bitswap vs `openssl speed -evp sha256`, one core (MB/s; best round's ratio) | {cat:.0} | {openssl:.0} | {cat_ratio:.2} |"
+    );
     println!(
         "| add, CIDv1 no-copy vs `sha256sum` (MB/s) | {add:.0} | {sha:.0} | {:.2} |",
         add / sha

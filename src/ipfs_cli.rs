@@ -1,6 +1,6 @@
 //! `peerix ipfs ...`: a client of the kubo-style RPC of a running `peerix serve`.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use serde_json::json;
@@ -69,9 +69,23 @@ pub fn run(args: &IpfsArgs) -> Result<(), IpfsCliError> {
                 cid: cid.clone(),
                 source,
             };
-            io::copy(&mut body, &mut stdout).map_err(output)?;
+            copy_in_large_reads(&mut body, &mut stdout).map_err(output)?;
             stdout.flush().map_err(output)?;
         }
     }
     Ok(())
+}
+
+/// Like `io::copy`, in reads of up to 1 MiB: with its 8 KiB, a 256 MiB file took 32,768 reads
+/// of the HTTP body and as many writes to stdout.
+fn copy_in_large_reads(from: &mut impl Read, to: &mut impl Write) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => to.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

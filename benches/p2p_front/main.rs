@@ -34,8 +34,11 @@
 //! Then (wan_mode.rs): first-time narinfos and misses through B in `--mode wan`, with a tracker
 //! on loopback, against B in `--mode libp2p`.
 //!
-//! `PEERIX_BENCH_SECTIONS` (comma-separated: `fronts`, `multi`, `silent`, `wan`; default all)
-//! runs only some of these.
+//! Then (bulk.rs): the NAR through B and `peerix ipfs cat` through the CLI, each against one
+//! core's `openssl speed -evp sha256` in the same rounds.
+//!
+//! `PEERIX_BENCH_SECTIONS` (comma-separated: `fronts`, `multi`, `silent`, `wan`, `bulk`; default
+//! all) runs only some of these.
 //!
 //! The markdown tables are printed and written to `target/bench-p2p_front.md`.
 
@@ -57,6 +60,7 @@ mod servers;
 #[path = "../../tests/common/tracker_process.rs"]
 mod tracker_process;
 
+mod bulk;
 mod holder;
 mod multi_source;
 mod multi_source_report;
@@ -450,6 +454,12 @@ fn main() -> BenchResult<()> {
         );
     }
 
+    // Bulk transfer against one core's SHA-256 (bulk.rs), same run, own rounds.
+    let mut bulk = bulk::BulkResults::default();
+    for round in (0..ROUNDS).filter(|_| runs("bulk")) {
+        bulk::round(&runtime, &fixture, &keys, round, &mut bulk);
+    }
+
     let mut report = render_report(
         &environment_facts(&fixture, &load_at_start, &b_ready_after, &a_scanned_after),
         &results,
@@ -457,6 +467,7 @@ fn main() -> BenchResult<()> {
     report.push_str(&multi_source_report::render(setup.as_ref(), &extra));
     report.push_str(&silent_holders::render(&silent));
     report.push_str(&wan_mode::render(&wan));
+    report.push_str(&bulk::render(&bulk));
     println!("{report}");
     let written = write_report("bench-p2p_front.md", &report)?;
     eprintln!("p2p_front: table written to {}", written.display());

@@ -6,7 +6,7 @@ use cid::Cid;
 use thiserror::Error;
 
 use crate::block::{sha256_multihash, DAG_PB, MAX_BLOCK_SIZE, SHA2_256};
-use crate::protobuf::{read_varint, write_bytes, write_uint, Fields, WireError};
+use crate::protobuf::{read_varint, write_bytes, write_uint, write_varint, Fields, WireError, LEN};
 
 pub const PROTOCOL: &str = "/ipfs/bitswap/1.2.0";
 /// kubo and Helia refuse larger messages; so does this node.
@@ -81,7 +81,7 @@ fn prefix_of(cid: &Cid) -> Vec<u8> {
         cid.hash().code(),
         u64::from(cid.hash().size()),
     ] {
-        crate::protobuf::write_varint(&mut out, value);
+        write_varint(&mut out, value);
     }
     out
 }
@@ -113,9 +113,60 @@ fn checked_block(data: &[u8]) -> Result<&[u8], BitswapError> {
     Ok(data)
 }
 
+/// The most bytes a varint takes.
+const MAX_VARINT: usize = 10;
+
+/// A message with its length prefix, as it goes on a stream.
+pub struct Delimited {
+    buffer: Vec<u8>,
+    /// Where the prefix starts: room for the longest one was left before the body.
+    start: usize,
+}
+
+impl Delimited {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
+}
+
+fn varint_len(value: u64) -> usize {
+    let bits = 64 - value.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
+/// What [`write_bytes`] writes for `len` bytes in `field`.
+fn bytes_field_len(field: u64, len: usize) -> usize {
+    varint_len((field << 3) | LEN) + varint_len(len as u64) + len
+}
+
 impl Message {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.encoded_len_estimate());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// The message behind its length prefix, every block copied once, straight into place
+    /// (a block is most of a message's bytes).
+    pub fn encode_delimited(&self) -> Delimited {
+        let mut buffer = Vec::with_capacity(MAX_VARINT + self.encoded_len_estimate());
+        buffer.resize(MAX_VARINT, 0);
+        self.encode_into(&mut buffer);
+        let body_len = (buffer.len() - MAX_VARINT) as u64;
+        let start = MAX_VARINT - varint_len(body_len);
+        let mut prefix = Vec::with_capacity(MAX_VARINT);
+        write_varint(&mut prefix, body_len);
+        buffer[start..MAX_VARINT].copy_from_slice(&prefix);
+        Delimited { buffer, start }
+    }
+
+    /// Enough for the blocks and their framing; the small entries may grow the buffer once.
+    fn encoded_len_estimate(&self) -> usize {
+        let blocks: usize = self.blocks.iter().map(|(_, data)| data.len() + 32).sum();
+        blocks + 64 * (self.wantlist.len() + self.presences.len()) + 16
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
         if !self.wantlist.is_empty() || self.full {
             let mut wantlist = Vec::new();
             for entry in &self.wantlist {
@@ -132,24 +183,27 @@ impl Message {
                 write_bytes(&mut wantlist, 1, &encoded);
             }
             write_uint(&mut wantlist, 2, u64::from(self.full));
-            write_bytes(&mut out, 1, &wantlist);
+            write_bytes(out, 1, &wantlist);
         }
         for (cid, data) in &self.blocks {
-            let mut block = Vec::with_capacity(data.len() + 16);
-            write_bytes(&mut block, 1, &prefix_of(cid));
-            write_bytes(&mut block, 2, data);
-            write_bytes(&mut out, 3, &block);
+            // Field 3 holds fields 1 (prefix) and 2 (data); its length is known beforehand, so
+            // the data goes into `out` directly.
+            let prefix = prefix_of(cid);
+            let inner = bytes_field_len(1, prefix.len()) + bytes_field_len(2, data.len());
+            write_varint(out, (3 << 3) | LEN);
+            write_varint(out, inner as u64);
+            write_bytes(out, 1, &prefix);
+            write_bytes(out, 2, data);
         }
         for (cid, presence) in &self.presences {
             let mut encoded = Vec::with_capacity(48);
             write_bytes(&mut encoded, 1, &cid.to_bytes());
             write_uint(&mut encoded, 2, u64::from(*presence == Presence::DontHave));
-            write_bytes(&mut out, 4, &encoded);
+            write_bytes(out, 4, &encoded);
         }
         if self.pending_bytes != 0 {
-            write_uint(&mut out, 5, encode_i32(self.pending_bytes));
+            write_uint(out, 5, encode_i32(self.pending_bytes));
         }
-        out
     }
 
     /// Decodes one message body (without its length prefix). Unknown fields are skipped, as
@@ -295,6 +349,39 @@ mod tests {
         let message = sample();
         assert_eq!(Message::decode(&message.encode()), Ok(message));
         assert_eq!(Message::decode(&[]), Ok(Message::default()));
+    }
+
+    #[test]
+    fn a_block_is_encoded_as_its_nested_fields_would_be() {
+        let data = vec![7u8; 256 * 1024];
+        let cid = file_cid(CidVersion::V1, &data[..]).unwrap();
+        let message = Message {
+            blocks: vec![(cid, data.clone())],
+            ..Message::default()
+        };
+        let mut payload = Vec::new();
+        write_bytes(&mut payload, 1, &prefix_of(&cid));
+        write_bytes(&mut payload, 2, &data);
+        let mut nested = Vec::new();
+        write_bytes(&mut nested, 3, &payload);
+        assert_eq!(message.encode(), nested);
+    }
+
+    #[test]
+    fn the_length_prefix_is_the_body_length_as_a_varint() {
+        let big = vec![1u8; 300_000];
+        let big_cid = file_cid(CidVersion::V1, &big[..]).unwrap();
+        let with_big_block = Message {
+            blocks: vec![(big_cid, big)],
+            ..Message::default()
+        };
+        for message in [Message::default(), sample(), with_big_block] {
+            let body = message.encode();
+            let mut expected = Vec::new();
+            write_varint(&mut expected, body.len() as u64);
+            expected.extend_from_slice(&body);
+            assert_eq!(message.encode_delimited().bytes(), &expected[..]);
+        }
     }
 
     #[test]

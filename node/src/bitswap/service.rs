@@ -12,7 +12,7 @@ use hashlink::LruCache;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::wire::{read_message, write_message};
+use super::wire::{read_body, write_message};
 use super::{Message, Presence, WantEntry, WantType, PROTOCOL};
 use crate::app_streams::{InboundReceiver, InboundStream, StreamOpener};
 use crate::blocks::BlockSource;
@@ -132,6 +132,11 @@ impl Bitswap {
             idle: idle_deadline,
             message: message_deadline,
         } = self.deadlines;
+        // Decoding a message hashes its blocks (over half a millisecond for 1 MiB); on a task of
+        // its own it overlaps with reading the next message. One message waits between the two:
+        // a stream holds at most three messages' bytes (one read, one waiting, one decoded).
+        let (bodies, queue) = mpsc::channel(1);
+        tokio::spawn(self.clone().process(peer, queue));
         let mut stream = BufReader::new(stream);
         loop {
             // Waiting for a message to begin may take long; the message itself may not.
@@ -147,13 +152,18 @@ impl Bitswap {
                     return;
                 }
             }
-            let Ok(read) = tokio::time::timeout(message_deadline, read_message(&mut stream)).await
+            let Ok(read) = tokio::time::timeout(message_deadline, read_body(&mut stream)).await
             else {
                 tracing::debug!(%peer, "bitswap message too slow: closing the stream");
                 return;
             };
             match read {
-                Ok(Some(message)) => self.on_message(peer, message).await,
+                Ok(Some(body)) => {
+                    // Closed: the peer sent garbage and lost the stream.
+                    if bodies.send(body).await.is_err() {
+                        return;
+                    }
+                }
                 Ok(None) => return,
                 // A peer that sends what is not Bitswap loses the stream and our trust.
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -163,6 +173,19 @@ impl Bitswap {
                 // A connection that merely ended says nothing about the peer.
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "bitswap stream ended");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decodes and acts on the messages `serve` read from `peer`, in order.
+    async fn process(self: Arc<Self>, peer: PeerId, mut queue: mpsc::Receiver<Vec<u8>>) {
+        while let Some(body) = queue.recv().await {
+            match Message::decode(&body) {
+                Ok(message) => self.on_message(peer, message).await,
+                Err(e) => {
+                    self.penalise(peer, &e.to_string());
                     return;
                 }
             }
@@ -184,8 +207,13 @@ impl Bitswap {
                         }
                         recent.push_back(cid);
                     }
-                    for waiter in waiters {
-                        let _ = waiter.reply.send(Outcome::Block(data.clone()));
+                    // Usually one waiter: the last gets the block itself, not a copy.
+                    let mut waiters = waiters;
+                    if let Some(last) = waiters.pop() {
+                        for waiter in waiters {
+                            let _ = waiter.reply.send(Outcome::Block(data.clone()));
+                        }
+                        let _ = last.reply.send(Outcome::Block(data));
                     }
                 }
                 // A second copy of a block just received (wanted twice, or sent twice) is waste,

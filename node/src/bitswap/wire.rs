@@ -5,14 +5,14 @@ use std::io;
 use futures_util::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{Message, MAX_MESSAGE_SIZE};
-use crate::protobuf::write_varint;
 
 fn invalid(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// The next message, or `None` when the peer closed the stream between messages.
-pub async fn read_message<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Option<Message>> {
+/// The body of the next message, still to be decoded, or `None` when the peer closed the stream
+/// between messages.
+pub async fn read_body<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Option<Vec<u8>>> {
     let mut len = 0u64;
     for i in 0..10 {
         let mut byte = [0u8];
@@ -36,17 +36,13 @@ pub async fn read_message<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Op
     }
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await?;
-    Message::decode(&body).map(Some).map_err(invalid)
+    Ok(Some(body))
 }
 
 pub async fn write_message<W: AsyncWrite + Unpin>(
     stream: &mut W,
     message: &Message,
 ) -> io::Result<()> {
-    let body = message.encode();
-    let mut frame = Vec::with_capacity(body.len() + 10);
-    write_varint(&mut frame, body.len() as u64);
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).await?;
+    stream.write_all(message.encode_delimited().bytes()).await?;
     stream.flush().await
 }

@@ -16,7 +16,6 @@ use crate::connections::{is_relayed, Connections};
 use crate::nat::NatState;
 use crate::reservations::Reservations;
 use crate::storage::{KnownPeer, Storage};
-use crate::tcp_dials::DialedFrom;
 use crate::traffic::Traffic;
 use crate::DhtRole;
 use crate::{AnnouncementStatus, NodeStatus, PeerEvent};
@@ -74,8 +73,6 @@ pub struct Settings {
     pub relays: Vec<(PeerId, Multiaddr)>,
     pub announce_provided_at_start: bool,
     pub public_dht_role: DhtRole,
-    /// Where TCP dials really connected from, for NAT observations.
-    pub dialed_from: DialedFrom,
 }
 
 pub struct EventLoop {
@@ -120,7 +117,6 @@ impl EventLoop {
             relays,
             announce_provided_at_start,
             public_dht_role,
-            dialed_from,
         } = settings;
         Self {
             swarm,
@@ -130,7 +126,7 @@ impl EventLoop {
             nat: NatState::new(),
             reservations: Reservations::new(relays),
             private_kad,
-            connections: Connections::new(dialed_from),
+            connections: Connections::default(),
             queries: HashMap::new(),
             lookups: Lookups::default(),
             announce_queue: VecDeque::new(),

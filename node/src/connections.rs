@@ -2,6 +2,7 @@
 //! from which local port (for NAT mapping observations).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use libp2p::core::transport::PortUse;
@@ -10,7 +11,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
-use crate::nat;
+use crate::nat::{self, Transport};
+use crate::tcp_dials::DialedFrom;
 use crate::traffic::Traffic;
 use crate::PeerInfo;
 
@@ -27,14 +29,23 @@ struct Open {
     upgraded: bool,
     /// The last round trip ping measured on it.
     rtt: Option<Duration>,
+    /// The local port a TCP dial really connected from.
+    tcp_local_port: Option<u16>,
 }
 
-#[derive(Default)]
 pub struct Connections {
     open: HashMap<ConnectionId, Open>,
+    dialed_from: DialedFrom,
 }
 
 impl Connections {
+    pub fn new(dialed_from: DialedFrom) -> Self {
+        Self {
+            open: HashMap::new(),
+            dialed_from,
+        }
+    }
+
     /// Records a connection; true when it is the peer's first direct one while relayed ones
     /// are open (a relayed connection was upgraded).
     pub fn on_established(
@@ -44,11 +55,21 @@ impl Connections {
         endpoint: ConnectedPoint,
     ) -> bool {
         let upgraded = !endpoint.is_relayed() && self.relayed_only(&peer);
+        let tcp_local_port = match &endpoint {
+            ConnectedPoint::Dialer { address, .. } => match nat::split(address) {
+                Some((Transport::Tcp, ip, port)) => {
+                    self.dialed_from.take(&SocketAddr::new(ip, port))
+                }
+                _ => None,
+            },
+            ConnectedPoint::Listener { .. } => None,
+        };
         let open = Open {
             peer,
             endpoint,
             upgraded,
             rtt: None,
+            tcp_local_port,
         };
         self.open.insert(id, open);
         upgraded
@@ -121,12 +142,12 @@ impl Connections {
         })
     }
 
-    /// The local port of an outbound connection that reused a listening port (with
-    /// `PortUse::Reuse`, TCP binds the listener of the same IP version and loopback-ness, QUIC
-    /// sends from its listening socket). Inbound connections have none here: the remote then
-    /// reports the address it dialled, which says nothing about how our NAT maps. Nor do
-    /// hole-punched connections: the other side's early packets may have made the NAT pick
-    /// another port for that one destination.
+    /// The local port of an outbound connection that was to reuse a listening port: for TCP
+    /// the port its socket really had (libp2p-tcp falls back to a fresh one unannounced; see
+    /// [`DialedFrom`]), for QUIC the listening socket's, which it always sends from. Inbound
+    /// connections have none here: the remote then reports the address it dialled, which says
+    /// nothing about how our NAT maps. Nor do hole-punched connections: the other side's early
+    /// packets may have made the NAT pick another port for that one destination.
     pub fn reused_port<'a>(
         &self,
         id: &ConnectionId,
@@ -142,6 +163,9 @@ impl Connections {
             return None;
         };
         let (transport, remote, _) = nat::split(address)?;
+        if transport == Transport::Tcp {
+            return open.tcp_local_port;
+        }
         listeners.find_map(|listener| {
             let (t, ip, port) = nat::split(listener)?;
             let matches = t == transport

@@ -16,6 +16,7 @@ use crate::connections::{is_relayed, Connections};
 use crate::nat::NatState;
 use crate::reservations::Reservations;
 use crate::storage::{KnownPeer, Storage};
+use crate::tcp_dials::DialedFrom;
 use crate::traffic::Traffic;
 use crate::DhtRole;
 use crate::{AnnouncementStatus, NodeStatus, PeerEvent};
@@ -73,6 +74,8 @@ pub struct Settings {
     pub relays: Vec<(PeerId, Multiaddr)>,
     pub announce_provided_at_start: bool,
     pub public_dht_role: DhtRole,
+    /// Where TCP dials really connected from, for NAT observations.
+    pub dialed_from: DialedFrom,
 }
 
 pub struct EventLoop {
@@ -117,6 +120,7 @@ impl EventLoop {
             relays,
             announce_provided_at_start,
             public_dht_role,
+            dialed_from,
         } = settings;
         Self {
             swarm,
@@ -126,7 +130,7 @@ impl EventLoop {
             nat: NatState::new(),
             reservations: Reservations::new(relays),
             private_kad,
-            connections: Connections::default(),
+            connections: Connections::new(dialed_from),
             queries: HashMap::new(),
             lookups: Lookups::default(),
             announce_queue: VecDeque::new(),

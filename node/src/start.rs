@@ -17,6 +17,7 @@ use crate::bitswap::{self, Bitswap};
 use crate::event_loop::{EventLoop, Settings};
 use crate::network::NetworkTag;
 use crate::storage::Storage;
+use crate::tcp_dials::DialedFrom;
 use crate::traffic::{self, Traffic};
 use crate::{
     blocking, identity, ContentSource, Files, LocalBlocks, NodeConfig, NodeError, NodeHandle,
@@ -63,6 +64,7 @@ pub async fn start_with(
     let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
     let traffic = Traffic::new(config.bandwidth_limit);
     let mut relay_client = None;
+    let dialed_from = DialedFrom::default();
     let identity = identity::Identity(Arc::new(keypair.clone()));
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -70,8 +72,13 @@ pub async fn start_with(
             // Dials reuse the listening port (`PortUse::Reuse`, libp2p's default), so peers
             // observe the port a hole-punching peer must dial (DCUtR relies on it).
             let tcp_config = tcp::Config::default().nodelay(true);
-            let (transport, relay) =
-                traffic::build_transport(key, tcp_config, config.quic, &traffic)?;
+            let (transport, relay) = traffic::build_transport(
+                key,
+                tcp_config,
+                config.quic,
+                &traffic,
+                dialed_from.clone(),
+            )?;
             relay_client = Some(relay);
             Ok::<_, BoxError>(transport)
         })
@@ -129,6 +136,7 @@ pub async fn start_with(
         relays,
         announce_provided_at_start: config.announce_provided_at_start,
         public_dht_role: config.public_dht_role,
+        dialed_from,
     };
     let event_loop = EventLoop::new(
         swarm,

@@ -8,6 +8,11 @@
 //! public port: the peer observes us there, and a hole punch sent from it opens nothing on the
 //! port the other side punches towards. The newer dial is the one wanted (a hole punch is
 //! always the newest), and the older one would only reach the same listener.
+//!
+//! Even so, libp2p-tcp dials from a fresh port, still calling it a reuse, when the socket pair
+//! from the listening port exists already (a second connection to the same address). So the
+//! port each dial really left from is recorded ([`DialedFrom`]): a NAT observation grouped
+//! under the listening port when it was another would make one mapping look like two.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,19 +41,57 @@ struct Connecting {
 
 type Table = Arc<Mutex<HashMap<SocketAddr, Connecting>>>;
 
+/// Remote addresses remembered at most with the local port their dial left from: entries
+/// leave when the connection is established; a dial whose upgrade fails leaves one behind.
+const DIALED_FROM: usize = 1024;
+
+/// The local port each TCP dial connected from, by remote address, until the connection made
+/// from it is established and takes it ([`DialedFrom::take`]).
+#[derive(Clone, Default)]
+pub struct DialedFrom(Arc<Mutex<HashMap<SocketAddr, u16>>>);
+
+impl DialedFrom {
+    fn record(&self, remote: SocketAddr, local_port: u16) {
+        let mut ports = lock(&self.0);
+        if ports.len() >= DIALED_FROM {
+            ports.clear();
+        }
+        ports.insert(remote, local_port);
+    }
+
+    /// The local port of the last dial to `remote`, once.
+    pub fn take(&self, remote: &SocketAddr) -> Option<u16> {
+        lock(&self.0).remove(remote)
+    }
+}
+
+/// A connected socket that can tell its local port.
+pub trait LocalPort {
+    fn local_port(&self) -> Option<u16>;
+}
+
+impl LocalPort for libp2p::tcp::tokio::TcpStream {
+    fn local_port(&self) -> Option<u16> {
+        self.0.local_addr().ok().map(|addr| addr.port())
+    }
+}
+
 /// Wraps a TCP transport (its dials resolve once connected).
 pub struct OneDialPerAddress<T> {
     inner: T,
     connecting: Table,
     next_id: u64,
+    dialed_from: DialedFrom,
 }
 
 impl<T> OneDialPerAddress<T> {
-    pub fn new(inner: T) -> Self {
+    /// Wraps `inner`, telling `dialed_from` where each dial connected from.
+    pub fn new(inner: T, dialed_from: DialedFrom) -> Self {
         Self {
             inner,
             connecting: Table::default(),
             next_id: 0,
+            dialed_from,
         }
     }
 }
@@ -57,7 +100,7 @@ impl<T> Transport for OneDialPerAddress<T>
 where
     T: Transport<Error = io::Error> + Unpin,
     T::Dial: Send + Unpin + 'static,
-    T::Output: Send + 'static,
+    T::Output: LocalPort + Send + 'static,
 {
     type Output = T::Output;
     type Error = io::Error;
@@ -107,13 +150,20 @@ where
                 _gone: gone_tx,
             },
         };
+        let dialed_from = self.dialed_from.clone();
         Ok(async move {
             if let Some(gone) = previous {
                 // Closed (never sent on) once the older socket is dropped.
                 let _ = gone.await;
             }
             match tracked.await {
-                Ok(result) => result,
+                Ok(Ok(stream)) => {
+                    if let Some(port) = stream.local_port() {
+                        dialed_from.record(remote, port);
+                    }
+                    Ok(stream)
+                }
+                Ok(Err(e)) => Err(e),
                 Err(_) => Err(io::Error::other(
                     "ended by a newer dial to the same address",
                 )),
@@ -164,4 +214,58 @@ impl Drop for Entry {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The table stays consistent whatever a holder was doing.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::poll_fn;
+    use libp2p::core::transport::{DialOpts, ListenerId, PortUse, TransportEvent};
+    use libp2p::core::Endpoint;
+    use libp2p::tcp;
+
+    use super::*;
+
+    /// A second dial to an address already connected from the listening port leaves from a
+    /// fresh port, though asked to reuse it; the recorded port is the one really used.
+    #[tokio::test]
+    async fn records_the_port_a_dial_really_left_from() {
+        let dialed_from = DialedFrom::default();
+        let mut transport = OneDialPerAddress::new(
+            tcp::tokio::Transport::new(tcp::Config::default()),
+            dialed_from.clone(),
+        );
+        let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        transport.listen_on(ListenerId::next(), listen).unwrap();
+        let listen_port = match poll_fn(|cx| Pin::new(&mut transport).poll(cx)).await {
+            TransportEvent::NewAddress { listen_addr, .. } => nat::split(&listen_addr).unwrap().2,
+            _ => panic!("no listen address"),
+        };
+        let remote = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let remote_addr = remote.local_addr().unwrap();
+        let accepting = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            for _ in 0..2 {
+                sockets.push(remote.accept().await.unwrap());
+            }
+            sockets
+        });
+        let target: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", remote_addr.port())
+            .parse()
+            .unwrap();
+        let opts = DialOpts {
+            role: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        };
+        let first = transport.dial(target.clone(), opts).unwrap().await.unwrap();
+        assert_eq!(dialed_from.take(&remote_addr), Some(listen_port));
+        let second = transport.dial(target, opts).unwrap().await.unwrap();
+        let second_port = dialed_from.take(&remote_addr).unwrap();
+        assert_ne!(
+            second_port, listen_port,
+            "the socket pair existed: a fresh port"
+        );
+        assert_eq!(second.local_port(), Some(second_port));
+        assert_eq!(dialed_from.take(&remote_addr), None, "taken once");
+        drop((first, second, accepting.await.unwrap()));
+    }
 }

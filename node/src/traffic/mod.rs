@@ -36,7 +36,7 @@ use throttle::Meter;
 use tokio::time::Instant;
 
 use crate::status::BandwidthWaits;
-use crate::tcp_dials::OneDialPerAddress;
+use crate::tcp_dials::{DialedFrom, OneDialPerAddress};
 
 /// What [`build_transport`] returns, ready for `with_other_transport`.
 pub type CountedTransport = Boxed<(PeerId, StreamMuxerBox)>;
@@ -177,8 +177,9 @@ pub fn build_transport(
     tcp_config: tcp::Config,
     quic: bool,
     traffic: &Arc<Traffic>,
+    dialed_from: DialedFrom,
 ) -> Result<(CountedTransport, relay::client::Behaviour), BoxError> {
-    let tcp = OneDialPerAddress::new(tcp::tokio::Transport::new(tcp_config))
+    let tcp = OneDialPerAddress::new(tcp::tokio::Transport::new(tcp_config), dialed_from)
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux_config());

@@ -248,7 +248,8 @@ fn swarm(traffic: &Arc<Traffic>, relay_server: bool) -> Swarm<TestBehaviour> {
         .with_tokio()
         .with_other_transport(|key| {
             let tcp_config = tcp::Config::default().nodelay(true);
-            let (transport, relay) = build_transport(key, tcp_config, true, traffic)?;
+            let (transport, relay) =
+                build_transport(key, tcp_config, true, traffic, DialedFrom::default())?;
             relay_client = Some(relay);
             Ok::<_, BoxError>(transport)
         })

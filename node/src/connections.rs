@@ -142,9 +142,9 @@ impl Connections {
         })
     }
 
-    /// The local port of an outbound connection that was to reuse a listening port: for TCP
-    /// the port its socket really had (libp2p-tcp falls back to a fresh one unannounced; see
-    /// [`DialedFrom`]), for QUIC the listening socket's, which it always sends from. Inbound
+    /// The listening port an outbound connection really left from: for TCP only when its
+    /// socket had it (libp2p-tcp falls back to a fresh one unannounced; see [`DialedFrom`]),
+    /// for QUIC always (it sends from its listening socket). Inbound
     /// connections have none here: the remote then reports the address it dialled, which says
     /// nothing about how our NAT maps. Nor do hole-punched connections: the other side's early
     /// packets may have made the NAT pick another port for that one destination.
@@ -163,15 +163,16 @@ impl Connections {
             return None;
         };
         let (transport, remote, _) = nat::split(address)?;
-        if transport == Transport::Tcp {
-            return open.tcp_local_port;
-        }
-        listeners.find_map(|listener| {
+        let listening = listeners.find_map(|listener| {
             let (t, ip, port) = nat::split(listener)?;
             let matches = t == transport
                 && ip.is_ipv4() == remote.is_ipv4()
                 && ip.is_loopback() == remote.is_loopback();
             matches.then_some(port)
-        })
+        })?;
+        // A TCP dial that fell back to a fresh port tells nothing: no other connection leaves
+        // from that port for its mapping to be compared with.
+        let really = transport != Transport::Tcp || open.tcp_local_port == Some(listening);
+        really.then_some(listening)
     }
 }

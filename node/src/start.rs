@@ -104,7 +104,14 @@ pub async fn start_with(
     for addr in &config.announce_addrs {
         swarm.add_external_address(addr.clone());
     }
+    // Once each: a relay that is also a bootstrap peer dialled twice would make the second
+    // dial leave from a fresh port (the socket pair from the listening port exists).
+    let mut first_contacts: Vec<&Multiaddr> = Vec::new();
     for addr in config.bootstrap_peers.iter().chain(&config.relay_servers) {
+        if first_contacts.contains(&addr) {
+            continue;
+        }
+        first_contacts.push(addr);
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }

@@ -14,7 +14,7 @@
 //! port each dial really left from is recorded ([`DialedFrom`]): a NAT observation grouped
 //! under the listening port when it was another would make one mapping look like two.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -45,10 +45,15 @@ type Table = Arc<Mutex<HashMap<SocketAddr, Connecting>>>;
 /// leave when the connection is established; a dial whose upgrade fails leaves one behind.
 const DIALED_FROM: usize = 1024;
 
-/// The local port each TCP dial connected from, by remote address, until the connection made
-/// from it is established and takes it ([`DialedFrom::take`]).
+/// Dials to one remote address remembered at once: more are being upgraded only in a flood.
+const DIALS_PER_REMOTE: usize = 8;
+
+/// The local port each TCP dial connected from, by remote address, in the order the dials
+/// connected, until the connections made from them are established and take them
+/// ([`DialedFrom::take`]): two dials to one address (the second from a fresh port) are told
+/// apart in the order they finish, as their upgrades, alike, finish.
 #[derive(Clone, Default)]
-pub struct DialedFrom(Arc<Mutex<HashMap<SocketAddr, u16>>>);
+pub struct DialedFrom(Arc<Mutex<HashMap<SocketAddr, VecDeque<u16>>>>);
 
 impl DialedFrom {
     fn record(&self, remote: SocketAddr, local_port: u16) {
@@ -56,12 +61,22 @@ impl DialedFrom {
         if ports.len() >= DIALED_FROM {
             ports.clear();
         }
-        ports.insert(remote, local_port);
+        let pending = ports.entry(remote).or_default();
+        if pending.len() >= DIALS_PER_REMOTE {
+            pending.pop_front();
+        }
+        pending.push_back(local_port);
     }
 
-    /// The local port of the last dial to `remote`, once.
+    /// The local port of the oldest dial to `remote` not taken yet.
     pub fn take(&self, remote: &SocketAddr) -> Option<u16> {
-        lock(&self.0).remove(remote)
+        let mut ports = lock(&self.0);
+        let pending = ports.get_mut(remote)?;
+        let port = pending.pop_front();
+        if pending.is_empty() {
+            ports.remove(remote);
+        }
+        port
     }
 }
 

@@ -200,7 +200,9 @@ impl ServeArgs {
         };
         Ok(crate::fetch::Trust {
             keys,
-            upstream: upstream.as_deref().map(crate::fetch::Upstream::new),
+            upstream: upstream
+                .as_deref()
+                .map(|url| std::sync::Arc::new(crate::fetch::Upstream::new(url))),
             unchecked_peers,
             own_key_name: None,
         })

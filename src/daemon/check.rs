@@ -40,7 +40,7 @@ impl Display for Summary<'_> {
         writeln!(f, "trusted keys: {}", or_none(&keys.join(", ")))?;
         let upstream = trust.upstream.as_ref().map_or("none", |u| u.url());
         writeln!(f, "upstream cache: {upstream}")?;
-        let pull_through = settings.pull_through.as_ref().map_or("off", |_| "on");
+        let pull_through = if settings.pull_through { "on" } else { "off" };
         writeln!(f, "pull-through: {pull_through}")?;
         let signing = trust.own_key_name.as_deref().unwrap_or("none");
         writeln!(f, "signing key: {signing}")?;

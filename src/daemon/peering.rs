@@ -107,13 +107,17 @@ impl Peering {
             .with_kubo(kubo)
             .with_shared_here(shared_here),
         );
-        let pull_through = settings
-            .pull_through
+        // The same upstream the trust check asks: one connection pool, one memory of answers.
+        let upstream = remote
+            .trust
+            .upstream
             .clone()
-            .map(|upstream_url| {
+            .filter(|_| settings.pull_through);
+        let pull_through = upstream
+            .map(|upstream| {
                 PullThrough::start(PullThroughParts {
                     node: node.clone(),
-                    upstream_url,
+                    upstream,
                     state_dir: settings.state_dir.clone(),
                     cache_size: settings.cache_size,
                     members: holders.clone(),

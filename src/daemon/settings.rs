@@ -48,8 +48,8 @@ pub struct Settings {
     pub ipfs_api: Option<String>,
     /// Bytes of NARs fetched from peers kept on disk; 0 keeps none.
     pub cache_size: u64,
-    /// The upstream cache paths no peer holds come through (`--pull-through`).
-    pub pull_through: Option<String>,
+    /// Paths no peer holds come through from the upstream cache (`--pull-through`).
+    pub pull_through: bool,
     /// Between full publication scans; `None` scans only at start and on changes.
     pub scan_interval: Option<Duration>,
     /// `--offline`: having no peer is expected.
@@ -103,11 +103,9 @@ impl Settings {
         if args.pull_through && args.node.no_embedded_node {
             return Err(ConfigError::PullThroughWithoutNode.into());
         }
-        let pull_through = match (args.pull_through, &trust.upstream) {
-            (false, _) => None,
-            (true, Some(upstream)) => Some(upstream.url().to_owned()),
-            (true, None) => return Err(ConfigError::PullThroughWithoutUpstream.into()),
-        };
+        if args.pull_through && trust.upstream.is_none() {
+            return Err(ConfigError::PullThroughWithoutUpstream.into());
+        }
         let database = StoreDb::file(&args.store_root);
         if !database.exists() {
             // Not an error: Nix creates it with the first path. Said once, here.
@@ -142,7 +140,7 @@ impl Settings {
             bootstrap_url,
             ipfs_api,
             cache_size: args.cache_size,
-            pull_through,
+            pull_through: args.pull_through,
             scan_interval: (args.scan_interval > 0)
                 .then(|| Duration::from_secs(args.scan_interval)),
             offline: args.offline,

@@ -5,6 +5,7 @@
 //! `--no-verify`, peers named with `--trusted-peer` pass unchecked, and never under Peerix's key.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use peerix_http::NarInfo;
 use peerix_node::PeerId;
@@ -21,7 +22,7 @@ pub const NIXOS_CACHE_URL: &str = "https://cache.nixos.org";
 pub struct Trust {
     pub keys: Vec<PublicKey>,
     /// Asked for the narinfo of paths no trusted key signed.
-    pub upstream: Option<Upstream>,
+    pub upstream: Option<Arc<Upstream>>,
     /// Peers whose narinfos pass without either (`--no-verify` with `--trusted-peer`): their
     /// NarHash is still checked while streaming.
     pub unchecked_peers: HashSet<PeerId>,

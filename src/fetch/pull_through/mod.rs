@@ -84,7 +84,7 @@ pub enum PullThroughError {
 /// Parts of a pull-through node, from the daemon's assembly.
 pub struct PullThroughParts {
     pub node: NodeHandle,
-    pub upstream_url: String,
+    pub upstream: Arc<Upstream>,
     pub state_dir: std::path::PathBuf,
     pub cache_size: u64,
     pub members: Arc<Holders>,
@@ -94,7 +94,7 @@ pub struct PullThroughParts {
 
 impl PullThrough {
     pub fn start(parts: PullThroughParts) -> Result<Arc<Self>, PullThroughError> {
-        let upstream = Arc::new(Upstream::new(&parts.upstream_url));
+        let upstream = parts.upstream;
         let downloads = Downloads::open(
             &parts.state_dir.join("pull-through"),
             parts.cache_size.max(LEAST_BUDGET),
@@ -211,8 +211,13 @@ impl PullThrough {
         Some(Nar { size, source })
     }
 
-    /// The download of `file`: under way or kept, or started from the node that pulls it.
-    async fn download(self: &Arc<Self>, file: &PulledFile) -> io::Result<Arc<Download>> {
+    /// The download of `file`: under way or kept, or started from the node that pulls it, or
+    /// from upstream itself when a near node asked (`for_peer`: it chose this node).
+    async fn download(
+        self: &Arc<Self>,
+        file: &PulledFile,
+        for_peer: bool,
+    ) -> io::Result<Arc<Download>> {
         let (download, writer) = self
             .downloads
             .join_or_start(file.expected)
@@ -220,7 +225,10 @@ impl PullThrough {
         let Some(writer) = writer else {
             return Ok(download);
         };
-        let from = self.puller(file).await;
+        let from = match for_peer {
+            true => None,
+            false => self.puller(file).await,
+        };
         tracing::debug!(path = %file.path, puller = ?from, own = %self.node.peer_id(), "pull-through: fetching a file");
         let (this, file) = (self.clone(), file.clone());
         tokio::spawn(async move {
@@ -235,20 +243,6 @@ impl PullThrough {
                 this.fill_from_upstream(&file, writer).await;
             }
         });
-        Ok(download)
-    }
-
-    /// Downloads `file` from upstream itself (for a near node that asked), unless it is under
-    /// way or kept.
-    async fn pull_from_upstream(self: &Arc<Self>, file: &PulledFile) -> io::Result<Arc<Download>> {
-        let (download, writer) = self
-            .downloads
-            .join_or_start(file.expected)
-            .map_err(io::Error::other)?;
-        if let Some(writer) = writer {
-            let (this, file) = (self.clone(), file.clone());
-            tokio::spawn(async move { this.fill_from_upstream(&file, writer).await });
-        }
         Ok(download)
     }
 
@@ -361,7 +355,7 @@ struct PulledNar {
 
 impl NarSource for PulledNar {
     fn stream(self: Box<Self>, start: u64, end: u64) -> ByteStream {
-        let opened = async move { self.pull.download(&self.file).await };
+        let opened = async move { self.pull.download(&self.file, false).await };
         Box::pin(
             stream::once(opened).flat_map(move |download| match download {
                 Ok(download) => download.read(start, end),

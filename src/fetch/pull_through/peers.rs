@@ -79,7 +79,7 @@ async fn answer_one(
         return;
     };
     let download = match pull.upstream_narinfo(hash, true).await {
-        Some((_, file)) => pull.pull_from_upstream(&file).await.ok(),
+        Some((_, file)) => pull.download(&file, true).await.ok(),
         None => None,
     };
     let head = encode_nar_answer(download.as_ref().map(|d| d.size()));

@@ -21,7 +21,7 @@ use crate::build_id;
 use crate::discovery::tracker::TrackerSource;
 use crate::discovery::{Holders, PeerSources};
 use crate::fetch::refusals::Refusals;
-use crate::fetch::{Lookups, PullThrough, Served};
+use crate::fetch::{Lookups, PullThrough, Served, Swarms};
 use crate::lan::Lan;
 use crate::publish::{Answered, IndexDb, ScanControl, ScanProgress};
 use crate::throughput::Throughput;
@@ -48,6 +48,8 @@ pub struct StatusSources {
     pub tracker: Option<Arc<TrackerSource>>,
     pub lan: Option<Arc<Lan>>,
     pub pull_through: Option<Arc<PullThrough>>,
+    /// Large NARs fetched with the near nodes fetching them too.
+    pub swarms: Option<Arc<Swarms>>,
     pub refusals: Arc<Refusals>,
     /// Bytes per second over the last minutes, for the dashboard.
     pub throughput: Arc<Throughput>,
@@ -116,6 +118,7 @@ async fn status(State(sources): State<StatusSources>) -> Json<Value> {
         "tracker": sources.tracker.as_ref().map(|t| t.status()),
         "lan": sources.lan.as_ref().map(|l| l.status()),
         "pull_through": sources.pull_through.as_ref().map(|p| p.status()),
+        "swarm": sources.swarms.as_ref().map(|s| s.json()),
         "refusals": {
             "recent": sources.refusals.kept(),
             "latest": sources.refusals.recent(1).first().map(|r| r.to_json()),

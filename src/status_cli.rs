@@ -141,7 +141,7 @@ pub fn render(api: &str, status: &Value) -> String {
         ),
     );
     let served = &status["served"];
-    let by_source = ["local", "peer", "nar_cache", "old_peer"]
+    let by_source = ["local", "peer", "swarm", "nar_cache", "old_peer"]
         .iter()
         .map(|source| format!("{source} {}", bytes(&served["nar_bytes"][source])))
         .collect::<Vec<_>>()

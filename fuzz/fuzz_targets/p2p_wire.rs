@@ -7,6 +7,7 @@ use peerix::wire::{
     decode_nar_answer, decode_narinfo_request, encode_nar_answer, frame_len, IndexUpdate,
     NarRequest, NarinfoAnswer,
 };
+use peerix::wire::swarm::{Fetching, SwarmAnswer};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(update) = IndexUpdate::decode(data) {
@@ -19,6 +20,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(encode_nar_answer(answer), data);
     }
     if let Ok(answer) = NarinfoAnswer::decode(data) {
+        assert_eq!(answer.encode(), data);
+    }
+    if let Ok(notice) = Fetching::decode(data) {
+        assert_eq!(notice.encode(), data);
+    }
+    if let Ok(answer) = SwarmAnswer::decode(data) {
         assert_eq!(answer.encode(), data);
     }
     let _ = decode_narinfo_request(data);

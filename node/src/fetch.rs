@@ -1,5 +1,5 @@
-//! Reading a UnixFS file by CID from peers: the DAG is walked in file order with many blocks in
-//! flight, and content is handed out in order as it arrives.
+//! Reading a UnixFS file by CID from peers, or with a [`Swarm`]: the DAG is walked in file order
+//! with many blocks in flight, and content is handed out in order as it arrives.
 
 use std::collections::VecDeque;
 use std::io;
@@ -10,13 +10,53 @@ use cid::Cid;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use libp2p::PeerId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
-use crate::bitswap::Bitswap;
+use crate::bitswap::{Bitswap, Purpose};
 use crate::block::{DAG_PB, RAW};
+use crate::swarm::{rendezvous, Swarm};
 use crate::unixfs::{decode_node, decode_unixfs};
 
-/// Blocks requested ahead of the one being handed out.
+/// Where a file's blocks come from.
+pub(crate) enum Sources {
+    /// These peers, in turn.
+    Peers(Vec<PeerId>),
+    /// The swarm's holders, and its members for the blocks they take from the holders.
+    Swarm { own: PeerId, swarm: Swarm },
+}
+
+impl Sources {
+    /// One block, verified.
+    async fn block(&self, bitswap: &Arc<Bitswap>, cid: Cid, first: usize) -> Option<Vec<u8>> {
+        let (own, swarm) = match self {
+            Self::Peers(peers) => return bitswap.want_block(cid, peers, first, Purpose::Own).await,
+            Self::Swarm { own, swarm } => (*own, swarm),
+        };
+        if let Some(block) = bitswap.kept_block(&cid) {
+            return Some(block);
+        }
+        let members: Vec<PeerId> = swarm
+            .members()
+            .into_iter()
+            .filter(|p| !bitswap.is_banned(p))
+            .collect();
+        let taker = rendezvous(&cid.to_bytes(), own, &members);
+        if taker != own {
+            let from_member = Purpose::Swarm { from_holder: false };
+            if let Some(block) = bitswap.want_block(cid, &[taker], 0, from_member).await {
+                return Some(block);
+            }
+        }
+        let from_holder = Purpose::Swarm { from_holder: true };
+        bitswap
+            .want_block(cid, &swarm.0.holders, first, from_holder)
+            .await
+    }
+}
+
+/// Blocks asked for at once. An inner node's children (up to 174) are all queued as it
+/// arrives, but each is asked for only when one of these is free: in a swarm, the member a
+/// block is asked from is chosen when it is asked, among the members known by then.
 const WINDOW: usize = 64;
 /// Content chunks buffered for the reader.
 const OUTPUT_CHUNKS: usize = 8;
@@ -52,15 +92,18 @@ fn parse(cid: &Cid, block: Vec<u8>) -> io::Result<Node> {
     }
 }
 
-/// Streams the content of the file `root`, fetching its blocks from `peers`.
-pub fn cat(
+/// Streams the content of the file `root`, fetching its blocks from `sources`.
+pub(crate) fn cat(
     bitswap: Arc<Bitswap>,
     root: Cid,
-    peers: Vec<PeerId>,
+    sources: Sources,
 ) -> mpsc::Receiver<io::Result<Vec<u8>>> {
     let (output, reader) = mpsc::channel(OUTPUT_CHUNKS);
     tokio::spawn(async move {
-        if let Err(e) = walk(bitswap, root, peers, &output).await {
+        if let Sources::Swarm { swarm, .. } = &sources {
+            bitswap.join(swarm);
+        }
+        if let Err(e) = walk(bitswap, root, sources, &output).await {
             let _ = output.send(Err(e)).await;
         }
     });
@@ -70,25 +113,28 @@ pub fn cat(
 async fn walk(
     bitswap: Arc<Bitswap>,
     root: Cid,
-    peers: Vec<PeerId>,
+    sources: Sources,
     output: &mpsc::Sender<io::Result<Vec<u8>>>,
 ) -> io::Result<()> {
-    let peers = Arc::new(peers);
+    let sources = Arc::new(sources);
     // Content this node published itself is read locally; asking for every block of a remote
     // file locally first would only cost a lookup each.
     let local = bitswap.local_block(root).await.is_some();
     // Spreads blocks over the peers in turn, so every holder serves a share.
     let turn = Arc::new(AtomicUsize::new(0));
+    let asking = Arc::new(Semaphore::new(WINDOW));
     let fetch = |cid: Cid| {
-        let (bitswap, peers, turn) = (bitswap.clone(), peers.clone(), turn.clone());
+        let (bitswap, sources, turn) = (bitswap.clone(), sources.clone(), turn.clone());
+        let asking = asking.clone();
         async move {
-            let first = turn.fetch_add(1, Ordering::Relaxed);
             let mut block = None;
             if local {
                 block = bitswap.local_block(cid).await;
             }
             if block.is_none() {
-                block = bitswap.want_block(cid, &peers, first).await;
+                let _asking = asking.acquire().await.map_err(io::Error::other)?;
+                let first = turn.fetch_add(1, Ordering::Relaxed);
+                block = sources.block(&bitswap, cid, first).await;
             }
             let block = block.ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("no peer has {cid}"))

@@ -25,6 +25,7 @@ mod reservations;
 mod start;
 mod status;
 mod storage;
+mod swarm;
 mod tcp_dials;
 pub mod traffic;
 mod traffic_stop;
@@ -41,6 +42,7 @@ use libp2p::kad;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use app_streams::InboundStream;
+pub use bitswap::SwarmStatus;
 pub use blocks::{BlockSource, ContentSource, Files, LocalBlocks};
 pub use config::{
     BitswapDeadlines, DhtRole, InboundStreamLimits, NodeConfig, RelayLimits, PUBLIC_BOOTSTRAP_PEERS,
@@ -54,10 +56,12 @@ pub use network::network_protocol;
 pub use start::{start, start_with};
 pub use status::{AnnouncementStatus, BandwidthWaits, CapWaits, NodeStatus, PeerEvent, PeerInfo};
 pub use storage::Persist;
+pub use swarm::{rendezvous, Swarm, MAX_MEMBERS};
 
 use app_streams::{InboundReceiver, StreamOpener};
 use bitswap::Bitswap;
 use event_loop::Command;
+use fetch::Sources;
 use network::NetworkTag;
 use storage::{Storage, Withdrawal};
 use unixfs::CidVersion;
@@ -220,7 +224,22 @@ impl NodeHandle {
     /// Streams the file `cid` from `peers` (blocks spread over them in turn, starting with the
     /// first); every block is verified and a peer that misbehaves is dropped.
     pub fn cat_from(&self, cid: Cid, peers: Vec<PeerId>) -> mpsc::Receiver<io::Result<Vec<u8>>> {
-        fetch::cat(self.bitswap.clone(), cid, peers)
+        fetch::cat(self.bitswap.clone(), cid, Sources::Peers(peers))
+    }
+
+    /// Streams the file `swarm` fetches: every block is verified, kept a while for the members
+    /// and passed on to those that ask; a peer that sends a wrong block is not asked again.
+    pub fn cat_with(&self, swarm: Swarm) -> mpsc::Receiver<io::Result<Vec<u8>>> {
+        let sources = Sources::Swarm {
+            own: self.peer_id,
+            swarm: swarm.clone(),
+        };
+        fetch::cat(self.bitswap.clone(), swarm.root(), sources)
+    }
+
+    /// What the swarms this node fetches with amount to.
+    pub fn swarm_status(&self) -> SwarmStatus {
+        self.bitswap.swarm_status()
     }
 
     /// Announces this node as a provider of `cid`. Records are keyed by the multihash, so CIDv0

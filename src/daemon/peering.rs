@@ -10,7 +10,9 @@ use super::{Settings, StartError};
 use crate::cli::DEFAULT_NETWORK_ID;
 use crate::discovery::tracker::{keep_in_step, report_served, TrackerClient, TrackerSource};
 use crate::discovery::{run_index, Holders, PeerSources};
-use crate::fetch::{NarCache, NarLog, PullThrough, PullThroughParts, Remote, Served, Trust};
+use crate::fetch::{
+    NarCache, NarLog, NearMembers, PullThrough, PullThroughParts, Remote, Served, Swarms, Trust,
+};
 use crate::kubo_rpc::KuboRpc;
 use crate::lan::Lan;
 use crate::publish::{
@@ -93,6 +95,13 @@ impl Peering {
         answer_requests(node, store.clone(), db.clone(), served, answered.clone())
             .map_err(StartError::Node)?;
         let (nar_cache, nars) = nar_stores(settings, &db)?;
+        let members_are_near = settings.network_id != DEFAULT_NETWORK_ID;
+        let near = Arc::new(NearMembers::new(
+            node.clone(),
+            holders.clone(),
+            members_are_near,
+        ));
+        let swarms = Swarms::start(node.clone(), near.clone()).map_err(StartError::Node)?;
         let remote = Arc::new(
             Remote::new(
                 Some(node.clone()),
@@ -105,6 +114,7 @@ impl Peering {
             )
             .with_lan(lan.clone())
             .with_kubo(kubo)
+            .with_swarms(Some(swarms.clone()))
             .with_shared_here(shared_here),
         );
         // The same upstream the trust check asks: one connection pool, one memory of answers.
@@ -120,8 +130,7 @@ impl Peering {
                     upstream,
                     state_dir: settings.state_dir.clone(),
                     cache_size: settings.cache_size,
-                    members: holders.clone(),
-                    members_are_near: settings.network_id != DEFAULT_NETWORK_ID,
+                    near,
                     remote: remote.clone(),
                 })
             })
@@ -154,6 +163,7 @@ impl Peering {
             tracker,
             lan,
             pull_through: pull_through.clone(),
+            swarms: Some(swarms),
             refusals: remote.refusals.clone(),
             lookups: remote.lookups.clone(),
             nix_requests: Arc::default(),

@@ -202,12 +202,18 @@ async fn announce_once(node: &NodeHandle, peer: PeerId, shared: &SharedPaths) {
             return;
         }
     };
-    for update in IndexUpdate::batches(true, &snapshot) {
+    let keep_alive = IndexUpdate::Add(Vec::new());
+    let mut first = IndexUpdate::batches(true, &snapshot);
+    // Even a node that holds nothing says so at once: the peer counts it a member of the
+    // network from then on (the stream reaches it only with its first frame).
+    if first.is_empty() {
+        first.push(keep_alive.clone());
+    }
+    for update in first {
         if !send(&mut stream, &update).await {
             return;
         }
     }
-    let keep_alive = IndexUpdate::Add(Vec::new());
     loop {
         let updates = match tokio::time::timeout(KEEP_ALIVE, changes.recv()).await {
             Ok(Ok(updates)) => updates,

@@ -97,13 +97,10 @@ async fn ask(stream: &mut Stream, request: &[u8]) -> io::Result<Vec<u8>> {
 /// Reads the whole NAR by `cid` over Bitswap, blocks spread over `peers` (each block checked
 /// against its CID), into `progress` like [`nar`].
 pub async fn nar_by_cid(
-    node: &NodeHandle,
-    cid: Cid,
-    peers: Vec<PeerId>,
+    mut chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
     progress: &mut NarProgress,
     output: &mpsc::Sender<io::Result<Bytes>>,
 ) -> NarOutcome {
-    let mut chunks = node.cat_from(cid, peers);
     loop {
         // A reader who left (Nix stops at the first bytes that are not a NAR) ends the fetch at
         // once, not when the next block arrives: the caller then stops trusting this CID before

@@ -26,6 +26,8 @@ pub(super) struct PeersNar {
     /// Its CID, when the holders publish it: then it can come from all of them at once.
     pub(super) cid: Option<Cid>,
     pub(super) peers: Vec<PeerId>,
+    /// Fetched with the near nodes that fetch it too.
+    pub(super) swarm: bool,
 }
 
 impl NarSource for PeersNar {
@@ -116,14 +118,24 @@ impl PeersNar {
     ) -> Option<Option<String>> {
         let remote = &self.remote;
         let (start, end) = (progress.start, progress.end);
-        // A large NAR held by several peers comes from all of them at once, block by block; if
-        // that fails before the reader got anything, the holders are asked one at a time.
+        // A large NAR held by several peers comes from all of them at once, block by block, and
+        // with the near nodes that fetch it too; if that fails before the reader got anything,
+        // the holders are asked one at a time.
         let peers = remote.honest(self.peers.clone());
-        if let Some(cid) = self
+        let joined = self
             .cid
-            .filter(|_| peers.len() > 1 && self.size >= MULTI_SOURCE_MIN)
-        {
-            match fetch::nar_by_cid(node, cid, peers, progress, output).await {
+            .filter(|_| self.swarm)
+            .zip(remote.swarms.as_ref())
+            .and_then(|(cid, swarms)| swarms.join(cid, peers.clone()));
+        let blocks = match (&joined, self.cid) {
+            (Some(joined), Some(cid)) => Some((cid, node.cat_with(joined.swarm()))),
+            (None, Some(cid)) if peers.len() > 1 && self.size >= MULTI_SOURCE_MIN => {
+                Some((cid, node.cat_from(cid, peers)))
+            }
+            _ => None,
+        };
+        if let Some((cid, blocks)) = blocks {
+            match fetch::nar_by_cid(blocks, progress, output).await {
                 NarOutcome::Complete => return Some(None),
                 // The reader may have left because the bytes were wrong (Nix stops at the
                 // first that is not a NAR): a CID that gave no verified NAR is not used again.

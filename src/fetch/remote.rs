@@ -23,6 +23,7 @@ use super::refusals::{Reason, Refusals, RefusedFrom};
 use super::scores::{Answer, Scores};
 use super::source::Source;
 use super::stream_pool::StreamPool;
+use super::swarms::Swarms;
 use super::trust::{Refused, Trust, Untrusted, Verified};
 use crate::discovery::tracker::{TrackerSource, Transfer};
 use crate::discovery::Holders;
@@ -88,6 +89,8 @@ pub struct Remote {
     pub lookups: Arc<Lookups>,
     /// The references of narinfos that passed, fetched ahead of Nix's questions.
     prefetch: Prefetch,
+    /// Large NARs fetched with the near nodes that fetch them too.
+    pub(super) swarms: Option<Arc<Swarms>>,
 }
 
 impl Remote {
@@ -118,6 +121,7 @@ impl Remote {
             refusals: Arc::default(),
             lookups: Arc::default(),
             prefetch: Prefetch::default(),
+            swarms: None,
         }
     }
 
@@ -137,6 +141,15 @@ impl Remote {
     /// Fetches through kubo what no holder sends (`--ipfs-api`).
     pub fn with_kubo(self, kubo: Option<KuboRpc>) -> Self {
         Self { kubo, ..self }
+    }
+
+    pub fn with_swarms(self, swarms: Option<Arc<Swarms>>) -> Self {
+        Self { swarms, ..self }
+    }
+
+    /// Fetching large NARs with the near nodes, if there is an embedded node.
+    pub fn swarms(&self) -> Option<&Arc<Swarms>> {
+        self.swarms.as_ref()
     }
 
     /// Asked who holds a path no known holder has, if a tracker is set.
@@ -475,6 +488,12 @@ impl Remote {
             let source = Box::new(nar);
             return Some((Nar { size, source }, Source::OldPeer));
         };
+        let swarm = nar.cid.is_some()
+            && nar.size >= MULTI_SOURCE_MIN
+            && self
+                .swarms
+                .as_ref()
+                .is_some_and(|s| s.may_have_company(&peers));
         let source = Box::new(PeersNar {
             remote: self.clone(),
             nar_hash,
@@ -482,13 +501,15 @@ impl Remote {
             size: nar.size,
             cid: nar.cid,
             peers,
+            swarm,
         });
+        let from = if swarm { Source::Swarm } else { Source::Peer };
         Some((
             Nar {
                 size: nar.size,
                 source,
             },
-            Source::Peer,
+            from,
         ))
     }
 }

@@ -7,6 +7,8 @@ pub enum Source {
     Local,
     /// A Peerix peer.
     Peer,
+    /// The peers that hold it and the near nodes fetching it at the same time (a swarm).
+    Swarm,
     /// The NAR cache (`--cache-size`): fetched from a peer before.
     NarCache,
     /// A machine on the LAN running the old program.
@@ -17,9 +19,10 @@ pub enum Source {
 }
 
 impl Source {
-    pub const ALL: [Source; 5] = [
+    pub const ALL: [Source; 6] = [
         Self::Local,
         Self::Peer,
+        Self::Swarm,
         Self::NarCache,
         Self::OldPeer,
         Self::PullThrough,
@@ -29,6 +32,7 @@ impl Source {
         match self {
             Self::Local => "local",
             Self::Peer => "peer",
+            Self::Swarm => "swarm",
             Self::NarCache => "nar_cache",
             Self::OldPeer => "old_peer",
             Self::PullThrough => "pull_through",

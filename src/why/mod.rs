@@ -178,11 +178,17 @@ fn remote_verdict(
     if !holders.is_empty() {
         let mut details: Vec<String> = shown.collect();
         details.push("no answer for it was refused: Peerix passes it to Nix once a holder's narinfo is trusted".to_owned());
+        let company = remote.swarms().map(|s| s.company(&holders));
+        if let Some(company) = company.filter(|n| *n > 0) {
+            details.push(format!(
+                "a large NAR of it comes with a swarm: {company} near node(s) fetching it at the same time share its blocks"
+            ));
+        }
         return Verdict {
             name: "peer",
             summary: format!("{} peer(s) hold {hash}", holders.len()),
             details,
-            facts: json!({ "holders": holder_ids, "refusal": null }),
+            facts: json!({ "holders": holder_ids, "refusal": null, "swarm_company": company }),
         };
     }
     absent(remote, pull_through, hash)

@@ -17,9 +17,12 @@
 //! - `/peerix/<tag>/pull/1.0.0` (only with `--pull-through`): one frame with a store hash, as
 //!   for a narinfo; the answer is the NAR protocol's head, then the bytes of the file upstream
 //!   serves for that path, unframed and as upstream sent them (compressed or not).
+//! - `/peerix/<tag>/swarm/1.0.0`: a notice that the opener is fetching a NAR by its CID, and
+//!   whether the answerer fetches it too (see [`swarm`]).
 
 pub mod frames;
 pub mod lan;
+pub mod swarm;
 pub mod tracker;
 
 use cid::Cid;
@@ -31,16 +34,22 @@ pub const INDEX_PROTOCOL: &str = "index/1.0.0";
 pub const NARINFO_PROTOCOL: &str = "narinfo/1.0.0";
 pub const NAR_PROTOCOL: &str = "nar/1.0.0";
 pub const PULL_PROTOCOL: &str = "pull/1.0.0";
+pub const SWARM_PROTOCOL: &str = "swarm/1.0.0";
 
 /// Every protocol of Peerix's own in the network `network_id`, for the node to accept (the pull
 /// protocol only when `pull_through`: a node without it refuses at once).
 pub fn protocols(network_id: &str, pull_through: bool) -> Vec<peerix_node::StreamProtocol> {
     let pull = pull_through.then_some(PULL_PROTOCOL);
-    [INDEX_PROTOCOL, NARINFO_PROTOCOL, NAR_PROTOCOL]
-        .into_iter()
-        .chain(pull)
-        .map(|name| peerix_node::network_protocol(network_id, name))
-        .collect()
+    [
+        INDEX_PROTOCOL,
+        NARINFO_PROTOCOL,
+        NAR_PROTOCOL,
+        SWARM_PROTOCOL,
+    ]
+    .into_iter()
+    .chain(pull)
+    .map(|name| peerix_node::network_protocol(network_id, name))
+    .collect()
 }
 
 /// The largest frame accepted: 32,768 hashes of an index update, or one narinfo.

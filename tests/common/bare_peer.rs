@@ -104,6 +104,24 @@ impl BarePeer {
         self.control.open_stream(self.node, protocol).await
     }
 
+    /// Opens a stream of a protocol that is not the network's own (Bitswap, say).
+    pub async fn open_protocol(&mut self, protocol: libp2p::StreamProtocol) -> Stream {
+        self.control
+            .open_stream(self.node, protocol.clone())
+            .await
+            .unwrap_or_else(|e| panic!("open {protocol}: {e}"))
+    }
+
+    /// The streams the node opens of a protocol that is not the network's own.
+    pub fn accept_protocol(
+        &mut self,
+        protocol: libp2p::StreamProtocol,
+    ) -> libp2p_stream::IncomingStreams {
+        self.control
+            .accept(protocol)
+            .expect("first to accept the protocol")
+    }
+
     /// The streams the node opens of the Peerix protocol `protocol` of the default network.
     pub fn accept(&mut self, protocol: &'static str) -> libp2p_stream::IncomingStreams {
         let protocol = peerix_node::network_protocol("default", protocol);

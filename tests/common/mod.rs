@@ -107,6 +107,13 @@ impl ChrootStore {
         }
     }
 
+    /// An empty store with its Nix database, as on a machine that has Nix.
+    pub fn initialised() -> Self {
+        let store = Self::empty();
+        run(nix("nix", store.root()).args(["store", "ping", "--store", &store.url()]));
+        store
+    }
+
     pub fn with_paths(paths: &[&str]) -> Self {
         let store = Self::empty();
         store.copy_in(paths);

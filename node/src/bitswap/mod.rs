@@ -7,4 +7,5 @@ mod wire;
 pub use message::{
     BitswapError, Message, Presence, WantEntry, WantType, MAX_MESSAGE_SIZE, PROTOCOL,
 };
-pub use service::Bitswap;
+pub(crate) use service::Purpose;
+pub use service::{Bitswap, SwarmStatus};

@@ -1,8 +1,10 @@
 //! The Bitswap engine on libp2p streams: answers peers' wantlists from a [`BlockSource`] and
 //! fetches blocks for this node, one peer at a time per block, moving on when a peer lacks it.
+//! Blocks fetched with a swarm are kept a while and passed on to its members (`swarming`).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
@@ -17,6 +19,10 @@ use super::{Message, Presence, WantEntry, WantType, PROTOCOL};
 use crate::app_streams::{InboundReceiver, InboundStream, StreamOpener};
 use crate::blocks::BlockSource;
 use crate::config::BitswapDeadlines;
+use crate::swarm::SwarmInner;
+use kept::{KeptBlocks, KEPT_BYTES};
+use swarming::Owed;
+pub use swarming::SwarmStatus;
 
 /// Blocks packed into one reply at most; kubo and Helia cap whole messages at 4 MiB.
 const REPLY_BYTES: usize = 1 << 20;
@@ -49,9 +55,19 @@ enum Outcome {
     DontHave,
 }
 
+/// Why this node wants a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// For itself alone.
+    Own,
+    /// For a swarm, from one of the file's holders or from the member that takes it from them.
+    Swarm { from_holder: bool },
+}
+
 struct Waiter {
     peer: PeerId,
     reply: oneshot::Sender<Outcome>,
+    purpose: Purpose,
 }
 
 pub struct Bitswap {
@@ -67,6 +83,16 @@ pub struct Bitswap {
     /// The blocks received last, oldest first.
     recent: Mutex<VecDeque<Cid>>,
     deadlines: BitswapDeadlines,
+    /// Blocks received for swarms, to pass on.
+    kept: KeptBlocks,
+    /// Members' wants for blocks on their way to this node.
+    owed: Mutex<Owed>,
+    /// The swarms this node fetches with now.
+    swarms: Mutex<Vec<Weak<SwarmInner>>>,
+    /// Blocks sent to peers from those kept for swarms.
+    passed_on: AtomicU64,
+    /// The engine itself, for the tasks it starts from where it is only borrowed.
+    this: Weak<Bitswap>,
 }
 
 /// A message for a peer, holding its share of the send budget until it is written.
@@ -104,7 +130,7 @@ impl Bitswap {
         mut incoming: InboundReceiver,
         deadlines: BitswapDeadlines,
     ) -> Arc<Self> {
-        let this = Arc::new(Self {
+        let this = Arc::new_cyclic(|this| Self {
             streams,
             blocks,
             wants: Mutex::new(HashMap::new()),
@@ -114,6 +140,11 @@ impl Bitswap {
             last_delivery: Mutex::new(LruCache::new(DELIVERING_PEERS)),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
             deadlines,
+            kept: KeptBlocks::new(KEPT_BYTES),
+            owed: Mutex::default(),
+            swarms: Mutex::default(),
+            passed_on: AtomicU64::new(0),
+            this: this.clone(),
         });
         let engine = this.clone();
         tokio::spawn(async move {
@@ -207,6 +238,10 @@ impl Bitswap {
                         }
                         recent.push_back(cid);
                     }
+                    if waiters.iter().any(|w| w.purpose != Purpose::Own) {
+                        self.kept.insert(cid, data.clone());
+                        self.pass_on(cid, &data);
+                    }
                     // Usually one waiter: the last gets the block itself, not a copy.
                     let mut waiters = waiters;
                     if let Some(last) = waiters.pop() {
@@ -232,7 +267,11 @@ impl Bitswap {
                 self.peer_lacks(peer, &cid);
             }
         }
-        let wanted: Vec<WantEntry> = message.wantlist.into_iter().filter(|e| !e.cancel).collect();
+        let (cancelled, wanted): (Vec<WantEntry>, Vec<WantEntry>) =
+            message.wantlist.into_iter().partition(|e| e.cancel);
+        for entry in cancelled {
+            self.cancel_owed(peer, &entry.cid);
+        }
         if !wanted.is_empty() {
             self.answer(peer, wanted).await;
         }
@@ -264,7 +303,17 @@ impl Bitswap {
                 let _ = waiter.reply.send(Outcome::DontHave);
             }
         }
+        let unfound: Vec<Cid> = wants
+            .iter()
+            .filter(|(_, waiters)| waiters.is_empty())
+            .map(|(cid, _)| *cid)
+            .collect();
         wants.retain(|_, waiters| !waiters.is_empty());
+        drop(wants);
+        // Whoever counted on this node for those blocks asks elsewhere.
+        for cid in unfound {
+            self.owed_unfound(cid);
+        }
     }
 
     /// Answers a wantlist one entry at a time, so that memory holds at most one reply's worth of
@@ -277,7 +326,20 @@ impl Bitswap {
             let (blocks, cid) = (self.blocks.clone(), entry.cid);
             let mut budget = None;
             let found = match entry.want_type {
-                WantType::Have => blocks.has(&cid).then(Vec::new),
+                WantType::Have => (self.kept.has(&cid) || blocks.has(&cid)).then(Vec::new),
+                WantType::Block if self.kept.has(&cid) => {
+                    budget = self
+                        .send_budget
+                        .clone()
+                        .acquire_many_owned(BLOCK_KIB)
+                        .await
+                        .ok();
+                    let kept = self.kept.get(&cid);
+                    if kept.is_some() {
+                        self.passed_on.fetch_add(1, Ordering::Relaxed);
+                    }
+                    kept
+                }
                 WantType::Block => {
                     budget = self
                         .send_budget
@@ -305,6 +367,8 @@ impl Bitswap {
                     };
                 }
                 (Some(_), WantType::Have) => reply.presences.push((cid, Presence::Have)),
+                // A member of a swarm of ours: answered when the block comes.
+                (None, WantType::Block) if self.owe(peer, cid, entry.send_dont_have) => {}
                 (None, _) if entry.send_dont_have => {
                     reply.presences.push((cid, Presence::DontHave));
                 }
@@ -415,7 +479,7 @@ impl Bitswap {
         self.forget_peer(peer);
     }
 
-    fn is_banned(&self, peer: &PeerId) -> bool {
+    pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
         self.banned
             .lock()
             .map(|b| b.contains_key(peer))
@@ -423,6 +487,8 @@ impl Bitswap {
     }
 }
 
+mod kept;
+mod swarming;
 mod wants;
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 
 const POLL_MS = 1000;
 const HIDDEN_POLL_MS = 5000;
-const SOURCES = ["local", "peer", "nar_cache", "old_peer", "pull_through"];
-const SOURCE_NAMES = { local: "own store", peer: "peers", nar_cache: "NAR cache", old_peer: "old LAN peers", pull_through: "pull-through" };
+const SOURCES = ["local", "peer", "swarm", "nar_cache", "old_peer", "pull_through"];
+const SOURCE_NAMES = { local: "own store", peer: "peers", swarm: "swarm", nar_cache: "NAR cache", old_peer: "old LAN peers", pull_through: "pull-through" };
 
 const $ = (id) => document.getElementById(id);
 

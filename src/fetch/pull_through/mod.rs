@@ -10,7 +10,6 @@ mod downloads;
 mod health;
 mod peers;
 
-use std::collections::HashSet;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -18,20 +17,16 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use hashlink::LruCache;
 use peerix_http::{ByteStream, Nar, NarHash, NarInfo, NarSource, StoreHash};
-use peerix_node::{NodeError, NodeHandle, PeerId, PeerInfo};
+use peerix_node::{NodeError, NodeHandle, PeerId};
 
+use super::near::NearMembers;
 use super::upstream::UpstreamError;
 use super::{Remote, Upstream};
-use crate::cidr::on_local_network;
-use crate::discovery::Holders;
 use designate::puller;
 use downloads::DownloadError;
 use downloads::{Download, Downloads, Expected, Writer};
 use health::UpstreamHealth;
 
-/// A node reached directly at a LAN (or VPN) address is near unless its round trip, once
-/// measured, is longer than this: a LAN's is a few ms, a far VPN member's tens.
-const NEAR_RTT: Duration = Duration::from_millis(50);
 /// How long a near node's request for a file waits for upstream's narinfo.
 const PEER_WAIT: Duration = Duration::from_secs(2);
 /// Files whose narinfo was served, remembered for the NAR request that follows.
@@ -58,10 +53,8 @@ pub struct PullThrough {
     /// Downloads files: no deadline for the whole, only between reads.
     files_agent: ureq::Agent,
     downloads: Arc<Downloads>,
-    /// The nodes of this network (those that opened an index stream).
-    members: Arc<Holders>,
-    /// Every member counts as near (`--network-id` set explicitly).
-    members_are_near: bool,
+    /// The nodes this one pulls with.
+    near: Arc<NearMembers>,
     remote: Arc<Remote>,
     files: Mutex<LruCache<NarHash, PulledFile>>,
     /// Peers that sent a wrong file (never asked again), or failed to send one.
@@ -87,8 +80,7 @@ pub struct PullThroughParts {
     pub upstream: Arc<Upstream>,
     pub state_dir: std::path::PathBuf,
     pub cache_size: u64,
-    pub members: Arc<Holders>,
-    pub members_are_near: bool,
+    pub near: Arc<NearMembers>,
     pub remote: Arc<Remote>,
 }
 
@@ -111,8 +103,7 @@ impl PullThrough {
             upstream,
             files_agent,
             downloads,
-            members: parts.members,
-            members_are_near: parts.members_are_near,
+            near: parts.near,
             remote: parts.remote,
             files: Mutex::new(LruCache::new(FILES)),
             liars: Mutex::new(LruCache::new(BAD_PEERS)),
@@ -277,30 +268,13 @@ impl PullThrough {
 
     /// The members of the network connected directly and near: the nodes this one pulls with.
     async fn near_members(&self) -> Vec<PeerId> {
-        let members: HashSet<PeerId> = self
-            .members
-            .per_peer()
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        let peers = self
-            .node
-            .status()
-            .await
-            .map(|s| s.peers)
-            .unwrap_or_default();
-        peers
-            .into_iter()
-            .filter(|p| members.contains(&p.peer_id) && p.direct)
-            .filter(|p| self.members_are_near || near(p))
-            .map(|p| p.peer_id)
-            .collect()
+        self.near.list().await
     }
 
     /// Whether `peer` may have this node pull files for it: only a near member may spend its
     /// uplink.
     async fn pulls_for(&self, peer: PeerId) -> bool {
-        self.near_members().await.contains(&peer)
+        self.near.contains(peer).await
     }
 
     /// The near node that pulls `file`, or `None` if this one does.
@@ -320,11 +294,6 @@ impl PullThrough {
 }
 
 /// On the same LAN: reached at a local-network address, and not far in time.
-fn near(peer: &PeerInfo) -> bool {
-    let local = peer.addr.as_ref().is_some_and(on_local_network);
-    local && peer.rtt.is_none_or(|rtt| rtt <= NEAR_RTT)
-}
-
 /// Upstream's URL for a file, relative to upstream and inside it; `None` otherwise.
 fn relative_url(url: &str) -> Option<&str> {
     let inside = !url.is_empty()

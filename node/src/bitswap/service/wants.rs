@@ -8,7 +8,7 @@ use cid::Cid;
 use libp2p::PeerId;
 use tokio::sync::oneshot;
 
-use super::{Bitswap, Outcome, Waiter, MAX_WANT_WAIT, WANT_TIMEOUT};
+use super::{Bitswap, Outcome, Purpose, Waiter, MAX_WANT_WAIT, WANT_TIMEOUT};
 use crate::bitswap::{Message, WantEntry, WantType};
 
 impl Bitswap {
@@ -45,11 +45,12 @@ impl Bitswap {
     }
 
     /// Fetches one block, asking `peers` in turn starting with the `first`-th.
-    pub async fn want_block(
+    pub(crate) async fn want_block(
         self: &Arc<Self>,
         cid: Cid,
         peers: &[PeerId],
         first: usize,
+        purpose: Purpose,
     ) -> Option<Vec<u8>> {
         for i in 0..peers.len() {
             let peer = peers[(first + i) % peers.len()];
@@ -62,7 +63,11 @@ impl Bitswap {
             if let Ok(mut wants) = self.wants.lock() {
                 let waiters = wants.entry(cid).or_default();
                 asked = waiters.iter().any(|w| w.peer == peer);
-                waiters.push(Waiter { peer, reply });
+                waiters.push(Waiter {
+                    peer,
+                    reply,
+                    purpose,
+                });
             }
             let want = WantEntry {
                 cid,

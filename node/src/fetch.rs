@@ -46,6 +46,7 @@ impl Sources {
             if let Some(block) = bitswap.want_block(cid, &[taker], 0, from_member).await {
                 return Some(block);
             }
+            swarm.0.missed(taker);
         }
         let from_holder = Purpose::Swarm { from_holder: true };
         bitswap

@@ -15,12 +15,16 @@ use sha2::{Digest, Sha256};
 
 /// Members of one swarm kept at most: more only spread the file thinner.
 pub const MAX_MEMBERS: usize = 64;
+/// Blocks a member may fail to deliver (it lacked them, or was silent) before it is no longer
+/// counted on: a member that stalls costs each block it was asked for a want's timeout.
+const MISSES: u8 = 3;
 
 pub(crate) struct SwarmInner {
     pub(crate) root: Cid,
     /// Peers that hold the whole file.
     pub(crate) holders: Vec<PeerId>,
-    members: RwLock<Vec<PeerId>>,
+    /// The members, with the blocks each failed to deliver.
+    members: RwLock<Vec<(PeerId, u8)>>,
 }
 
 /// The peers fetching one file with this node, shared between the fetch and the caller.
@@ -59,18 +63,38 @@ impl SwarmInner {
             return;
         }
         if let Ok(mut members) = self.members.write() {
-            if members.len() < MAX_MEMBERS && !members.contains(&peer) {
-                members.push(peer);
+            if members.len() < MAX_MEMBERS && !members.iter().any(|(p, _)| *p == peer) {
+                members.push((peer, 0));
             }
         }
     }
 
+    /// The members still counted on.
     pub(crate) fn members(&self) -> Vec<PeerId> {
-        self.members.read().map(|m| m.clone()).unwrap_or_default()
+        self.members
+            .read()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, misses)| *misses < MISSES)
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub(crate) fn has_member(&self, peer: &PeerId) -> bool {
-        self.members.read().is_ok_and(|m| m.contains(peer))
+        self.members
+            .read()
+            .is_ok_and(|m| m.iter().any(|(p, _)| p == peer))
+    }
+
+    /// `peer` did not deliver a block it was asked for.
+    pub(crate) fn missed(&self, peer: PeerId) {
+        if let Ok(mut members) = self.members.write() {
+            if let Some((_, misses)) = members.iter_mut().find(|(p, _)| *p == peer) {
+                *misses = misses.saturating_add(1);
+            }
+        }
     }
 }
 
@@ -96,6 +120,28 @@ pub fn rendezvous(key: &[u8], own: PeerId, others: &[PeerId]) -> PeerId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_that_keeps_failing_is_no_longer_counted_on() {
+        let holder = PeerId::random();
+        let root = Cid::default();
+        let swarm = Swarm::new(root, vec![holder]);
+        let (member, other) = (PeerId::random(), PeerId::random());
+        swarm.add_member(holder);
+        swarm.add_member(member);
+        swarm.add_member(other);
+        swarm.add_member(member);
+        assert_eq!(
+            swarm.members(),
+            vec![member, other],
+            "holders are not members"
+        );
+        for _ in 0..MISSES {
+            swarm.0.missed(member);
+        }
+        assert_eq!(swarm.members(), vec![other]);
+        assert!(swarm.0.has_member(&member), "it may still ask this node");
+    }
 
     #[test]
     fn every_node_picks_the_same_one_and_keys_spread() {

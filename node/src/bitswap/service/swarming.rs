@@ -261,3 +261,42 @@ impl Bitswap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{sha256_multihash, RAW};
+
+    fn cid(i: u32) -> Cid {
+        Cid::new_v1(RAW, sha256_multihash(&i.to_be_bytes()))
+    }
+
+    #[test]
+    fn kept_wants_stay_within_their_bounds() {
+        let mut owed = Owed::default();
+        let (greedy, other) = (PeerId::random(), PeerId::random());
+        for i in 0..OWED_PER_PEER as u32 {
+            assert!(owed.keep(greedy, cid(i), true));
+        }
+        assert!(
+            !owed.keep(greedy, cid(9999), true),
+            "one peer's share is full"
+        );
+        assert!(
+            owed.keep(other, cid(0), true),
+            "another peer still counts on it"
+        );
+        assert!(owed.keep(other, cid(0), true), "the same want twice is one");
+        assert_eq!(owed.total, OWED_PER_PEER + 1);
+        owed.cancel(greedy, &cid(0));
+        assert_eq!(owed.total, OWED_PER_PEER);
+        let taken = owed.take(&cid(0));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].peer, other);
+        owed.expire(Instant::now() + OWED_FOR);
+        assert_eq!(
+            (owed.total, owed.by_cid.len(), owed.per_peer.len()),
+            (0, 0, 0)
+        );
+    }
+}

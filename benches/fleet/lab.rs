@@ -166,7 +166,8 @@ impl Lab {
                 .collect()
         });
         let all = started.elapsed();
-        let holder_upload = bytes_out(&status(&self.lab, &self.holder)) - holder_before;
+        let holder_upload =
+            bytes_out(&status(&self.lab, &self.holder)).saturating_sub(holder_before);
         let mut each = Vec::with_capacity(finished.len());
         for (i, (elapsed, out)) in finished.into_iter().enumerate() {
             if !out.status.success() {

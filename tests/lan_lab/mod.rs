@@ -11,7 +11,9 @@
 //!
 //! `S` differs between the labs of one test binary; labs of different binaries may share it,
 //! which is harmless since every lab has network stacks of its own. Namespace names carry the
-//! process id and a counter, so labs never collide. Every link is a veth pair created directly
+//! process id and a counter, so labs never collide; a lab made by [`LanLab::named`] has fixed
+//! names under a prefix of its caller's instead, so that a run killed before its cleanup leaves
+//! namespaces the next run can find and remove. Every link is a veth pair created directly
 //! inside the lab's namespaces, so no packet and no interface ever touches the host's own
 //! network. The namespaces and their `/etc/netns` directories are removed on drop; the lab
 //! kills no process (whoever starts one stops it). Needs root.
@@ -48,7 +50,8 @@ const ROUTER_LAN_HOST: u8 = 254;
 
 /// The lab; every namespace it created is deleted on drop, also after a failed construction.
 pub struct LanLab {
-    tag: String,
+    /// What every namespace name of the lab starts with.
+    prefix: String,
     subnet: u8,
     hosts: usize,
     routed: bool,
@@ -58,15 +61,22 @@ pub struct LanLab {
 impl LanLab {
     /// `hosts` machines on one bridge, or `None` (after saying so) when not running as root.
     pub fn new(hosts: usize) -> Option<LanLab> {
-        LanLab::build(hosts, false)
+        LanLab::build(None, hosts, false)
     }
 
     /// [`LanLab::new`] plus the far host on another subnet, behind a router on the bridge.
     pub fn with_routed_host(hosts: usize) -> Option<LanLab> {
-        LanLab::build(hosts, true)
+        LanLab::build(None, hosts, true)
     }
 
-    fn build(hosts: usize, routed: bool) -> Option<LanLab> {
+    /// [`LanLab::new`] with namespaces named `<prefix><role>` (`<prefix>switch`, `<prefix>h0`,
+    /// ...), after removing those a killed run left under `prefix`: one such lab per prefix at a
+    /// time.
+    pub fn named(prefix: &str, hosts: usize) -> Option<LanLab> {
+        LanLab::build(Some(prefix), hosts, false)
+    }
+
+    fn build(prefix: Option<&str>, hosts: usize, routed: bool) -> Option<LanLab> {
         assert!(
             (1..usize::from(ROUTER_LAN_HOST)).contains(&hosts),
             "a /24 with the router at .{ROUTER_LAN_HOST} holds 1 to 253 hosts"
@@ -78,8 +88,15 @@ impl LanLab {
         // Tests in one binary run in parallel, each with its own lab.
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        let prefix = match prefix {
+            Some(prefix) => {
+                remove_leftovers(prefix);
+                prefix.to_owned()
+            }
+            None => format!("peerix-lan{}-{serial}-", std::process::id() % 100_000),
+        };
         let mut lab = LanLab {
-            tag: format!("{}-{serial}", std::process::id() % 100_000),
+            prefix,
             subnet: (serial % 256) as u8,
             hosts,
             routed,
@@ -202,7 +219,7 @@ impl LanLab {
     }
 
     fn ns_named(&self, role: &str) -> String {
-        format!("peerix-lan{}-{role}", self.tag)
+        format!("{}{role}", self.prefix)
     }
 
     /// Creates the namespace `role` (see [`add_namespace`]).
@@ -231,6 +248,29 @@ impl LanLab {
 
     fn ip(&self, ns: &str, args: &[&str]) {
         must(Command::new("ip").args(["-n", ns]).args(args));
+    }
+}
+
+/// Removes the namespaces named `prefix...` and ends the processes still in them: what a run
+/// killed before its cleanup left.
+fn remove_leftovers(prefix: &str) {
+    let Ok(list) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&list.stdout);
+    // Lines are `NAME` or `NAME (id: N)`.
+    let leftovers = text
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with(prefix));
+    for ns in leftovers {
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            let pids = String::from_utf8_lossy(&pids.stdout);
+            for pid in pids.split_whitespace() {
+                let _ = Command::new("kill").arg(pid).status();
+            }
+        }
+        remove_namespace(ns);
     }
 }
 

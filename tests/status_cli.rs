@@ -46,7 +46,7 @@ fn status_prints_the_node_s_state_as_a_table_and_as_json() {
         header.as_str(),
         "scan         idle, 2/2 paths, 0 failed",
         "published    2 paths",
-        "served Nix   0 B not from upstream (local 0 B, peer 0 B, nar_cache 0 B, old_peer 0 B)",
+        "served Nix   0 B not from upstream (local 0 B, peer 0 B, swarm 0 B, nar_cache 0 B, old_peer 0 B)",
         "announcing   ",
         &peer_id,
     ] {

@@ -24,6 +24,7 @@ mod stream_pool;
 mod transfers;
 mod trust;
 mod upstream;
+mod upstream_client;
 
 pub use lookups::{LookupSource, Lookups};
 pub use nar_cache::NarCache;

@@ -27,6 +27,7 @@ mod swarms;
 mod transfers;
 mod trust;
 mod upstream;
+mod upstream_client;
 
 pub use lookups::{LookupSource, Lookups};
 pub use nar_cache::NarCache;

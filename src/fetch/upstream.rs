@@ -1,27 +1,33 @@
-//! The upstream cache (`--upstream-cache`), asked for the narinfo of a path no trusted key signed.
-//! Nix asked Peerix first because it should be fast: an answer must come within [`DEADLINE`] or
-//! the path is "not verified now"; answers are remembered, found or not, so a fleet asking for the
-//! same paths asks upstream once.
+//! The upstream cache (`--upstream-cache`), asked for the narinfo of a path no trusted key signed,
+//! or of one no peer holds (`--pull-through`). Nix asked Peerix first because it should be fast:
+//! an answer must come within [`DEADLINE`] or the path is "not verified now"; answers are
+//! remembered, found or not, so a fleet asking for the same paths asks upstream once.
+//!
+//! Requests run on the asking task over kept-alive connections ([`UpstreamClient`]). Behind a
+//! proxy named by the environment (`HTTPS_PROXY` and the like), or for an answer that redirects,
+//! they run on a few blocking threads with the blocking client, which follows both.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use hyper::StatusCode;
 use peerix_http::{NarInfo, StoreHash};
 
+use super::upstream_client::{ClientError, UpstreamClient};
 use crate::blocking_pool::{BlockingPool, PoolError};
 
-/// The whole exchange with upstream, waiting for a free thread included.
+/// The whole exchange with upstream, waiting for a free connection included.
 const DEADLINE: Duration = Duration::from_millis(500);
 /// How long an answer is reused: a path upstream has never changes; one it lacks may come.
 const FOUND_FOR: Duration = Duration::from_secs(3600);
 const ABSENT_FOR: Duration = Duration::from_secs(60);
 /// Answers remembered at most (about 1 KiB each).
 const ANSWERS: usize = 1 << 14;
-/// Requests to upstream at once, each on a blocking thread.
+/// Requests to upstream at once, and as many idle connections kept.
 const AT_ONCE: usize = 8;
 /// A narinfo is a few KiB; more is not one.
-const MAX_BODY: u64 = 1 << 20;
+const MAX_BODY: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -40,28 +46,48 @@ impl From<PoolError> for UpstreamError {
     }
 }
 
+impl From<ClientError> for UpstreamError {
+    fn from(e: ClientError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
 pub struct Upstream {
     url: String,
-    agent: ureq::Agent,
-    answers: Mutex<HashMap<StoreHash, (Instant, Option<NarInfo>)>>,
+    /// `None` behind a proxy.
+    direct: Option<UpstreamClient>,
+    /// For what only it does: proxies, redirections.
+    blocking: ureq::Agent,
     pool: BlockingPool,
+    answers: Mutex<HashMap<StoreHash, (Instant, Option<NarInfo>)>>,
 }
 
 impl Upstream {
     pub fn new(url: &str) -> Self {
+        let url = url.trim_end_matches('/').to_owned();
+        let direct = match ureq::Proxy::try_from_env() {
+            None => UpstreamClient::new(&url, AT_ONCE)
+                .inspect_err(
+                    |e| tracing::warn!(%url, error = %e, "upstream: asked on blocking threads"),
+                )
+                .ok(),
+            Some(_) => None,
+        };
         // As many idle connections kept as requests run at once: a request that finds none
         // pays a new connection (a TLS handshake, for a real upstream).
-        let agent = ureq::Agent::config_builder()
+        let blocking = ureq::Agent::config_builder()
             .timeout_global(Some(DEADLINE))
+            .http_status_as_error(false)
             .max_idle_connections(AT_ONCE)
             .max_idle_connections_per_host(AT_ONCE)
             .build()
             .into();
         Self {
-            url: url.trim_end_matches('/').to_owned(),
-            agent,
-            answers: Mutex::new(HashMap::new()),
+            url,
+            direct,
+            blocking,
             pool: BlockingPool::new(AT_ONCE, DEADLINE),
+            answers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -74,9 +100,14 @@ impl Upstream {
         if let Some(known) = self.remembered(hash) {
             return Ok(known);
         }
-        let agent = self.agent.clone();
-        let url = format!("{}/{hash}.narinfo", self.url);
-        let answer = self.pool.run(move || fetch(&agent, &url)).await??;
+        let (status, body) = self.get(&format!("{hash}.narinfo")).await?;
+        let answer = match status {
+            StatusCode::OK => std::str::from_utf8(&body)
+                .ok()
+                .and_then(|text| NarInfo::parse(text).ok()),
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => None,
+            status => return Err(UpstreamError::Failed(format!("answered {status}"))),
+        };
         // Upstream may only speak for the path asked about.
         let answer = answer.filter(|n| n.store_path.hash() == hash);
         if let Ok(mut answers) = self.answers.lock() {
@@ -99,18 +130,28 @@ impl Upstream {
     /// How long upstream takes to answer `/nix-cache-info` over the connections narinfo
     /// requests use (which this keeps warm).
     pub async fn round_trip(&self) -> Result<Duration, UpstreamError> {
-        let agent = self.agent.clone();
-        let url = format!("{}/nix-cache-info", self.url);
         let started = Instant::now();
-        self.pool
-            .run(move || {
-                let failed = |e: ureq::Error| UpstreamError::Failed(e.to_string());
-                let mut response = agent.get(&url).call().map_err(failed)?;
-                let body = response.body_mut().with_config().limit(MAX_BODY);
-                body.read_to_string().map(drop).map_err(failed)
-            })
-            .await??;
-        Ok(started.elapsed())
+        match self.get("nix-cache-info").await? {
+            (StatusCode::OK, _) => Ok(started.elapsed()),
+            (status, _) => Err(UpstreamError::Failed(format!("answered {status}"))),
+        }
+    }
+
+    /// GETs `path` under upstream's URL within [`DEADLINE`]: its status and body.
+    async fn get(&self, path: &str) -> Result<(StatusCode, bytes::Bytes), UpstreamError> {
+        let exchange = async {
+            if let Some(direct) = &self.direct {
+                let answer = direct.get(path, MAX_BODY).await?;
+                if !answer.0.is_redirection() {
+                    return Ok(answer);
+                }
+            }
+            let (agent, url) = (self.blocking.clone(), format!("{}/{path}", self.url));
+            self.pool.run(move || blocking_get(&agent, &url)).await?
+        };
+        tokio::time::timeout(DEADLINE, exchange)
+            .await
+            .map_err(|_| UpstreamError::TooSlow)?
     }
 
     fn remembered(&self, hash: StoreHash) -> Option<Option<NarInfo>> {
@@ -120,20 +161,22 @@ impl Upstream {
     }
 }
 
-/// One GET (blocking): a 404 or a body that is no narinfo means upstream has none.
-fn fetch(agent: &ureq::Agent, url: &str) -> Result<Option<NarInfo>, UpstreamError> {
-    let mut response = match agent.get(url).call() {
-        Ok(response) => response,
-        Err(ureq::Error::StatusCode(404 | 403)) => return Ok(None),
-        Err(e) => return Err(UpstreamError::Failed(e.to_string())),
-    };
-    let text = response
+/// One GET (blocking), redirections followed.
+fn blocking_get(
+    agent: &ureq::Agent,
+    url: &str,
+) -> Result<(StatusCode, bytes::Bytes), UpstreamError> {
+    let failed = |e: ureq::Error| UpstreamError::Failed(e.to_string());
+    let mut response = agent.get(url).call().map_err(failed)?;
+    let status = StatusCode::from_u16(response.status().as_u16())
+        .map_err(|e| UpstreamError::Failed(e.to_string()))?;
+    let body = response
         .body_mut()
         .with_config()
-        .limit(MAX_BODY)
-        .read_to_string()
-        .map_err(|e| UpstreamError::Failed(e.to_string()))?;
-    Ok(NarInfo::parse(&text).ok())
+        .limit(MAX_BODY as u64)
+        .read_to_vec()
+        .map_err(failed)?;
+    Ok((status, body.into()))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use libp2p::StreamProtocol;
 use peerix_node::bitswap::Message;
 use peerix_node::unixfs::{file_cid, CidVersion};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 const BITSWAP: &str = "/ipfs/bitswap/1.2.0";
@@ -35,17 +36,17 @@ const UPLOAD_CAP: &str = "16M";
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 const READY: Duration = Duration::from_secs(60);
 
-/// Deterministic bytes that do not compress: what a large build output looks like to a cache.
+/// Bytes that do not compress (SHA-256 of a counter): what a large build output looks like to a
+/// cache.
 fn content(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let mut bytes = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while bytes.len() < len {
+        bytes.extend_from_slice(&Sha256::digest(counter.to_le_bytes()));
+        counter += 1;
+    }
+    bytes.truncate(len);
+    bytes
 }
 
 fn node_peers(node: &Peerix) -> Vec<Value> {
@@ -144,8 +145,20 @@ fn refs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-/// Every fetcher `nix copy`s the path at the same moment; returns their stores and outputs.
-fn copy_all(fleet: &Fleet) -> Vec<(ChrootStore, Output)> {
+/// Every fetcher `nix copy`s the path at the same moment; each copy must succeed with the
+/// holder's bytes.
+fn copy_all(fleet: &Fleet) {
+    for (dest, out) in copies(fleet) {
+        assert!(
+            out.status.success(),
+            "nix copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fleet.holder_store.assert_same_nars(&dest, &[&fleet.path]);
+    }
+}
+
+fn copies(fleet: &Fleet) -> Vec<(ChrootStore, Output)> {
     let copies: Vec<_> = fleet
         .fetchers
         .iter()
@@ -168,15 +181,7 @@ fn five_fetchers_of_one_path_take_it_from_the_holder_less_than_twice() {
     let _turn = turn();
     let fleet = fleet();
     let before = bytes_out(&fleet.holder);
-    let copies = copy_all(&fleet);
-    for (dest, out) in &copies {
-        assert!(
-            out.status.success(),
-            "nix copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        fleet.holder_store.assert_same_nars(dest, &[&fleet.path]);
-    }
+    copy_all(&fleet);
     let sent = bytes_out(&fleet.holder) - before;
     let nar = (NAR_MIB << 20) as f64;
     let passed_on: Vec<u64> = fleet
@@ -302,15 +307,7 @@ fn a_fetcher_that_passes_on_wrong_blocks_is_banned_and_every_copy_succeeds() {
         });
         liars.push((liar, index));
     }
-    let copies = copy_all(&fleet);
-    for (dest, out) in &copies {
-        assert!(
-            out.status.success(),
-            "nix copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        fleet.holder_store.assert_same_nars(dest, &[&fleet.path]);
-    }
+    copy_all(&fleet);
     let liar_id = keypair.public().to_peer_id().to_string();
     let told = lies.load(Ordering::SeqCst);
     assert!(told > 0, "nobody asked the liar");

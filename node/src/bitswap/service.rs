@@ -327,31 +327,19 @@ impl Bitswap {
             let mut budget = None;
             let found = match entry.want_type {
                 WantType::Have => (self.kept.has(&cid) || blocks.has(&cid)).then(Vec::new),
-                WantType::Block if self.kept.has(&cid) => {
-                    budget = self
-                        .send_budget
-                        .clone()
-                        .acquire_many_owned(BLOCK_KIB)
-                        .await
-                        .ok();
-                    let kept = self.kept.get(&cid);
-                    if kept.is_some() {
-                        self.passed_on.fetch_add(1, Ordering::Relaxed);
-                    }
-                    kept
-                }
                 WantType::Block => {
-                    budget = self
-                        .send_budget
-                        .clone()
-                        .acquire_many_owned(BLOCK_KIB)
-                        .await
-                        .ok();
-                    tokio::task::spawn_blocking(move || blocks.block(&cid))
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .flatten()
+                    budget = self.block_budget().await;
+                    match self.kept.get(&cid) {
+                        Some(kept) => {
+                            self.passed_on.fetch_add(1, Ordering::Relaxed);
+                            Some(kept)
+                        }
+                        None => tokio::task::spawn_blocking(move || blocks.block(&cid))
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .flatten(),
+                    }
                 }
             };
             match (found, entry.want_type) {
@@ -383,6 +371,15 @@ impl Bitswap {
         if reply != Message::default() {
             self.send_with_budget(peer, reply, reply_budget).await;
         }
+    }
+
+    /// One block's share of the send budget, waited for in turn.
+    async fn block_budget(&self) -> Option<OwnedSemaphorePermit> {
+        self.send_budget
+            .clone()
+            .acquire_many_owned(BLOCK_KIB)
+            .await
+            .ok()
     }
 
     /// Queues `message` for `peer` on its one outbound stream, opening it when needed.

@@ -209,9 +209,17 @@ async fn throttles_each_direction_without_busy_looping() {
         write_polls < 400 && read_polls < 400,
         "{write_polls} {read_polls}"
     );
-    // Each direction waited for its bucket, most of the transfer (timers, however many, of one
-    // write or read count as one wait).
+    // Each direction waited for its bucket, and the one that set the pace most of the transfer
+    // (timers, however many, of one write or read count as one wait). Both have the same cap, so
+    // which one that is depends on scheduling: data that arrives no faster than the reader's
+    // bucket refills leaves the reader little to wait for.
     let waits = traffic.cap_waits();
+    let longest = waits
+        .inbound
+        .waited
+        .max(waits.outbound.waited)
+        .as_secs_f64();
+    assert!((0.5..=elapsed).contains(&longest), "{waits:?}");
     let directions = [
         ("in", waits.inbound, read_polls),
         ("out", waits.outbound, write_polls),
@@ -227,7 +235,7 @@ async fn throttles_each_direction_without_busy_looping() {
             (1..=polls as u64).contains(&waits.waits),
             "{direction}: {waits:?}"
         );
-        assert!((0.5..=elapsed).contains(&waited), "{direction}: {waits:?}");
+        assert!(waited <= elapsed, "{direction}: {waits:?}");
     }
     assert_eq!(Traffic::new(None).cap_waits(), BandwidthWaits::default());
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cid::Cid;
 use libp2p::PeerId;
 
-use super::{Bitswap, Purpose, BLOCK_KIB};
+use super::{Bitswap, Purpose};
 use crate::bitswap::{Message, Presence};
 use crate::swarm::{Swarm, SwarmInner};
 
@@ -204,12 +204,7 @@ impl Bitswap {
         let (engine, data) = (self.clone(), data.to_vec());
         tokio::spawn(async move {
             for want in owed {
-                let budget = engine
-                    .send_budget
-                    .clone()
-                    .acquire_many_owned(BLOCK_KIB)
-                    .await
-                    .ok();
+                let budget = engine.block_budget().await;
                 let message = Message {
                     blocks: vec![(cid, data.clone())],
                     ..Message::default()

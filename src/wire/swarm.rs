@@ -26,9 +26,9 @@ impl Fetching {
             return Err(WireError::BadCid(format!("{} bytes", frame.len())));
         }
         let cid = Cid::try_from(frame).map_err(|e| WireError::BadCid(e.to_string()))?;
-        // Trailing bytes would make two encodings of one notice.
-        if cid.encoded_len() != frame.len() {
-            return Err(WireError::BadCid("trailing bytes".to_owned()));
+        // Trailing bytes or overlong varints would make two encodings of one notice.
+        if cid.to_bytes() != frame {
+            return Err(WireError::BadCid("not the canonical encoding".to_owned()));
         }
         Ok(Self(cid))
     }
@@ -73,6 +73,9 @@ mod tests {
         assert!(Fetching::decode(&long).is_err());
         assert!(Fetching::decode(&[]).is_err());
         assert!(Fetching::decode(&[0xff; 200]).is_err());
+        // A codec written as an overlong varint (found by fuzzing).
+        let overlong = [1, 255, 255, 255, 255, 255, 255, 255, 255, 255, 53, 0, 1, 0];
+        assert!(Fetching::decode(&overlong).is_err());
         for answer in [SwarmAnswer::Fetching, SwarmAnswer::NotFetching] {
             assert_eq!(SwarmAnswer::decode(&answer.encode()), Ok(answer));
         }

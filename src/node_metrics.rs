@@ -210,6 +210,27 @@ impl NodeMetrics {
                     ("direction=\"out\"", waits.outbound.waited.as_secs_f64()),
                 ],
             );
+            let secured = status.secured;
+            family(
+                &mut out,
+                "p2p_connections_secured_total",
+                "counter",
+                "TCP connections secured since start, by protocol and cipher.",
+                &[
+                    (
+                        "protocol=\"tls\",cipher=\"aes-gcm\"",
+                        secured.tls_aes_gcm as f64,
+                    ),
+                    (
+                        "protocol=\"tls\",cipher=\"chacha20-poly1305\"",
+                        secured.tls_chacha20 as f64,
+                    ),
+                    (
+                        "protocol=\"noise\",cipher=\"chacha20-poly1305\"",
+                        secured.noise as f64,
+                    ),
+                ],
+            );
             let relayed = status.peers.iter().filter(|p| p.relayed).count();
             family(
                 &mut out,

@@ -174,6 +174,11 @@ pub fn node_json(status: &NodeStatus, hole_punches: &HolePunchLog) -> Value {
         "hole_punch_failures": hole_punches.report(),
         "bandwidth_limit": status.bandwidth_limit,
         "bandwidth_waits": bandwidth_waits_json(&status.bandwidth_waits),
+        "secured_connections": {
+            "tls_aes_gcm": status.secured.tls_aes_gcm,
+            "tls_chacha20_poly1305": status.secured.tls_chacha20,
+            "noise": status.secured.noise,
+        },
         "provided_keys": status.provided_keys,
         "announcements": announcements_json(&status.announcements),
         "traffic_stopped": status.traffic_stopped,

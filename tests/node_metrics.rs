@@ -86,6 +86,18 @@ fn the_node_s_families_are_exported_and_move() {
     assert_eq!(sample(&text, "peerix_holders"), Some(1.0));
     assert_eq!(sample(&text, "peerix_remote_paths"), Some(2.0));
     assert!(sample(&text, "peerix_p2p_bytes_total{direction=\"in\"}") > Some(0.0));
+    // Two Peerix nodes secure TCP with TLS, and with AES-GCM when the CPU has AES instructions.
+    let aes = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|flag| flag == "aes");
+    let cipher = if aes { "aes-gcm" } else { "chacha20-poly1305" };
+    let tls =
+        format!("peerix_p2p_connections_secured_total{{protocol=\"tls\",cipher=\"{cipher}\"}}");
+    assert!(sample(&text, &tls) >= Some(1.0), "{text}");
+    let noise =
+        "peerix_p2p_connections_secured_total{protocol=\"noise\",cipher=\"chacha20-poly1305\"}";
+    assert_eq!(sample(&text, noise), Some(0.0), "{text}");
     // The front's own counters are still there, and count B's narinfo hits.
     assert!(sample(&text, "peerix_narinfo_hits_total") >= Some(1.0));
     // What Nix got from B came from a peer: a narinfo, then the NAR's bytes as they streamed.

@@ -114,6 +114,19 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// CPU time (user and system, all threads) the process has used so far, in seconds.
+    #[allow(dead_code)]
+    pub(crate) fn cpu_seconds(&self) -> Option<f64> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces:
+        // utime and stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+        let after_name = stat.rsplit_once(')')?.1;
+        let mut fields = after_name.split_whitespace().skip(11);
+        let user: u64 = fields.next()?.parse().ok()?;
+        let system: u64 = fields.next()?.parse().ok()?;
+        Some((user + system) as f64 / 100.0)
+    }
+
     /// Peak resident set size (VmHWM) in KiB.
     pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

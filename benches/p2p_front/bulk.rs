@@ -33,6 +33,10 @@ pub(crate) struct BulkRound {
     pub(crate) sha256: Option<f64>,
     pub(crate) nar: Option<f64>,
     pub(crate) cat: Option<f64>,
+    /// CPU seconds the sending and the receiving node used per 256 MiB NAR transfer.
+    pub(crate) nar_cpu: Option<(f64, f64)>,
+    /// The same for `peerix ipfs cat` (holder, reader; the CLI's own is not included).
+    pub(crate) cat_cpu: Option<(f64, f64)>,
 }
 
 #[derive(Default)]
@@ -53,7 +57,7 @@ enum Measurement {
 
 /// A node holding the fixture's big file under a CID and a second node connected to it.
 struct CatPair {
-    _holder: ServerProcess,
+    holder: ServerProcess,
     reader: ServerProcess,
     _stores: [tempfile::TempDir; 2],
     cid: String,
@@ -73,7 +77,7 @@ impl CatPair {
         let holder_addr = loopback_p2p_addr(&holder, ADDR_TIMEOUT)?;
         ipfs(&reader, &[OsStr::new("connect"), OsStr::new(&holder_addr)])?;
         Ok(Self {
-            _holder: holder,
+            holder,
             reader,
             _stores: stores,
             cid,
@@ -159,6 +163,12 @@ pub(crate) fn round(
     };
     let mut figures = BulkRound::default();
     for measurement in order {
+        let senders = match measurement {
+            Measurement::Sha256 => None,
+            Measurement::Nar => Some((&nodes.a, &nodes.b)),
+            Measurement::Cat => Some((&cat.holder, &cat.reader)),
+        };
+        let cpu_before = senders.and_then(cpu_pair);
         let (name, slot, measured) = match measurement {
             Measurement::Sha256 => (
                 "openssl sha256, one core",
@@ -172,10 +182,28 @@ pub(crate) fn round(
             ),
             Measurement::Cat => ("peerix ipfs cat", &mut figures.cat, cat.cat_mb_s()),
         };
+        let cpu = cpu_before.zip(senders.and_then(cpu_pair));
+        // The NAR measurement fetches it once to warm up, then NAR_FETCHES times.
+        let transfers = match measurement {
+            Measurement::Nar => f64::from(crate::NAR_FETCHES + 1),
+            _ => 1.0,
+        };
+        let cpu = cpu.map(|(before, after)| {
+            let used = |before: f64, after: f64| (after - before) / transfers;
+            (used(before.0, after.0), used(before.1, after.1))
+        });
         match measured {
             Ok(mb_per_s) => {
-                eprintln!("  {name}: {mb_per_s:.0} MB/s");
+                let cpu_text = cpu.map_or(String::new(), |(sent, received)| {
+                    format!(" (CPU s: sender {sent:.2}, receiver {received:.2})")
+                });
+                eprintln!("  {name}: {mb_per_s:.0} MB/s{cpu_text}");
                 *slot = Some(mb_per_s);
+                match measurement {
+                    Measurement::Nar => figures.nar_cpu = cpu,
+                    Measurement::Cat => figures.cat_cpu = cpu,
+                    Measurement::Sha256 => {}
+                }
             }
             Err(e) => {
                 eprintln!("  {name}: {e}");
@@ -186,6 +214,10 @@ pub(crate) fn round(
         }
     }
     results.rounds.push(figures);
+}
+
+fn cpu_pair((sender, receiver): (&ServerProcess, &ServerProcess)) -> Option<(f64, f64)> {
+    Some((sender.cpu_seconds()?, receiver.cpu_seconds()?))
 }
 
 fn nar(runtime: &Runtime, nodes: &Nodes, fixture: &Fixture) -> BenchResult<f64> {
@@ -252,18 +284,26 @@ pub(crate) fn render(results: &BulkResults) -> String {
         }
     }
     let show = |v: Option<f64>| v.map_or("failed".to_owned(), |v| format!("{v:.0}"));
+    let show_cpu = |v: Option<(f64, f64)>| {
+        v.map_or("?".to_owned(), |(sent, received)| {
+            format!("{sent:.2} + {received:.2}")
+        })
+    };
     let _ = writeln!(
         out,
-        "\nEvery round (MB/s): openssl sha256 / NAR through B / ipfs cat:"
+        "\nEvery round (MB/s): openssl sha256 / NAR through B / ipfs cat; then the CPU seconds \
+         the sending + the receiving node used per 256 MiB, for the NAR and for the cat:"
     );
     for (i, r) in results.rounds.iter().enumerate() {
         let _ = writeln!(
             out,
-            "- round {}: {} / {} / {}",
+            "- round {}: {} / {} / {}; CPU {} and {}",
             i + 1,
             show(r.sha256),
             show(r.nar),
-            show(r.cat)
+            show(r.cat),
+            show_cpu(r.nar_cpu),
+            show_cpu(r.cat_cpu)
         );
     }
     for failure in &results.failures {

@@ -15,6 +15,7 @@ use crate::behaviour::{Behaviour, BehaviourEvent, PUBLIC_KAD};
 use crate::connections::{is_relayed, Connections};
 use crate::nat::NatState;
 use crate::reservations::Reservations;
+use crate::secure::Handshakes;
 use crate::storage::{KnownPeer, Storage};
 use crate::tcp_dials::DialedFrom;
 use crate::traffic::Traffic;
@@ -76,6 +77,7 @@ pub struct Settings {
     pub public_dht_role: DhtRole,
     /// Where TCP dials really connected from, for NAT observations.
     pub dialed_from: DialedFrom,
+    pub handshakes: Arc<Handshakes>,
 }
 
 pub struct EventLoop {
@@ -97,6 +99,7 @@ pub struct EventLoop {
     /// Peers seen since the peer book was last written.
     met: HashMap<PeerId, KnownPeer>,
     traffic: Arc<Traffic>,
+    handshakes: Arc<Handshakes>,
     peer_events: broadcast::Sender<PeerEvent>,
     /// Announcements started per second at most (`None`: only the concurrency limit applies).
     announce_rate: Option<f64>,
@@ -121,6 +124,7 @@ impl EventLoop {
             announce_provided_at_start,
             public_dht_role,
             dialed_from,
+            handshakes,
         } = settings;
         Self {
             swarm,
@@ -139,6 +143,7 @@ impl EventLoop {
             storage,
             met: HashMap::new(),
             traffic,
+            handshakes,
             peer_events,
             announce_rate: announce_rate.filter(|r| r.is_finite() && *r > 0.0),
             paused: false,
@@ -270,6 +275,7 @@ impl EventLoop {
             bytes_out,
             bandwidth_limit: self.traffic.cap(),
             bandwidth_waits: self.traffic.cap_waits(),
+            secured: self.handshakes.counts(),
             provided_keys: self.storage.provided_count().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot count provided keys");
                 0

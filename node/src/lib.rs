@@ -18,10 +18,12 @@ mod event_loop;
 mod fetch;
 mod foreign_identity;
 mod identity;
+mod multiplex;
 mod nat;
 mod network;
 mod protobuf;
 mod reservations;
+mod secure;
 mod start;
 mod status;
 mod storage;
@@ -54,7 +56,10 @@ pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 pub use network::network_protocol;
 pub use start::{start, start_with};
-pub use status::{AnnouncementStatus, BandwidthWaits, CapWaits, NodeStatus, PeerEvent, PeerInfo};
+pub use status::{
+    AnnouncementStatus, BandwidthWaits, CapWaits, NodeStatus, PeerEvent, PeerInfo,
+    SecuredConnections,
+};
 pub use storage::Persist;
 pub use swarm::{rendezvous, Swarm, MAX_MEMBERS};
 

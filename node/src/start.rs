@@ -16,6 +16,7 @@ use crate::behaviour::{private_kad_protocol, Behaviour};
 use crate::bitswap::{self, Bitswap};
 use crate::event_loop::{EventLoop, Settings};
 use crate::network::NetworkTag;
+use crate::secure::Handshakes;
 use crate::storage::Storage;
 use crate::tcp_dials::DialedFrom;
 use crate::traffic::{self, Traffic};
@@ -65,6 +66,7 @@ pub async fn start_with(
     let traffic = Traffic::new(config.bandwidth_limit);
     let mut relay_client = None;
     let dialed_from = DialedFrom::default();
+    let handshakes = Arc::new(Handshakes::default());
     let identity = identity::Identity(Arc::new(keypair.clone()));
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -78,6 +80,7 @@ pub async fn start_with(
                 config.quic,
                 &traffic,
                 dialed_from.clone(),
+                handshakes.clone(),
             )?;
             relay_client = Some(relay);
             Ok::<_, BoxError>(transport)
@@ -144,6 +147,7 @@ pub async fn start_with(
         announce_provided_at_start: config.announce_provided_at_start,
         public_dht_role: config.public_dht_role,
         dialed_from,
+        handshakes,
     };
     let event_loop = EventLoop::new(
         swarm,

@@ -43,11 +43,23 @@ pub struct NodeStatus {
     pub bandwidth_limit: Option<u64>,
     /// How substreams waited for the cap since start.
     pub bandwidth_waits: BandwidthWaits,
+    /// TCP connections secured since start, by protocol and cipher.
+    pub secured: SecuredConnections,
     /// Keys this node provides (announces in the DHT), one per published item.
     pub provided_keys: u64,
     pub announcements: AnnouncementStatus,
     /// Whether the operator stopped all peer-to-peer traffic.
     pub traffic_stopped: bool,
+}
+
+/// Connections secured since start: TLS with AES-GCM (two Peerix nodes, kubo), TLS with
+/// ChaCha20-Poly1305 (a CPU without AES instructions at one end), Noise (Helia, js-libp2p).
+/// Relayed connections and QUIC are not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SecuredConnections {
+    pub tls_aes_gcm: u64,
+    pub tls_chacha20: u64,
+    pub noise: u64,
 }
 
 /// The waits the bandwidth cap imposed, in each direction.

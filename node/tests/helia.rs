@@ -4,16 +4,16 @@
 
 mod common;
 
-use common::Peer;
+use common::{Peer, Secured};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helia_fetches_from_peerix() {
-    common::peer_fetches_from_peerix(Peer::helia).await;
+    common::peer_fetches_from_peerix(Peer::helia, Secured::Noise).await;
 }
 
 // Helia's yamux sends data frames as large as the stream's send window: this breaks if the node
 // lets a window grow past the 1 MiB frames its own yamux accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peerix_fetches_from_helia() {
-    common::peerix_fetches_from_peer(Peer::helia).await;
+    common::peerix_fetches_from_peer(Peer::helia, Secured::Noise).await;
 }

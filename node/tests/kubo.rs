@@ -3,14 +3,16 @@
 
 mod common;
 
-use common::Peer;
+use common::{Peer, Secured};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubo_fetches_from_peerix() {
-    common::peer_fetches_from_peerix(Peer::kubo).await;
+    // kubo dials offering Noise before TLS, and the dialer's order decides.
+    common::peer_fetches_from_peerix(Peer::kubo, Secured::Noise).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peerix_fetches_from_kubo() {
-    common::peerix_fetches_from_peer(Peer::kubo).await;
+    // Peerix offers TLS first, with AES-GCM first: kubo takes both.
+    common::peerix_fetches_from_peer(Peer::kubo, Secured::Tls).await;
 }

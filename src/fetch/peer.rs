@@ -317,29 +317,75 @@ pub async fn nar(
     output: &mpsc::Sender<io::Result<Bytes>>,
 ) -> NarOutcome {
     let range = (progress.offset, progress.size);
-    let mut stream = match open_nar(node, peer, progress.nar_hash, range).await {
+    let stream = match open_nar(node, peer, progress.nar_hash, range).await {
         Ok(stream) => stream,
         Err(outcome) => return outcome,
     };
-    while progress.offset < progress.size {
-        let want = CHUNK.min(usize::try_from(progress.size - progress.offset).unwrap_or(CHUNK));
-        let mut chunk = vec![0u8; want];
-        if let Err(outcome) = read_exact(&mut stream, &mut chunk).await {
-            return outcome;
-        }
-        if !progress.take(Bytes::from(chunk), output).await {
+    let mut chunks = ReadAhead::start(stream, range.1 - range.0);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(outcome) => return outcome,
+        };
+        if !progress.take(chunk, output).await {
             return NarOutcome::Abandoned;
         }
     }
-    let mut extra = [0u8; 1];
-    let after = tokio::time::timeout(NAR_STALL_TIMEOUT, stream.read(&mut extra)).await;
-    if matches!(after, Ok(Ok(n)) if n > 0) {
-        return NarOutcome::Wrong(FetchError::Lied {
-            got: "more bytes".to_owned(),
-            expected: format!("{} bytes", range.1 - range.0),
-        });
-    }
     progress.finish(output).await
+}
+
+/// A NAR stream read on a task of its own, up to [`READ_AHEAD`] chunks ahead of the hashing:
+/// the holder keeps sending while this side hashes, instead of both waiting in turn for the
+/// stream's window. Dropping it stops the reading.
+struct ReadAhead {
+    chunks: mpsc::Receiver<Result<Bytes, NarOutcome>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// Chunks read but not yet hashed, per NAR download.
+const READ_AHEAD: usize = 4;
+
+impl ReadAhead {
+    /// Reads exactly `len` bytes from `stream`, then checks that nothing follows them.
+    fn start(mut stream: Stream, len: u64) -> Self {
+        let (sender, chunks) = mpsc::channel(READ_AHEAD);
+        let reader = tokio::spawn(async move {
+            let mut left = len;
+            while left > 0 {
+                let want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
+                let mut chunk = vec![0u8; want];
+                if let Err(outcome) = read_exact(&mut stream, &mut chunk).await {
+                    let _ = sender.send(Err(outcome)).await;
+                    return;
+                }
+                left -= want as u64;
+                if sender.send(Ok(Bytes::from(chunk))).await.is_err() {
+                    return;
+                }
+            }
+            let mut extra = [0u8; 1];
+            let after = tokio::time::timeout(NAR_STALL_TIMEOUT, stream.read(&mut extra)).await;
+            if matches!(after, Ok(Ok(n)) if n > 0) {
+                let lied = FetchError::Lied {
+                    got: "more bytes".to_owned(),
+                    expected: format!("{len} bytes"),
+                };
+                let _ = sender.send(Err(NarOutcome::Wrong(lied))).await;
+            }
+        });
+        Self { chunks, reader }
+    }
+
+    /// The next chunk, an outcome that ends the stream, or `None` after the last chunk.
+    async fn next(&mut self) -> Option<Result<Bytes, NarOutcome>> {
+        self.chunks.recv().await
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// Like [`nar`], over `streams` streams at once, each carrying the next [`SEGMENT`] of the NAR:

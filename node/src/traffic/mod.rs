@@ -29,12 +29,14 @@ use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox};
 use libp2p::core::transport::{Boxed, OptionalTransport, Transport};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::{dns, noise, quic, relay, tcp, yamux, PeerId};
+use libp2p::{dns, noise, quic, relay, tcp, PeerId};
 
 use muxer::CountedMuxer;
 use throttle::Meter;
 use tokio::time::Instant;
 
+use crate::multiplex::Yamux;
+use crate::secure::{Handshakes, Security};
 use crate::status::BandwidthWaits;
 use crate::tcp_dials::{DialedFrom, OneDialPerAddress};
 
@@ -169,20 +171,22 @@ where
         .boxed()
 }
 
-/// The transport `SwarmBuilder`'s `.with_tcp(tcp_config, noise, yamux).with_quic().with_dns()
-/// .with_relay_client(noise, yamux)` would build, with every connection counted: for
-/// `.with_other_transport`. The relay client behaviour goes to the swarm's behaviour.
-pub fn build_transport(
+/// The transport `SwarmBuilder`'s `.with_tcp(tcp_config, (tls, noise), yamux).with_quic()
+/// .with_dns().with_relay_client(noise, yamux)` would build, with TCP's TLS preferring AES-GCM
+/// (see `secure`) and every connection counted: for `.with_other_transport`. The relay client
+/// behaviour goes to the swarm's behaviour.
+pub(crate) fn build_transport(
     key: &Keypair,
     tcp_config: tcp::Config,
     quic: bool,
     traffic: &Arc<Traffic>,
     dialed_from: DialedFrom,
+    handshakes: Arc<Handshakes>,
 ) -> Result<(CountedTransport, relay::client::Behaviour), BoxError> {
     let tcp = OneDialPerAddress::new(tcp::tokio::Transport::new(tcp_config), dialed_from)
         .upgrade(Version::V1Lazy)
-        .authenticate(noise::Config::new(key)?)
-        .multiplex(yamux_config());
+        .authenticate(Security::new(key, handshakes)?)
+        .multiplex(Yamux::new());
     // Without QUIC, QUIC addresses are neither listened on nor dialled: the transport does not
     // support them, so the swarm tries a peer's other addresses.
     let quic = match quic {
@@ -198,23 +202,13 @@ pub fn build_transport(
     let relayed = relay_transport
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
-        .multiplex(yamux_config());
+        .multiplex(Yamux::new());
     // Relay first, like SwarmBuilder: only it accepts `/p2p-circuit` addresses.
     let transport = counted(relayed, traffic.clone(), false)
         .or_transport(direct)
         .map(|either, _| either.into_inner())
         .boxed();
     Ok((transport, relay_behaviour))
-}
-
-/// rust-yamux grows a stream's receive window past 1 MiB but refuses frames over 1 MiB, and
-/// js-yamux (Helia) sends frames as large as the window: the connection then breaks. A stream's
-/// window may grow by what the connection limit (1 GiB) leaves above 256 KiB for every allowed
-/// stream: with 4093 streams that is 768 KiB, so no window exceeds 1 MiB.
-fn yamux_config() -> yamux::Config {
-    let mut config = yamux::Config::default();
-    config.set_max_num_streams(4093);
-    config
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

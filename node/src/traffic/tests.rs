@@ -256,8 +256,14 @@ fn swarm(traffic: &Arc<Traffic>, relay_server: bool) -> Swarm<TestBehaviour> {
         .with_tokio()
         .with_other_transport(|key| {
             let tcp_config = tcp::Config::default().nodelay(true);
-            let (transport, relay) =
-                build_transport(key, tcp_config, true, traffic, DialedFrom::default())?;
+            let (transport, relay) = build_transport(
+                key,
+                tcp_config,
+                true,
+                traffic,
+                DialedFrom::default(),
+                Default::default(),
+            )?;
             relay_client = Some(relay);
             Ok::<_, BoxError>(transport)
         })

@@ -210,8 +210,35 @@ pub async fn cat_from(
 
 const SIZE: usize = 64 << 20;
 
-/// Peerix adds a random file; the peer connects and fetches it; the bytes must match.
-pub async fn peer_fetches_from_peerix(start_peer: fn() -> Peer) {
+/// The security protocol a peer is expected to take on TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secured {
+    /// `/tls/1.0.0`, with AES-GCM when this CPU has AES instructions.
+    Tls,
+    Noise,
+}
+
+/// Whether `node`'s connections so far were secured as `expected`, and only so.
+async fn assert_secured(node: &NodeHandle, expected: Secured) {
+    let counts = node.status().await.unwrap().secured;
+    let aes = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|flag| flag == "aes");
+    let tls = match aes {
+        true => counts.tls_aes_gcm,
+        false => counts.tls_chacha20,
+    };
+    let (tls, noise) = (tls, counts.noise);
+    match expected {
+        Secured::Tls => assert!(tls >= 1 && noise == 0, "{counts:?}"),
+        Secured::Noise => assert!(noise >= 1 && tls == 0, "{counts:?}"),
+    }
+}
+
+/// Peerix adds a random file; the peer connects and fetches it; the bytes must match, and the
+/// connection must be secured as `secured`.
+pub async fn peer_fetches_from_peerix(start_peer: fn() -> Peer, secured: Secured) {
     let dir = TempDir::new().unwrap();
     let node = peerix(dir.path().join("node")).await;
     let (file, digest) = random_file(dir.path(), "from-peerix", SIZE);
@@ -229,10 +256,12 @@ pub async fn peer_fetches_from_peerix(start_peer: fn() -> Peer) {
     .unwrap();
     assert_eq!(fetched.0, SIZE as u64, "the peer got another length");
     assert!(fetched.1 == digest, "the peer got other bytes");
+    assert_secured(&node, secured).await;
 }
 
-/// The peer adds a random file; Peerix dials it and fetches the file; the bytes must match.
-pub async fn peerix_fetches_from_peer(start_peer: fn() -> Peer) {
+/// The peer adds a random file; Peerix dials it and fetches the file; the bytes must match, and
+/// the connection must be secured as `secured`.
+pub async fn peerix_fetches_from_peer(start_peer: fn() -> Peer, secured: Secured) {
     let dir = TempDir::new().unwrap();
     let node = peerix(dir.path().join("node")).await;
     let (file, digest) = random_file(dir.path(), "from-peer", SIZE);
@@ -255,6 +284,7 @@ pub async fn peerix_fetches_from_peer(start_peer: fn() -> Peer) {
         <[u8; 32]>::from(hasher.finalize()) == digest,
         "Peerix got other bytes"
     );
+    assert_secured(&node, secured).await;
     tokio::task::spawn_blocking(move || drop(peer))
         .await
         .unwrap();

@@ -9,12 +9,14 @@ use peerix_node::Multiaddr;
 
 mod config_error;
 mod doctor;
+mod filter;
 mod http;
 mod lan;
 mod peer_connections;
 mod reachability;
 mod serve_config;
 mod tracker;
+mod trust;
 mod why;
 
 pub use config_error::ConfigError;
@@ -22,12 +24,14 @@ pub use config_error::ConfigError;
 /// The network a node joins unless `--network-id` names another.
 pub const DEFAULT_NETWORK_ID: &str = "default";
 pub use doctor::DoctorArgs;
+pub use filter::FilterArgs;
 
 pub use http::HttpArgs;
 pub use lan::{LanArgs, LanSettings};
 pub use peer_connections::PeerConnectionArgs;
 pub use reachability::ReachabilityArgs;
 pub use tracker::TrackerArgs;
+pub use trust::TrustArgs;
 pub use why::WhyArgs;
 
 /// Peer-to-peer binary cache for Nix.
@@ -306,45 +310,6 @@ impl Mode {
 }
 
 #[derive(Args, Debug)]
-pub struct TrustArgs {
-    /// Key whose signature makes a peer's path acceptable, as in Nix's trusted-public-keys
-    /// (repeatable), trusted besides cache.nixos.org-1's key.
-    #[arg(
-        long = "trusted-public-key",
-        visible_alias = "trusted-public-keys",
-        env = "PEERIX_TRUSTED_PUBLIC_KEYS",
-        value_delimiter = ',',
-        value_name = "KEY"
-    )]
-    pub trusted_public_keys: Vec<String>,
-
-    /// Trust only the --trusted-public-key keys, not cache.nixos.org-1's key as well.
-    #[arg(long, env = "PEERIX_NO_DEFAULT_TRUSTED_KEYS", value_parser = BoolishValueParser::new())]
-    pub no_default_trusted_keys: bool,
-
-    /// Binary cache asked about paths no trusted key signed: a peer's path is accepted, with
-    /// this cache's narinfo, if it has the same NAR for it; "" for none [default:
-    /// https://cache.nixos.org, none with --offline unless given].
-    #[arg(long, env = "PEERIX_UPSTREAM_CACHE", value_name = "URL")]
-    pub upstream_cache: Option<String>,
-
-    /// Accept the paths of the --trusted-peer peers without a trusted signature or upstream
-    /// agreement (their NAR hash is still checked; Peerix does not sign them).
-    #[arg(long, env = "PEERIX_NO_VERIFY", value_parser = BoolishValueParser::new())]
-    pub no_verify: bool,
-
-    /// Peer whose paths --no-verify lets through (repeatable); from any other peer a path
-    /// still needs a trusted signature or upstream agreement.
-    #[arg(
-        long = "trusted-peer",
-        env = "PEERIX_TRUSTED_PEERS",
-        value_delimiter = ',',
-        value_name = "PEER_ID"
-    )]
-    pub trusted_peers: Vec<peerix_node::PeerId>,
-}
-
-#[derive(Args, Debug)]
 pub struct NodeArgs {
     /// libp2p listen address (repeatable) [default: TCP and QUIC on all interfaces at --port + 1000].
     #[arg(
@@ -442,27 +407,6 @@ fn parse_rate(text: &str) -> Result<u64, String> {
         0 => Err("a bandwidth limit of 0 would stop all traffic".to_owned()),
         rate => Ok(rate),
     }
-}
-
-#[derive(Args, Debug)]
-pub struct FilterArgs {
-    /// Extra fnmatch pattern on store path basenames to keep private (repeatable).
-    #[arg(
-        long = "filter-pattern",
-        visible_alias = "filter-patterns",
-        env = "PEERIX_FILTER_PATTERNS",
-        value_delimiter = ',',
-        value_name = "P"
-    )]
-    pub patterns: Vec<String>,
-
-    /// Do not apply the built-in sensitive-path patterns (extra patterns still apply).
-    #[arg(long, env = "PEERIX_NO_DEFAULT_FILTERS", value_parser = BoolishValueParser::new())]
-    pub no_default_filters: bool,
-
-    /// Share every store path, sensitive ones included.
-    #[arg(long, env = "PEERIX_NO_FILTER", value_parser = BoolishValueParser::new())]
-    pub no_filter: bool,
 }
 
 #[derive(Args, Debug)]

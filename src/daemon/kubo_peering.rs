@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use peerix_node::Identity;
 
-use super::peering::{nar_stores, Peering, STORE_POLL, TRACKER_DEADLINE};
+use super::peering::{nar_stores, start_tracker, Peering, TrackerParts, STORE_POLL};
 use super::{Settings, StartError};
-use crate::discovery::tracker::{keep_in_step, TrackerClient, TrackerSource};
 use crate::discovery::Holders;
 use crate::fetch::{Remote, Trust};
 use crate::kubo_rpc::KuboRpc;
@@ -47,17 +46,14 @@ pub fn start(
     tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
     let identity =
         Identity::load_or_create(&settings.identity_file).map_err(StartError::Identity)?;
-    let client = TrackerClient::new(tracker_url, identity, TRACKER_DEADLINE);
     // No holder is ever dialled: the tracker's holders are only counted in its membership.
     let holders = Arc::new(Holders::default());
-    let tracker = Arc::new(TrackerSource::new(client, holders.clone(), None));
-    let port = settings.http_addr.port();
-    tokio::spawn(keep_in_step(
-        tracker.clone(),
-        shared.subscribe(),
-        db.clone(),
-        port,
-    ));
+    let parts = TrackerParts {
+        identity,
+        holders: holders.clone(),
+        node: None,
+    };
+    let tracker = start_tracker(tracker_url, parts, settings, &shared, &db);
     tokio::spawn(watch_store(store.clone(), shared, STORE_POLL));
     let (nar_cache, nars) = nar_stores(settings, &db)?;
     let remote = Remote::new(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerix_node::NodeHandle;
+use peerix_node::{Identity, NodeHandle};
 
 use super::{Settings, StartError};
 use crate::cli::DEFAULT_NETWORK_ID;
@@ -28,7 +28,35 @@ pub(super) const STORE_POLL: Duration = Duration::from_secs(2);
 /// NAR ranges served and not yet added up for the tracker, at most.
 const SERVED_QUEUE: usize = 1024;
 /// The longest a request to the tracker may take.
-pub(super) const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
+const TRACKER_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Who talks to the tracker, and for which node.
+pub(super) struct TrackerParts {
+    pub(super) identity: Identity,
+    /// Where the tracker's holders go.
+    pub(super) holders: Arc<Holders>,
+    /// The node that dials the holders; `None` under kubo alone, which dials none.
+    pub(super) node: Option<NodeHandle>,
+}
+
+/// The tracker at `url`, kept in step with the paths this store shares.
+pub(super) fn start_tracker(
+    url: &str,
+    parts: TrackerParts,
+    settings: &Settings,
+    shared: &Arc<SharedPaths>,
+    db: &Arc<IndexDb>,
+) -> Arc<TrackerSource> {
+    let client = TrackerClient::new(url, parts.identity, TRACKER_DEADLINE);
+    let tracker = Arc::new(TrackerSource::new(client, parts.holders, parts.node));
+    tokio::spawn(keep_in_step(
+        tracker.clone(),
+        shared.subscribe(),
+        db.clone(),
+        settings.http_addr.port(),
+    ));
+    tracker
+}
 
 pub struct Peering {
     /// What the front asks for paths this store lacks.
@@ -66,20 +94,12 @@ impl Peering {
         };
         tokio::spawn(scanner.run(shared.subscribe(), settings.scan_interval));
         let tracker = settings.tracker_url.as_deref().map(|url| {
-            let client = TrackerClient::new(url, node.identity(), TRACKER_DEADLINE);
-            let tracker = Arc::new(TrackerSource::new(
-                client,
-                holders.clone(),
-                Some(node.clone()),
-            ));
-            let port = settings.http_addr.port();
-            tokio::spawn(keep_in_step(
-                tracker.clone(),
-                shared.subscribe(),
-                db.clone(),
-                port,
-            ));
-            tracker
+            let parts = TrackerParts {
+                identity: node.identity(),
+                holders: holders.clone(),
+                node: Some(node.clone()),
+            };
+            start_tracker(url, parts, settings, &shared, &db)
         });
         tokio::spawn(watch_store(store.clone(), shared.clone(), STORE_POLL));
         let shared_here = shared.subscribe();

@@ -1,4 +1,4 @@
-//! A NAR streamed from the peers that hold it, resumed from the next holder when one stops (and
+//! Where a NAR this machine lacks comes from, and a NAR streamed from the peers that hold it, resumed from the next holder when one stops (and
 //! from kubo, by its CID, when none is left), and kept in the NAR cache when it arrived whole.
 
 use std::io;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cid::Cid;
-use peerix_http::{channel_stream, ByteStream, NarHash, NarSource, StoreHash};
+use peerix_http::{channel_stream, ByteStream, Nar, NarHash, NarSource, StoreHash};
 use peerix_node::{NodeHandle, PeerId};
 use tokio::sync::mpsc;
 
@@ -15,19 +15,68 @@ use crate::fetch::kubo_nar;
 use crate::fetch::nar_cache::Filling;
 use crate::fetch::peer::{self as fetch, NarOutcome, NarProgress};
 use crate::fetch::refusals::{Reason, RefusedFrom};
+use crate::fetch::source::Source;
+use crate::publish::RemoteNar;
 
 /// A NAR read from the peers that hold it.
-pub(super) struct PeersNar {
-    pub(super) remote: Arc<Remote>,
-    pub(super) nar_hash: NarHash,
+struct PeersNar {
+    remote: Arc<Remote>,
+    nar_hash: NarHash,
     /// The store path it is the NAR of.
-    pub(super) path: StoreHash,
-    pub(super) size: u64,
+    path: StoreHash,
+    size: u64,
     /// Its CID, when the holders publish it: then it can come from all of them at once.
-    pub(super) cid: Option<Cid>,
-    pub(super) peers: Vec<PeerId>,
+    cid: Option<Cid>,
+    peers: Vec<PeerId>,
     /// Fetched with the near nodes that fetch it too.
-    pub(super) swarm: bool,
+    swarm: bool,
+}
+
+impl Remote {
+    /// What a narinfo answer said of a NAR, and the honest peers holding its path now.
+    fn known_nar(&self, nar_hash: &NarHash) -> Option<(RemoteNar, Vec<PeerId>)> {
+        let nar = self.nars.get(nar_hash)?;
+        let holders = self.honest(self.holders.holders_of(&nar.path));
+        Some((nar, holders))
+    }
+
+    /// A NAR this machine lacks, from wherever it can come: the NAR cache, the honest peers
+    /// holding its path now, or the LAN's old peer that served its narinfo.
+    pub(in crate::fetch) fn nar(self: &Arc<Self>, nar_hash: NarHash) -> Option<(Nar, Source)> {
+        if let Some((size, source)) = self.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
+            return Some((Nar { size, source }, Source::NarCache));
+        }
+        // With no holder, kubo may fetch it by its CID.
+        let fetchable = |(nar, peers): &(RemoteNar, Vec<PeerId>)| {
+            !peers.is_empty() || (nar.cid.is_some() && self.kubo.is_some())
+        };
+        let Some((nar, peers)) = self.known_nar(&nar_hash).filter(fetchable) else {
+            let nar = self.old_peer_nars.get(&nar_hash)?;
+            let size = nar.size;
+            let source = Box::new(nar);
+            return Some((Nar { size, source }, Source::OldPeer));
+        };
+        let swarm = nar.cid.is_some()
+            && nar.size >= MULTI_SOURCE_MIN
+            && self.swarms().is_some_and(|s| s.may_have_company(&peers));
+        let source = Box::new(PeersNar {
+            remote: self.clone(),
+            nar_hash,
+            path: nar.path,
+            size: nar.size,
+            cid: nar.cid,
+            peers,
+            swarm,
+        });
+        let from = if swarm { Source::Swarm } else { Source::Peer };
+        Some((
+            Nar {
+                size: nar.size,
+                source,
+            },
+            from,
+        ))
+    }
 }
 
 impl NarSource for PeersNar {
@@ -125,7 +174,7 @@ impl PeersNar {
         let joined = self
             .cid
             .filter(|_| self.swarm)
-            .zip(remote.swarms.as_ref())
+            .zip(remote.swarms())
             .and_then(|(cid, swarms)| swarms.join(cid, peers.clone()));
         let blocks = match (&joined, self.cid) {
             (Some(joined), Some(cid)) => Some((cid, node.cat_with(joined.swarm()))),

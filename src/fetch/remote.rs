@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use peerix_http::{Nar, NarHash, NarInfo, StoreHash};
+use peerix_http::{NarHash, NarInfo, StoreHash};
 use peerix_node::{NodeHandle, PeerId};
 use tokio::sync::watch;
 
@@ -31,7 +31,6 @@ use crate::filter::PathFilter;
 use crate::kubo_rpc::KuboRpc;
 use crate::lan::Lan;
 use crate::publish::RemoteNar;
-use peers_nar::PeersNar;
 
 #[path = "kubo_narinfo.rs"]
 mod kubo_narinfo;
@@ -90,7 +89,7 @@ pub struct Remote {
     /// The references of narinfos that passed, fetched ahead of Nix's questions.
     prefetch: Prefetch,
     /// Large NARs fetched with the near nodes that fetch them too.
-    pub(super) swarms: Option<Arc<Swarms>>,
+    swarms: Option<Arc<Swarms>>,
 }
 
 impl Remote {
@@ -463,53 +462,5 @@ impl Remote {
                 bytes,
             });
         }
-    }
-
-    /// What a narinfo answer said of a NAR, and the honest peers holding its path now.
-    fn known_nar(&self, nar_hash: &NarHash) -> Option<(RemoteNar, Vec<PeerId>)> {
-        let nar = self.nars.get(nar_hash)?;
-        let holders = self.honest(self.holders.holders_of(&nar.path));
-        Some((nar, holders))
-    }
-
-    /// A NAR this machine lacks, from wherever it can come: the NAR cache, the honest peers
-    /// holding its path now, or the LAN's old peer that served its narinfo.
-    pub(super) fn nar(self: &Arc<Self>, nar_hash: NarHash) -> Option<(Nar, Source)> {
-        if let Some((size, source)) = self.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
-            return Some((Nar { size, source }, Source::NarCache));
-        }
-        // With no holder, kubo may fetch it by its CID.
-        let fetchable = |(nar, peers): &(RemoteNar, Vec<PeerId>)| {
-            !peers.is_empty() || (nar.cid.is_some() && self.kubo.is_some())
-        };
-        let Some((nar, peers)) = self.known_nar(&nar_hash).filter(fetchable) else {
-            let nar = self.old_peer_nars.get(&nar_hash)?;
-            let size = nar.size;
-            let source = Box::new(nar);
-            return Some((Nar { size, source }, Source::OldPeer));
-        };
-        let swarm = nar.cid.is_some()
-            && nar.size >= MULTI_SOURCE_MIN
-            && self
-                .swarms
-                .as_ref()
-                .is_some_and(|s| s.may_have_company(&peers));
-        let source = Box::new(PeersNar {
-            remote: self.clone(),
-            nar_hash,
-            path: nar.path,
-            size: nar.size,
-            cid: nar.cid,
-            peers,
-            swarm,
-        });
-        let from = if swarm { Source::Swarm } else { Source::Peer };
-        Some((
-            Nar {
-                size: nar.size,
-                source,
-            },
-            from,
-        ))
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo};
 use libp2p::futures::future::{BoxFuture, Either};
-use libp2p::futures::{AsyncRead, AsyncWrite, FutureExt, TryFutureExt};
+use libp2p::futures::{AsyncRead, AsyncWrite, FutureExt};
 use libp2p::identity::Keypair;
 use libp2p::{noise, PeerId};
 
@@ -120,6 +120,48 @@ impl UpgradeInfo for Security {
 
 type Upgraded<C> = BoxFuture<'static, Result<(PeerId, Secured<C>), SecurityError>>;
 
+/// Which end of the handshake this node is.
+#[derive(Clone, Copy)]
+enum Role {
+    Dialer,
+    Listener,
+}
+
+impl Security {
+    fn upgrade<C>(self, io: C, protocol: SecurityProtocol, role: Role) -> Upgraded<C>
+    where
+        C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let Self {
+            tls,
+            noise,
+            handshakes,
+        } = self;
+        async move {
+            match protocol {
+                SecurityProtocol::Tls => {
+                    let (peer, stream) = match role {
+                        Role::Dialer => tls.connect(io).await?,
+                        Role::Listener => tls.accept(io).await?,
+                    };
+                    handshakes.tls(&stream);
+                    Ok((peer, Either::Left(stream)))
+                }
+                SecurityProtocol::Noise => {
+                    let name = SecurityProtocol::Noise.as_ref();
+                    let (peer, stream) = match role {
+                        Role::Dialer => noise.upgrade_outbound(io, name).await?,
+                        Role::Listener => noise.upgrade_inbound(io, name).await?,
+                    };
+                    handshakes.noise();
+                    Ok((peer, Either::Right(stream)))
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
 impl<C> InboundConnectionUpgrade<C> for Security
 where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -129,26 +171,7 @@ where
     type Future = Upgraded<C>;
 
     fn upgrade_inbound(self, io: C, protocol: SecurityProtocol) -> Self::Future {
-        match protocol {
-            SecurityProtocol::Tls => self
-                .tls
-                .accept(io)
-                .map_ok(move |(peer, stream)| {
-                    self.handshakes.tls(&stream);
-                    (peer, Either::Left(stream))
-                })
-                .err_into()
-                .boxed(),
-            SecurityProtocol::Noise => self
-                .noise
-                .upgrade_inbound(io, "/noise")
-                .map_ok(move |(peer, stream)| {
-                    self.handshakes.noise();
-                    (peer, Either::Right(stream))
-                })
-                .err_into()
-                .boxed(),
-        }
+        self.upgrade(io, protocol, Role::Listener)
     }
 }
 
@@ -161,25 +184,6 @@ where
     type Future = Upgraded<C>;
 
     fn upgrade_outbound(self, io: C, protocol: SecurityProtocol) -> Self::Future {
-        match protocol {
-            SecurityProtocol::Tls => self
-                .tls
-                .connect(io)
-                .map_ok(move |(peer, stream)| {
-                    self.handshakes.tls(&stream);
-                    (peer, Either::Left(stream))
-                })
-                .err_into()
-                .boxed(),
-            SecurityProtocol::Noise => self
-                .noise
-                .upgrade_outbound(io, "/noise")
-                .map_ok(move |(peer, stream)| {
-                    self.handshakes.noise();
-                    (peer, Either::Right(stream))
-                })
-                .err_into()
-                .boxed(),
-        }
+        self.upgrade(io, protocol, Role::Dialer)
     }
 }

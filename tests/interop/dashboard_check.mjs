@@ -116,11 +116,15 @@ try {
     (await text(page, "#peer-count")) === "1");
   await until("B never saw A back", 10000, async () => (await peersOf(bUrl)) === 1);
   seen.steps.push("started: peers back");
+  // B tells A again what it holds once they are connected anew.
+  const peerRows = () => page.$$eval("#peer-rows tr", (rows) => rows.map((r) => r.textContent));
+  await until("B's holding never showed again", 15000, async () =>
+    (await peerRows()).some((row) => row.includes("2 paths")));
 
   const notice = await page.$eval("#notice", (el) => (el.hidden ? "" : el.textContent));
   if (notice) fail("a control reported: " + notice);
   seen.transfers = await page.$$eval("#transfer-list li", (items) => items.map((i) => i.textContent));
-  seen.peer_rows = await page.$$eval("#peer-rows tr", (rows) => rows.map((r) => r.textContent));
+  seen.peer_rows = await peerRows();
   seen.not_from_upstream = await text(page, "#not-upstream");
   seen.hits = await text(page, "#hits");
   seen.lookups = await page.$$eval("#lookup-list dd", (items) => items.map((i) => i.textContent));

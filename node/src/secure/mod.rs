@@ -17,7 +17,7 @@ use libp2p::futures::{AsyncRead, AsyncWrite, FutureExt};
 use libp2p::identity::Keypair;
 use libp2p::{noise, PeerId};
 
-pub(crate) use tls::{Tls, TlsError};
+use tls::{Tls, TlsError};
 
 use crate::status::SecuredConnections;
 

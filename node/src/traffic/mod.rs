@@ -4,7 +4,8 @@
 //! that every substream (inbound or outbound, any protocol) counts the bytes it reads and
 //! writes against the remote peer and, when a cap is set, draws them from one token bucket per
 //! direction shared by all connections. Counted bytes are substream payload: the security and
-//! muxer framing below (noise, yamux, QUIC) is not included, multistream-select negotiation is.
+//! muxer framing below (TLS or Noise, yamux, QUIC) is not included, multistream-select
+//! negotiation is.
 //!
 //! A relayed connection's bytes already travel inside a substream of the connection to the
 //! relay, which is counted and throttled; [`Traffic::wrap_relayed`] therefore only counts them

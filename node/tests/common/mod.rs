@@ -229,7 +229,7 @@ async fn assert_secured(node: &NodeHandle, expected: Secured) {
         true => counts.tls_aes_gcm,
         false => counts.tls_chacha20,
     };
-    let (tls, noise) = (tls, counts.noise);
+    let noise = counts.noise;
     match expected {
         Secured::Tls => assert!(tls >= 1 && noise == 0, "{counts:?}"),
         Secured::Noise => assert!(noise >= 1 && tls == 0, "{counts:?}"),

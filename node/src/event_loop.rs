@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -25,12 +24,14 @@ use crate::{AnnouncementStatus, NodeStatus, PeerEvent};
 mod announcements;
 mod dials;
 mod lookups;
+mod neighbours;
 mod punch_retries;
 mod reachability;
 
 use announcements::{tick, Dht, PendingQuery, ProvideReply};
 use dials::Dials;
 use lookups::Lookups;
+use neighbours::Neighbours;
 use punch_retries::PunchRetries;
 
 /// Provider records live 48 h in the DHT; every provided key is announced again this often.
@@ -39,8 +40,8 @@ const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(12 * 60 * 60);
 const PEER_BOOK_FLUSH: Duration = Duration::from_secs(30);
 /// Relay reservations that ended or failed are looked after this often.
 const RESERVATION_CHECK: Duration = Duration::from_secs(20);
-/// Hole punches to retry are looked for this often.
-const PUNCH_RETRY_CHECK: Duration = Duration::from_secs(1);
+/// Hole punches to retry and neighbours to dial are looked for this often.
+const RETRY_CHECK: Duration = Duration::from_millis(500);
 
 pub enum Command {
     Status(oneshot::Sender<NodeStatus>),
@@ -85,6 +86,7 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     dials: Dials,
     punch_retries: PunchRetries,
+    neighbours: Neighbours,
     nat: NatState,
     reservations: Reservations,
     private_kad: StreamProtocol,
@@ -131,6 +133,7 @@ impl EventLoop {
             commands,
             dials: Dials::default(),
             punch_retries: PunchRetries::default(),
+            neighbours: Neighbours::default(),
             nat: NatState::new(),
             reservations: Reservations::new(relays),
             private_kad,
@@ -164,7 +167,7 @@ impl EventLoop {
         let mut flush = tokio::time::interval(PEER_BOOK_FLUSH);
         // The first tick comes at once: reservations are asked for at start.
         let mut reservations = tokio::time::interval(RESERVATION_CHECK);
-        let mut punch_retries = tokio::time::interval(PUNCH_RETRY_CHECK);
+        let mut retries = tokio::time::interval(RETRY_CHECK);
         let mut pace = self.announce_rate.map(|rate| {
             let period = (1.0 / rate).clamp(0.001, 3600.0);
             let mut pace = tokio::time::interval(Duration::from_secs_f64(period));
@@ -183,7 +186,10 @@ impl EventLoop {
                 _ = reannounce.tick() => self.reannounce(),
                 _ = flush.tick() => self.flush_peer_book(),
                 _ = reservations.tick() => self.maintain_reservations(),
-                _ = punch_retries.tick() => self.retry_hole_punches(),
+                _ = retries.tick() => {
+                    self.retry_hole_punches();
+                    self.dial_neighbours();
+                }
             }
         }
         self.flush_peer_book();
@@ -308,6 +314,7 @@ impl EventLoop {
                     tracing::info!(peer = %peer_id, "direct connection to a peer met through a relay");
                 }
                 self.on_dial_established(&connection_id, peer_id);
+                self.neighbours.on_connected(&peer_id);
                 if self.reservations.on_connected(&peer_id) {
                     self.maintain_reservations();
                 }
@@ -319,6 +326,9 @@ impl EventLoop {
             } => {
                 if let Some(peer) = peer_id {
                     self.reservations.on_dial_failed(&peer);
+                    if !self.swarm.is_connected(&peer) {
+                        self.neighbours.on_unconnected(&peer);
+                    }
                 }
                 self.on_dial_failed(&connection_id, peer_id, &error.to_string());
             }
@@ -332,6 +342,7 @@ impl EventLoop {
                 if num_established == 0 {
                     self.reservations.on_disconnected(&peer_id);
                     self.punch_retries.on_disconnected(&peer_id);
+                    self.neighbours.on_unconnected(&peer_id);
                     let _ = self.peer_events.send(PeerEvent::Disconnected(peer_id));
                 }
             }
@@ -374,11 +385,16 @@ impl EventLoop {
                 ..
             })) => self.connections.on_rtt(&connection, rtt),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let local = *self.swarm.local_peer_id();
                 for (peer_id, addr) in found {
                     tracing::debug!(%peer_id, %addr, "found on the local network");
-                    let _ = self
-                        .swarm
-                        .dial(DialOpts::peer_id(peer_id).addresses(vec![addr]).build());
+                    self.neighbours.on_discovered(&local, peer_id, addr);
+                }
+                self.dial_neighbours();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(gone))) => {
+                for (peer_id, addr) in gone {
+                    self.neighbours.on_expired(&peer_id, &addr);
                 }
             }
             SwarmEvent::ListenerClosed {

@@ -80,14 +80,19 @@ impl DialedFrom {
     }
 }
 
-/// A connected socket that can tell its local port.
-pub trait LocalPort {
-    fn local_port(&self) -> Option<u16>;
+/// A connected socket that can tell its two ends.
+pub trait SocketEnds {
+    fn local_addr(&self) -> Option<SocketAddr>;
+    fn peer_addr(&self) -> Option<SocketAddr>;
 }
 
-impl LocalPort for libp2p::tcp::tokio::TcpStream {
-    fn local_port(&self) -> Option<u16> {
-        self.0.local_addr().ok().map(|addr| addr.port())
+impl SocketEnds for libp2p::tcp::tokio::TcpStream {
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.0.local_addr().ok()
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.0.peer_addr().ok()
     }
 }
 
@@ -115,7 +120,7 @@ impl<T> Transport for OneDialPerAddress<T>
 where
     T: Transport<Error = io::Error> + Unpin,
     T::Dial: Send + Unpin + 'static,
-    T::Output: LocalPort + Send + 'static,
+    T::Output: SocketEnds + Send + 'static,
 {
     type Output = T::Output;
     type Error = io::Error;
@@ -173,8 +178,18 @@ where
             }
             match tracked.await {
                 Ok(Ok(stream)) => {
-                    if let Some(port) = stream.local_port() {
-                        dialed_from.record(remote, port);
+                    let local = stream.local_addr();
+                    // Dialling our own listening address from it makes a socket connected to
+                    // itself (TCP's simultaneous open), where each handshake message comes back
+                    // to its sender: a peer's loopback address can be ours.
+                    if local.is_some() && local == stream.peer_addr() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionRefused,
+                            "the address is this node's own listening address",
+                        ));
+                    }
+                    if let Some(local) = local {
+                        dialed_from.record(remote, local.port());
                     }
                     Ok(stream)
                 }
@@ -240,6 +255,29 @@ mod tests {
 
     use super::*;
 
+    /// A dial to the node's own listening address, from that address, is refused rather than
+    /// handed on as a socket connected to itself.
+    #[tokio::test]
+    async fn a_dial_to_its_own_listening_address_is_refused() {
+        let mut transport = OneDialPerAddress::new(
+            tcp::tokio::Transport::new(tcp::Config::default()),
+            DialedFrom::default(),
+        );
+        let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        transport.listen_on(ListenerId::next(), listen).unwrap();
+        let own = match poll_fn(|cx| Pin::new(&mut transport).poll(cx)).await {
+            TransportEvent::NewAddress { listen_addr, .. } => listen_addr,
+            _ => panic!("no listen address"),
+        };
+        let opts = DialOpts {
+            role: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        };
+        let error = transport.dial(own, opts).unwrap().await.err();
+        let error = error.expect("a socket connected to itself was handed on");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused, "{error}");
+    }
+
     /// A second dial to an address already connected from the listening port leaves from a
     /// fresh port, though asked to reuse it; the recorded port is the one really used.
     #[tokio::test]
@@ -279,7 +317,7 @@ mod tests {
             second_port, listen_port,
             "the socket pair existed: a fresh port"
         );
-        assert_eq!(second.local_port(), Some(second_port));
+        assert_eq!(second.local_addr().map(|a| a.port()), Some(second_port));
         assert_eq!(dialed_from.take(&remote_addr), None, "taken once");
         drop((first, second, accepting.await.unwrap()));
     }

@@ -187,18 +187,20 @@ fn a_lying_peer_never_gets_a_byte_into_nix() {
             .unwrap();
         assert!(connect.status.success());
         wait_connected(&b, &honest_addr);
-        // A fresh client: Nix remembers the 404 a refused narinfo gave the first one.
-        let dest = ChrootStore::empty();
-        let mut copied = false;
+        // A fresh client each try: Nix remembers a 404 (in the store's cache directory), and
+        // B answers one until the honest peer's index has arrived.
+        let mut copied = None;
         for _ in 0..20 {
+            let dest = ChrootStore::empty();
             let out = nix_copy_from(&b.url(), &dest, &upstream.public, &[&f.lib]);
             if out.status.success() {
-                copied = true;
+                copied = Some(dest);
                 break;
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        assert!(copied, "{lie:?}: the honest peer never served the path");
+        let dest =
+            copied.unwrap_or_else(|| panic!("{lie:?}: the honest peer never served the path"));
         honest_store.assert_same_nars(&dest, &[&f.lib]);
     }
 }

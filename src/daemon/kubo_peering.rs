@@ -53,7 +53,7 @@ pub fn start(
         holders: holders.clone(),
         node: None,
     };
-    let tracker = start_tracker(tracker_url, parts, settings, &shared, &db);
+    let tracker = start_tracker(tracker_url, parts, settings.http_addr.port(), &shared, &db);
     tokio::spawn(watch_store(store.clone(), shared, STORE_POLL));
     let (nar_cache, nars) = nar_stores(settings, &db)?;
     let remote = Remote::new(

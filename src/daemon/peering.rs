@@ -43,7 +43,7 @@ pub(super) struct TrackerParts {
 pub(super) fn start_tracker(
     url: &str,
     parts: TrackerParts,
-    settings: &Settings,
+    http_port: u16,
     shared: &Arc<SharedPaths>,
     db: &Arc<IndexDb>,
 ) -> Arc<TrackerSource> {
@@ -53,7 +53,7 @@ pub(super) fn start_tracker(
         tracker.clone(),
         shared.subscribe(),
         db.clone(),
-        settings.http_addr.port(),
+        http_port,
     ));
     tracker
 }
@@ -99,7 +99,7 @@ impl Peering {
                 holders: holders.clone(),
                 node: Some(node.clone()),
             };
-            start_tracker(url, parts, settings, &shared, &db)
+            start_tracker(url, parts, settings.http_addr.port(), &shared, &db)
         });
         tokio::spawn(watch_store(store.clone(), shared.clone(), STORE_POLL));
         let shared_here = shared.subscribe();

@@ -12,7 +12,7 @@ use cid::Cid;
 
 use crate::block::verify;
 use crate::storage::{Import, LeafLocation, Persist, Storage, Stored};
-use crate::unixfs::{leaf_block, Block, CidVersion, Importer, CHUNK_SIZE};
+use crate::unixfs::{leaf_block_frame, Block, CidVersion, Importer, CHUNK_SIZE};
 
 pub trait BlockSource: Send + Sync + 'static {
     /// The block's bytes, if this node has it (and they still hash to `cid`).
@@ -89,10 +89,9 @@ impl LocalBlocks {
     }
 
     fn read_leaf(&self, cid: &Cid, place: &LeafLocation) -> io::Result<Option<Vec<u8>>> {
-        let mut chunk = vec![0u8; place.len];
+        let (mut block, content) = leaf_block_frame(place.version, place.len);
         self.content
-            .read_at(&place.source, place.offset, &mut chunk)?;
-        let block = leaf_block(place.version, &chunk);
+            .read_at(&place.source, place.offset, &mut block[content])?;
         Ok(verify(cid, &block).is_ok().then_some(block))
     }
 }

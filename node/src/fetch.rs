@@ -93,14 +93,16 @@ fn parse(cid: &Cid, block: Vec<u8>) -> io::Result<Node> {
     }
 }
 
-/// Streams the content of the file `root`, fetching its blocks from `sources`.
+/// Streams the content of the file `root`, fetching its blocks from `sources`, on `runtime`
+/// (the node's: the blocks arrive there).
 pub(crate) fn cat(
+    runtime: &tokio::runtime::Handle,
     bitswap: Arc<Bitswap>,
     root: Cid,
     sources: Sources,
 ) -> mpsc::Receiver<io::Result<Vec<u8>>> {
     let (output, reader) = mpsc::channel(OUTPUT_CHUNKS);
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         if let Sources::Swarm { swarm, .. } = &sources {
             bitswap.join(swarm);
         }

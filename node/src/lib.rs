@@ -96,6 +96,8 @@ pub struct NodeHandle {
     bitswap: Arc<Bitswap>,
     storage: Arc<Storage>,
     network: Arc<NetworkTag>,
+    /// The runtime the node's connections run on.
+    runtime: tokio::runtime::Handle,
 }
 
 impl NodeHandle {
@@ -116,6 +118,17 @@ impl NodeHandle {
     /// The node's identity, to sign with apart from the node.
     pub fn identity(&self) -> Identity {
         self.identity.clone()
+    }
+
+    /// Runs `task` on the runtime the node's connections run on. A task that reads a stream
+    /// is woken for every frame its connection's task hands it: on the same threads that is
+    /// a local wake-up rather than a message to another runtime's thread.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(task)
     }
 
     /// The protocol `name` (like `index/1.0.0`) of this node's network id (see
@@ -229,7 +242,12 @@ impl NodeHandle {
     /// Streams the file `cid` from `peers` (blocks spread over them in turn, starting with the
     /// first); every block is verified and a peer that misbehaves is dropped.
     pub fn cat_from(&self, cid: Cid, peers: Vec<PeerId>) -> mpsc::Receiver<io::Result<Vec<u8>>> {
-        fetch::cat(self.bitswap.clone(), cid, Sources::Peers(peers))
+        fetch::cat(
+            &self.runtime,
+            self.bitswap.clone(),
+            cid,
+            Sources::Peers(peers),
+        )
     }
 
     /// Streams the file `swarm` fetches: every block is verified, kept a while for the members
@@ -239,7 +257,7 @@ impl NodeHandle {
             own: self.peer_id,
             swarm: swarm.clone(),
         };
-        fetch::cat(self.bitswap.clone(), swarm.root(), sources)
+        fetch::cat(&self.runtime, self.bitswap.clone(), swarm.root(), sources)
     }
 
     /// What the swarms this node fetches with amount to.

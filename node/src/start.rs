@@ -169,6 +169,7 @@ pub async fn start_with(
         bitswap,
         storage,
         network: Arc::new(NetworkTag::of(&config.network_id)),
+        runtime: tokio::runtime::Handle::current(),
     })
 }
 

@@ -321,7 +321,7 @@ pub async fn nar(
         Ok(stream) => stream,
         Err(outcome) => return outcome,
     };
-    let mut chunks = ReadAhead::start(stream, range.1 - range.0);
+    let mut chunks = ReadAhead::start(node, stream, range.1 - range.0);
     while let Some(chunk) = chunks.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
@@ -346,10 +346,11 @@ struct ReadAhead {
 const READ_AHEAD: usize = 4;
 
 impl ReadAhead {
-    /// Reads exactly `len` bytes from `stream`, then checks that nothing follows them.
-    fn start(mut stream: Stream, len: u64) -> Self {
+    /// Reads exactly `len` bytes from `stream`, then checks that nothing follows them, on the
+    /// node's runtime (beside the connection that carries the stream).
+    fn start(node: &NodeHandle, mut stream: Stream, len: u64) -> Self {
         let (sender, chunks) = mpsc::channel(READ_AHEAD);
-        let reader = tokio::spawn(async move {
+        let reader = node.spawn(async move {
             let mut left = len;
             while left > 0 {
                 let want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
@@ -406,14 +407,14 @@ pub async fn nar_striped(
         }
         while in_flight.len() < streams && requested < progress.size {
             let range = (requested, (requested + SEGMENT).min(progress.size));
-            let (node, nar_hash) = (node.clone(), progress.nar_hash);
-            in_flight.push_back(tokio::spawn(async move {
+            let (segment_node, nar_hash) = (node.clone(), progress.nar_hash);
+            in_flight.push_back(node.spawn(async move {
                 // Bounds the memory of every striped fetch together.
                 let _permit = SEGMENT_BUDGET
                     .acquire()
                     .await
                     .map_err(|e| NarOutcome::Interrupted(FetchError::Unreachable(e.to_string())))?;
-                let mut stream = open_nar(&node, peer, nar_hash, range).await?;
+                let mut stream = open_nar(&segment_node, peer, nar_hash, range).await?;
                 let len = usize::try_from(range.1 - range.0).unwrap_or(usize::MAX);
                 let mut segment = vec![0u8; len];
                 read_exact(&mut stream, &mut segment).await?;

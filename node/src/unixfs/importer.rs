@@ -1,9 +1,11 @@
 //! A streaming balanced-DAG builder that yields the same tree as kubo's `balanced` layout: a
 //! complete 174-ary tree filled left to right, where a file of one chunk is that chunk alone.
 
+use std::ops::Range;
+
 use cid::Cid;
 
-use super::pb::{inner_node, leaf_node, Link};
+use super::pb::{inner_node, leaf_node, leaf_node_frame, Link};
 use super::{dag_pb_cid, raw_cid, CidVersion, CHUNK_SIZE, MAX_LINKS};
 
 /// What the importer produces, in order: every leaf, and every inner node once it is complete.
@@ -19,6 +21,15 @@ pub fn leaf_block(version: CidVersion, chunk: &[u8]) -> Vec<u8> {
     match version {
         CidVersion::V0 => leaf_node(chunk),
         CidVersion::V1 => chunk.to_vec(),
+    }
+}
+
+/// The block of a leaf over `len` bytes with its content still to be read into the range
+/// returned.
+pub fn leaf_block_frame(version: CidVersion, len: usize) -> (Vec<u8>, Range<usize>) {
+    match version {
+        CidVersion::V0 => leaf_node_frame(len),
+        CidVersion::V1 => (vec![0; len], 0..len),
     }
 }
 

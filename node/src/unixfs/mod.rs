@@ -8,7 +8,7 @@
 mod importer;
 mod pb;
 
-pub use importer::{leaf_block, Block, Importer};
+pub use importer::{leaf_block, leaf_block_frame, Block, Importer};
 pub use pb::{decode_node, decode_unixfs, DagPbError, PbLink, PbNode, UnixFsData};
 
 use cid::Cid;

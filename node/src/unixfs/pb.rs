@@ -1,10 +1,12 @@
 //! dag-pb nodes and the UnixFS `Data` messages inside them: encoding exactly as kubo hashes them
 //! (links before data, as canonical dag-pb orders them) and strict decoding of peers' blocks.
 
+use std::ops::Range;
+
 use cid::Cid;
 use thiserror::Error;
 
-use crate::protobuf::{write_bytes, write_uint, Fields, WireError};
+use crate::protobuf::{write_bytes, write_uint, write_varint, Fields, WireError, LEN};
 
 /// UnixFS `Data.Type` of files.
 pub const TYPE_FILE: u64 = 2;
@@ -32,10 +34,33 @@ fn unixfs_file(data: &[u8], file_size: u64, block_sizes: &[u64]) -> Vec<u8> {
 
 /// A dag-pb leaf wrapping a chunk (CIDv0 files).
 pub fn leaf_node(chunk: &[u8]) -> Vec<u8> {
-    let data = unixfs_file(chunk, chunk.len() as u64, &[]);
-    let mut out = Vec::with_capacity(data.len() + 8);
-    write_bytes(&mut out, 1, &data);
-    out
+    let (mut block, content) = leaf_node_frame(chunk.len());
+    block[content].copy_from_slice(chunk);
+    block
+}
+
+/// A dag-pb leaf for `len` bytes of content with the content still to be filled in (zeros),
+/// and where in the block it goes: content read straight into place is not copied twice.
+pub fn leaf_node_frame(len: usize) -> (Vec<u8>, Range<usize>) {
+    // The UnixFS `Data` message around the content, as `unixfs_file` writes it.
+    let mut before = Vec::with_capacity(16);
+    write_uint(&mut before, 1, TYPE_FILE);
+    if len > 0 {
+        write_varint(&mut before, (2 << 3) | LEN);
+        write_varint(&mut before, len as u64);
+    }
+    let mut after = Vec::with_capacity(11);
+    write_uint(&mut after, 3, len as u64);
+    // The dag-pb node's field 1 holds that message.
+    let data_len = before.len() + len + after.len();
+    let mut block = Vec::with_capacity(data_len + 11);
+    write_varint(&mut block, (1 << 3) | LEN);
+    write_varint(&mut block, data_len as u64);
+    block.extend_from_slice(&before);
+    let start = block.len();
+    block.resize(start + len, 0);
+    block.extend_from_slice(&after);
+    (block, start..start + len)
 }
 
 /// A dag-pb inner node over `links`.
@@ -198,6 +223,29 @@ mod tests {
         assert_eq!(node.links[0].name.as_deref(), Some(""));
         let data = decode_unixfs(node.data.unwrap()).unwrap();
         assert_eq!(data.block_sizes, vec![1, 1]);
+    }
+
+    /// The leaf with its content read into place is the message `unixfs_file` encodes, across
+    /// the lengths where a varint grows.
+    #[test]
+    fn a_leaf_framed_for_its_content_is_the_plain_encoding() {
+        for len in [
+            0,
+            1,
+            100,
+            127,
+            128,
+            16_370,
+            16_383,
+            16_384,
+            262_144,
+            1 << 21,
+        ] {
+            let chunk: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut plain = Vec::new();
+            write_bytes(&mut plain, 1, &unixfs_file(&chunk, len as u64, &[]));
+            assert_eq!(leaf_node(&chunk), plain, "{len} bytes");
+        }
     }
 
     #[test]

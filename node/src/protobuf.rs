@@ -32,9 +32,14 @@ pub fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 }
 
 pub fn write_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    write_varint(out, (field << 3) | LEN);
-    write_varint(out, bytes.len() as u64);
+    write_bytes_header(out, field, bytes.len());
     out.extend_from_slice(bytes);
+}
+
+/// The tag and length of a bytes field whose `len` bytes the caller writes next.
+pub fn write_bytes_header(out: &mut Vec<u8>, field: u64, len: usize) {
+    write_varint(out, (field << 3) | LEN);
+    write_varint(out, len as u64);
 }
 
 pub fn write_uint(out: &mut Vec<u8>, field: u64, value: u64) {

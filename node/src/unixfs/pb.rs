@@ -6,7 +6,7 @@ use std::ops::Range;
 use cid::Cid;
 use thiserror::Error;
 
-use crate::protobuf::{write_bytes, write_uint, write_varint, Fields, WireError, LEN};
+use crate::protobuf::{write_bytes, write_bytes_header, write_uint, Fields, WireError};
 
 /// UnixFS `Data.Type` of files.
 pub const TYPE_FILE: u64 = 2;
@@ -18,18 +18,20 @@ pub struct Link {
     pub file_size: u64,
 }
 
-/// UnixFS `Data` for a file node: `data` for leaves, `block_sizes` for inner nodes.
-fn unixfs_file(data: &[u8], file_size: u64, block_sizes: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 16 + 4 * block_sizes.len());
-    write_uint(&mut out, 1, TYPE_FILE);
-    if !data.is_empty() {
-        write_bytes(&mut out, 2, data);
+/// UnixFS `Data` for a file node, as the bytes before and after its `data_len` bytes of content
+/// (none for inner nodes, which list `block_sizes` instead).
+fn unixfs_file(data_len: usize, file_size: u64, block_sizes: &[u64]) -> (Vec<u8>, Vec<u8>) {
+    let mut before = Vec::with_capacity(16);
+    write_uint(&mut before, 1, TYPE_FILE);
+    if data_len > 0 {
+        write_bytes_header(&mut before, 2, data_len);
     }
-    write_uint(&mut out, 3, file_size);
+    let mut after = Vec::with_capacity(11 + 4 * block_sizes.len());
+    write_uint(&mut after, 3, file_size);
     for &size in block_sizes {
-        write_uint(&mut out, 4, size);
+        write_uint(&mut after, 4, size);
     }
-    out
+    (before, after)
 }
 
 /// A dag-pb leaf wrapping a chunk (CIDv0 files).
@@ -42,20 +44,11 @@ pub fn leaf_node(chunk: &[u8]) -> Vec<u8> {
 /// A dag-pb leaf for `len` bytes of content with the content still to be filled in (zeros),
 /// and where in the block it goes: content read straight into place is not copied twice.
 pub fn leaf_node_frame(len: usize) -> (Vec<u8>, Range<usize>) {
-    // The UnixFS `Data` message around the content, as `unixfs_file` writes it.
-    let mut before = Vec::with_capacity(16);
-    write_uint(&mut before, 1, TYPE_FILE);
-    if len > 0 {
-        write_varint(&mut before, (2 << 3) | LEN);
-        write_varint(&mut before, len as u64);
-    }
-    let mut after = Vec::with_capacity(11);
-    write_uint(&mut after, 3, len as u64);
-    // The dag-pb node's field 1 holds that message.
+    let (before, after) = unixfs_file(len, len as u64, &[]);
+    // The dag-pb node's field 1 holds the UnixFS message.
     let data_len = before.len() + len + after.len();
     let mut block = Vec::with_capacity(data_len + 11);
-    write_varint(&mut block, (1 << 3) | LEN);
-    write_varint(&mut block, data_len as u64);
+    write_bytes_header(&mut block, 1, data_len);
     block.extend_from_slice(&before);
     let start = block.len();
     block.resize(start + len, 0);
@@ -66,7 +59,8 @@ pub fn leaf_node_frame(len: usize) -> (Vec<u8>, Range<usize>) {
 /// A dag-pb inner node over `links`.
 pub fn inner_node(links: &[Link]) -> Vec<u8> {
     let sizes: Vec<u64> = links.iter().map(|l| l.file_size).collect();
-    let data = unixfs_file(&[], sizes.iter().sum(), &sizes);
+    let (mut data, after) = unixfs_file(0, sizes.iter().sum(), &sizes);
+    data.extend_from_slice(&after);
     let mut out = Vec::with_capacity(data.len() + 48 * links.len() + 8);
     for link in links {
         let mut encoded = Vec::with_capacity(48);
@@ -225,8 +219,8 @@ mod tests {
         assert_eq!(data.block_sizes, vec![1, 1]);
     }
 
-    /// The leaf with its content read into place is the message `unixfs_file` encodes, across
-    /// the lengths where a varint grows.
+    /// The leaf with its content read into place is the plain protobuf encoding of a UnixFS
+    /// file leaf (Type, Data, filesize inside field 1), across the lengths where a varint grows.
     #[test]
     fn a_leaf_framed_for_its_content_is_the_plain_encoding() {
         for len in [
@@ -242,8 +236,14 @@ mod tests {
             1 << 21,
         ] {
             let chunk: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut unixfs = Vec::new();
+            write_uint(&mut unixfs, 1, TYPE_FILE);
+            if len > 0 {
+                write_bytes(&mut unixfs, 2, &chunk);
+            }
+            write_uint(&mut unixfs, 3, len as u64);
             let mut plain = Vec::new();
-            write_bytes(&mut plain, 1, &unixfs_file(&chunk, len as u64, &[]));
+            write_bytes(&mut plain, 1, &unixfs);
             assert_eq!(leaf_node(&chunk), plain, "{len} bytes");
         }
     }

@@ -1,5 +1,6 @@
-//! Where a NAR this machine lacks comes from, and a NAR streamed from the peers that hold it, resumed from the next holder when one stops (and
-//! from kubo, by its CID, when none is left), and kept in the NAR cache when it arrived whole.
+//! Where a NAR this machine lacks comes from, and a NAR streamed from the peers that hold it,
+//! resumed from the next holder when one stops (and from kubo, by its CID, when none is left),
+//! and kept in the NAR cache when it arrived whole.
 
 use std::io;
 use std::sync::Arc;

@@ -117,14 +117,23 @@ impl ServerProcess {
     /// CPU time (user and system, all threads) the process has used so far, in seconds.
     #[allow(dead_code)]
     pub(crate) fn cpu_seconds(&self) -> Option<f64> {
+        // utime and stime, in clock ticks (USER_HZ, 100 on Linux).
+        Some((self.stat_field(11)? + self.stat_field(12)?) as f64 / 100.0)
+    }
+
+    /// Page faults the process has taken so far (minor: no disk read, such as fresh memory the
+    /// kernel zeroes; most of them).
+    #[allow(dead_code)]
+    pub(crate) fn page_faults(&self) -> Option<u64> {
+        Some(self.stat_field(7)? + self.stat_field(9)?)
+    }
+
+    /// Field `index` of `/proc/PID/stat`, counted from the one after the command name (which is
+    /// in parentheses and may hold spaces): 7 is minflt, 9 majflt, 11 utime, 12 stime.
+    fn stat_field(&self, index: usize) -> Option<u64> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // The fields after the command name, which is in parentheses and may hold spaces:
-        // utime and stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
         let after_name = stat.rsplit_once(')')?.1;
-        let mut fields = after_name.split_whitespace().skip(11);
-        let user: u64 = fields.next()?.parse().ok()?;
-        let system: u64 = fields.next()?.parse().ok()?;
-        Some((user + system) as f64 / 100.0)
+        after_name.split_whitespace().nth(index)?.parse().ok()
     }
 
     /// Peak resident set size (VmHWM) in KiB.

@@ -33,10 +33,34 @@ pub(crate) struct BulkRound {
     pub(crate) sha256: Option<f64>,
     pub(crate) nar: Option<f64>,
     pub(crate) cat: Option<f64>,
-    /// CPU seconds the sending and the receiving node used per 256 MiB NAR transfer.
-    pub(crate) nar_cpu: Option<(f64, f64)>,
+    /// What the sending and the receiving node used per 256 MiB NAR transfer.
+    pub(crate) nar_used: Option<(Used, Used)>,
     /// The same for `peerix ipfs cat` (holder, reader; the CLI's own is not included).
-    pub(crate) cat_cpu: Option<(f64, f64)>,
+    pub(crate) cat_used: Option<(Used, Used)>,
+}
+
+/// What one node used for one transfer.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Used {
+    cpu_seconds: f64,
+    page_faults: f64,
+}
+
+impl Used {
+    fn of(node: &ServerProcess) -> Option<Self> {
+        Some(Self {
+            cpu_seconds: node.cpu_seconds()?,
+            page_faults: node.page_faults()? as f64,
+        })
+    }
+
+    /// What was used from `self` to `later`, per transfer of `transfers`.
+    fn until(self, later: Self, transfers: f64) -> Self {
+        Self {
+            cpu_seconds: (later.cpu_seconds - self.cpu_seconds) / transfers,
+            page_faults: (later.page_faults - self.page_faults) / transfers,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -168,7 +192,7 @@ pub(crate) fn round(
             Measurement::Nar => Some((&nodes.a, &nodes.b)),
             Measurement::Cat => Some((&cat.holder, &cat.reader)),
         };
-        let cpu_before = senders.and_then(cpu_pair);
+        let used_before = senders.and_then(used_pair);
         let (name, slot, measured) = match measurement {
             Measurement::Sha256 => (
                 "openssl sha256, one core",
@@ -182,26 +206,36 @@ pub(crate) fn round(
             ),
             Measurement::Cat => ("peerix ipfs cat", &mut figures.cat, cat.cat_mb_s()),
         };
-        let cpu = cpu_before.zip(senders.and_then(cpu_pair));
         // The NAR measurement fetches it once to warm up, then NAR_FETCHES times.
         let transfers = match measurement {
             Measurement::Nar => f64::from(crate::NAR_FETCHES + 1),
             _ => 1.0,
         };
-        let cpu = cpu.map(|(before, after)| {
-            let used = |before: f64, after: f64| (after - before) / transfers;
-            (used(before.0, after.0), used(before.1, after.1))
-        });
+        let used = used_before
+            .zip(senders.and_then(used_pair))
+            .map(|(before, after)| {
+                (
+                    before.0.until(after.0, transfers),
+                    before.1.until(after.1, transfers),
+                )
+            });
         match measured {
             Ok(mb_per_s) => {
-                let cpu_text = cpu.map_or(String::new(), |(sent, received)| {
-                    format!(" (CPU s: sender {sent:.2}, receiver {received:.2})")
+                let used_text = used.map_or(String::new(), |(sent, received)| {
+                    format!(
+                        " (CPU s: sender {:.2}, receiver {:.2}; page faults: sender {:.0}, \
+                         receiver {:.0})",
+                        sent.cpu_seconds,
+                        received.cpu_seconds,
+                        sent.page_faults,
+                        received.page_faults
+                    )
                 });
-                eprintln!("  {name}: {mb_per_s:.0} MB/s{cpu_text}");
+                eprintln!("  {name}: {mb_per_s:.0} MB/s{used_text}");
                 *slot = Some(mb_per_s);
                 match measurement {
-                    Measurement::Nar => figures.nar_cpu = cpu,
-                    Measurement::Cat => figures.cat_cpu = cpu,
+                    Measurement::Nar => figures.nar_used = used,
+                    Measurement::Cat => figures.cat_used = used,
                     Measurement::Sha256 => {}
                 }
             }
@@ -216,8 +250,8 @@ pub(crate) fn round(
     results.rounds.push(figures);
 }
 
-fn cpu_pair((sender, receiver): (&ServerProcess, &ServerProcess)) -> Option<(f64, f64)> {
-    Some((sender.cpu_seconds()?, receiver.cpu_seconds()?))
+fn used_pair((sender, receiver): (&ServerProcess, &ServerProcess)) -> Option<(Used, Used)> {
+    Some((Used::of(sender)?, Used::of(receiver)?))
 }
 
 fn nar(runtime: &Runtime, nodes: &Nodes, fixture: &Fixture) -> BenchResult<f64> {
@@ -284,15 +318,18 @@ pub(crate) fn render(results: &BulkResults) -> String {
         }
     }
     let show = |v: Option<f64>| v.map_or("failed".to_owned(), |v| format!("{v:.0}"));
-    let show_cpu = |v: Option<(f64, f64)>| {
+    let show_used = |v: Option<(Used, Used)>| {
         v.map_or("?".to_owned(), |(sent, received)| {
-            format!("{sent:.2} + {received:.2}")
+            format!(
+                "{:.2} + {:.2} s, {:.0} + {:.0} page faults",
+                sent.cpu_seconds, received.cpu_seconds, sent.page_faults, received.page_faults
+            )
         })
     };
     let _ = writeln!(
         out,
-        "\nEvery round (MB/s): openssl sha256 / NAR through B / ipfs cat; then the CPU seconds \
-         the sending + the receiving node used per 256 MiB, for the NAR and for the cat:"
+        "\nEvery round (MB/s): openssl sha256 / NAR through B / ipfs cat; then the CPU seconds and \
+         page faults the sending + the receiving node used per 256 MiB, for the NAR and for the cat:"
     );
     for (i, r) in results.rounds.iter().enumerate() {
         let _ = writeln!(
@@ -302,8 +339,8 @@ pub(crate) fn render(results: &BulkResults) -> String {
             show(r.sha256),
             show(r.nar),
             show(r.cat),
-            show_cpu(r.nar_cpu),
-            show_cpu(r.cat_cpu)
+            show_used(r.nar_used),
+            show_used(r.cat_used)
         );
     }
     for failure in &results.failures {

@@ -70,6 +70,8 @@ pub(crate) struct Copies {
     pub(crate) fetcher_uploads: Vec<u64>,
     /// Fetchers whose copy has the holder's NAR, byte for byte.
     pub(crate) equal_nars: usize,
+    /// Fetchers that fetched it with a swarm (the others took it from the holder alone).
+    pub(crate) swarmed: usize,
 }
 
 impl Lab {
@@ -176,11 +178,16 @@ impl Lab {
             }
             each.push(elapsed);
         }
-        let fetcher_uploads = fetchers
+        let statuses: Vec<Value> = fetchers
             .nodes
             .iter()
-            .map(|node| bytes_out(&status(&self.lab, node)))
+            .map(|node| status(&self.lab, node))
             .collect();
+        let fetcher_uploads = statuses.iter().map(bytes_out).collect();
+        let swarmed = statuses
+            .iter()
+            .filter(|s| s["swarm"]["nars_joined"].as_u64() >= Some(1))
+            .count();
         let equal_nars = fetchers
             .stores
             .iter()
@@ -194,6 +201,7 @@ impl Lab {
             holder_upload,
             fetcher_uploads,
             equal_nars,
+            swarmed,
         })
     }
 }

@@ -128,13 +128,15 @@ impl fmt::Display for Round {
         write!(
             f,
             "\n  holder uploaded {:.1} MB ({:.2} NARs); fetchers {:.1} MB ({:.2} NARs, most by one \
-             {:.2}); NAR equal to the holder's: {}/{}",
+             {:.2}); NAR equal to the holder's: {}/{}; fetched with the swarm: {}/{}",
             self.copies.holder_upload as f64 / 1e6,
             self.nars(self.copies.holder_upload),
             self.fetchers_upload() as f64 / 1e6,
             self.nars(self.fetchers_upload()),
             self.nars(uploads.iter().copied().max().unwrap_or(0)),
             self.copies.equal_nars,
+            self.fetchers(),
+            self.copies.swarmed,
             self.fetchers(),
         )
     }

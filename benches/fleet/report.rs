@@ -34,8 +34,8 @@ pub(crate) fn render_report(rounds: &[Round], load_at_start: &str) -> String {
 
     report.push_str(
         "| round | fetchers | all have it (s) | each: first / median / last (s) | holder upload \
-         (NARs) | fetchers' upload (NARs) | fewest peers connected | NAR equal |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         (NARs) | fetchers' upload (NARs) | fewest peers connected | NAR equal | with the swarm |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in rounds {
         let each: Vec<f64> = r.copies.each.iter().copied().map(secs).collect();
@@ -43,7 +43,7 @@ pub(crate) fn render_report(rounds: &[Round], load_at_start: &str) -> String {
         let last = each.iter().copied().fold(0.0, f64::max);
         let _ = writeln!(
             report,
-            "| {} {} | {} | {:.2} | {first:.2} / {:.2} / {last:.2} | {:.2} | {:.2} | {} | {}/{} |",
+            "| {} {} | {} | {:.2} | {first:.2} / {:.2} / {last:.2} | {:.2} | {:.2} | {} | {}/{} | {}/{} |",
             r.pair,
             match r.kind {
                 Kind::One => "one",
@@ -56,6 +56,8 @@ pub(crate) fn render_report(rounds: &[Round], load_at_start: &str) -> String {
             r.nars(r.fetchers_upload()),
             r.fewest_connected,
             r.copies.equal_nars,
+            r.fetchers(),
+            r.copies.swarmed,
             r.fetchers(),
         );
     }

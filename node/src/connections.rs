@@ -27,7 +27,9 @@ struct Open {
     peer: PeerId,
     endpoint: ConnectedPoint,
     upgraded: bool,
-    /// The last round trip ping measured on it.
+    /// The shortest round trip ping measured on it: the path's own. A later ping can wait
+    /// behind bulk data queued on the connection (a capped uplink full of blocks adds tens of
+    /// ms), which says how busy the link is, not how far the peer is.
     rtt: Option<Duration>,
     /// The local port a TCP dial really connected from.
     tcp_local_port: Option<u16>,
@@ -81,7 +83,7 @@ impl Connections {
 
     pub fn on_rtt(&mut self, id: &ConnectionId, rtt: Duration) {
         if let Some(open) = self.open.get_mut(id) {
-            open.rtt = Some(rtt);
+            open.rtt = Some(open.rtt.map_or(rtt, |shortest| shortest.min(rtt)));
         }
     }
 
@@ -174,5 +176,35 @@ impl Connections {
         // from that port for its mapping to be compared with.
         let really = transport != Transport::Tcp || open.tcp_local_port == Some(listening);
         really.then_some(listening)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::core::Endpoint;
+
+    use super::*;
+
+    #[test]
+    fn a_peer_is_as_far_as_its_shortest_ping() {
+        let mut connections = Connections::new(DialedFrom::default());
+        let (id, peer) = (ConnectionId::new_unchecked(1), PeerId::random());
+        let endpoint = ConnectedPoint::Dialer {
+            address: "/ip4/10.0.0.2/tcp/13304".parse().expect("an address"),
+            role_override: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        };
+        connections.on_established(id, peer, endpoint);
+        let traffic = Traffic::new(None);
+        assert_eq!(connections.peer_info(peer, &traffic).rtt, None);
+        for ms in [3, 120, 2, 90] {
+            connections.on_rtt(&id, Duration::from_millis(ms));
+        }
+        let rtt = connections.peer_info(peer, &traffic).rtt;
+        assert_eq!(
+            rtt,
+            Some(Duration::from_millis(2)),
+            "pings behind queued blocks"
+        );
     }
 }

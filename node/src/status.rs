@@ -13,7 +13,8 @@ pub struct PeerInfo {
     pub direct: bool,
     /// Some connection to the peer goes through a relay.
     pub relayed: bool,
-    /// The round trip to the peer over its fastest direct connection, as ping last measured it.
+    /// The round trip to the peer over its fastest direct connection: the shortest ping has
+    /// measured on it (later pings may wait behind queued data).
     pub rtt: Option<Duration>,
     /// Bytes received from and sent to the peer since this node started.
     pub bytes_in: u64,

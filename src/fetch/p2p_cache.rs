@@ -83,12 +83,16 @@ impl P2pCache {
         if let Some(nar) = self.local.nar(nar_hash).await? {
             return Ok(Some((nar, Source::Local)));
         }
-        let from_peers = self.remote.as_ref().and_then(|remote| remote.nar(nar_hash));
+        if let Some(remote) = &self.remote {
+            if let Some(found) = remote.nar(nar_hash).await {
+                return Ok(Some(found));
+            }
+        }
         let pulled = || {
             let pull_through = self.pull_through.as_ref()?;
             Some((pull_through.nar(nar_hash)?, Source::PullThrough))
         };
-        Ok(from_peers.or_else(pulled))
+        Ok(pulled())
     }
 }
 

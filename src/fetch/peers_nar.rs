@@ -43,7 +43,10 @@ impl Remote {
 
     /// A NAR this machine lacks, from wherever it can come: the NAR cache, the honest peers
     /// holding its path now, or the LAN's old peer that served its narinfo.
-    pub(in crate::fetch) fn nar(self: &Arc<Self>, nar_hash: NarHash) -> Option<(Nar, Source)> {
+    pub(in crate::fetch) async fn nar(
+        self: &Arc<Self>,
+        nar_hash: NarHash,
+    ) -> Option<(Nar, Source)> {
         if let Some((size, source)) = self.nar_cache.as_ref().and_then(|c| c.get(&nar_hash)) {
             return Some((Nar { size, source }, Source::NarCache));
         }
@@ -57,9 +60,12 @@ impl Remote {
             let source = Box::new(nar);
             return Some((Nar { size, source }, Source::OldPeer));
         };
-        let swarm = nar.cid.is_some()
-            && nar.size >= MULTI_SOURCE_MIN
-            && self.swarms().is_some_and(|s| s.may_have_company(&peers));
+        let swarm = match self.swarms() {
+            Some(swarms) if nar.cid.is_some() && nar.size >= MULTI_SOURCE_MIN => {
+                swarms.may_have_company(&peers).await
+            }
+            _ => false,
+        };
         let source = Box::new(PeersNar {
             remote: self.clone(),
             nar_hash,

@@ -49,8 +49,8 @@ struct Active {
 pub struct Swarms {
     node: NodeHandle,
     near: Arc<NearMembers>,
-    /// The near members as last looked at: whether a fetch could have company is decided
-    /// without waiting.
+    /// The near members as last looked at (every second, and by each fetch that may swarm):
+    /// whom a new swarm tells, and what `why` and the status report.
     near_now: RwLock<Vec<PeerId>>,
     active: Mutex<HashMap<Cid, Active>>,
     /// Near members that said they fetch a CID, and when.
@@ -132,9 +132,17 @@ impl Swarms {
         near.iter().filter(|p| !holders.contains(p)).count()
     }
 
-    /// Whether a NAR held by `holders` could be fetched with others.
-    pub fn may_have_company(&self, holders: &[PeerId]) -> bool {
-        self.company(holders) > 0
+    /// Whether a NAR held by `holders` could be fetched with others, by the near members as
+    /// they are now: a fleet's machines ask for a new path in the same second they connect, and
+    /// one that looked at a list a second old would fetch alone from the holders.
+    pub async fn may_have_company(&self, holders: &[PeerId]) -> bool {
+        let near = self.near.list().await;
+        let company = near.iter().any(|p| !holders.contains(p));
+        *self
+            .near_now
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = near;
+        company
     }
 
     /// Joins (or starts) the swarm for `cid`, telling the near members that are not holders;

@@ -28,6 +28,8 @@ const HEARD: usize = 1024;
 const HEARD_FOR: Duration = Duration::from_secs(120);
 /// How often the near members are looked at again.
 const NEAR_REFRESH: Duration = Duration::from_secs(1);
+/// How long a NAR request may wait for the near members as they are now.
+const NEAR_LOOKUP: Duration = Duration::from_millis(200);
 /// Deadlines of one notice: to open the stream, and for the whole exchange.
 const OPEN_DEADLINE: Duration = Duration::from_secs(2);
 const EXCHANGE_DEADLINE: Duration = Duration::from_secs(3);
@@ -135,14 +137,15 @@ impl Swarms {
     /// Whether a NAR held by `holders` could be fetched with others, by the near members as
     /// they are now: a fleet's machines ask for a new path in the same second they connect, and
     /// one that looked at a list a second old would fetch alone from the holders.
+    /// A node too busy to say within [`NEAR_LOOKUP`] is judged by the list it gave last.
     pub async fn may_have_company(&self, holders: &[PeerId]) -> bool {
-        let near = self.near.list().await;
-        let company = near.iter().any(|p| !holders.contains(p));
-        *self
-            .near_now
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = near;
-        company
+        if let Ok(near) = tokio::time::timeout(NEAR_LOOKUP, self.near.list()).await {
+            *self
+                .near_now
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = near;
+        }
+        self.company(holders) > 0
     }
 
     /// Joins (or starts) the swarm for `cid`, telling the near members that are not holders;

@@ -115,11 +115,7 @@ impl Swarms {
         let watching = Arc::downgrade(&this);
         tokio::spawn(async move {
             while let Some(swarms) = watching.upgrade() {
-                let near = swarms.near.list().await;
-                *swarms
-                    .near_now
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = near;
+                swarms.look_at_near().await;
                 drop(swarms);
                 tokio::time::sleep(NEAR_REFRESH).await;
             }
@@ -137,15 +133,20 @@ impl Swarms {
     /// Whether a NAR held by `holders` could be fetched with others, by the near members as
     /// they are now: a fleet's machines ask for a new path in the same second they connect, and
     /// one that looked at a list a second old would fetch alone from the holders.
+    ///
     /// A node too busy to say within [`NEAR_LOOKUP`] is judged by the list it gave last.
     pub async fn may_have_company(&self, holders: &[PeerId]) -> bool {
-        if let Ok(near) = tokio::time::timeout(NEAR_LOOKUP, self.near.list()).await {
-            *self
-                .near_now
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = near;
-        }
+        let _ = tokio::time::timeout(NEAR_LOOKUP, self.look_at_near()).await;
         self.company(holders) > 0
+    }
+
+    /// Takes the near members as they are now into `near_now`.
+    async fn look_at_near(&self) {
+        let near = self.near.list().await;
+        *self
+            .near_now
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = near;
     }
 
     /// Joins (or starts) the swarm for `cid`, telling the near members that are not holders;

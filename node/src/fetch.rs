@@ -61,6 +61,17 @@ impl Sources {
 const WINDOW: usize = 64;
 /// Content chunks buffered for the reader.
 const OUTPUT_CHUNKS: usize = 8;
+/// Links one inner node may have: kubo's importer writes up to 174, Helia's up to 1024. The
+/// DAG comes from peers, and every link queues a block.
+const MAX_CHILDREN: usize = 4096;
+/// Blocks a walk holds the CIDs of at once: those asked for or waiting their turn, and the
+/// children of inner nodes that arrived ahead of their turn. A file's walk holds the children of
+/// each inner node on its current path (a few thousand for the widest importer); a DAG that
+/// keeps widening without content is refused before it fills memory.
+const MAX_QUEUED: usize = 16_384;
+/// Inner nodes in file order with no content between them: the DAG's depth at most. kubo's
+/// balanced DAG of an exabyte is 6 deep; a chain of inner nodes without content is an attack.
+const MAX_INNER_IN_A_ROW: usize = 64;
 
 /// What one block of a file DAG turned out to be.
 enum Node {
@@ -77,6 +88,12 @@ fn parse(cid: &Cid, block: Vec<u8>) -> io::Result<Node> {
         RAW => Ok(Node::Content(block)),
         DAG_PB => {
             let node = decode_node(&block).map_err(|e| invalid(format!("{cid}: {e}")))?;
+            if node.links.len() > MAX_CHILDREN {
+                return Err(invalid(format!(
+                    "{cid}: {} links, more than the {MAX_CHILDREN} a file's node may have",
+                    node.links.len()
+                )));
+            }
             if node.links.is_empty() {
                 let data = node.data.unwrap_or_default();
                 let unixfs = decode_unixfs(data).map_err(|e| invalid(format!("{cid}: {e}")))?;
@@ -126,9 +143,11 @@ async fn walk(
     // Spreads blocks over the peers in turn, so every holder serves a share.
     let turn = Arc::new(AtomicUsize::new(0));
     let asking = Arc::new(Semaphore::new(WINDOW));
+    // The root, at first.
+    let queued = Arc::new(AtomicUsize::new(1));
     let fetch = |cid: Cid| {
         let (bitswap, sources, turn) = (bitswap.clone(), sources.clone(), turn.clone());
-        let asking = asking.clone();
+        let (asking, queued) = (asking.clone(), queued.clone());
         async move {
             let mut block = None;
             if local {
@@ -142,11 +161,23 @@ async fn walk(
             let block = block.ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("no peer has {cid}"))
             })?;
-            parse(&cid, block)
+            let node = parse(&cid, block)?;
+            if let Node::Children(children) = &node {
+                // Counted as they arrive, however far ahead of their turn.
+                let held = queued.fetch_add(children.len(), Ordering::Relaxed) + children.len();
+                if held > MAX_QUEUED {
+                    return Err(invalid(format!(
+                        "the DAG would queue more than {MAX_QUEUED} blocks at once"
+                    )));
+                }
+            }
+            queued.fetch_sub(1, Ordering::Relaxed);
+            Ok(node)
         }
     };
     let mut pending: VecDeque<Cid> = VecDeque::from([root]);
     let mut in_flight = FuturesOrdered::new();
+    let mut inner_in_a_row = 0;
     loop {
         while in_flight.len() < WINDOW {
             let Some(cid) = pending.pop_front() else {
@@ -154,17 +185,32 @@ async fn walk(
             };
             in_flight.push_back(fetch(cid));
         }
-        let Some(next) = in_flight.next().await else {
+        // A reader who left ends the walk at once, not at the next content: a DAG of inner
+        // nodes alone would otherwise keep it fetching.
+        let next = tokio::select! {
+            next = in_flight.next() => next,
+            () = output.closed() => return Ok(()),
+        };
+        let Some(next) = next else {
             return Ok(());
         };
         match next? {
             Node::Content(data) => {
+                if !data.is_empty() {
+                    inner_in_a_row = 0;
+                }
                 if output.send(Ok(data)).await.is_err() {
                     return Ok(());
                 }
             }
             // Children come before everything requested so far: they go to the front.
             Node::Children(children) => {
+                inner_in_a_row += 1;
+                if inner_in_a_row > MAX_INNER_IN_A_ROW {
+                    return Err(invalid(format!(
+                        "more than {MAX_INNER_IN_A_ROW} inner nodes in a row without content"
+                    )));
+                }
                 for child in children.into_iter().rev() {
                     in_flight.push_front(fetch(child));
                 }

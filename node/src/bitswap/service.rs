@@ -12,7 +12,7 @@ use futures_util::io::BufReader;
 use futures_util::AsyncBufReadExt;
 use hashlink::LruCache;
 use libp2p::{PeerId, StreamProtocol};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use super::wire::{read_body, write_message};
 use super::{Message, Presence, WantEntry, WantType, PROTOCOL};
@@ -20,6 +20,7 @@ use crate::app_streams::{InboundReceiver, InboundStream, StreamOpener};
 use crate::blocks::BlockSource;
 use crate::config::BitswapDeadlines;
 use crate::swarm::SwarmInner;
+use budget::{BlockBudget, SendBudget};
 use kept::{KeptBlocks, KEPT_BYTES};
 use swarming::Owed;
 pub use swarming::SwarmStatus;
@@ -28,11 +29,6 @@ pub use swarming::SwarmStatus;
 const REPLY_BYTES: usize = 1 << 20;
 /// Messages queued for one peer before the sender waits.
 const OUTBOX: usize = 16;
-/// Block bytes read for peers and not yet written to them, all peers together, in KiB. Peers
-/// wait their turn for it in order, which also shares the disk and the uplink fairly among them.
-const SEND_BUDGET_KIB: usize = 64 << 10;
-/// What one block takes from the budget: a leaf is one 256 KiB chunk.
-const BLOCK_KIB: u32 = 256;
 /// How long one peer gets to answer a want before the next is asked.
 const WANT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A peer that takes longer to accept one message is dropped, freeing its share of the budget.
@@ -45,8 +41,9 @@ const OUTBOXES: usize = 1024;
 const DELIVERING_PEERS: usize = 1024;
 /// Wants sent together in one message at most.
 const WANTS_PER_MESSAGE: usize = 256;
-/// Blocks remembered as received, so that a duplicate is not taken for a wrong block.
-const RECENT_BLOCKS: usize = 1024;
+/// Blocks remembered as settled (received, or given up on), so that one arriving without a
+/// waiter is not taken for a wrong block.
+const SETTLED_BLOCKS: usize = 1024;
 /// The longest a want waits on a peer that keeps delivering other blocks.
 const MAX_WANT_WAIT: Duration = Duration::from_secs(600);
 
@@ -77,11 +74,11 @@ pub struct Bitswap {
     /// Each peer's outbound stream; one dropped from here ends once its queue is written.
     outboxes: Mutex<LruCache<PeerId, mpsc::Sender<Outgoing>>>,
     banned: Mutex<LruCache<PeerId, ()>>,
-    send_budget: Arc<Semaphore>,
+    send_budget: SendBudget,
     /// When each peer last delivered a wanted block.
     last_delivery: Mutex<LruCache<PeerId, Instant>>,
-    /// The blocks received last, oldest first.
-    recent: Mutex<VecDeque<Cid>>,
+    /// The blocks received or given up on last, oldest first.
+    settled: Mutex<VecDeque<Cid>>,
     deadlines: BitswapDeadlines,
     /// Blocks received for swarms, to pass on.
     kept: KeptBlocks,
@@ -98,7 +95,7 @@ pub struct Bitswap {
 /// A message for a peer, holding its share of the send budget until it is written.
 struct Outgoing {
     message: Message,
-    _budget: Option<OwnedSemaphorePermit>,
+    _budget: Vec<BlockBudget>,
 }
 
 /// Adds the wants queued behind `message` to it (peers like Helia cap the messages they queue
@@ -136,9 +133,9 @@ impl Bitswap {
             wants: Mutex::new(HashMap::new()),
             outboxes: Mutex::new(LruCache::new(OUTBOXES)),
             banned: Mutex::new(LruCache::new(BANNED_PEERS)),
-            send_budget: Arc::new(Semaphore::new(SEND_BUDGET_KIB)),
+            send_budget: SendBudget::new(),
             last_delivery: Mutex::new(LruCache::new(DELIVERING_PEERS)),
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
+            settled: Mutex::new(VecDeque::with_capacity(SETTLED_BLOCKS)),
             deadlines,
             kept: KeptBlocks::new(KEPT_BYTES),
             owed: Mutex::default(),
@@ -232,12 +229,7 @@ impl Bitswap {
                     if let Ok(mut delivered) = self.last_delivery.lock() {
                         delivered.insert(peer, Instant::now());
                     }
-                    if let Ok(mut recent) = self.recent.lock() {
-                        if recent.len() == RECENT_BLOCKS {
-                            recent.pop_front();
-                        }
-                        recent.push_back(cid);
-                    }
+                    self.settle(cid);
                     if waiters.iter().any(|w| w.purpose != Purpose::Own) {
                         self.kept.insert(cid, data.clone());
                         self.pass_on(cid, &data);
@@ -251,9 +243,9 @@ impl Bitswap {
                         let _ = last.reply.send(Outcome::Block(data));
                     }
                 }
-                // A second copy of a block just received (wanted twice, or sent twice) is waste,
-                // not harm.
-                None if self.recent.lock().is_ok_and(|r| r.contains(&cid)) => {}
+                // A second copy of a block just received (wanted twice, or sent twice), or one
+                // given up on a moment before it came, is waste, not harm.
+                None if self.settled.lock().is_ok_and(|r| r.contains(&cid)) => {}
                 // Wanted from this peer, yet it answers with other bytes: a wrong block.
                 None if self.has_wants_from(peer) => {
                     self.penalise(peer, "sent a block that was not asked for");
@@ -274,6 +266,16 @@ impl Bitswap {
         }
         if !wanted.is_empty() {
             self.answer(peer, wanted).await;
+        }
+    }
+
+    /// Remembers that `cid` needs no more answers: one that still comes is waste, not a lie.
+    fn settle(&self, cid: Cid) {
+        if let Ok(mut settled) = self.settled.lock() {
+            if settled.len() == SETTLED_BLOCKS {
+                settled.pop_front();
+            }
+            settled.push_back(cid);
         }
     }
 
@@ -321,14 +323,14 @@ impl Bitswap {
     async fn answer(self: &Arc<Self>, peer: PeerId, wanted: Vec<WantEntry>) {
         let mut reply = Message::default();
         let mut reply_bytes = 0;
-        let mut reply_budget: Option<OwnedSemaphorePermit> = None;
+        let mut reply_budget = Vec::new();
         for entry in wanted {
             let (blocks, cid) = (self.blocks.clone(), entry.cid);
             let mut budget = None;
             let found = match entry.want_type {
                 WantType::Have => (self.kept.has(&cid) || blocks.has(&cid)).then(Vec::new),
                 WantType::Block => {
-                    budget = self.block_budget().await;
+                    budget = self.send_budget.for_block(peer).await;
                     match self.kept.get(&cid) {
                         Some(kept) => {
                             self.passed_on.fetch_add(1, Ordering::Relaxed);
@@ -346,13 +348,7 @@ impl Bitswap {
                 (Some(data), WantType::Block) => {
                     reply_bytes += data.len();
                     reply.blocks.push((cid, data));
-                    reply_budget = match (reply_budget, budget) {
-                        (Some(mut held), Some(more)) => {
-                            held.merge(more);
-                            Some(held)
-                        }
-                        (held, more) => held.or(more),
-                    };
+                    reply_budget.extend(budget);
                 }
                 (Some(_), WantType::Have) => reply.presences.push((cid, Presence::Have)),
                 // A member of a swarm of ours: answered when the block comes.
@@ -363,7 +359,8 @@ impl Bitswap {
                 (None, _) => {}
             }
             if reply_bytes >= REPLY_BYTES {
-                self.send_with_budget(peer, std::mem::take(&mut reply), reply_budget.take())
+                let budget = std::mem::take(&mut reply_budget);
+                self.send_with_budget(peer, std::mem::take(&mut reply), budget)
                     .await;
                 reply_bytes = 0;
             }
@@ -373,25 +370,16 @@ impl Bitswap {
         }
     }
 
-    /// One block's share of the send budget, waited for in turn.
-    async fn block_budget(&self) -> Option<OwnedSemaphorePermit> {
-        self.send_budget
-            .clone()
-            .acquire_many_owned(BLOCK_KIB)
-            .await
-            .ok()
-    }
-
     /// Queues `message` for `peer` on its one outbound stream, opening it when needed.
     async fn send(self: &Arc<Self>, peer: PeerId, message: Message) {
-        self.send_with_budget(peer, message, None).await;
+        self.send_with_budget(peer, message, Vec::new()).await;
     }
 
     async fn send_with_budget(
         self: &Arc<Self>,
         peer: PeerId,
         message: Message,
-        budget: Option<OwnedSemaphorePermit>,
+        budget: Vec<BlockBudget>,
     ) {
         let outbox = self.outboxes.lock().ok().map(|mut outboxes| {
             if let Some(outbox) = outboxes.get(&peer) {
@@ -484,6 +472,7 @@ impl Bitswap {
     }
 }
 
+mod budget;
 mod kept;
 mod swarming;
 mod wants;

@@ -14,6 +14,7 @@ fn invalid(e: impl ToString) -> io::Error {
 /// between messages.
 pub async fn read_body<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Option<Vec<u8>>> {
     let mut len = 0u64;
+    let mut ended = false;
     for i in 0..10 {
         let mut byte = [0u8];
         if stream.read(&mut byte).await? == 0 {
@@ -25,8 +26,12 @@ pub async fn read_body<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Optio
         }
         len |= u64::from(byte[0] & 0x7f) << (7 * i);
         if byte[0] & 0x80 == 0 {
+            ended = true;
             break;
         }
+    }
+    if !ended {
+        return Err(invalid("message length prefix longer than 10 bytes"));
     }
     let len = usize::try_from(len).unwrap_or(usize::MAX);
     if len > MAX_MESSAGE_SIZE {
@@ -45,4 +50,26 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     stream.write_all(message.encode_delimited().bytes()).await?;
     stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::io::Cursor;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_is_read_behind_its_length() {
+        let mut stream = Cursor::new(vec![3, b'a', b'b', b'c']);
+        let body = read_body(&mut stream).await.unwrap();
+        assert_eq!(body.as_deref(), Some(&b"abc"[..]));
+        assert!(read_body(&mut stream).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_length_that_never_ends_is_refused() {
+        let mut stream = Cursor::new(vec![0x80; 11]);
+        let error = read_body(&mut stream).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
 }

@@ -21,6 +21,8 @@ const OWED_PER_PEER: usize = 256;
 const OWED_TOTAL: usize = 16_384;
 /// A kept want older than this is dropped: the peer has long asked elsewhere.
 const OWED_FOR: Duration = Duration::from_secs(60);
+/// How long a block waits for a member's part of the send budget before it is not passed on.
+const PASS_ON_WAIT: Duration = Duration::from_secs(5);
 
 struct OwedWant {
     peer: PeerId,
@@ -204,13 +206,21 @@ impl Bitswap {
         let (engine, data) = (self.clone(), data.to_vec());
         tokio::spawn(async move {
             for want in owed {
-                let budget = engine.block_budget().await;
+                // Within a while: a member that reads slowly must not keep this copy of the
+                // block here for long; it asks elsewhere when its want times out.
+                let budget =
+                    tokio::time::timeout(PASS_ON_WAIT, engine.send_budget.for_block(want.peer));
+                let Ok(budget) = budget.await else {
+                    continue;
+                };
                 let message = Message {
                     blocks: vec![(cid, data.clone())],
                     ..Message::default()
                 };
                 engine.passed_on.fetch_add(1, Ordering::Relaxed);
-                engine.send_with_budget(want.peer, message, budget).await;
+                engine
+                    .send_with_budget(want.peer, message, budget.into_iter().collect())
+                    .await;
             }
         });
     }

@@ -11,6 +11,39 @@ use tokio::sync::oneshot;
 use super::{Bitswap, Outcome, Purpose, Waiter, MAX_WANT_WAIT, WANT_TIMEOUT};
 use crate::bitswap::{Message, WantEntry, WantType};
 
+/// Removes the waiters of `cid` nobody listens to any more when a want ends, however it ends.
+struct PruneOnDrop<'a> {
+    engine: &'a Bitswap,
+    cid: Cid,
+}
+
+impl Drop for PruneOnDrop<'_> {
+    fn drop(&mut self) {
+        let Ok(mut wants) = self.engine.wants.lock() else {
+            return;
+        };
+        let Some(waiters) = wants.get_mut(&self.cid) else {
+            return;
+        };
+        let before = waiters.len();
+        waiters.retain(|w| !w.reply.is_closed());
+        if waiters.len() == before {
+            return;
+        }
+        let unfound = waiters.is_empty();
+        if unfound {
+            wants.remove(&self.cid);
+        }
+        drop(wants);
+        self.engine.settle(self.cid);
+        // Members that counted on this node for it ask elsewhere (telling them needs a runtime,
+        // which a future dropped at shutdown may lack).
+        if unfound && tokio::runtime::Handle::try_current().is_ok() {
+            self.engine.owed_unfound(self.cid);
+        }
+    }
+}
+
 impl Bitswap {
     /// Waits for `peer`'s answer to one want. A peer that answers nothing for [`WANT_TIMEOUT`]
     /// times out; one that keeps delivering other blocks is merely busy (behind a bandwidth cap,
@@ -57,6 +90,9 @@ impl Bitswap {
             if self.is_banned(&peer) {
                 continue;
             }
+            // Declared before the channel, so dropped after its receiver: a want whose asker
+            // went away (a walk dropped mid-way) leaves no waiter behind.
+            let _pruned = PruneOnDrop { engine: self, cid };
             let (reply, outcome) = oneshot::channel();
             // A file may hold the same block twice: one want per block and peer is enough.
             let mut asked = false;
@@ -103,6 +139,7 @@ impl Bitswap {
                         },
                     )
                     .await;
+                    self.settle(cid);
                     self.peer_lacks(peer, &cid);
                 }
             }

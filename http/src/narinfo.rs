@@ -9,6 +9,12 @@ use crate::store_path::{StorePathError, StorePathName};
 
 /// Larger narinfos exist only as attacks: a path with thousands of references stays far below.
 pub const MAX_NARINFO_LEN: usize = 1 << 20;
+/// The longest value of any field but `References`: a store path is at most 211 bytes, a
+/// signature under a hundred. Fields that no signature covers (`URL`, a `Sig`'s key name) are
+/// kept in memory, so a peer must not make them megabytes long.
+pub const MAX_FIELD_LEN: usize = 4096;
+/// `Sig` lines at most: a path is signed by a key or two.
+pub const MAX_SIGS: usize = 32;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum NarInfoError {
@@ -147,6 +153,12 @@ fn hash(field: &'static str, text: &str) -> Result<NarHash, NarInfoError> {
 
 impl<'a> Fields<'a> {
     fn set(&mut self, key: &str, value: &'a str) -> Result<(), NarInfoError> {
+        if value.len() > MAX_FIELD_LEN && key != "References" {
+            return Err(NarInfoError::Field {
+                field: "any but References",
+                reason: format!("a value longer than {MAX_FIELD_LEN} bytes"),
+            });
+        }
         let (name, slot) = match key {
             "StorePath" => ("StorePath", &mut self.store_path),
             "URL" => ("URL", &mut self.url),
@@ -159,6 +171,9 @@ impl<'a> Fields<'a> {
             "Deriver" => ("Deriver", &mut self.deriver),
             "System" => ("System", &mut self.system),
             "CA" => ("CA", &mut self.ca),
+            "Sig" if self.sigs.len() == MAX_SIGS => {
+                return Err(field_error("Sig", format!("more than {MAX_SIGS}")));
+            }
             "Sig" => {
                 self.sigs.push(value);
                 return Ok(());
@@ -273,5 +288,26 @@ Sig: cache.nixos.org-1:3xGTd6kbg2VyW7+eJzKUnK2JkmUl/1ZLfcZtPUMSPPU3GYLcqWYhKD8uW
             NarInfo::parse(&"x".repeat(MAX_NARINFO_LEN + 1)),
             Err(NarInfoError::TooLarge)
         );
+    }
+
+    #[test]
+    fn fields_no_signature_covers_stay_short() {
+        let long_url = SAMPLE.replace("URL: nar/", &format!("URL: nar/{}", "a".repeat(4096)));
+        assert!(NarInfo::parse(&long_url).is_err());
+        let long_name = format!("{SAMPLE}Sig: {}:c2ln\n", "k".repeat(4096));
+        assert!(NarInfo::parse(&long_name).is_err());
+        let many_sigs = format!("{SAMPLE}{}", "Sig: k:c2ln\n".repeat(MAX_SIGS));
+        assert!(NarInfo::parse(&many_sigs).is_err());
+        let enough_sigs = format!("{SAMPLE}{}", "Sig: k:c2ln\n".repeat(MAX_SIGS - 1));
+        assert_eq!(NarInfo::parse(&enough_sigs).unwrap().sigs.len(), MAX_SIGS);
+        // References alone may be long: a path can refer to thousands of others.
+        let refs: Vec<String> = (0..200)
+            .map(|i| format!("{:0>32}-dep-{i}", i).replace('e', "f"))
+            .collect();
+        let many_refs = SAMPLE.replace(
+            "References: 7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12.1",
+            &format!("References: {}", refs.join(" ")),
+        );
+        assert_eq!(NarInfo::parse(&many_refs).unwrap().references.len(), 201);
     }
 }

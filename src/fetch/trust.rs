@@ -154,13 +154,19 @@ impl Trust {
     }
 }
 
-/// The key name of each signature (the text before its `:`).
+/// Key names kept per refused narinfo, and characters per name: they are the peer's words,
+/// remembered for thousands of refusals.
+const KEPT_KEY_NAMES: usize = 4;
+const KEPT_KEY_NAME_CHARS: usize = 64;
+
+/// The key name of each signature (the text before its `:`), the first few and shortened.
 fn key_names(narinfo: &NarInfo) -> Vec<String> {
     narinfo
         .sigs
         .iter()
         .filter_map(|sig| sig.split_once(':'))
-        .map(|(name, _)| name.to_owned())
+        .take(KEPT_KEY_NAMES)
+        .map(|(name, _)| name.chars().take(KEPT_KEY_NAME_CHARS).collect())
         .collect()
 }
 

@@ -265,7 +265,7 @@ in
 
     lanPort = nullOr types.port "Port of the `/local` listener old LAN peers fetch from (`port` + 2 by default).";
 
-    allowedHosts = mkOption' (types.listOf types.str) [ ] "Host names besides loopback under which browsers may use the RPC, `/status` and the dashboard.";
+    allowedHosts = mkOption' (types.listOf types.str) [ ] "Host names besides loopback under which the RPC, `/status`, the dashboard and (while the front listens on loopback) the Nix routes answer.";
 
     maxAddSize = nullOr types.str "Largest body `/api/v0/add` takes.";
 

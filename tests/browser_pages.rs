@@ -1,7 +1,8 @@
 //! A real browser (headless Chromium) against a running node: a page from another origin tries
 //! to drive the node's RPC and the dashboard's controls with the requests any web page may send
-//! without asking (POSTs of forms and plain text, `no-cors`), and a DNS-rebinding name that
-//! resolves to the node asks for `/status`. Nothing changes and nothing is revealed. Chromium resolves no name but the one the
+//! without asking (POSTs of forms and plain text, `no-cors`) and to look a path up, and a
+//! DNS-rebinding name that resolves to the node asks for `/status` and `/bootstrap`. Nothing
+//! changes and nothing is revealed. Chromium resolves no name but the one the
 //! test maps to 127.0.0.1 and contacts nothing else.
 
 mod common;
@@ -18,6 +19,8 @@ use common::{ChrootStore, Peerix};
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The name a rebinding attacker's DNS would point at the node.
 const REBOUND_NAME: &str = "rebind.test";
+/// A store hash nobody holds, for the page's lookup.
+const MISSING_HASH: &str = "00000000000000000000000000000000";
 
 /// The attacker's page: every control request it can make unasked, then a note to its own
 /// server that it got through them all.
@@ -39,6 +42,8 @@ async function attack() {{
   form.append("file", new Blob(["a file a web page would like to publish"]), "upload");
   await send("/api/v0/add", form);
   await send("/api/v0/routing/provide?arg=bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", null);
+  // A lookup makes the node ask its peers; what it answers tells what they hold.
+  try {{ await fetch(node + "/{MISSING_HASH}.narinfo", {{ mode: "no-cors" }}); }} catch (e) {{}}
   await fetch("/done", {{ method: "POST" }});
   document.title = "done";
 }}
@@ -136,6 +141,14 @@ fn a_web_page_cannot_drive_or_read_the_node() {
     assert_eq!(peer_count(&a), 0, "a page made the node dial");
     assert_eq!(peer_count(&b), 0, "a page made the node dial");
     assert!(added_files(&state).is_empty(), "{:?}", added_files(&state));
+    let metrics = common::curl(&format!("{}/metrics", a.url()), &[]);
+    let metrics = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "peerix_narinfo_misses_total 0"),
+        "a page made the node look a path up: {metrics}"
+    );
 
     // The rebinding name reaches the node itself: the browser sends it as Host.
     let rebound = format!("http://{REBOUND_NAME}:{}/status", a.port);
@@ -150,6 +163,12 @@ fn a_web_page_cannot_drive_or_read_the_node() {
     assert!(
         !dom.contains(&peer_id),
         "/status revealed to {REBOUND_NAME}"
+    );
+    let rebound = format!("http://{REBOUND_NAME}:{}/bootstrap", a.port);
+    let dom = chromium_dump(&dir.path().join("profile-rebound-bootstrap"), &rebound);
+    assert!(
+        dom.contains("refused") && !dom.contains(&peer_id),
+        "/bootstrap revealed to {REBOUND_NAME}: {dom}"
     );
     // The same browser, with the node's own name, is served: the rule is the Host, not the client.
     let own = chromium_dump(

@@ -14,6 +14,10 @@
 //! - whose `Sec-Fetch-Site` is `cross-site` or `same-site`.
 //!
 //! Requests with none of these headers (curl, scripts, kubo's clients) pass.
+//!
+//! The routes meant for Nix, monitoring and other nodes (the binary cache, `/health`,
+//! `/metrics`, `/bootstrap`) are behind [`BrowserGuard::for_public_routes`]: the same rules, but
+//! when the front listens beyond loopback, where other machines name it as they like, any `Host`.
 
 use std::future::{ready, Ready};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -59,6 +63,8 @@ impl IntoResponse for Refusal {
 pub struct BrowserGuard {
     /// Host names (or IP literals, IPv6 in brackets) allowed besides loopback, lower case.
     allowed_hosts: Arc<[String]>,
+    /// Whether the `Host` rule is off (see [`BrowserGuard::for_public_routes`]).
+    any_host: bool,
 }
 
 impl BrowserGuard {
@@ -69,28 +75,50 @@ impl BrowserGuard {
             .map(|h| h.as_ref().trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
-        Self { allowed_hosts }
+        Self {
+            allowed_hosts,
+            any_host: false,
+        }
+    }
+
+    /// This guard for the routes that Nix, monitoring and other nodes use. A web page may not
+    /// reach them either: they tell what this machine and its peers hold, and a lookup makes
+    /// the node ask its peers (and, with pull-through, download). While the front listens on
+    /// loopback alone, no other machine is a client, so the `Host` rule holds; otherwise other
+    /// machines name this one as they like, and only the `Origin`, `Referer` and
+    /// `Sec-Fetch-Site` rules hold.
+    pub fn for_public_routes(&self, listens_on_loopback_only: bool) -> Self {
+        Self {
+            allowed_hosts: self.allowed_hosts.clone(),
+            any_host: !listens_on_loopback_only,
+        }
     }
 
     /// Passes a request with these headers, or says which rule refuses it.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let host = single(headers, &header::HOST)
-            .ok_or(Refusal::NoHost)?
-            .ok_or(Refusal::NoHost)?;
-        let name = host_name(host).ok_or(Refusal::ForeignHost)?;
-        if !is_loopback_name(name)
-            && !self
-                .allowed_hosts
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(name))
-        {
-            return Err(Refusal::ForeignHost);
+        let host = match single(headers, &header::HOST) {
+            Some(Some(host)) => Some(host),
+            _ if self.any_host => None,
+            _ => return Err(Refusal::NoHost),
+        };
+        if !self.any_host {
+            let name = host.and_then(host_name).ok_or(Refusal::ForeignHost)?;
+            if !is_loopback_name(name)
+                && !self
+                    .allowed_hosts
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(name))
+            {
+                return Err(Refusal::ForeignHost);
+            }
         }
+        let of_host =
+            |check: fn(&str, &str) -> bool, value: &str| host.is_some_and(|h| check(value, h));
         match single(headers, &header::ORIGIN) {
-            Some(Some(origin)) if is_origin_of(origin, host) => {}
+            Some(Some(origin)) if of_host(is_origin_of, origin) => {}
             Some(_) => return Err(Refusal::ForeignOrigin),
             None => match single(headers, &header::REFERER) {
-                Some(Some(referer)) if is_page_of(referer, host) => {}
+                Some(Some(referer)) if of_host(is_page_of, referer) => {}
                 Some(_) => return Err(Refusal::ForeignReferer),
                 None => {}
             },
@@ -281,6 +309,40 @@ mod tests {
             guard.check(&headers(&[("host", "127.0.0.1"), ("host", "127.0.0.1")])),
             Err(Refusal::NoHost)
         );
+    }
+
+    #[test]
+    fn public_routes_take_any_host_only_beyond_loopback() {
+        let on_loopback = BrowserGuard::new(["peerix.lan"]).for_public_routes(true);
+        let beyond = BrowserGuard::new(["peerix.lan"]).for_public_routes(false);
+        for host in ["127.0.0.1:12304", "localhost", "peerix.lan:12304"] {
+            assert_eq!(
+                on_loopback.check(&headers(&[("host", host)])),
+                Ok(()),
+                "{host}"
+            );
+        }
+        let rebound = headers(&[("host", "cache.example:12304")]);
+        assert_eq!(on_loopback.check(&rebound), Err(Refusal::ForeignHost));
+        assert_eq!(beyond.check(&rebound), Ok(()));
+        assert_eq!(beyond.check(&HeaderMap::new()), Ok(()));
+        for hostile in [
+            ("origin", "https://evil.example"),
+            ("origin", "null"),
+            ("referer", "https://evil.example/page"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-site", "same-site"),
+        ] {
+            let request = headers(&[("host", "cache.example:12304"), hostile]);
+            assert!(beyond.check(&request).is_err(), "{hostile:?}");
+            let request = headers(&[("host", "127.0.0.1:12304"), hostile]);
+            assert!(on_loopback.check(&request).is_err(), "{hostile:?}");
+        }
+        let own_page = headers(&[
+            ("host", "cache.example:12304"),
+            ("origin", "http://cache.example:12304"),
+        ]);
+        assert_eq!(beyond.check(&own_page), Ok(()));
     }
 
     #[test]

@@ -10,8 +10,9 @@ use super::parse_amount;
 
 #[derive(Args, Debug)]
 pub struct HttpArgs {
-    /// A `Host` name (or IP address) besides loopback under which the RPC and /status answer
-    /// browsers, e.g. a name in /etc/hosts for this machine (repeatable).
+    /// A `Host` name (or IP address) besides loopback under which the RPC, /status and, while
+    /// the front listens on loopback, the Nix routes answer, e.g. a name in /etc/hosts for this
+    /// machine (repeatable).
     #[arg(
         long = "allowed-host",
         visible_alias = "allowed-hosts",

@@ -68,7 +68,11 @@ impl Front {
             P2pCache::new(settings.store.clone(), remote.clone(), served, lookups)
                 .with_pull_through(pull_through.clone())
         };
+        let public = settings
+            .guard
+            .for_public_routes(settings.http_addr.ip().is_loopback());
         let mut routes = peerix_http::router(cache(served.clone(), lookups.clone()), metrics)
+            .layer(public.clone())
             .merge(batch_narinfo_router(
                 Arc::new(cache(served, lookups)),
                 &settings.guard,
@@ -82,7 +86,8 @@ impl Front {
         }
         if let Some(node) = &node {
             let network_id = settings.network_id.clone();
-            routes = routes.merge(bootstrap_router(node.clone(), network_id.clone()));
+            routes = routes
+                .merge(bootstrap_router(node.clone(), network_id.clone()).layer(public.clone()));
             if settings.rendezvous {
                 tokio::spawn(discover_network(node.clone(), network_id.clone()));
             }

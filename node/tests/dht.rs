@@ -102,6 +102,12 @@ async fn announcements_are_paced_and_can_be_paused() {
         let found = hub.find_providers(cid).await.unwrap();
         assert!(found.is_empty(), "announced while paused");
     }
+    // Announcing every provided key again while they wait queues none of them twice.
+    for _ in 0..2 {
+        publisher.announce_provided().await.unwrap();
+    }
+    let queued = publisher.status().await.unwrap().announcements.queued;
+    assert_eq!(queued, cids.len(), "provided keys queued more than once");
 
     // At 4 per second, nine announcements take about two seconds once resumed.
     publisher.pause_announcements(false).await.unwrap();

@@ -1,6 +1,7 @@
 //! `--cache-size`: NARs fetched from peers, kept on disk (`STATE_DIR/nar-cache`) so that repeats
 //! are served without asking anyone. Only whole NARs that passed the NarHash check are kept; the
-//! least recently used go first when the cache is full.
+//! least recently used go first when the cache is full. A fill takes its room when it starts, so
+//! what is kept and what is being written stay within `--cache-size` together.
 //!
 //! One fill per NAR at a time: a second reader while one fills streams from the peers without
 //! filling. Each fill writes a temp file of its own, renamed into place once complete and
@@ -10,7 +11,7 @@
 
 mod file;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -39,8 +40,8 @@ struct Shared {
     dir: PathBuf,
     capacity: u64,
     entries: Mutex<HashMap<NarHash, Entry>>,
-    /// NARs being written now: at most one fill each.
-    filling: Mutex<HashSet<NarHash>>,
+    /// NARs being written now, and their sizes: at most one fill each.
+    filling: Mutex<HashMap<NarHash, u64>>,
     /// Makes every temp file name unique within this process.
     next_part: AtomicU64,
 }
@@ -70,7 +71,7 @@ impl NarCache {
             dir: dir.to_owned(),
             capacity,
             entries: Mutex::new(entries),
-            filling: Mutex::new(HashSet::new()),
+            filling: Mutex::new(HashMap::new()),
             next_part: AtomicU64::new(0),
         }));
         cache.0.evict(0);
@@ -95,15 +96,23 @@ impl NarCache {
         Some((size, Box::new(source)))
     }
 
-    /// A writer for the NAR `hash` being fetched, unless it does not fit, is cached already, or
-    /// another fill of it runs; nothing is kept unless it is finished.
+    /// A writer for the NAR `hash` being fetched, unless it does not fit beside the fills under
+    /// way, is cached already, or another fill of it runs; nothing is kept unless it is
+    /// finished. The least recently used NARs make room for it now.
     pub fn start(&self, hash: NarHash, size: u64) -> Option<Filling> {
-        if size > self.0.capacity || self.0.entries.lock().ok()?.contains_key(&hash) {
+        if self.0.entries.lock().ok()?.contains_key(&hash) {
             return None;
         }
-        if !self.0.filling.lock().ok()?.insert(hash) {
-            return None;
-        }
+        let being_written = {
+            let mut filling = self.0.filling.lock().ok()?;
+            let being_written = filling.values().sum::<u64>().saturating_add(size);
+            if filling.contains_key(&hash) || being_written > self.0.capacity {
+                return None;
+            }
+            filling.insert(hash, size);
+            being_written
+        };
+        self.0.evict(being_written);
         let n = self.0.next_part.fetch_add(1, Ordering::Relaxed);
         let part = self.0.dir.join(format!(
             "{}.part-{}-{n}",
@@ -325,6 +334,25 @@ mod tests {
         drop(cache);
         let cache = NarCache::open(dir.path(), 250).unwrap();
         assert!(cache.get(&NarHash([3; 32])).is_some());
+    }
+
+    #[test]
+    fn fills_under_way_take_their_room_in_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = NarCache::open(dir.path(), 100).unwrap();
+        put(&cache, 1, 60);
+        let second = cache.start(NarHash([2; 32]), 60).unwrap();
+        // What is kept and what is being written stay within the capacity.
+        assert!(
+            cache.get(&NarHash([1; 32])).is_none(),
+            "the kept one made room"
+        );
+        assert!(
+            cache.start(NarHash([3; 32]), 50).is_none(),
+            "no room beside the fill"
+        );
+        drop(second);
+        assert!(cache.start(NarHash([3; 32]), 50).is_some());
     }
 
     #[test]

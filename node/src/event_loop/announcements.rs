@@ -34,8 +34,13 @@ impl EventLoop {
         match self.storage.provided_keys() {
             Ok(keys) => {
                 tracing::debug!(keys = keys.len(), "announcing provided keys");
+                // Keys still queued from the last time (announcements paused, or paced slower
+                // than the interval) are queued once, not once more each time.
+                let queued: HashSet<kad::RecordKey> =
+                    self.announce_queue.iter().map(|(k, _)| k.clone()).collect();
+                let keys = keys.into_iter().map(|k| kad::RecordKey::new(&k));
                 self.announce_queue
-                    .extend(keys.into_iter().map(|k| (kad::RecordKey::new(&k), None)));
+                    .extend(keys.filter(|k| !queued.contains(k)).map(|k| (k, None)));
                 self.start_announcements();
             }
             Err(e) => tracing::warn!(error = %e, "cannot read provided keys"),

@@ -10,7 +10,7 @@ mod raw_peer;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{hash_part, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
+use common::{hash_part, nix_copy_from, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
 use peerix::wire::NarinfoAnswer;
 use peerix_http::{NarInfo, StoreHash};
 use raw_peer::RawPeer;
@@ -95,25 +95,30 @@ fn a_peer_cannot_remove_references_and_no_verify_needs_a_named_peer() {
     let peer = peer_sending(&upstream_store, narinfos);
     let hashes = vec![app.store_path.hash(), lib.store_path.hash()];
 
-    let b_store = ChrootStore::empty();
     let upstream_url = upstream.url();
     let key = peerix_key.secret.to_str().unwrap();
-    let b = Peerix::serve(
-        b_store.root(),
-        &[
-            "--listen-addrs",
-            LOOPBACK,
-            "--trusted-public-key",
-            &stranger.public,
-            "--upstream-cache",
-            &upstream_url,
-            "--private-key",
-            key,
-        ],
-    );
-    peer.announce_to(&b.p2p_addr(), hashes.clone());
-    wait_for_holdings(&b, 2);
-
+    let serve_trusting = |trusted: &str| {
+        let store = ChrootStore::empty();
+        let node = Peerix::serve(
+            store.root(),
+            &[
+                "--listen-addrs",
+                LOOPBACK,
+                "--trusted-public-key",
+                trusted,
+                "--upstream-cache",
+                &upstream_url,
+                "--private-key",
+                key,
+            ],
+        );
+        peer.announce_to(&node.p2p_addr(), hashes.clone());
+        wait_for_holdings(&node, 2);
+        (store, node)
+    };
+    // Upstream's key is not one B trusts: its narinfo passes with its own signatures for Nix
+    // to check, and Peerix vouches for none of it.
+    let (_b_store, b) = serve_trusting(&stranger.public);
     let (status, text) = narinfo_of(&b, &f.app);
     assert_eq!(
         status, 200,
@@ -126,15 +131,27 @@ fn a_peer_cannot_remove_references_and_no_verify_needs_a_named_peer() {
         .sigs
         .iter()
         .any(|s| s.starts_with("upstream-test-1:")));
-    assert!(passed.sigs.iter().any(|s| s.starts_with("peerix-test-1:")));
-
+    assert!(!text.contains("Sig: peerix-test-1:"), "{text}");
     let dest = ChrootStore::empty();
-    nix_copy_ok(&b.url(), &dest, &peerix_key.public, &[&f.app]);
+    let refused = nix_copy_from(&b.url(), &dest, &peerix_key.public, &[&f.app]);
+    assert!(
+        !refused.status.success(),
+        "Nix took upstream's word as Peerix's"
+    );
+    nix_copy_ok(&b.url(), &dest, &upstream_key.public, &[&f.app]);
     assert_eq!(
         dest.path_info(&f.app)["references"],
         upstream_store.path_info(&f.app)["references"],
         "Nix registered references the peer sent"
     );
+
+    // Trusting upstream's key, B verified the fields itself: Peerix's signature joins.
+    let (_c_store, c) = serve_trusting(&upstream_key.public);
+    let (status, text) = narinfo_of(&c, &f.app);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Sig: peerix-test-1:"), "{text}");
+    let dest = ChrootStore::empty();
+    nix_copy_ok(&c.url(), &dest, &peerix_key.public, &[&f.app]);
 
     // --no-verify without --trusted-peer: an unsigned path still needs a signature or upstream.
     let serve_no_verify = |extra: &[&str]| {

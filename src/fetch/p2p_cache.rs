@@ -10,7 +10,6 @@ use super::pull_through::PullThrough;
 use super::remote::Remote;
 use super::served::Served;
 use super::source::Source;
-use super::trust::Verified;
 use crate::store::LocalStore;
 
 pub struct P2pCache {
@@ -65,8 +64,7 @@ impl P2pCache {
                 .record(LookupSource::Upstream, pulled.is_some());
             return Ok(pulled.map(|narinfo| (narinfo, Source::PullThrough)));
         };
-        let whole = matches!(verified, Verified::Whole(_));
-        let (Verified::Whole(mut narinfo) | Verified::Unchecked(mut narinfo)) = verified;
+        let (mut narinfo, whole) = verified.into_narinfo();
         // Served as this node serves its own: uncompressed, under a URL naming the content.
         narinfo.url = format!("nar/{}.nar", narinfo.nar_hash.to_base32());
         narinfo.compression = "none".to_owned();

@@ -1,8 +1,9 @@
 //! Whether a narinfo from a peer may reach Nix, and with which fields: only those something
 //! verified. A trusted signature vouches for StorePath, NarHash, NarSize and References (and a
 //! CA field that reproduces the store path); the upstream cache, when it names the same NAR,
-//! vouches for its own narinfo, which is passed on instead, with its signatures. Under
-//! `--no-verify`, peers named with `--trusted-peer` pass unchecked, and never under Peerix's key.
+//! vouches for its own narinfo, which is passed on instead, with its signatures, and under
+//! Peerix's key only when one of them is trusted too. Under `--no-verify`, peers named with
+//! `--trusted-peer` pass unchecked, and never under Peerix's key.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub struct Trust {
 pub enum Verified {
     /// Every field was verified: Peerix may add its own signature.
     Whole(NarInfo),
+    /// The upstream cache's own narinfo for the NAR a peer named, signed by no trusted key:
+    /// passed on with upstream's signatures for Nix to check, never signed by Peerix (upstream's
+    /// answer alone is no verification; it may come through a proxy, or over plain HTTP).
+    Upstream(NarInfo),
     /// From a peer trusted unchecked: passed on as it came, never signed by Peerix.
     Unchecked(NarInfo),
 }
@@ -43,7 +48,15 @@ pub enum Verified {
 impl Verified {
     pub fn narinfo(&self) -> &NarInfo {
         match self {
-            Self::Whole(n) | Self::Unchecked(n) => n,
+            Self::Whole(n) | Self::Upstream(n) | Self::Unchecked(n) => n,
+        }
+    }
+
+    /// The narinfo, and whether Peerix may sign it.
+    pub fn into_narinfo(self) -> (NarInfo, bool) {
+        match self {
+            Self::Whole(n) => (n, true),
+            Self::Upstream(n) | Self::Unchecked(n) => (n, false),
         }
     }
 }
@@ -103,7 +116,10 @@ impl Trust {
             return Err(Refused::UpstreamDiffers);
         }
         self.drop_own_signatures(&mut theirs);
-        Ok(Verified::Whole(theirs))
+        Ok(match self.signed_fields(&theirs) {
+            Some(signed) => Verified::Whole(signed),
+            None => Verified::Upstream(theirs),
+        })
     }
 
     /// Removes signatures under Peerix's own key's name: only Peerix itself signs with it.

@@ -318,3 +318,85 @@ fn a_wrong_cid_from_two_holders_fails_one_fetch_only() {
         honest_store.path_info(&f.big)["narHash"]
     );
 }
+
+/// A node trusting `key` that knows `liar` as a holder of `narinfo`'s path (from a good narinfo
+/// answer), then meets `honest`.
+fn node_meeting_liar_first(
+    key: &NixKey,
+    liar: &RawPeer,
+    honest: &Peerix,
+    path: &str,
+) -> (ChrootStore, Peerix) {
+    let store = ChrootStore::empty();
+    let b = node(&store, key, &[]);
+    let hash = StoreHash::parse(hash_part(path)).unwrap();
+    liar.announce_to(&b.p2p_addr(), vec![hash]);
+    wait_for_holdings(&b, 1);
+    assert_eq!(b.get(&format!("/{}.narinfo", hash_part(path))).0, 200);
+    let connect = Command::new(env!("CARGO_BIN_EXE_peerix"))
+        .args(["ipfs", "--api", &b.url(), "connect", &honest.p2p_addr()])
+        .output()
+        .unwrap();
+    assert!(connect.status.success());
+    wait_for_holdings(&b, 2);
+    (store, b)
+}
+
+#[test]
+fn a_holder_that_breaks_off_after_wrong_bytes_gets_no_honest_one_banned() {
+    let f = Fixture::get();
+    let key = NixKey::generate("upstream-test-1");
+    let honest_store = ChrootStore::signed(&key, &[&f.big]);
+    let honest = node(&honest_store, &key, &[]);
+    let (status, text) = honest.get(&format!("/{}.narinfo", hash_part(&f.big)));
+    assert_eq!(status, 200);
+    let narinfo = NarInfo::parse(&String::from_utf8(text).unwrap()).unwrap();
+    let (status, nar) = honest.get(&format!("/{}", narinfo.url));
+    assert_eq!(status, 200);
+
+    // Two liars with the true, signed narinfo, each breaking its NAR off half way: one sends
+    // noise (Nix stops reading at once), one the true NAR with a byte flipped in the first
+    // half (Nix reads on while the honest holder sends the rest, and the whole hashes wrong).
+    let size = nar.len();
+    let noise: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut flipped = nar.clone();
+    flipped[size / 4] ^= 1;
+    for (what, sent) in [("noise", noise), ("a flipped byte", flipped)] {
+        let text = narinfo.render();
+        let liar = RawPeer::start_cut(
+            Box::new(move |_| {
+                Some(NarinfoAnswer::Found {
+                    text: text.clone(),
+                    cid: None,
+                })
+            }),
+            HashMap::from([(narinfo.nar_hash, sent)]),
+            size / 2,
+        );
+        // The holders are tried in an order of the node's own: fresh nodes until one asks the
+        // liar first.
+        let mut exercised = false;
+        for _ in 0..8 {
+            let (_store, b) = node_meeting_liar_first(&key, &liar, &honest, &f.big);
+            let before = liar.nars_asked();
+            let first = nix_copy_from(&b.url(), &ChrootStore::empty(), &key.public, &[&f.big]);
+            if first.status.success() && liar.nars_asked() == before {
+                continue;
+            }
+            // Nix had wrong bytes; the honest holder is not taken for the liar, so the next
+            // copy comes from it.
+            exercised = true;
+            let dest = ChrootStore::empty();
+            nix_copy_ok(&b.url(), &dest, &key.public, &[&f.big]);
+            assert_eq!(
+                dest.path_info(&f.big)["narHash"],
+                honest_store.path_info(&f.big)["narHash"],
+                "{what}"
+            );
+            break;
+        }
+        assert!(exercised, "{what}: no node asked the liar first");
+    }
+}

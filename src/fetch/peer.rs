@@ -42,6 +42,9 @@ pub enum FetchError {
     Malformed(String),
     #[error("the peer sent {got} where {expected} was announced")]
     Lied { got: String, expected: String },
+    /// The whole NAR hashed wrong: the last source's fault only if it sent every byte.
+    #[error("the NAR hashes to {got}, not {expected}")]
+    WrongNarHash { got: NarHash, expected: NarHash },
 }
 
 /// A peer's narinfo for `hash`, with the CID its NAR is published under when it says. Asked on
@@ -233,9 +236,9 @@ impl NarProgress {
     async fn finish(&mut self, output: &mpsc::Sender<io::Result<Bytes>>) -> NarOutcome {
         let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         if digest != self.nar_hash.0 {
-            return NarOutcome::Wrong(FetchError::Lied {
-                got: format!("a NAR hashing to {}", NarHash(digest)),
-                expected: self.nar_hash.to_string(),
+            return NarOutcome::Wrong(FetchError::WrongNarHash {
+                got: NarHash(digest),
+                expected: self.nar_hash,
             });
         }
         if let Some(last) = self.held.take() {

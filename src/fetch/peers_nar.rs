@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::{Remote, CHUNKS_IN_FLIGHT, MULTI_SOURCE_MIN, STRIPED_MIN, STRIPED_RTT, STRIPES};
 use crate::fetch::kubo_nar;
 use crate::fetch::nar_cache::Filling;
-use crate::fetch::peer::{self as fetch, NarOutcome, NarProgress};
+use crate::fetch::peer::{self as fetch, FetchError, NarOutcome, NarProgress};
 use crate::fetch::refusals::{Reason, RefusedFrom};
 use crate::fetch::source::Source;
 use crate::publish::RemoteNar;
@@ -213,8 +213,11 @@ impl PeersNar {
                 }
             }
         }
+        // Peers that stopped part way: their bytes are in the hash the next one completes.
+        let mut stopped = Vec::new();
         for peer in remote.honest(self.peers.clone()) {
-            let whole = progress.offset == 0 && end == self.size;
+            let resumed = progress.offset > 0;
+            let whole = !resumed && end == self.size;
             let fetched = if self.size >= STRIPED_MIN && remote.rtt(peer).await >= STRIPED_RTT {
                 fetch::nar_striped(node, peer, progress, output, STRIPES).await
             } else {
@@ -225,9 +228,36 @@ impl PeersNar {
                     remote.report_received(peer, self.path, self.size);
                     return Some(None);
                 }
-                NarOutcome::Complete | NarOutcome::Abandoned => return Some(None),
+                NarOutcome::Complete => return Some(None),
+                // The reader left part way, perhaps at bytes that were no NAR (Nix stops at
+                // the first): whoever sent them is asked last for a while.
+                NarOutcome::Abandoned => {
+                    if progress.handed_on {
+                        for sender in stopped.drain(..).chain([peer]) {
+                            remote.suspect(sender);
+                        }
+                    }
+                    return Some(None);
+                }
                 NarOutcome::Interrupted(e) => {
                     tracing::debug!(%peer, offset = progress.offset, error = %e, "NAR source stopped");
+                    if progress.offset > 0 {
+                        stopped.push(peer);
+                    }
+                    *last = e.to_string();
+                }
+                // Whose bytes were wrong is not known: a source that stopped part way may have
+                // sent them, to have the honest one that completed the NAR banned. Nobody is
+                // banned; those that stopped are asked last for a while.
+                NarOutcome::Wrong(e @ FetchError::WrongNarHash { .. }) if resumed => {
+                    tracing::warn!(nar = %self.nar_hash, error = %e, ?stopped, "a NAR resumed from another peer hashed wrong");
+                    for earlier in stopped.drain(..) {
+                        remote.suspect(earlier);
+                    }
+                    if progress.handed_on {
+                        return Some(Some(e.to_string()));
+                    }
+                    *progress = NarProgress::new(self.nar_hash, self.size, start, end);
                     *last = e.to_string();
                 }
                 NarOutcome::Wrong(e) => {

@@ -186,6 +186,13 @@ impl Remote {
         self.scores.record(peer, Answer::Lied);
     }
 
+    /// A peer that may have sent wrong bytes, though nothing proves it: asked last for a while,
+    /// as one that did not answer in time.
+    fn suspect(&self, peer: PeerId) {
+        tracing::info!(%peer, "peer may have sent part of a wrong NAR: asked last for a while");
+        self.scores.record(peer, Answer::TimedOut);
+    }
+
     fn honest(&self, peers: Vec<PeerId>) -> Vec<PeerId> {
         self.scores.honest(peers)
     }
@@ -312,7 +319,11 @@ impl Remote {
                 self.scores.record(peer, Answer::Good);
                 return None;
             }
-            Err(e @ (FetchError::Lied { .. } | FetchError::Malformed(_))) => {
+            Err(
+                e @ (FetchError::Lied { .. }
+                | FetchError::Malformed(_)
+                | FetchError::WrongNarHash { .. }),
+            ) => {
                 self.penalise(peer, &e);
                 return None;
             }

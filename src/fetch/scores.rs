@@ -85,10 +85,12 @@ impl Score {
 }
 
 impl Scores {
-    /// `peers` without those that lied.
+    /// `peers` without those that lied, and those that are silent (or suspected) after the
+    /// others, in their order.
     pub fn honest(&self, mut peers: Vec<PeerId>) -> Vec<PeerId> {
         if let Ok(scores) = self.peers.lock() {
             peers.retain(|p| !scores.get(p).is_some_and(|s| s.liar));
+            peers.sort_by_key(|p| scores.get(p).is_some_and(|s| s.silence.is_some()));
         }
         peers
     }

@@ -26,6 +26,7 @@ pub struct RawPeer {
     runtime: tokio::runtime::Runtime,
     pub node: NodeHandle,
     asked: Arc<AtomicUsize>,
+    nars_asked: Arc<AtomicUsize>,
     _state: TempDir,
 }
 
@@ -33,6 +34,12 @@ impl RawPeer {
     /// A node answering narinfo requests with `answer`, and NAR requests from `nars` (no NAR
     /// protocol at all when empty).
     pub fn start(answer: Box<Answerer>, nars: HashMap<NarHash, Vec<u8>>) -> Self {
+        Self::start_cut(answer, nars, usize::MAX)
+    }
+
+    /// [`RawPeer::start`], but every NAR answer stops after `cut` bytes (the full length
+    /// announced): a source that breaks off part way.
+    pub fn start_cut(answer: Box<Answerer>, nars: HashMap<NarHash, Vec<u8>>, cut: usize) -> Self {
         let state = TempDir::new().unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -91,11 +98,14 @@ impl RawPeer {
                 });
             }
         });
+        let nars_asked = Arc::new(AtomicUsize::new(0));
         if !nars.is_empty() {
             let mut requests = node.accept(node.network_protocol(NAR_PROTOCOL)).unwrap();
             let nars = Arc::new(nars);
+            let counted = nars_asked.clone();
             tokio::spawn(async move {
                 while let Some((_, mut stream)) = requests.next().await {
+                    counted.fetch_add(1, Ordering::Relaxed);
                     let nars = nars.clone();
                     tokio::spawn(async move {
                         let Ok(frame) = expect_frame(&mut stream).await else {
@@ -108,7 +118,9 @@ impl RawPeer {
                             let _ = write_frame(&mut stream, &encode_nar_answer(None)).await;
                             return;
                         };
-                        let range = request.start as usize..request.end as usize;
+                        let end = (request.end as usize)
+                            .min((request.start as usize).saturating_add(cut));
+                        let range = request.start as usize..end;
                         let head = encode_nar_answer(Some(request.end - request.start));
                         if write_frame(&mut stream, &head).await.is_ok() {
                             let _ = stream.write_all(&nar[range]).await;
@@ -122,8 +134,14 @@ impl RawPeer {
             runtime,
             node,
             asked,
+            nars_asked,
             _state: state,
         }
+    }
+
+    /// NAR requests received so far.
+    pub fn nars_asked(&self) -> usize {
+        self.nars_asked.load(Ordering::Relaxed)
     }
 
     /// Narinfo requests received so far.

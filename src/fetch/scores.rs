@@ -230,7 +230,8 @@ mod tests {
         scores.record(silent, Answer::TimedOut);
         scores.record(good, Answer::Good);
         assert_eq!(scores.plan(all.clone()).ask, vec![good, untrusted]);
-        assert_eq!(scores.honest(all.clone()), vec![untrusted, silent, good]);
+        // Without the liar, in their order, the silent one after the others.
+        assert_eq!(scores.honest(all.clone()), vec![untrusted, good, silent]);
         // Once the probe is due, one lookup takes it; an answer restores the holder.
         if let Ok(mut map) = scores.peers.lock() {
             if let Some(s) = map.get_mut(&silent).and_then(|s| s.silence.as_mut()) {

@@ -148,6 +148,23 @@ impl TrackerStore {
             .ok_or(StoreError::UnknownPeer(peer))
     }
 
+    /// Whether a write from `peer` can be taken at all: from a live peer, or one that announces
+    /// itself (`registers`) while there is room for it. Checked before the write's nonce is kept,
+    /// so that writes of keys made for the purpose cannot fill the nonce table.
+    pub fn admits(&self, peer: PeerId, registers: bool) -> Result<(), StoreError> {
+        let directory = self.directory();
+        if directory.live.contains_key(&peer) {
+            return Ok(());
+        }
+        if !registers {
+            return Err(StoreError::UnknownPeer(peer));
+        }
+        if directory.live.len() as u64 >= self.limits.max_peers {
+            return Err(StoreError::TooManyPeers(self.limits.max_peers));
+        }
+        Ok(())
+    }
+
     /// Records a heartbeat of `peer`; a new peer beyond the bound is refused.
     pub fn announce(&self, peer: PeerId, announce: Announce, now: u64) -> Result<(), StoreError> {
         let key = peer.to_bytes();

@@ -70,6 +70,12 @@ fn apply(
 ) -> Result<Json<Value>, ApiError> {
     let store = &tracker.store;
     let peer = write.peer;
+    // A transfer's report is checked against the transfer itself; every other write needs a
+    // live peer, or room for a new one.
+    if !matches!(write.payload, WritePayload::Report { .. }) {
+        let registers = matches!(write.payload, WritePayload::Announce { .. });
+        store.admits(peer, registers)?;
+    }
     if !store.remember_nonce(peer, &write.nonce, write.timestamp)? {
         return Err(ApiError::Forbidden(
             "this write was made before (same signed timestamp and nonce): a replay".to_owned(),

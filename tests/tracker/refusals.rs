@@ -127,7 +127,25 @@ fn unsigned_forged_replayed_stale_and_foreign_writes_change_nothing() {
         404,
         "a CID write of an unknown peer",
     );
+    // A write refused for who sent it keeps no nonce: keys cost nothing, and every nonce kept
+    // is a row for minutes.
+    let early = c.sign(WritePayload::PackagesDelta {
+        added: vec![],
+        removed: vec![],
+    });
+    assert_refused(
+        &tracker.post("/packages/delta", &early),
+        404,
+        "an unknown peer's delta",
+    );
     tracker.write_ok(&c, announce(1003));
+    let taken = tracker.post("/packages/delta", &early);
+    assert_eq!(
+        taken.status,
+        200,
+        "the refused write's nonce was kept: {}",
+        taken.error()
+    );
     let after_c = snapshot(&tracker, &[&a, &b, &c]);
     assert_refused(
         &tracker.write(&c, cid_write(store_hash(1), OTHER_CID)),

@@ -36,7 +36,10 @@ struct PeersNar {
 impl Remote {
     /// What a narinfo answer said of a NAR, and the honest peers holding its path now.
     fn known_nar(&self, nar_hash: &NarHash) -> Option<(RemoteNar, Vec<PeerId>)> {
-        let nar = self.nars.get(nar_hash)?;
+        let mut nar = self.nars.get(nar_hash)?;
+        // A CID that failed a moment ago may still be in the record being rewritten: Nix's
+        // retry must not go by it again.
+        nar.cid = nar.cid.filter(|cid| !self.cid_failed(*nar_hash, *cid));
         let holders = self.honest(self.holders.holders_of(&nar.path));
         Some((nar, holders))
     }

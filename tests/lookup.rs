@@ -252,15 +252,21 @@ fn three_silent_holders_cost_an_honest_lookup_little() {
     );
 }
 
+/// A node serving `path` signed by `key`, and the narinfo it gives for it.
+fn honest_holder(key: &NixKey, path: &str) -> (ChrootStore, Peerix, NarInfo) {
+    let store = ChrootStore::signed(key, &[path]);
+    let holder = node(&store, key, &[]);
+    let (status, text) = holder.get(&format!("/{}.narinfo", hash_part(path)));
+    assert_eq!(status, 200);
+    let narinfo = NarInfo::parse(&String::from_utf8(text).unwrap()).unwrap();
+    (store, holder, narinfo)
+}
+
 #[test]
 fn a_wrong_cid_from_two_holders_fails_one_fetch_only() {
     let f = Fixture::get();
     let key = NixKey::generate("upstream-test-1");
-    let honest_store = ChrootStore::signed(&key, &[&f.big]);
-    let honest = node(&honest_store, &key, &[]);
-    let (status, text) = honest.get(&format!("/{}.narinfo", hash_part(&f.big)));
-    assert_eq!(status, 200);
-    let narinfo = NarInfo::parse(&String::from_utf8(text).unwrap()).unwrap();
+    let (honest_store, honest, narinfo) = honest_holder(&key, &f.big);
 
     // Two holders with the true, signed narinfo, naming the CID of other content they serve
     // over Bitswap (and no NAR protocol).
@@ -346,11 +352,7 @@ fn node_meeting_liar_first(
 fn a_holder_that_breaks_off_after_wrong_bytes_gets_no_honest_one_banned() {
     let f = Fixture::get();
     let key = NixKey::generate("upstream-test-1");
-    let honest_store = ChrootStore::signed(&key, &[&f.big]);
-    let honest = node(&honest_store, &key, &[]);
-    let (status, text) = honest.get(&format!("/{}.narinfo", hash_part(&f.big)));
-    assert_eq!(status, 200);
-    let narinfo = NarInfo::parse(&String::from_utf8(text).unwrap()).unwrap();
+    let (honest_store, honest, narinfo) = honest_holder(&key, &f.big);
     let (status, nar) = honest.get(&format!("/{}", narinfo.url));
     assert_eq!(status, 200);
 

@@ -4,8 +4,6 @@
 #[path = "common/stream_swarm.rs"]
 mod stream_swarm;
 
-use stream_swarm::stream_swarm;
-
 use std::time::{Duration, Instant};
 
 use futures_util::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -24,24 +22,8 @@ enum Lie {
 
 /// A bare libp2p peer that speaks just enough Bitswap to lie; returns its address.
 async fn liar(lie: Lie) -> Multiaddr {
-    let mut swarm = stream_swarm(Duration::from_secs(60));
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let addr = loop {
-        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-            swarm.select_next_some().await
-        {
-            break address.with(Protocol::P2p(*swarm.local_peer_id()));
-        }
-    };
-    let mut control = swarm.behaviour().new_control();
-    let mut incoming = control.accept(StreamProtocol::new(PROTOCOL)).unwrap();
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
+    let (addr, control, mut incoming) =
+        stream_swarm::listening(Duration::from_secs(60), StreamProtocol::new(PROTOCOL)).await;
     tokio::spawn(async move {
         while let Some((peer, mut inbound)) = incoming.next().await {
             let mut control = control.clone();

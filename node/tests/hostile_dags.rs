@@ -115,24 +115,8 @@ async fn read_message(stream: &mut libp2p::Stream) -> Option<Message> {
 
 /// A bare libp2p peer that answers every want for a block of `dag` with that block.
 async fn server(dag: Dag) -> Multiaddr {
-    let mut swarm = stream_swarm::stream_swarm(Duration::from_secs(60));
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let addr = loop {
-        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-            swarm.select_next_some().await
-        {
-            break address.with(Protocol::P2p(*swarm.local_peer_id()));
-        }
-    };
-    let mut control = swarm.behaviour().new_control();
-    let mut incoming = control.accept(StreamProtocol::new(PROTOCOL)).unwrap();
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
+    let (addr, control, mut incoming) =
+        stream_swarm::listening(Duration::from_secs(60), StreamProtocol::new(PROTOCOL)).await;
     let blocks = Arc::new(dag.blocks);
     tokio::spawn(async move {
         while let Some((peer, mut inbound)) = incoming.next().await {

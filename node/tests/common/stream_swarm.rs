@@ -28,3 +28,38 @@ pub fn stream_swarm_as(
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build()
 }
+
+/// A [`stream_swarm`] listening on loopback and driven on a task of its own: its address (ending
+/// in its peer id), its control, and the streams peers open to it for `protocol`.
+#[allow(dead_code)] // Not every test that includes this file listens.
+pub async fn listening(
+    idle: Duration,
+    protocol: libp2p::StreamProtocol,
+) -> (
+    libp2p::Multiaddr,
+    libp2p_stream::Control,
+    libp2p_stream::IncomingStreams,
+) {
+    use libp2p::futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+
+    let mut swarm = stream_swarm(idle);
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("a loopback address"))
+        .expect("listening on loopback");
+    let addr = loop {
+        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+            swarm.select_next_some().await
+        {
+            break address.with(Protocol::P2p(*swarm.local_peer_id()));
+        }
+    };
+    let mut control = swarm.behaviour().new_control();
+    let incoming = control.accept(protocol).expect("one acceptor per protocol");
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (addr, control, incoming)
+}

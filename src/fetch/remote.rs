@@ -186,11 +186,11 @@ impl Remote {
         self.scores.record(peer, Answer::Lied);
     }
 
-    /// A peer that may have sent wrong bytes, though nothing proves it: asked last for a while,
-    /// as one that did not answer in time.
+    /// A peer that may have sent wrong bytes, though nothing proves it: asked for NARs after
+    /// the others for a while.
     fn suspect(&self, peer: PeerId) {
-        tracing::info!(%peer, "peer may have sent part of a wrong NAR: asked last for a while");
-        self.scores.record(peer, Answer::TimedOut);
+        tracing::info!(%peer, "peer may have sent part of a wrong NAR: asked after the others for a while");
+        self.scores.suspect(peer);
     }
 
     fn honest(&self, peers: Vec<PeerId>) -> Vec<PeerId> {

@@ -23,6 +23,8 @@ const UNPROVEN_AT_ONCE: usize = 3;
 /// The first pause before a silent holder is probed, doubled on every probe it misses.
 const FIRST_PROBE: Duration = Duration::from_secs(1);
 const LAST_PROBE: Duration = Duration::from_secs(300);
+/// How long a holder that may have sent part of a wrong NAR is asked for NARs after the others.
+const SUSPECTED_FOR: Duration = Duration::from_secs(600);
 
 /// How a holder answered one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +54,8 @@ struct Score {
     /// Since when a request has gone unanswered.
     waiting_since: Option<Instant>,
     silence: Option<Silence>,
+    /// Until when it is asked for NARs after the others: it may have sent part of a wrong one.
+    suspected_until: Option<Instant>,
 }
 
 /// A holder that timed out: probes it missed, and when the next is due.
@@ -80,19 +84,35 @@ impl Score {
             untrusted: 0,
             waiting_since: None,
             silence: None,
+            suspected_until: None,
         }
     }
 }
 
 impl Scores {
-    /// `peers` without those that lied, and those that are silent (or suspected) after the
-    /// others, in their order.
+    /// `peers` without those that lied, and the suspected ones after the others, in their
+    /// order.
     pub fn honest(&self, mut peers: Vec<PeerId>) -> Vec<PeerId> {
         if let Ok(scores) = self.peers.lock() {
+            let now = Instant::now();
             peers.retain(|p| !scores.get(p).is_some_and(|s| s.liar));
-            peers.sort_by_key(|p| scores.get(p).is_some_and(|s| s.silence.is_some()));
+            peers.sort_by_key(|p| {
+                scores
+                    .get(p)
+                    .and_then(|s| s.suspected_until)
+                    .is_some_and(|until| until > now)
+            });
         }
         peers
+    }
+
+    /// Marks `peer` as one that may have sent part of a wrong NAR, though nothing proves it:
+    /// asked for NARs after the others for [`SUSPECTED_FOR`]; its narinfos count as before.
+    pub fn suspect(&self, peer: PeerId) {
+        if let Ok(mut scores) = self.peers.lock() {
+            let now = Instant::now();
+            entry(&mut scores, peer, now).suspected_until = Some(now + SUSPECTED_FOR);
+        }
     }
 
     /// Orders `holders` for a lookup; a probe is taken by this caller alone (the next one is
@@ -230,8 +250,9 @@ mod tests {
         scores.record(silent, Answer::TimedOut);
         scores.record(good, Answer::Good);
         assert_eq!(scores.plan(all.clone()).ask, vec![good, untrusted]);
-        // Without the liar, in their order, the silent one after the others.
-        assert_eq!(scores.honest(all.clone()), vec![untrusted, good, silent]);
+        assert_eq!(scores.honest(all.clone()), vec![untrusted, silent, good]);
+        scores.suspect(untrusted);
+        assert_eq!(scores.honest(all.clone()), vec![silent, good, untrusted]);
         // Once the probe is due, one lookup takes it; an answer restores the holder.
         if let Ok(mut map) = scores.peers.lock() {
             if let Some(s) = map.get_mut(&silent).and_then(|s| s.silence.as_mut()) {

@@ -136,10 +136,6 @@ impl TrackerStore {
         self.directory.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn is_live(&self, peer: PeerId) -> bool {
-        self.directory().live.contains_key(&peer)
-    }
-
     pub(super) fn require_live(&self, peer: PeerId) -> Result<LivePeer, StoreError> {
         self.directory()
             .live
@@ -171,10 +167,7 @@ impl TrackerStore {
         let addrs = encode_addrs(&announce.addrs)?;
         let ip = announce.ip.to_string();
         let _writer = self.writer();
-        let known = self.directory().live.contains_key(&peer);
-        if !known && self.directory().live.len() as u64 >= self.limits.max_peers {
-            return Err(StoreError::TooManyPeers(self.limits.max_peers));
-        }
+        self.admits(peer, true)?;
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut peers = txn.open_table(PEERS).map_err(db_error)?;

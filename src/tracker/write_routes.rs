@@ -119,9 +119,6 @@ fn apply(
             receiver,
             hash,
         } => {
-            if !store.is_live(peer) {
-                return Err(ApiError::UnknownPeer(peer.to_string()));
-            }
             let transfer_id = tracker
                 .transfers
                 .lock()

@@ -292,16 +292,24 @@ impl Bitswap {
 
     /// Tells whoever waits on `peer` (for `cid`, or for anything) that no block will come from it.
     fn fail_waiters(&self, peer: PeerId, cid: Option<&Cid>) {
+        self.drop_waiters(cid, |w| w.peer == peer);
+    }
+
+    /// Removes the waiters (for `cid`, or for anything) that `which` picks, telling them no block
+    /// will come; whether there were any.
+    fn drop_waiters(&self, cid: Option<&Cid>, which: impl Fn(&Waiter) -> bool) -> bool {
         let Ok(mut wants) = self.wants.lock() else {
-            return;
+            return false;
         };
+        let mut dropped = false;
         for (_, waiters) in wants
             .iter_mut()
             .filter(|(c, _)| cid.is_none_or(|cid| *c == cid))
         {
-            let (lacking, rest): (Vec<_>, Vec<_>) = waiters.drain(..).partition(|w| w.peer == peer);
+            let (picked, rest): (Vec<_>, Vec<_>) = waiters.drain(..).partition(&which);
             *waiters = rest;
-            for waiter in lacking {
+            dropped |= !picked.is_empty();
+            for waiter in picked {
                 let _ = waiter.reply.send(Outcome::DontHave);
             }
         }
@@ -316,6 +324,7 @@ impl Bitswap {
         for cid in unfound {
             self.owed_unfound(cid);
         }
+        dropped
     }
 
     /// Answers a wantlist one entry at a time, so that memory holds at most one reply's worth of

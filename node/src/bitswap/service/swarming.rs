@@ -173,6 +173,10 @@ impl Bitswap {
 
     /// Tells the members that counted on this node for `cid` that it did not get it.
     pub(super) fn owed_unfound(&self, cid: Cid) {
+        // Telling them needs a runtime, which a want dropped at shutdown may lack.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let Some(owed) = self.owed.lock().ok().map(|mut o| o.take(&cid)) else {
             return;
         };

@@ -19,27 +19,11 @@ struct PruneOnDrop<'a> {
 
 impl Drop for PruneOnDrop<'_> {
     fn drop(&mut self) {
-        let Ok(mut wants) = self.engine.wants.lock() else {
-            return;
-        };
-        let Some(waiters) = wants.get_mut(&self.cid) else {
-            return;
-        };
-        let before = waiters.len();
-        waiters.retain(|w| !w.reply.is_closed());
-        if waiters.len() == before {
-            return;
-        }
-        let unfound = waiters.is_empty();
-        if unfound {
-            wants.remove(&self.cid);
-        }
-        drop(wants);
-        self.engine.settle(self.cid);
-        // Members that counted on this node for it ask elsewhere (telling them needs a runtime,
-        // which a future dropped at shutdown may lack).
-        if unfound && tokio::runtime::Handle::try_current().is_ok() {
-            self.engine.owed_unfound(self.cid);
+        if self
+            .engine
+            .drop_waiters(Some(&self.cid), |w| w.reply.is_closed())
+        {
+            self.engine.settle(self.cid);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP/1.1 server under the routes: an accept loop over hyper with the bounds `axum::serve`
 //! lacks. A connection must complete each request head within [`ServerLimits::header_timeout`]
 //! (a slowloris client that never finishes its headers, or an idle keep-alive connection, is
-//! closed then), and at most [`ServerLimits::max_connections`] are open at once: beyond that the
+//! closed then), and keep its body coming: no pause as long, and at least
+//! [`crate::paced_body::MIN_RATE`] on average after that time (see [`PacedBody`]); and at most [`ServerLimits::max_connections`] are open at once: beyond that the
 //! loop stops accepting, so new connections wait in the kernel's listen backlog (and are refused
 //! by the kernel once it is full) until one closes.
 
@@ -18,6 +19,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::Service;
+
+use crate::paced_body::PacedBody;
 
 /// What one client may hold of the server.
 #[derive(Clone, Copy, Debug)]
@@ -62,8 +65,10 @@ pub async fn serve(
             continue;
         };
         let app = app.clone();
+        let body_patience = limits.header_timeout;
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut request = request.map(axum::body::Body::new);
+            let mut request =
+                request.map(|body| axum::body::Body::new(PacedBody::new(body, body_patience)));
             request.extensions_mut().insert(ConnectInfo(client));
             app.clone().call(request)
         });

@@ -97,7 +97,8 @@ pub struct TrackerArgs {
     pub peer_burst: f64,
 
     /// Seconds an HTTP connection has to send a complete request head (idle keep-alive
-    /// connections are closed after as long).
+    /// connections are closed after as long); a request body may pause no longer, and must
+    /// average 16 KiB/s past that time.
     #[arg(long, env = "PEERIX_TRACKER_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECONDS")]
     pub header_timeout: u64,
 

@@ -2,6 +2,7 @@
 //! within [`MAX_BODY`], verifies the signature for the route, the timestamp and the rate of the
 //! peer, then the nonce and the write itself in the store; it answers after the commit.
 
+use std::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use bytes::Bytes;
+use peerix_http::TooSlow;
 use serde_json::Value;
 
 use super::errors::ApiError;
@@ -21,10 +23,15 @@ use crate::wire::tracker::{
 };
 
 pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::TooLarge(format!(
-            "request body exceeds the limit of {limit} bytes (or was cut off)"
-        ))
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        match std::iter::successors(Some(&e as &(dyn Error + 'static)), |e| (*e).source())
+            .find_map(|e| e.downcast_ref::<TooSlow>())
+        {
+            Some(slow) => ApiError::TooSlow(slow.to_string()),
+            None => ApiError::TooLarge(format!(
+                "request body exceeds the limit of {limit} bytes (or was cut off)"
+            )),
+        }
     })
 }
 

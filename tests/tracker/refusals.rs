@@ -1,5 +1,9 @@
 //! Writes the tracker refuses, and the bounds it keeps: nothing changes.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 use peerix::wire::tracker::{parse_answer, CidAnswer, PeersAnswer, Role, WritePayload};
 use tempfile::TempDir;
 
@@ -238,6 +242,60 @@ fn rate_limits_answer_429_and_large_bodies_413() {
         200,
         "the tracker is still there"
     );
+}
+
+/// A write whose body stops, or comes a byte at a time, held its connection (one of two here)
+/// and its buffered bytes for good.
+#[test]
+fn a_body_that_stalls_or_trickles_is_cut_off() {
+    let dir = TempDir::new().unwrap();
+    let tracker = start(&dir, &["--header-timeout", "1", "--max-connections", "2"]);
+    let addr = tracker.url.trim_start_matches("http://").to_owned();
+    let open = |first: &[u8]| {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .write_all(b"POST /announce HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+            .unwrap();
+        stream.write_all(first).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    };
+    let started = Instant::now();
+    let mut stalled = open(b"{\"payload\":");
+    let mut trickle = open(b"{");
+    let mut reader = trickle.try_clone().unwrap();
+    let dripper = std::thread::spawn(move || {
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(200));
+            if trickle.write_all(b" ").is_err() {
+                break;
+            }
+        }
+    });
+    let mut answer = String::new();
+    let read = stalled.read_to_string(&mut answer);
+    assert!(
+        read.is_ok(),
+        "the stalled body's connection stayed open: {read:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("too slowly"), "{answer}");
+    // The trickle's connection ends (with the answer, or reset over the bytes still coming).
+    let read = reader.read_to_end(&mut Vec::new());
+    let timed_out = read.as_ref().is_err_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    });
+    assert!(!timed_out, "the trickling body's connection stayed open");
+    let elapsed = started.elapsed();
+    eprintln!("slow bodies cut off after {elapsed:?} (patience 1 s)");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    dripper.join().unwrap();
+    assert_eq!(tracker.get("/status").status, 200, "both slots are free");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod tracker_process;
 
 use std::time::{Duration, Instant};
 
+use common::synthetic_store::SyntheticStore;
 use common::{eventually, hash_part, nix_copy_ok, ChrootStore, Fixture, NixKey, Peerix};
 use tempfile::TempDir;
 use tracker_process::TrackerProcess;
@@ -180,4 +181,52 @@ fn hybrid_nodes_use_holders_from_the_tracker_and_from_libp2p() {
     let peers = get_json(&tracker, "/peers").to_string();
     assert!(!peers.contains(l_id), "{peers}");
     drop(t);
+}
+
+/// A node sharing more paths than the tracker takes per peer told it the first 100,000, then
+/// every change as a delta against all of them: the tracker refused each one, for good.
+#[test]
+fn a_store_past_the_trackers_bound_keeps_it_current() {
+    let store = SyntheticStore::generate(peerix::wire::tracker::MAX_HASHES + 20).unwrap();
+    let db = TempDir::new().unwrap();
+    let tracker = tracker(&db);
+    let node = Peerix::serve(
+        &store.root,
+        &[
+            "--mode",
+            "wan",
+            "--tracker-url",
+            &tracker.url,
+            "--listen-addrs",
+            LOOPBACK,
+        ],
+    );
+    let holders = |hash: &str| {
+        let found = get_json(&tracker, &format!("/find/{hash}"));
+        found["providers"].as_array().map_or(0, Vec::len)
+    };
+    let mut sorted = store.hashes.clone();
+    sorted.sort();
+    eventually(
+        Duration::from_secs(120),
+        "the first paths never reached the tracker",
+        || holders(&sorted[0]) == 1,
+    );
+    assert_eq!(
+        holders(sorted.last().unwrap()),
+        0,
+        "past the bound: not told"
+    );
+
+    // A path that sorts first: it is told, and the last one told goes.
+    let first = "0".repeat(32);
+    store.register(&first).unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the new path never reached the tracker",
+        || holders(&first) == 1,
+    );
+    assert_eq!(holders(&sorted[peerix::wire::tracker::MAX_HASHES - 1]), 0);
+    assert_eq!(holders(&sorted[0]), 1);
+    assert!(tracker_reachable(&node));
 }

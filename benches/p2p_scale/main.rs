@@ -49,6 +49,7 @@ mod scan_wait;
 #[path = "../http_front/servers.rs"]
 mod servers;
 
+#[allow(dead_code)] // The bench registers no path after generating.
 #[path = "../../tests/common/synthetic_store.rs"]
 mod synthetic_store;
 

@@ -151,3 +151,24 @@ impl SyntheticStore {
         })
     }
 }
+
+impl SyntheticStore {
+    /// Registers one more path, `<hash>-extra`, as Nix would: its file, then its row.
+    pub fn register(&self, hash: &str) -> StoreResult<()> {
+        let name = format!("{hash}-extra");
+        fs::write(self.root.join("nix/store").join(&name), FILE_CONTENTS)?;
+        let nar = nar_of_file(FILE_CONTENTS);
+        let db = rusqlite::Connection::open(self.root.join("nix/var/nix/db/db.sqlite"))?;
+        db.execute(
+            "INSERT INTO ValidPaths (path, hash, registrationTime, narSize, ultimate) \
+             VALUES (?1, ?2, ?3, ?4, 1)",
+            (
+                format!("/nix/store/{name}"),
+                format!("sha256:{:x}", Sha256::digest(&nar)),
+                i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?,
+                i64::try_from(nar.len())?,
+            ),
+        )?;
+        Ok(())
+    }
+}

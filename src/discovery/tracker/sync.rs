@@ -189,6 +189,13 @@ async fn step(
     let Some(current) = current else {
         return Ok(beat);
     };
+    if told.paths.is_none() && current.len() > MAX_HASHES {
+        tracing::warn!(
+            shared = current.len(),
+            "the tracker takes {MAX_HASHES} paths per peer: the rest are found over libp2p only"
+        );
+    }
+    let current = trackable(current);
     let changed = told.paths.as_deref() != Some(&*current);
     if told.paths.is_none() {
         told.cids.clear();
@@ -242,15 +249,7 @@ async fn send_packages(
 ) -> Result<(), TrackerError> {
     let client = &source.client;
     let Some(told) = told else {
-        let mut hashes: Vec<StoreHash> = current.iter().copied().collect();
-        if hashes.len() > MAX_HASHES {
-            tracing::warn!(
-                shared = hashes.len(),
-                "the tracker takes {MAX_HASHES} paths per peer: the rest are found over libp2p only"
-            );
-            hashes.sort_unstable();
-            hashes.truncate(MAX_HASHES);
-        }
+        let hashes: Vec<StoreHash> = current.iter().copied().collect();
         client
             .write::<WriteAnswer>(WritePayload::PackagesBatch { hashes })
             .await?;
@@ -273,6 +272,20 @@ async fn send_packages(
         client.write::<WriteAnswer>(payload).await?;
     }
     Ok(())
+}
+
+/// The shared paths the tracker is told of: all of them up to [`MAX_HASHES`], which it takes
+/// per peer, else the `MAX_HASHES` smallest hashes. The choice is the same from one round to
+/// the next, so a change in the store is a delta the tracker accepts (removals go first), and
+/// only CIDs of paths the tracker knows this node holds are registered.
+fn trackable(shared: Arc<HashSet<StoreHash>>) -> Arc<HashSet<StoreHash>> {
+    if shared.len() <= MAX_HASHES {
+        return shared;
+    }
+    let mut hashes: Vec<StoreHash> = shared.iter().copied().collect();
+    hashes.select_nth_unstable(MAX_HASHES);
+    hashes.truncate(MAX_HASHES);
+    Arc::new(hashes.into_iter().collect())
 }
 
 /// Registers the CIDs of shared paths the tracker does not have yet, in batches.
@@ -307,4 +320,49 @@ async fn send_cids(
         registered.extend(mappings.iter().copied());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A distinct valid hash for `n`: 32 nixbase32 digits.
+    fn hash(n: u64) -> StoreHash {
+        const DIGITS: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+        let text: String = (0..32u32)
+            .rev()
+            .map(|i| DIGITS[(n.checked_shr(5 * i).unwrap_or(0) & 31) as usize] as char)
+            .collect();
+        StoreHash::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn a_store_past_the_bound_changes_by_deltas_the_tracker_takes() {
+        let many: HashSet<StoreHash> = (1..=MAX_HASHES as u64 + 50).map(hash).collect();
+        assert_eq!(many.len(), MAX_HASHES + 50);
+        let told = trackable(Arc::new(many.clone()));
+        assert_eq!(told.len(), MAX_HASHES);
+        assert_eq!(*trackable(Arc::new(many.clone())), *told, "the same choice");
+
+        // A path that sorts first comes: it goes in and one other goes out, never 100,001.
+        let mut grown = many.clone();
+        grown.insert(hash(0));
+        let now = trackable(Arc::new(grown));
+        assert_eq!(now.len(), MAX_HASHES);
+        assert!(now.contains(&hash(0)));
+        assert_eq!(now.difference(&told).count(), 1);
+        assert_eq!(told.difference(&now).count(), 1);
+
+        // A path the tracker was not told of goes: nothing changes for it.
+        let mut shrunk = many;
+        let untold = *shrunk.iter().find(|h| !told.contains(h)).unwrap();
+        shrunk.remove(&untold);
+        assert_eq!(*trackable(Arc::new(shrunk)), *told);
+
+        let few: Arc<HashSet<StoreHash>> = Arc::new((0..10).map(hash).collect());
+        assert!(
+            Arc::ptr_eq(&trackable(few.clone()), &few),
+            "no copy below the bound"
+        );
+    }
 }

@@ -82,6 +82,28 @@ impl Sets {
         }
     }
 
+    /// Room for `wanted` more paths of `peer` once all sets together are full: the sets of
+    /// other peers larger than `peer`'s would be go, the largest first. Two peers announcing a
+    /// million made-up paths each thus lose theirs before a store of ordinary size is refused.
+    fn make_room(&mut self, peer: PeerId, wanted: usize) {
+        let own = self.by_peer.get(&peer).map_or(0, |s| s.fingerprints.len()) + wanted;
+        while self.total + wanted > MAX_HASHES {
+            let largest = self
+                .by_peer
+                .iter()
+                .filter(|(other, _)| **other != peer)
+                .map(|(other, set)| (*other, set.fingerprints.len()))
+                .max_by_key(|(_, len)| *len);
+            match largest {
+                Some((victim, len)) if len > own => {
+                    tracing::debug!(%victim, paths = len, "index full: dropping the largest set");
+                    self.remove(&victim);
+                }
+                _ => break,
+            }
+        }
+    }
+
     fn evict_least_active(&mut self) {
         let oldest = self
             .by_peer
@@ -156,6 +178,14 @@ impl Holders {
         // Hashing happens before the lock is taken: lookups wait only for the insertions.
         let fingerprints: Vec<u64> = hashes.iter().map(|h| self.fingerprint(h)).collect();
         let mut sets = self.sets.write().map_err(|_| RefusedUpdate::Superseded)?;
+        if adding
+            && sets
+                .by_peer
+                .get(&peer)
+                .is_some_and(|set| set.ticket == ticket)
+        {
+            sets.make_room(peer, fingerprints.len());
+        }
         sets.tick += 1;
         let (tick, total) = (sets.tick, sets.total);
         let set = sets
@@ -392,25 +422,55 @@ mod tests {
         assert_eq!(holders.start(peer), None);
     }
 
+    /// Gives `peer` a set of `len` distinct fingerprints from `from` on.
+    fn fill(holders: &Holders, peer: PeerId, from: u64, len: usize) {
+        let mut sets = holders.sets.write().unwrap();
+        let set = sets.by_peer.get_mut(&peer).unwrap();
+        set.fingerprints.extend(from..from + len as u64);
+        sets.total += len;
+    }
+
     #[test]
     fn caps_all_peers_together_without_penalty() {
         let holders = Holders::default();
         let (a, b) = (PeerId::random(), PeerId::random());
         let ta = holders.start(a).unwrap();
         let tb = holders.start(b).unwrap();
-        {
-            let mut sets = holders.sets.write().unwrap();
-            let set = sets.by_peer.get_mut(&a).unwrap();
-            set.fingerprints.extend(0..MAX_HASHES as u64);
-            sets.total = MAX_HASHES;
-        }
+        fill(&holders, a, 0, MAX_HASHES_PER_PEER - 10);
+        fill(&holders, b, 1 << 40, MAX_HASHES - MAX_HASHES_PER_PEER + 9);
+        // A's set is the largest already: B keeps its set, A is refused.
         assert_eq!(
-            holders.apply(b, tb, IndexUpdate::Add(vec![hash('a')])),
+            holders.apply(a, ta, IndexUpdate::Add(vec![hash('a'), hash('b')])),
             Err(RefusedUpdate::Full)
         );
-        assert!(holders.start(b).is_some());
-        holders.end(a, ta);
+        assert!(holders.start(a).is_some(), "not penalised");
+        assert!(holders.sets.read().unwrap().by_peer.contains_key(&b));
+        holders.end(b, tb);
         assert_eq!(holders.summary(), (0, 0));
+    }
+
+    #[test]
+    fn a_full_index_drops_the_largest_sets_before_refusing_a_smaller_one() {
+        let holders = Holders::default();
+        let (liar, other_liar, honest) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let tickets: Vec<StreamTicket> = [liar, other_liar, honest]
+            .iter()
+            .map(|p| holders.start(*p).unwrap())
+            .collect();
+        fill(&holders, liar, 0, MAX_HASHES / 2 + 1);
+        fill(&holders, other_liar, 1 << 40, MAX_HASHES / 2 - 1);
+        holders
+            .apply(
+                honest,
+                tickets[2],
+                IndexUpdate::Add(vec![hash('a'), hash('b')]),
+            )
+            .unwrap();
+        assert_eq!(holders.holders_of(&hash('a')), vec![honest]);
+        let sets = holders.sets.read().unwrap();
+        assert!(!sets.by_peer.contains_key(&liar), "the largest set went");
+        assert!(sets.by_peer.contains_key(&other_liar), "one set was enough");
+        assert_eq!(sets.total, MAX_HASHES / 2 - 1 + 2);
     }
 
     #[test]

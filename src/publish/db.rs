@@ -15,9 +15,16 @@ const PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("paths");
 /// Store hash -> the CID kubo reports for the path's NAR, kept only where it is not the CID in
 /// [`PATHS`] (a kubo that cannot make CIDv1 with raw leaves): what is fetched through kubo.
 const KUBO_CIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("kubo_cids");
-/// NAR hash -> NAR size, store hash and CID (empty if unknown), for NARs of peers' paths this
-/// node has offered Nix: Nix caches narinfos and may ask for the NAR long after, across restarts.
-const REMOTE_NARS: TableDefinition<&[u8], (u64, &str, &str)> = TableDefinition::new("remote_nars");
+/// NAR hash -> the day (since the epoch) it was last offered, NAR size, store hash and CID
+/// (empty if unknown), for NARs of peers' paths this node has offered Nix: Nix caches narinfos
+/// and may ask for the NAR long after, across restarts, but not for months.
+const REMOTE_NARS: TableDefinition<&[u8], (u64, u64, &str, &str)> =
+    TableDefinition::new("remote_nars_dated");
+/// The same without the day, as earlier versions wrote it: moved to [`REMOTE_NARS`] on open.
+const UNDATED_REMOTE_NARS: TableDefinition<&[u8], (u64, &str, &str)> =
+    TableDefinition::new("remote_nars");
+/// Days a NAR record is kept after its narinfo was last offered.
+pub const REMOTE_NAR_DAYS: u64 = 30;
 
 #[derive(Debug, thiserror::Error)]
 #[error("index database: {0}")]
@@ -44,8 +51,20 @@ impl IndexDb {
         let db = Database::create(path).map_err(db_error)?;
         let txn = db.begin_write().map_err(db_error)?;
         txn.open_table(PATHS).map_err(db_error)?;
-        txn.open_table(REMOTE_NARS).map_err(db_error)?;
         txn.open_table(KUBO_CIDS).map_err(db_error)?;
+        {
+            let mut dated = txn.open_table(REMOTE_NARS).map_err(db_error)?;
+            let undated = txn.open_table(UNDATED_REMOTE_NARS).map_err(db_error)?;
+            let today = today();
+            for entry in undated.iter().map_err(db_error)? {
+                let (key, value) = entry.map_err(db_error)?;
+                let (size, path, cid) = value.value();
+                dated
+                    .insert(key.value(), (today, size, path, cid))
+                    .map_err(db_error)?;
+            }
+        }
+        txn.delete_table(UNDATED_REMOTE_NARS).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db })
     }
@@ -153,12 +172,16 @@ impl IndexDb {
         Ok(cids)
     }
 
-    /// Records what narinfo answers said of peers' NARs (`size` bytes, path `hash`), in one
-    /// transaction; NARs already known as they are cost a read, not a write.
-    pub fn remember_remote_nars(&self, nars: &[(NarHash, RemoteNar)]) -> Result<(), IndexError> {
+    /// Records what narinfo answers said of peers' NARs (`size` bytes, path `hash`) on `day`,
+    /// in one transaction; NARs already known as they are that day cost a read, not a write.
+    pub fn remember_remote_nars(
+        &self,
+        nars: &[(NarHash, RemoteNar)],
+        day: u64,
+    ) -> Result<(), IndexError> {
         let mut changed = Vec::new();
         for (nar_hash, nar) in nars {
-            if self.remote_nar(nar_hash)?.as_ref() != Some(nar) {
+            if self.dated_remote_nar(nar_hash)? != Some((day, nar.clone())) {
                 changed.push((nar_hash, nar));
             }
         }
@@ -173,7 +196,7 @@ impl IndexDb {
                 table
                     .insert(
                         nar_hash.0.as_slice(),
-                        (nar.size, nar.path.as_str(), cid.as_str()),
+                        (day, nar.size, nar.path.as_str(), cid.as_str()),
                     )
                     .map_err(db_error)?;
             }
@@ -182,20 +205,40 @@ impl IndexDb {
     }
 
     pub fn remote_nar(&self, nar_hash: &NarHash) -> Result<Option<RemoteNar>, IndexError> {
+        Ok(self.dated_remote_nar(nar_hash)?.map(|(_, nar)| nar))
+    }
+
+    fn dated_remote_nar(&self, nar_hash: &NarHash) -> Result<Option<(u64, RemoteNar)>, IndexError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(REMOTE_NARS).map_err(db_error)?;
         let Some(entry) = table.get(nar_hash.0.as_slice()).map_err(db_error)? else {
             return Ok(None);
         };
-        let (size, path, cid) = entry.value();
+        let (day, size, path, cid) = entry.value();
         let corrupt = || IndexError("corrupt entry".to_owned());
-        Ok(Some(RemoteNar {
+        let nar = RemoteNar {
             size,
             path: StoreHash::parse(path).map_err(|_| corrupt())?,
             cid: (!cid.is_empty())
                 .then(|| Cid::try_from(cid).map_err(|_| corrupt()))
                 .transpose()?,
-        }))
+        };
+        Ok(Some((day, nar)))
+    }
+
+    /// Forgets the NAR records last offered before `day`; returns how many went.
+    pub fn forget_remote_nars_before(&self, day: u64) -> Result<u64, IndexError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let gone = {
+            let mut table = txn.open_table(REMOTE_NARS).map_err(db_error)?;
+            let before = table.len().map_err(db_error)?;
+            table
+                .retain(|_, (offered, ..)| offered >= day)
+                .map_err(db_error)?;
+            before - table.len().map_err(db_error)?
+        };
+        txn.commit().map_err(db_error)?;
+        Ok(gone)
     }
 
     pub fn count(&self) -> Result<u64, IndexError> {
@@ -227,9 +270,43 @@ fn decode_cid(value: &[u8]) -> Result<(Cid, &[u8]), IndexError> {
     Ok((cid, text))
 }
 
+/// Days since the epoch, the granularity of NAR records.
+pub fn today() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_of_an_earlier_version_are_kept_with_today_as_their_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let hash = "a".repeat(32);
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(UNDATED_REMOTE_NARS)
+                .unwrap()
+                .insert([7u8; 32].as_slice(), (42, hash.as_str(), ""))
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let db = IndexDb::open(&path).unwrap();
+        let expected = RemoteNar {
+            size: 42,
+            path: StoreHash::parse(&hash).unwrap(),
+            cid: None,
+        };
+        assert_eq!(
+            db.dated_remote_nar(&NarHash([7; 32])).unwrap(),
+            Some((today(), expected))
+        );
+        assert_eq!(db.forget_remote_nars_before(today()).unwrap(), 0);
+    }
 
     #[test]
     fn entries_survive_reopening_and_bad_ones_are_errors() {
@@ -266,7 +343,16 @@ mod tests {
             path: hash,
             cid: Some(cid),
         };
-        db.remember_remote_nars(&[(nar, remote.clone())]).unwrap();
+        db.remember_remote_nars(&[(nar, remote.clone())], 100)
+            .unwrap();
+        assert_eq!(db.remote_nar(&nar).unwrap(), Some(remote.clone()));
+        assert_eq!(db.remote_nar(&NarHash([6; 32])).unwrap(), None);
+        // Offered again later, it is kept past a pruning of the older ones.
+        db.remember_remote_nars(&[(NarHash([6; 32]), remote.clone())], 100)
+            .unwrap();
+        db.remember_remote_nars(&[(nar, remote.clone())], 130)
+            .unwrap();
+        assert_eq!(db.forget_remote_nars_before(101).unwrap(), 1);
         assert_eq!(db.remote_nar(&nar).unwrap(), Some(remote));
         assert_eq!(db.remote_nar(&NarHash([6; 32])).unwrap(), None);
         assert!(decode(&[]).is_err());

@@ -14,6 +14,6 @@ pub use admission::Admission;
 pub use answer::{run as answer_requests, ServedNar};
 pub use answered::Answered;
 pub use content::StoreContent;
-pub use db::{IndexDb, IndexError, RemoteNar};
+pub use db::{today, IndexDb, IndexError, RemoteNar, REMOTE_NAR_DAYS};
 pub use kubo::KuboPublisher;
 pub use scan::{ScanControl, ScanProgress, Scanner};

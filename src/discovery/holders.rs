@@ -83,8 +83,10 @@ impl Sets {
     }
 
     /// Room for `wanted` more paths of `peer` once all sets together are full: the sets of
-    /// other peers larger than `peer`'s would be go, the largest first. Two peers announcing a
-    /// million made-up paths each thus lose theirs before a store of ordinary size is refused.
+    /// other peers more than twice as large as `peer`'s would be go, the largest first. Two
+    /// peers announcing a million made-up paths each thus lose theirs before a store of
+    /// ordinary size is refused, while sets of like sizes (many identities flooding together)
+    /// do not evict each other over and over.
     fn make_room(&mut self, peer: PeerId, wanted: usize) {
         let own = self.by_peer.get(&peer).map_or(0, |s| s.fingerprints.len()) + wanted;
         while self.total + wanted > MAX_HASHES {
@@ -95,7 +97,7 @@ impl Sets {
                 .map(|(other, set)| (*other, set.fingerprints.len()))
                 .max_by_key(|(_, len)| *len);
             match largest {
-                Some((victim, len)) if len > own => {
+                Some((victim, len)) if len > own.saturating_mul(2) => {
                     tracing::debug!(%victim, paths = len, "index full: dropping the largest set");
                     self.remove(&victim);
                 }

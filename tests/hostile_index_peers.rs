@@ -17,7 +17,7 @@ use peerix_http::StoreHash;
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 const IDENTITIES: usize = 50;
 /// The global cap's 1.5 M held hashes, with the frames in flight, took 49-68 MiB of peak RSS
-/// (the allocator's size classes; sets dropped at the cap are filled again by others); the
+/// (the allocator's size classes, and how far the 50 floods are when the cap is reached); the
 /// 2.7-4.5 M the flood sends would take about three times that if the cap did not hold.
 const RSS_GROWTH_LIMIT_MIB: u64 = 96;
 

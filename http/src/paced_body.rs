@@ -35,6 +35,8 @@ pin_project! {
 
 impl<B> PacedBody<B> {
     pub fn new(inner: B, patience: Duration) -> Self {
+        // Any longer is no bound at all, and keeps instants far from overflowing.
+        let patience = patience.min(Duration::from_secs(86_400));
         Self {
             inner,
             deadline: tokio::time::sleep(patience),
@@ -84,7 +86,10 @@ where
                 if this.waiting_since.is_none() {
                     *this.waiting_since = Some(now);
                     let earned = Duration::from_secs_f64(*this.received as f64 / MIN_RATE as f64);
-                    let allowance = (*this.patience + earned).saturating_sub(*this.waited);
+                    let allowance = this
+                        .patience
+                        .saturating_add(earned)
+                        .saturating_sub(*this.waited);
                     this.deadline
                         .as_mut()
                         .reset(now + allowance.min(*this.patience));

@@ -26,6 +26,9 @@ use crate::wire::IndexUpdate;
 pub const MAX_HASHES_PER_PEER: usize = 1_000_000;
 /// Paths all peers together may announce (peer ids cost nothing): about 30 MiB.
 pub const MAX_HASHES: usize = 1_500_000;
+/// Sets past this size (two and a half times a large store) may be dropped for a smaller one
+/// once all sets together are full.
+const LARGE_SET: usize = 250_000;
 /// Peers whose sets are kept.
 pub const MAX_PEERS: usize = 1024;
 /// How long a peer that broke the index protocol's rules is not listened to.
@@ -83,10 +86,10 @@ impl Sets {
     }
 
     /// Room for `wanted` more paths of `peer` once all sets together are full: the sets of
-    /// other peers more than twice as large as `peer`'s would be go, the largest first. Two
-    /// peers announcing a million made-up paths each thus lose theirs before a store of
-    /// ordinary size is refused, while sets of like sizes (many identities flooding together)
-    /// do not evict each other over and over.
+    /// other peers larger than [`LARGE_SET`] and more than twice as large as `peer`'s would be
+    /// go, the largest first. Two peers announcing a million made-up paths each thus lose
+    /// theirs before a store of ordinary size is refused, while ordinary stores (a new stream
+    /// starts empty, so its first frames say nothing of its size) never evict each other.
     fn make_room(&mut self, peer: PeerId, wanted: usize) {
         let own = self.by_peer.get(&peer).map_or(0, |s| s.fingerprints.len()) + wanted;
         while self.total + wanted > MAX_HASHES {
@@ -97,7 +100,7 @@ impl Sets {
                 .map(|(other, set)| (*other, set.fingerprints.len()))
                 .max_by_key(|(_, len)| *len);
             match largest {
-                Some((victim, len)) if len > own.saturating_mul(2) => {
+                Some((victim, len)) if len > LARGE_SET.max(own.saturating_mul(2)) => {
                     tracing::debug!(%victim, paths = len, "index full: dropping the largest set");
                     self.remove(&victim);
                 }

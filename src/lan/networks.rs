@@ -70,15 +70,25 @@ impl Networks {
 }
 
 /// Whether the subnet of `addr`/`prefix` can be a LAN, its hosts neighbours: IPv4 private,
-/// shared (CGNAT, as Tailscale's) and link-local ranges from /8 on; IPv6 unique-local and
+/// shared (CGNAT, as Tailscale's) and link-local ranges, no wider than the range; IPv6 unique-local and
 /// link-local ones from /48 on, and global ones of a link's size, /64 or longer (home LANs on
 /// IPv6 are the ISP's /64). A public IPv4 subnet is a data centre's, shared with strangers;
 /// hosts there are named with `--extra-hosts`.
 fn is_lan_subnet(addr: IpAddr, prefix: u8) -> bool {
     match unmapped(addr) {
         IpAddr::V4(ip) => {
-            let shared = Cidr::new(IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)), 10);
-            prefix >= 8 && (ip.is_private() || ip.is_link_local() || shared.contains(ip.into()))
+            // A subnet wider than its range would reach past it into public addresses.
+            let ranges = [
+                ([10, 0, 0, 0], 8),
+                ([172, 16, 0, 0], 12),
+                ([192, 168, 0, 0], 16),
+                ([169, 254, 0, 0], 16),
+                ([100, 64, 0, 0], 10),
+            ];
+            ranges.iter().any(|(net, len)| {
+                prefix >= *len
+                    && Cidr::new(IpAddr::V4(Ipv4Addr::from(*net)), *len).contains(ip.into())
+            })
         }
         IpAddr::V6(ip) => {
             let unique_local = (ip.segments()[0] & 0xfe00) == 0xfc00;
@@ -170,6 +180,8 @@ mod tests {
                 subnet("2001:db8:1:2::5", 48),
                 subnet("fd00:7::1", 0),
                 subnet("100.100.1.1", 10),
+                subnet("192.168.1.5", 8),
+                subnet("172.20.0.1", 8),
                 subnet("2001:db8:9:9::5", 64),
             ],
             broadcasts: Vec::new(),
@@ -180,6 +192,8 @@ mod tests {
             "10.200.0.1",
             "2001:db8:1:3::1",
             "fd00:8::1",
+            "192.30.255.112",
+            "172.217.1.1",
         ] {
             assert!(!n.is_local(far.parse().unwrap()), "{far}");
         }
